@@ -1,0 +1,30 @@
+"""affinity_sdk: score e-commerce customers for affinity and propensity, in process, fast.
+
+Typed events (:mod:`affinity_sdk.events`) become columnar batches (:mod:`affinity_sdk.batch`),
+which compiled kernels (:mod:`affinity_sdk.kernels`) fold into exact, mergeable time-decayed
+state that is scored and bucketed into High / Medium / Low tiers.
+"""
+
+from __future__ import annotations
+
+from ._backends import available_backends, resolve_backend
+from .batch import EventBatch, Interner, Interners
+from .errors import AffinityError, BackendUnavailableError, ConfigError, SchemaError, StateError
+from .state import DecayState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AffinityError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "DecayState",
+    "EventBatch",
+    "Interner",
+    "Interners",
+    "SchemaError",
+    "StateError",
+    "__version__",
+    "available_backends",
+    "resolve_backend",
+]

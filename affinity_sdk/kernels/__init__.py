@@ -1,0 +1,160 @@
+"""The kernel interface: one function per operation, a ``backend`` argument picks the engine.
+
+Backends are ``"reference"`` (numpy, the oracle), ``"numba"`` and ``"cpp"`` (the compiled
+``affinity_sdk._native`` extension); see :mod:`affinity_sdk._backends`. All of them write into
+caller-provided outputs and give the same numbers (checked by the parity tests).
+
+Examples
+--------
+>>> import numpy as np
+>>> from affinity_sdk.kernels import quantile_cutoffs
+>>> quantile_cutoffs(np.arange(10.0), np.array([0.9, 0.6]), backend="reference").tolist()
+[9.0, 6.0]
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._backends import BackendName, native, resolve_backend
+from . import _reference
+from ._layout import REBASE_EXPONENT, STATE_DTYPE, empty_records
+
+__all__ = [
+    "REBASE_EXPONENT",
+    "STATE_DTYPE",
+    "accumulate",
+    "assign_tiers",
+    "decay_factors",
+    "decayed",
+    "empty_records",
+    "merge",
+    "quantile_cutoffs",
+    "raw_scores",
+    "rebase",
+    "topk_rows",
+]
+
+
+def _impl(backend: str | None) -> Any:
+    name: BackendName = resolve_backend(backend)
+    if name == "reference":
+        return _reference
+    if name == "numba":
+        from . import _numba  # type: ignore[attr-defined]
+
+        return _numba
+    module: ModuleType | None = native()
+    assert module is not None  # resolve_backend checked it
+    return module
+
+
+def decay_factors(lam_per_ms: NDArray[np.float64], delta_ms: int) -> NDArray[np.float64]:
+    r"""Per-signal factor :math:`e^{-\lambda_s \Delta}`, exactly 1 when ``delta_ms == 0``.
+
+    Taking the exponent as 0 at ``Δ = 0`` keeps a zero half-life (``λ = inf``) well defined.
+
+    Examples
+    --------
+    >>> decay_factors(np.array([np.log(2) / 1000.0, np.inf, 0.0]), 1000).tolist()
+    [0.5, 0.0, 1.0]
+    """
+    if delta_ms == 0:
+        return np.ones_like(lam_per_ms)
+    with np.errstate(over="ignore"):
+        return np.exp(-lam_per_ms * float(delta_ms))
+
+
+def accumulate(
+    records: NDArray[np.void],
+    users: NDArray[np.int64],
+    signals: NDArray[np.int64],
+    ts_ms: NDArray[np.int64],
+    values: NDArray[np.float64],
+    landmark_ms: int,
+    lam_per_ms: NDArray[np.float64],
+    *,
+    backend: str | None = None,
+) -> None:
+    """Fold events into ``records`` in place (see :func:`._reference.accumulate`)."""
+    _impl(backend).accumulate(records, users, signals, ts_ms, values, landmark_ms, lam_per_ms)
+
+
+def rebase(records: NDArray[np.void], factors: NDArray[np.float64], *, backend: str | None = None) -> None:
+    """Multiply each signal's accumulator by its factor (a landmark move)."""
+    _impl(backend).rebase(records, factors)
+
+
+def merge(into: NDArray[np.void], other: NDArray[np.void], *, backend: str | None = None) -> None:
+    """Add ``other``'s records into ``into`` (same landmark, same shape)."""
+    _impl(backend).merge(into, other)
+
+
+def decayed(
+    records: NDArray[np.void],
+    factors: NDArray[np.float64],
+    out: NDArray[np.float64] | None = None,
+    *,
+    backend: str | None = None,
+) -> NDArray[np.float64]:
+    """Decayed value per (profile, signal) given :func:`decay_factors` from the landmark to now."""
+    if out is None:
+        out = np.empty(records.shape, dtype=np.float64)
+    _impl(backend).decayed(records, factors, out)
+    return out
+
+
+def raw_scores(
+    records: NDArray[np.void],
+    coefs: NDArray[np.float64],
+    out: NDArray[np.float64] | None = None,
+    *,
+    backend: str | None = None,
+) -> NDArray[np.float64]:
+    """Composite raw score per profile, ``coefs = weights * decay_factors``."""
+    if out is None:
+        out = np.empty(records.shape[0], dtype=np.float64)
+    _impl(backend).raw_scores(records, coefs, out)
+    return out
+
+
+def quantile_cutoffs(
+    values: NDArray[np.float64], fractions: NDArray[np.float64], *, backend: str | None = None
+) -> NDArray[np.float64]:
+    """Cut-off values so that the top ``1 - q`` of ``values`` lie at or above each (O(n))."""
+    result: NDArray[np.float64] = _impl(backend).quantile_cutoffs(values, fractions)
+    return result
+
+
+def assign_tiers(
+    values: NDArray[np.float64],
+    cut_up: NDArray[np.float64],
+    cut_down: NDArray[np.float64] | None = None,
+    previous: NDArray[np.int8] | None = None,
+    out: NDArray[np.int8] | None = None,
+    *,
+    backend: str | None = None,
+) -> NDArray[np.int8]:
+    """Tier codes 0 / 1 / 2 (low / medium / high), with hysteresis when ``previous`` is given."""
+    if cut_down is None:
+        cut_down = cut_up
+    if previous is None:
+        previous = np.full(values.shape[0], -1, dtype=np.int8)
+    if out is None:
+        out = np.empty(values.shape[0], dtype=np.int8)
+    _impl(backend).assign_tiers(values, cut_up, cut_down, previous, out)
+    return out
+
+
+def topk_rows(
+    matrix: NDArray[np.float64], k: int, *, backend: str | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Column indices and values of each row's ``k`` largest entries, descending."""
+    out_index = np.empty((matrix.shape[0], k), dtype=np.int64)
+    out_value = np.empty((matrix.shape[0], k), dtype=np.float64)
+    _impl(backend).topk_rows(matrix, k, out_index, out_value)
+    return out_index, out_value

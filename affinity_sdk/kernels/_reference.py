@@ -1,0 +1,138 @@
+"""Reference kernels in plain numpy: slow, obvious, and the oracle the fast backends must match.
+
+Every function here has a twin with the same name and signature in ``_numba.py`` and in the C++
+extension (``csrc/``). Outputs are passed in (``out``) so no backend allocates behind the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "accumulate",
+    "assign_tiers",
+    "decayed",
+    "merge",
+    "quantile_cutoffs",
+    "raw_scores",
+    "rebase",
+    "topk_rows",
+]
+
+
+def accumulate(
+    records: NDArray[np.void],
+    users: NDArray[np.int64],
+    signals: NDArray[np.int64],
+    ts_ms: NDArray[np.int64],
+    values: NDArray[np.float64],
+    landmark_ms: int,
+    lam_per_ms: NDArray[np.float64],
+) -> None:
+    r"""Fold events into ``records[users, signals]`` in place.
+
+    .. math:: A_{us} \mathrel{+}= v\, e^{\lambda_s (t - L)},\quad N_{us} \mathrel{+}= 1,\quad
+              T_{us} \mathrel{+}= v,\quad F_{us} = \min(F_{us}, t),\quad
+              Z_{us} = \max(Z_{us}, t)
+
+    The exponent is taken as 0 when ``t == L`` so that a zero half-life (``λ = inf``) is exact.
+    """
+    lam = lam_per_ms[signals]
+    dt = (ts_ms - landmark_ms).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        exponent = np.where(dt == 0.0, 0.0, lam * dt)
+    contribution = values * np.exp(exponent)
+    cell = (users, signals)
+    np.add.at(records["acc"], cell, contribution)
+    np.add.at(records["total"], cell, values)
+    np.add.at(records["count"], cell, 1)
+    np.minimum.at(records["first_ms"], cell, ts_ms)
+    np.maximum.at(records["last_ms"], cell, ts_ms)
+
+
+def rebase(records: NDArray[np.void], factors: NDArray[np.float64]) -> None:
+    r"""Move the landmark: :math:`A_{us} \mathrel{*}= f_s`, :math:`f_s = e^{-\lambda_s \Delta L}`."""
+    records["acc"] *= factors[np.newaxis, :]
+
+
+def merge(into: NDArray[np.void], other: NDArray[np.void]) -> None:
+    """Add ``other`` into ``into`` (same shape, same landmark): sums, min of first, max of last."""
+    into["acc"] += other["acc"]
+    into["total"] += other["total"]
+    into["count"] += other["count"]
+    np.minimum(into["first_ms"], other["first_ms"], out=into["first_ms"])
+    np.maximum(into["last_ms"], other["last_ms"], out=into["last_ms"])
+
+
+def decayed(records: NDArray[np.void], factors: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    r"""Decayed values at now: :math:`D_{us} = A_{us} f_s`, :math:`f_s = e^{-\lambda_s (now - L)}`."""
+    np.multiply(records["acc"], factors[np.newaxis, :], out=out)
+
+
+def raw_scores(records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}` with :math:`c_s = w_s f_s`."""
+    np.dot(records["acc"], coefs, out=out)
+
+
+def quantile_cutoffs(values: NDArray[np.float64], fractions: NDArray[np.float64]) -> NDArray[np.float64]:
+    r"""For each fraction ``q``, the value ``v`` such that values ``>= v`` are the top ``1 - q``.
+
+    With ``n`` values sorted descending, :math:`v_{(1)} \ge \dots \ge v_{(n)}`, the cut-off for
+    ``q`` is :math:`v_{(k)}`, :math:`k = \max(1, \lceil n (1 - q) \rceil)`; ``q >= 1`` gives ``+inf``
+    (nobody), an empty ``values`` gives ``+inf``. Ties at the cut-off all pass it.
+    """
+    out = np.full(fractions.shape[0], np.inf)
+    n = values.shape[0]
+    if n == 0:
+        return out
+    ordered = np.sort(values)[::-1]
+    for i, q in enumerate(fractions):
+        if q >= 1.0:
+            continue
+        k = max(1, int(np.ceil(n * (1.0 - q) - 1e-9)))
+        out[i] = ordered[min(k, n) - 1]
+    return out
+
+
+def assign_tiers(
+    values: NDArray[np.float64],
+    cut_up: NDArray[np.float64],
+    cut_down: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out: NDArray[np.int8],
+) -> None:
+    """Tier codes (0 low, 1 medium, 2 high) with hysteresis against ``previous`` (-1 = none).
+
+    ``cut_up[t]`` / ``cut_down[t]`` (t = 0 medium, 1 high) are the thresholds to *enter* tier ``t``
+    from below and to *stay* in it (or drop into it) from above; without hysteresis they are equal.
+    A value must also be ``> 0`` to leave Low: a profile with no decayed activity is Low.
+    """
+    out[:] = 0
+    positive = values > 0.0
+    for code in (1, 2):
+        t = code - 1
+        threshold = np.where(previous >= code, cut_down[t], cut_up[t])
+        out[(values >= threshold) & positive] = code
+
+
+def topk_rows(
+    matrix: NDArray[np.float64],
+    k: int,
+    out_index: NDArray[np.int64],
+    out_value: NDArray[np.float64],
+) -> None:
+    """Per row, the ``k`` largest entries (descending; ties by lower column), NaN treated as -inf.
+
+    Rows with fewer than ``k`` columns pad ``out_index`` with -1 and ``out_value`` with NaN.
+    """
+    n, m = matrix.shape
+    out_index[:] = -1
+    out_value[:] = np.nan
+    kk = min(k, m)
+    if kk == 0 or n == 0:
+        return
+    keyed = np.where(np.isnan(matrix), -np.inf, matrix)
+    order = np.argsort(-keyed, axis=1, kind="stable")[:, :kk]
+    out_index[:, :kk] = order
+    out_value[:, :kk] = np.take_along_axis(matrix, order, axis=1)
