@@ -1,0 +1,231 @@
+"""``ScoringConfig``: which events score, how much, how fast they fade, and how tiers are cut.
+
+Loaded from TOML or JSON and validated at the boundary with messages that name the key::
+
+    version = "spring-2027"          # free text, recorded with every result
+
+    [signals.product_viewed]          # key = an event type
+    weight = 1.0
+    half_life = "3d"                  # ms / s / m / h / d / w units, or "inf" (no decay)
+    # value = "revenue"               # decay a numeric field instead of counting events
+
+    [tiers]
+    method = "quantile"               # or "absolute" (then high / medium are 0-100 score thresholds)
+    high = 0.9                        # quantile: top 10% are High
+    medium = 0.6                      # next 30% are Medium, the rest Low
+    # hysteresis = 0.02               # band so users do not flap between tiers
+
+    [score]
+    half_point = 10.0                 # the raw score that maps to 50 on the 0-100 scale
+
+Event types absent from ``[signals]`` are accepted and not scored. The fingerprint is a hash of
+the canonical form (signals in event-type order, half-lives in seconds; ``version`` excluded, as
+it is a label), stored with every state and result built from the config.
+
+Examples
+--------
+>>> cfg = ScoringConfig.from_toml('''
+... version = "v1"
+... [signals.order_completed]
+... weight = 10.0
+... half_life = "30d"
+... ''')
+>>> cfg.signal_names, cfg.half_lives_s, len(cfg.fingerprint)
+(('order_completed',), (2592000.0,), 16)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+from ._units import parse_duration
+from .errors import ConfigError
+from .events import EVENT_TYPE_CODES
+
+__all__ = ["ScoreMapping", "ScoringConfig", "SignalConfig", "TierConfig", "default_config"]
+
+ValueField = Literal["count", "revenue"]
+
+
+class SignalConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One scored event type: its weight, half-life and what is decayed (a count or revenue)."""
+
+    weight: float
+    half_life: str | float
+    value: ValueField = "count"
+
+    @property
+    def half_life_s(self) -> float:
+        return parse_duration(self.half_life)
+
+
+class TierConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How scores become High / Medium / Low.
+
+    ``quantile``: ``high`` / ``medium`` are population quantiles (0.9 = top 10 % High) and
+    ``hysteresis`` is in quantile units. ``absolute``: they are thresholds on the 0-100 score
+    and ``hysteresis`` is in score points. A user enters a higher tier only past the cut-off plus
+    the band and leaves it only below the cut-off minus the band.
+    """
+
+    method: Literal["quantile", "absolute"] = "quantile"
+    high: float = 0.9
+    medium: float = 0.6
+    hysteresis: float = 0.0
+
+
+class ScoreMapping(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``score = 100 · r / (r + half_point)`` with ``r = max(raw_score, 0)``: monotone, 50 at
+    ``raw_score == half_point``, approaching 100 for very active users, 0 for none."""
+
+    half_point: float = 10.0
+
+
+class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A validated scoring configuration (see the module docstring for the TOML shape)."""
+
+    signals: dict[str, SignalConfig]
+    version: str = "unversioned"
+    tiers: TierConfig = TierConfig()
+    score: ScoreMapping = ScoreMapping()
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # --- loading ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ScoringConfig:
+        """Validate a plain mapping (as parsed from TOML / JSON)."""
+        try:
+            return msgspec.convert(data, cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, text: str | bytes, *, source: str = "config") -> ScoringConfig:
+        """Parse and validate TOML text."""
+        try:
+            return msgspec.toml.decode(text, type=cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "config") -> ScoringConfig:
+        """Parse and validate JSON text."""
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{source}: invalid JSON: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScoringConfig:
+        """Load a ``.toml`` or ``.json`` file; any problem is a one-line :class:`ConfigError`."""
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+        if p.suffix.lower() == ".json":
+            return cls.from_json(raw, source=str(p))
+        return cls.from_toml(raw, source=str(p))
+
+    # --- derived views ---------------------------------------------------------------------
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        """Scored event types in canonical (event-type code) order: the state's signal axis."""
+        return tuple(sorted(self.signals, key=EVENT_TYPE_CODES.__getitem__))
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return tuple(self.signals[name].weight for name in self.signal_names)
+
+    @property
+    def half_lives_s(self) -> tuple[float, ...]:
+        return tuple(self.signals[name].half_life_s for name in self.signal_names)
+
+    @property
+    def value_fields(self) -> tuple[ValueField, ...]:
+        return tuple(self.signals[name].value for name in self.signal_names)
+
+    def canonical(self) -> dict[str, Any]:
+        """The normalised form the fingerprint hashes (no ``version``, half-lives in seconds)."""
+        return {
+            "signals": [
+                [
+                    name,
+                    self.signals[name].weight,
+                    _json_float(self.signals[name].half_life_s),
+                    self.signals[name].value,
+                ]
+                for name in self.signal_names
+            ],
+            "tiers": msgspec.to_builtins(self.tiers),
+            "score": msgspec.to_builtins(self.score),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over :meth:`canonical`, stable across processes and machines."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_json(self) -> bytes:
+        """Serialise as JSON (round-trips through :meth:`from_json`)."""
+        return msgspec.json.encode(self)
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else "inf"
+
+
+def _validate(cfg: ScoringConfig) -> None:
+    if not cfg.signals:
+        raise ConfigError("`signals` is empty: configure at least one event type to score")
+    for name, signal in cfg.signals.items():
+        where = f"`signals.{name}`"
+        if name not in EVENT_TYPE_CODES:
+            raise ConfigError(f"{where}: unknown event type {name!r}")
+        if not math.isfinite(signal.weight):
+            raise ConfigError(f"{where}.weight must be a finite number (got {signal.weight})")
+        try:
+            signal.half_life_s  # noqa: B018 - parsing is the validation
+        except ValueError as exc:
+            raise ConfigError(f"{where}.half_life: {exc}") from None
+    t = cfg.tiers
+    if not all(math.isfinite(x) for x in (t.high, t.medium, t.hysteresis)) or t.hysteresis < 0:
+        raise ConfigError("`tiers`: high, medium and hysteresis must be finite, hysteresis >= 0")
+    if t.method == "quantile" and not 0.0 <= t.medium <= t.high <= 1.0:
+        raise ConfigError(
+            f"`tiers`: quantiles need 0 <= medium <= high <= 1 (got medium={t.medium}, high={t.high})"
+        )
+    if t.method == "absolute" and not 0.0 <= t.medium <= t.high <= 100.0:
+        raise ConfigError(
+            "`tiers`: absolute thresholds need 0 <= medium <= high <= 100 "
+            f"(got medium={t.medium}, high={t.high})"
+        )
+    if not (math.isfinite(cfg.score.half_point) and cfg.score.half_point > 0):
+        raise ConfigError(f"`score.half_point` must be a positive number (got {cfg.score.half_point})")
+
+
+def default_config() -> ScoringConfig:
+    """The configuration shipped with the package (``affinity_sdk/data/default_config.toml``).
+
+    Examples
+    --------
+    >>> "order_completed" in default_config().signals
+    True
+    """
+    text = resources.files("affinity_sdk").joinpath("data/default_config.toml").read_text()
+    return ScoringConfig.from_toml(text, source="default_config.toml")
