@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from ._backends import available_backends, resolve_backend
 from .batch import EventBatch, Interner, Interners
+from .config import ScoringConfig, default_config
 from .errors import AffinityError, BackendUnavailableError, ConfigError, SchemaError, StateError
+from .scorer import Scorer
 from .state import DecayState
 
 __version__ = "0.1.0"
@@ -23,8 +25,11 @@ __all__ = [
     "Interner",
     "Interners",
     "SchemaError",
+    "Scorer",
+    "ScoringConfig",
     "StateError",
     "__version__",
     "available_backends",
+    "default_config",
     "resolve_backend",
 ]

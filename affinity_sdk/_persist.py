@@ -66,7 +66,7 @@ def write_container(
                 digest.update(chunk)
                 fh.write(chunk)
             for arr in contiguous.values():
-                view = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+                view = arr.reshape(-1).view(np.uint8).data if arr.size else memoryview(b"")
                 digest.update(view)
                 fh.write(view)
             fh.write(digest.digest())

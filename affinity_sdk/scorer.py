@@ -1,0 +1,556 @@
+"""``Scorer``: the in-process API an app backend embeds.
+
+Ingest events as they arrive (Structs, NDJSON / JSON / MessagePack bytes or an
+:class:`~affinity_sdk.batch.EventBatch`), ask for one user's tier in microseconds, score everyone
+in one vectorized pass, explain a score, save and load state atomically, merge shards exactly.
+Late and out-of-order events give exactly the same state as in-order ones (forward decay).
+
+Examples
+--------
+>>> from affinity_sdk import Scorer
+>>> scorer = Scorer()   # the built-in default config
+>>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"ann","timestamp":"2026-01-01T10:00:00Z"}')
+>>> _ = scorer.ingest(b'{"type":"order_completed","user_id":"bob","timestamp":"2026-01-02T10:00:00Z",'
+...                   b'"order_id":"o1","products":[],"revenue":30}')
+>>> result = scorer.score()
+>>> dict(zip(result.user_ids, result.tier.tolist()))
+{'ann': 'medium', 'bob': 'high'}
+>>> scorer.tier_of("bob"), round(scorer.score_of("bob"), 1)
+('high', 50.0)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from . import kernels
+from .batch import TOMBSTONE, EventBatch, Interner, Interners
+from .config import ScoringConfig, default_config
+from .errors import ConfigError, StateError
+from .events import EVENT_TYPE_CODES, EVENT_TYPES
+from .events import Event as EventStruct
+from .kernels import empty_records
+from .results import TIER_LABELS, ScoreResult
+from .state import DecayState
+
+__all__ = ["Explanation", "IngestReport", "Scorer", "SignalExplanation", "TierChange"]
+
+Errors = Literal["raise", "skip", "collect"]
+TierLabel = Literal["low", "medium", "high"]
+_NO_TIER = -1
+_NO_CONSENT_MS = np.iinfo(np.int64).min
+_STATE_KIND = "affinity_sdk.Scorer"
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ``ingest`` call did: events accepted, how many of them matched a scored signal,
+    how many were rejected (``errors="skip"`` / ``"collect"``) and, with ``"collect"``, the
+    ``(position, message)`` of each rejected one."""
+
+    accepted: int
+    scored: int
+    n_rejected: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TierChange:
+    """A user's tier moved between two ``score()`` runs (passed to ``on_tier_change`` callbacks)."""
+
+    user_id: str
+    old: TierLabel
+    new: TierLabel
+    score: float
+
+
+class SignalExplanation(msgspec.Struct, frozen=True, kw_only=True):
+    """One signal's part in a user's score."""
+
+    signal: str
+    weight: float
+    decayed: float
+    contribution: float
+    count: int
+    total: float
+    first_seen_ms: int | None
+    last_seen_ms: int | None
+
+
+class Explanation(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a user has their score: contributions sorted by absolute size, largest first."""
+
+    user_id: str
+    now_ms: int
+    raw_score: float
+    score: float
+    tier: TierLabel
+    signals: list[SignalExplanation]
+
+
+class Scorer:
+    """Embeddable, thread-safe scorer over exact time-decayed per-user state.
+
+    Parameters
+    ----------
+    config:
+        A :class:`ScoringConfig`, a path to a TOML / JSON file, or ``None`` for the built-in default.
+    backend:
+        Kernel backend: ``"auto"`` (fastest available), ``"cpp"``, ``"numba"`` or ``"reference"``.
+    """
+
+    def __init__(
+        self, config: ScoringConfig | str | Path | None = None, *, backend: str | None = "auto"
+    ) -> None:
+        if config is None:
+            config = default_config()
+        elif not isinstance(config, ScoringConfig):
+            config = ScoringConfig.load(config)
+        self.config: ScoringConfig = config
+        self.interners = Interners()
+        self._state = DecayState(config.half_lives_s, backend=backend)
+        self._lock = threading.RLock()
+        self._weights = np.asarray(config.weights, dtype=np.float64)
+        self._signal_of_type = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+        for i, name in enumerate(config.signal_names):
+            self._signal_of_type[EVENT_TYPE_CODES[name]] = i
+        self._decays_revenue = np.array([v == "revenue" for v in config.value_fields], dtype=np.bool_)
+        self._opted_out = np.zeros(0, dtype=np.bool_)
+        self._forgotten = np.zeros(0, dtype=np.bool_)
+        self._tiers = np.zeros(0, dtype=np.int8)
+        self._consent_ms = np.zeros(0, dtype=np.int64)  # time of the consent event in force
+        self._cutoffs: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._callbacks: list[Callable[[TierChange], None]] = []
+        self.latest_ms: int | None = None
+        self.events_ingested = 0
+        self.source_position: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Scorer(users={self.n_users}, signals={len(self.config.signals)}, "
+            f"config={self.config.version!r}/{self.config.fingerprint}, backend={self.backend!r})"
+        )
+
+    @property
+    def backend(self) -> str:
+        """The kernel backend actually in use (``auto`` resolved)."""
+        return self._state.backend
+
+    @property
+    def n_users(self) -> int:
+        return len(self.interners.users)
+
+    # --- ingest ----------------------------------------------------------------------------
+    def ingest(
+        self,
+        data: EventBatch | EventStruct | Iterable[EventStruct] | bytes | str,
+        *,
+        format: Literal["ndjson", "json", "msgpack"] = "ndjson",
+        errors: Errors = "raise",
+    ) -> IngestReport:
+        """Fold events into the state. Order and batching do not change the result.
+
+        ``errors="raise"`` rejects the whole call on the first bad event (nothing is ingested);
+        ``"skip"`` and ``"collect"`` ingest the good events and report the bad ones in
+        :attr:`IngestReport.rejected` as ``(position, message)``.
+        """
+        with self._lock:
+            batch, n_rejected, rejected = self._to_batch(data, format, errors)
+            scored = self._fold(batch)
+        return IngestReport(accepted=len(batch), scored=scored, n_rejected=n_rejected, rejected=rejected)
+
+    def _to_batch(self, data: Any, fmt: str, errors: Errors) -> tuple[EventBatch, int, list[tuple[int, str]]]:
+        if isinstance(data, EventBatch):
+            return self._adopt(data), 0, []
+        if isinstance(data, str):
+            data = data.encode()
+        if isinstance(data, bytes | bytearray | memoryview):
+            from . import decode
+
+            decoders = {
+                "ndjson": decode.decode_ndjson,
+                "json": decode.decode_json,
+                "msgpack": decode.decode_msgpack,
+            }
+            if fmt not in decoders:
+                raise ValueError(f"unknown format {fmt!r}: use 'ndjson', 'json' or 'msgpack'")
+            decoded = decoders[fmt](data, errors=errors)
+            batch = EventBatch.from_events(decoded.events, self.interners)
+            return batch, decoded.rejects.total, decoded.rejects.errors
+        if isinstance(data, msgspec.Struct):
+            data = [data]
+        return EventBatch.from_events(data, self.interners), 0, []
+
+    def _adopt(self, batch: EventBatch) -> EventBatch:
+        """The batch with its user codes expressed in this scorer's interner."""
+        if batch.interners is self.interners or len(batch) == 0:
+            return batch
+        mapping = np.fromiter(
+            (self.interners.users.intern(name) for name in batch.interners.users.names),
+            dtype=np.int64,
+            count=len(batch.interners.users),
+        )
+        adopted = EventBatch(**{**batch.__dict__, "user": mapping[batch.user]})
+        adopted.interners = self.interners
+        return adopted
+
+    def _fold(self, batch: EventBatch) -> int:
+        n_users = self.n_users
+        self._state.ensure_profiles(n_users)
+        self._grow_flags(n_users)
+        if len(batch) == 0:
+            return 0
+        self._apply_consent(batch)
+        signal = self._signal_of_type[batch.event_type]
+        keep = signal >= 0
+        signal = signal[keep]
+        revenue = np.nan_to_num(batch.revenue[keep], nan=0.0)
+        values = np.where(self._decays_revenue[signal], revenue, 1.0)
+        self._state.add(batch.user[keep], signal, batch.ts_ms[keep], values)
+        newest = int(batch.ts_ms.max())
+        self.latest_ms = newest if self.latest_ms is None else max(self.latest_ms, newest)
+        self.events_ingested += len(batch)
+        return int(keep.sum())
+
+    def _grow_flags(self, n_users: int) -> None:
+        if self._opted_out.shape[0] < n_users:
+            grow = n_users - self._opted_out.shape[0]
+            self._opted_out = np.concatenate([self._opted_out, np.zeros(grow, dtype=np.bool_)])
+            self._forgotten = np.concatenate([self._forgotten, np.zeros(grow, dtype=np.bool_)])
+            self._tiers = np.concatenate([self._tiers, np.full(grow, _NO_TIER, dtype=np.int8)])
+            self._consent_ms = np.concatenate(
+                [self._consent_ms, np.full(grow, _NO_CONSENT_MS, dtype=np.int64)]
+            )
+
+    def _apply_consent(self, batch: EventBatch) -> None:
+        rows = np.flatnonzero(batch.consent >= 0)
+        if rows.size == 0:
+            return
+        # The latest consent event per user wins, whatever order (or call) the events arrived in.
+        order = rows[np.lexsort((batch.ts_ms[rows], batch.user[rows]))]
+        users = batch.user[order]
+        last = np.r_[users[1:] != users[:-1], True]
+        users, rows = users[last], order[last]
+        newer = batch.ts_ms[rows] >= self._consent_ms[users]
+        users, rows = users[newer], rows[newer]
+        self._consent_ms[users] = batch.ts_ms[rows]
+        self._opted_out[users] = batch.consent[rows] == 0
+
+    # --- scoring ---------------------------------------------------------------------------
+    def _now_ms(self, now: datetime | str | int | None) -> int:
+        if now is None:
+            return self.latest_ms if self.latest_ms is not None else 0
+        from ._units import to_epoch_ms
+
+        return to_epoch_ms(now)
+
+    def _eligible(self) -> NDArray[np.bool_]:
+        n = self.n_users
+        eligible: NDArray[np.bool_] = ~(self._opted_out[:n] | self._forgotten[:n])
+        return eligible
+
+    def _to_score(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+        positive = np.maximum(raw, 0.0)
+        score: NDArray[np.float64] = 100.0 * positive / (positive + self.config.score.half_point)
+        return score
+
+    def _raw_threshold(self, score: float) -> float:
+        """The raw score whose 0-100 score is ``score`` (inverse of the mapping)."""
+        if score >= 100.0:
+            return float("inf")
+        return self.config.score.half_point * score / (100.0 - score)
+
+    def _compute_cutoffs(self, raw: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        t = self.config.tiers
+        band = t.hysteresis
+        if t.method == "absolute":
+            up = np.array([self._raw_threshold(t.medium + band), self._raw_threshold(t.high + band)])
+            down = np.array(
+                [self._raw_threshold(max(t.medium - band, 0.0)), self._raw_threshold(max(t.high - band, 0.0))]
+            )
+            return up, down
+        fractions = np.array([t.medium, t.high, min(t.medium + band, 1.0), min(t.high + band, 1.0)])
+        fractions = np.concatenate([fractions, [max(t.medium - band, 0.0), max(t.high - band, 0.0)]])
+        cuts = kernels.quantile_cutoffs(raw, fractions, backend=self.backend)
+        if band == 0.0:
+            return cuts[:2], cuts[:2]
+        return cuts[2:4], cuts[4:6]
+
+    def score(self, now: datetime | str | int | None = None) -> ScoreResult:
+        """Score every consenting user at ``now`` (default: the latest event time seen).
+
+        Tiers are assigned with hysteresis against the previous ``score()`` run, quantile
+        cut-offs are refreshed for :meth:`tier_of`, and ``on_tier_change`` callbacks fire once
+        per user whose tier changed (a user seen for the first time counts as coming from Low).
+        """
+        with self._lock:
+            now_ms = self._now_ms(now)
+            raw = self._state.raw_scores(self._weights, now_ms)
+            decayed = self._state.decayed(now_ms)
+            eligible = self._eligible()
+            cut_up, cut_down = self._compute_cutoffs(raw[eligible])
+            previous = self._tiers[: self.n_users]
+            tiers = kernels.assign_tiers(raw, cut_up, cut_down, previous, backend=self.backend)
+            before = np.where(previous == _NO_TIER, 0, previous)
+            changed = np.flatnonzero(eligible & (tiers != before))
+            self._tiers[: self.n_users] = np.where(eligible, tiers, previous)
+            self._cutoffs = (cut_up, cut_down)
+            score = self._to_score(raw)
+            names = self.interners.users.names
+            changes = [
+                TierChange(
+                    names[u], TIER_LABELS[before[u]].item(), TIER_LABELS[tiers[u]].item(), float(score[u])
+                )
+                for u in changed.tolist()
+            ]
+            callbacks = list(self._callbacks)
+            rows = np.flatnonzero(eligible)
+            result = ScoreResult(
+                user_ids=[names[u] for u in rows.tolist()],
+                raw_score=raw[rows],
+                score=score[rows],
+                tier_code=tiers[rows],
+                signal_names=self.config.signal_names,
+                decayed=decayed[rows],
+                now_ms=now_ms,
+                config_version=self.config.version,
+                config_fingerprint=self.config.fingerprint,
+                backend=self.backend,
+            )
+        for change in changes:
+            for callback in callbacks:
+                callback(change)
+        return result
+
+    def _raw_of(self, code: int, now_ms: int) -> float:
+        coefs = self._weights * self._state.factors(now_ms)
+        return float(self._state.records[code]["acc"] @ coefs)
+
+    def _code(self, user_id: str) -> int | None:
+        code = self.interners.users.lookup(user_id)
+        if code is None or self._opted_out[code] or self._forgotten[code]:
+            return None
+        return code
+
+    def score_of(self, user_id: str, now: datetime | str | int | None = None) -> float | None:
+        """One user's 0-100 score, or ``None`` for an unknown, opted-out or forgotten user."""
+        with self._lock:
+            code = self._code(user_id)
+            if code is None:
+                return None
+            return float(self._to_score(np.array([self._raw_of(code, self._now_ms(now))]))[0])
+
+    def tier_of(self, user_id: str, now: datetime | str | int | None = None) -> TierLabel | None:
+        """One user's tier against the cut-offs of the last :meth:`score` run (computed once on
+        first use if there was none); ``None`` for an unknown, opted-out or forgotten user."""
+        with self._lock:
+            code = self._code(user_id)
+            if code is None:
+                return None
+            now_ms = self._now_ms(now)
+            if self._cutoffs is None:
+                raw_all = self._state.raw_scores(self._weights, now_ms)
+                self._cutoffs = self._compute_cutoffs(raw_all[self._eligible()])
+            cut_up, cut_down = self._cutoffs
+            raw = self._raw_of(code, now_ms)
+            previous = int(self._tiers[code])
+            tier = 0
+            if raw > 0.0:
+                for level in (1, 2):
+                    threshold = cut_down[level - 1] if previous >= level else cut_up[level - 1]
+                    if raw >= threshold:
+                        tier = level
+            label: TierLabel = TIER_LABELS[tier].item()
+            return label
+
+    def explain(self, user_id: str, now: datetime | str | int | None = None) -> Explanation:
+        """Each signal's decayed value, count, first / last seen and contribution, largest first.
+
+        Raises ``KeyError`` for an unknown, opted-out or forgotten user.
+        """
+        with self._lock:
+            code = self._code(user_id)
+            if code is None:
+                raise KeyError(f"no scorable user {user_id!r}")
+            now_ms = self._now_ms(now)
+            record = self._state.records[code]
+            decayed = record["acc"] * self._state.factors(now_ms)
+            contributions = self._weights * decayed
+            signals = [
+                SignalExplanation(
+                    signal=name,
+                    weight=float(self._weights[i]),
+                    decayed=float(decayed[i]),
+                    contribution=float(contributions[i]),
+                    count=int(record["count"][i]),
+                    total=float(record["total"][i]),
+                    first_seen_ms=int(record["first_ms"][i]) if record["count"][i] else None,
+                    last_seen_ms=int(record["last_ms"][i]) if record["count"][i] else None,
+                )
+                for i, name in enumerate(self.config.signal_names)
+            ]
+            signals.sort(key=lambda s: (-abs(s.contribution), s.signal))
+            raw = float(contributions.sum())
+            tier = self.tier_of(user_id, now_ms) or "low"
+            score = float(self._to_score(np.array([raw]))[0])
+        return Explanation(
+            user_id=user_id, now_ms=now_ms, raw_score=raw, score=score, tier=tier, signals=signals
+        )
+
+    def on_tier_change(self, callback: Callable[[TierChange], None]) -> Callable[[TierChange], None]:
+        """Register ``callback(change)``; it runs after each :meth:`score` for every user whose tier
+        changed (never for opted-out users). Returns the callback, so it works as a decorator."""
+        with self._lock:
+            self._callbacks.append(callback)
+        return callback
+
+    # --- consent ---------------------------------------------------------------------------
+    def opt_out(self, user_id: str) -> None:
+        """Exclude a user from results, exports and triggers until :meth:`opt_in`."""
+        with self._lock:
+            code = self.interners.users.intern(user_id)
+            self._grow_flags(self.n_users)
+            self._state.ensure_profiles(self.n_users)
+            self._opted_out[code] = True
+
+    def opt_in(self, user_id: str) -> None:
+        """Undo :meth:`opt_out`."""
+        with self._lock:
+            code = self.interners.users.lookup(user_id)
+            if code is not None:
+                self._opted_out[code] = False
+
+    def forget(self, user_id: str) -> bool:
+        """Erase every trace of a user: their state, flags and id (on the next :meth:`save` the file
+        no longer holds them). Later events for the same id start a fresh profile. Returns whether
+        the user was known."""
+        with self._lock:
+            code = self.interners.users.forget(user_id)
+            if code is None:
+                return False
+            self._state.records[code] = empty_records(1, self._state.n_signals)[0]
+            self._forgotten[code] = True
+            self._opted_out[code] = False
+            self._tiers[code] = _NO_TIER
+            self._consent_ms[code] = _NO_CONSENT_MS
+            return True
+
+    # --- persistence and merging -----------------------------------------------------------
+    def save(self, path: str | Path, *, source_position: Any = None) -> Path:
+        """Atomically write the state (temp file + fsync + rename, SHA-256 checksummed).
+
+        ``source_position`` (any MessagePack-able value, e.g. a Kafka offset) is stored so a
+        restarted process can resume reading where this snapshot ends.
+        """
+        from ._persist import write_container
+
+        with self._lock:
+            if source_position is not None:
+                self.source_position = source_position
+            n = self.n_users
+            header = {
+                "config": msgspec.to_builtins(self.config),
+                "fingerprint": self.config.fingerprint,
+                "landmark_ms": self._state.landmark_ms,
+                "latest_ms": self.latest_ms,
+                "events_ingested": self.events_ingested,
+                "source_position": self.source_position,
+                "interners": {name: _dump_interner(getattr(self.interners, name)) for name in _INTERNERS},
+            }
+            arrays = {
+                "records": self._state.records,
+                "opted_out": self._opted_out[:n],
+                "forgotten": self._forgotten[:n],
+                "tiers": self._tiers[:n],
+                "consent_ms": self._consent_ms[:n],
+            }
+            if self._cutoffs is not None:
+                arrays["cut_up"], arrays["cut_down"] = self._cutoffs
+            write_container(path, _STATE_KIND, header, arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, backend: str | None = "auto") -> Scorer:
+        """Load a file written by :meth:`save`; a corrupt, truncated or foreign file raises
+        :class:`StateError`."""
+        from ._persist import read_container
+
+        header, arrays = read_container(path, _STATE_KIND)
+        try:
+            config = msgspec.convert(header["config"], ScoringConfig)
+        except (msgspec.ValidationError, ConfigError) as exc:
+            raise StateError(f"{path}: stored config is invalid: {exc}") from None
+        if config.fingerprint != header["fingerprint"]:
+            raise StateError(f"{path}: config fingerprint mismatch (file {header['fingerprint']})")
+        scorer = cls(config, backend=backend)
+        for name in _INTERNERS:
+            setattr(scorer.interners, name, _load_interner(header["interners"][name]))
+        records = arrays["records"]
+        n = scorer.n_users
+        if records.shape != (n, len(config.signals)) or records.dtype != kernels.STATE_DTYPE:
+            raise StateError(f"{path}: state arrays do not match the stored users / signals")
+        scorer._state.ensure_profiles(n)
+        scorer._state.records[:] = records
+        scorer._state.landmark_ms = header["landmark_ms"]
+        scorer._opted_out, scorer._forgotten = arrays["opted_out"], arrays["forgotten"]
+        scorer._tiers, scorer._consent_ms = arrays["tiers"], arrays["consent_ms"]
+        if "cut_up" in arrays:
+            scorer._cutoffs = (arrays["cut_up"], arrays["cut_down"])
+        scorer.latest_ms = header["latest_ms"]
+        scorer.events_ingested = header["events_ingested"]
+        scorer.source_position = header["source_position"]
+        return scorer
+
+    def merge(self, other: Scorer) -> Scorer:
+        """Add another scorer's state (same config) into this one, exactly; returns ``self``.
+
+        Users are matched by id; consent flags combine (opted out in either stays out).
+        """
+        if other.config.fingerprint != self.config.fingerprint:
+            raise ConfigError(
+                f"cannot merge scorers with different configs ({self.config.fingerprint} vs "
+                f"{other.config.fingerprint})"
+            )
+        with self._lock, other._lock:
+            names = other.interners.users.names
+            mapping = np.fromiter(
+                (self.interners.users.intern(name) if name != TOMBSTONE else -1 for name in names),
+                dtype=np.int64,
+                count=len(names),
+            )
+            self._state.ensure_profiles(self.n_users)
+            self._grow_flags(self.n_users)
+            live = mapping >= 0
+            shifted = DecayState(self.config.half_lives_s, backend=self.backend)
+            shifted.ensure_profiles(self.n_users)
+            shifted.records[mapping[live]] = other._state.records[live]
+            shifted.landmark_ms = other._state.landmark_ms
+            self._state.merge(shifted)
+            self._opted_out[mapping[live]] |= other._opted_out[live]
+            if other.latest_ms is not None:
+                self.latest_ms = (
+                    other.latest_ms if self.latest_ms is None else max(self.latest_ms, other.latest_ms)
+                )
+            self.events_ingested += other.events_ingested
+            self._cutoffs = None
+        return self
+
+
+_INTERNERS = ("users", "products", "categories", "brands", "campaigns")
+
+
+def _dump_interner(interner: Interner) -> list[str]:
+    return list(interner.names)
+
+
+def _load_interner(names: Sequence[str]) -> Interner:
+    return Interner(names)
