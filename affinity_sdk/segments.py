@@ -1,0 +1,337 @@
+"""Segments and activation: composable rules, entered / exited diffs, holdouts and drift.
+
+A *frame* is a mapping of column name → numpy array, one row per user, plus the ``user_id``
+column (see :func:`frame_from_result`). Rules are built from :func:`col` with comparisons and
+``&``, ``|``, ``~``, and are evaluated vectorized over the whole frame. Tier columns hold codes
+0 / 1 / 2; comparing them with a label (``col("tier") >= "medium"``) compares codes.
+
+Examples
+--------
+>>> import numpy as np
+>>> frame = {"user_id": np.array(["a", "b", "c"]), "tier": np.array([2, 1, 0], dtype=np.int8),
+...          "p_purchase": np.array([0.2, 0.7, 0.9])}
+>>> hot = Segment("high_intent", (col("tier") >= "medium") & (col("p_purchase") >= 0.5))
+>>> hot.members(frame).tolist()
+['b']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .results import ScoreResult
+
+__all__ = [
+    "Col",
+    "DriftReport",
+    "Rule",
+    "Segment",
+    "SegmentDiff",
+    "col",
+    "compare_runs",
+    "diff_segments",
+    "evaluate_segments",
+    "export_segments",
+    "frame_from_result",
+    "holdout_mask",
+    "psi",
+]
+
+Frame = Mapping[str, NDArray[Any]]
+TIER_CODES: Final = {"low": 0, "medium": 1, "high": 2}
+
+
+def _operand(column: NDArray[Any], value: Any) -> Any:
+    if isinstance(value, str) and value in TIER_CODES and np.issubdtype(column.dtype, np.integer):
+        return TIER_CODES[value]
+    return value
+
+
+class Rule:
+    """A boolean condition over a frame; combine with ``&``, ``|`` and ``~``."""
+
+    def __init__(self, evaluate: Callable[[Frame], NDArray[np.bool_]], text: str) -> None:
+        self._evaluate = evaluate
+        self.text = text
+
+    def __call__(self, frame: Frame) -> NDArray[np.bool_]:
+        return np.asarray(self._evaluate(frame), dtype=np.bool_)
+
+    def __and__(self, other: Rule) -> Rule:
+        return Rule(lambda f: self(f) & other(f), f"({self.text} and {other.text})")
+
+    def __or__(self, other: Rule) -> Rule:
+        return Rule(lambda f: self(f) | other(f), f"({self.text} or {other.text})")
+
+    def __invert__(self) -> Rule:
+        return Rule(lambda f: ~self(f), f"not {self.text}")
+
+    def __repr__(self) -> str:
+        return f"Rule({self.text})"
+
+
+class Col:
+    """A frame column in a rule: compare with ``==, !=, <, <=, >, >=`` or :meth:`isin`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _get(self, frame: Frame) -> NDArray[Any]:
+        try:
+            return frame[self.name]
+        except KeyError:
+            raise KeyError(f"segment rule uses column {self.name!r}, which the frame does not have") from None
+
+    def _cmp(self, op: Callable[[Any, Any], Any], symbol: str, value: Any) -> Rule:
+        return Rule(
+            lambda f: op(self._get(f), _operand(self._get(f), value)), f"{self.name} {symbol} {value!r}"
+        )
+
+    def __eq__(self, value: object) -> Rule:  # type: ignore[override]
+        return self._cmp(np.equal, "==", value)
+
+    def __ne__(self, value: object) -> Rule:  # type: ignore[override]
+        return self._cmp(np.not_equal, "!=", value)
+
+    def __lt__(self, value: Any) -> Rule:
+        return self._cmp(np.less, "<", value)
+
+    def __le__(self, value: Any) -> Rule:
+        return self._cmp(np.less_equal, "<=", value)
+
+    def __gt__(self, value: Any) -> Rule:
+        return self._cmp(np.greater, ">", value)
+
+    def __ge__(self, value: Any) -> Rule:
+        return self._cmp(np.greater_equal, ">=", value)
+
+    def isin(self, values: Iterable[Any]) -> Rule:
+        wanted = list(values)
+        return Rule(
+            lambda f: np.isin(self._get(f), [_operand(self._get(f), v) for v in wanted]),
+            f"{self.name} in {wanted!r}",
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def col(name: str) -> Col:
+    """The column ``name`` of the frame a rule is evaluated on."""
+    return Col(name)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A named rule. ``members(frame)`` gives the ids of the users it selects."""
+
+    name: str
+    rule: Rule
+    description: str = ""
+
+    def mask(self, frame: Frame) -> NDArray[np.bool_]:
+        return self.rule(frame)
+
+    def members(self, frame: Frame) -> NDArray[Any]:
+        ids: NDArray[Any] = np.asarray(frame["user_id"])[self.mask(frame)]
+        return ids
+
+
+def frame_from_result(result: ScoreResult, **extra: NDArray[Any]) -> dict[str, NDArray[Any]]:
+    """A segment frame from a :class:`ScoreResult` (``user_id, raw_score, score, tier`` and one
+    column per signal), plus any extra columns aligned with ``result.user_ids`` (propensities,
+    affinity flags ...)."""
+    frame: dict[str, NDArray[Any]] = {
+        "user_id": np.asarray(result.user_ids, dtype=object),
+        "raw_score": result.raw_score,
+        "score": result.score,
+        "tier": result.tier_code,
+    }
+    for i, name in enumerate(result.signal_names):
+        frame[name] = result.decayed[:, i]
+    for name, values in extra.items():
+        if len(values) != len(result):
+            raise ValueError(f"column {name!r} has {len(values)} rows, the result has {len(result)}")
+        frame[name] = np.asarray(values)
+    return frame
+
+
+def evaluate_segments(segments: Sequence[Segment], frame: Frame) -> dict[str, NDArray[np.bool_]]:
+    """Membership mask per segment name."""
+    return {segment.name: segment.mask(frame) for segment in segments}
+
+
+@dataclass(frozen=True)
+class SegmentDiff:
+    """Who entered and who exited one segment between two runs."""
+
+    segment: str
+    entered: list[str]
+    exited: list[str]
+
+
+def diff_segments(
+    before: Mapping[str, Iterable[str]],
+    after: Mapping[str, Iterable[str]],
+    *,
+    suppressed: Iterable[str] = (),
+) -> list[SegmentDiff]:
+    """Entered / exited users per segment between two runs (segment name → member ids).
+
+    ``suppressed`` ids (opted-out users) never appear in either list: the trigger list for
+    journeys is consent-aware even if a caller passes stale memberships.
+
+    Examples
+    --------
+    >>> diff_segments({"vip": ["a", "b"]}, {"vip": ["b", "c", "d"]}, suppressed=["d"])
+    [SegmentDiff(segment='vip', entered=['c'], exited=['a'])]
+    """
+    blocked = set(suppressed)
+    diffs = []
+    for name in sorted(set(before) | set(after)):
+        old = set(before.get(name, ())) - blocked
+        new = set(after.get(name, ())) - blocked
+        diffs.append(SegmentDiff(name, sorted(new - old), sorted(old - new)))
+    return diffs
+
+
+def holdout_mask(
+    user_ids: Sequence[str] | NDArray[Any], campaign: str, share: float, *, salt: str = ""
+) -> NDArray[np.bool_]:
+    """Deterministic control group: ``True`` for users held out of ``campaign``.
+
+    A user is held out when ``blake2b(salt, campaign, user) / 2**64 < share``: reproducible
+    anywhere without stored state, independent across campaigns, and stable when users are added.
+
+    Examples
+    --------
+    >>> ids = [f"u{i}" for i in range(10_000)]
+    >>> mask = holdout_mask(ids, "spring-sale", 0.1, salt="s1")
+    >>> bool(0.08 < mask.mean() < 0.12), bool((mask == holdout_mask(ids, "spring-sale", 0.1, salt="s1")).all())
+    (True, True)
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"holdout share must be within [0, 1] (got {share})")
+    prefix = f"{salt}\x1f{campaign}\x1f".encode()
+    limit = int(share * 2**64)
+    values = np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(prefix + str(user).encode(), digest_size=8).digest(), "little")
+            < limit
+            for user in user_ids
+        ),
+        dtype=np.bool_,
+        count=len(user_ids),
+    )
+    return values
+
+
+def psi(expected: NDArray[np.float64], actual: NDArray[np.float64], bins: int = 10) -> float:
+    """Population stability index of ``actual`` against ``expected``, over ``bins`` quantile bins
+    of ``expected`` (empty bins are floored at 1e-4 so the index stays finite).
+
+    Rule of thumb: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant shift.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=5000)
+    >>> round(psi(a, rng.normal(size=5000)), 2) < 0.05, psi(a, a + 1.0) > 0.2
+    (True, True)
+    """
+    if len(expected) == 0 or len(actual) == 0:
+        return 0.0
+    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
+    e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=len(edges) + 1) / len(expected)
+    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=len(edges) + 1) / len(actual)
+    e, a = np.maximum(e, 1e-4), np.maximum(a, 1e-4)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """How scores moved between two runs; ``alert`` is set when a configured limit is crossed."""
+
+    psi: float
+    transitions: NDArray[np.int64]  # 3 x 3, rows = tier before (low, medium, high), cols = after
+    jumped: list[str]
+    n_common: int
+    alert: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def compare_runs(
+    before: ScoreResult,
+    after: ScoreResult,
+    *,
+    jump: float = 25.0,
+    psi_limit: float = 0.2,
+    jumped_share_limit: float = 0.05,
+) -> DriftReport:
+    """Drift between two score runs: PSI of the 0-100 scores, the tier transition matrix over
+    users present in both, users whose score moved by more than ``jump`` points, and an alert
+    when PSI exceeds ``psi_limit`` or the share of jumpers exceeds ``jumped_share_limit``."""
+    index = {u: i for i, u in enumerate(before.user_ids)}
+    rows_after = [j for j, u in enumerate(after.user_ids) if u in index]
+    rows_before = [index[after.user_ids[j]] for j in rows_after]
+    transitions = np.zeros((3, 3), dtype=np.int64)
+    np.add.at(transitions, (before.tier_code[rows_before], after.tier_code[rows_after]), 1)
+    moved = np.abs(after.score[rows_after] - before.score[rows_before]) > jump
+    jumped = [after.user_ids[j] for j, m in zip(rows_after, moved.tolist(), strict=True) if m]
+    value = psi(before.score, after.score)
+    reasons = []
+    if value > psi_limit:
+        reasons.append(f"PSI {value:.3f} > {psi_limit}")
+    share = len(jumped) / max(len(rows_after), 1)
+    if share > jumped_share_limit:
+        reasons.append(f"{share:.1%} of users moved more than {jump} points (limit {jumped_share_limit:.0%})")
+    return DriftReport(value, transitions, jumped, len(rows_after), bool(reasons), reasons)
+
+
+def export_segments(
+    memberships: Mapping[str, Iterable[str]],
+    path: str | Path,
+    *,
+    metadata: Mapping[str, str],
+) -> Path:
+    """Write ``segment, user_id`` rows as ``.csv``, ``.jsonl`` or ``.parquet``.
+
+    ``metadata`` (config version, fingerprint, run time) goes into the Parquet file metadata, or
+    a ``<file>.meta.json`` beside a CSV / JSON-lines file.
+    """
+    p = Path(path)
+    rows = [(name, user) for name, users in memberships.items() for user in users]
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        from .results import _pyarrow_parquet
+
+        pq = _pyarrow_parquet()
+        import pyarrow as pa
+
+        table = pa.table({"segment": [r[0] for r in rows], "user_id": [r[1] for r in rows]})
+        pq.write_table(
+            table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()}), str(p)
+        )
+        return p
+    if suffix == ".csv":
+        import csv
+
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["segment", "user_id"])
+            writer.writerows(rows)
+    elif suffix in (".jsonl", ".ndjson"):
+        with open(p, "w", encoding="utf-8") as fh:
+            for name, user in rows:
+                fh.write(json.dumps({"segment": name, "user_id": user}) + "\n")
+    else:
+        raise ValueError(f"unsupported segment export format {suffix!r}: use .csv, .jsonl or .parquet")
+    p.with_name(p.name + ".meta.json").write_text(json.dumps(dict(metadata), indent=2) + "\n")
+    return p
