@@ -1,0 +1,120 @@
+"""The HTML report: self-contained, renders in headless Chromium, screenshot kept as an artifact."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affinity_sdk.report import ReportInputs, write_report
+from affinity_sdk.results import ScoreResult
+from affinity_sdk.segments import compare_runs
+
+ARTIFACTS = Path(
+    os.environ.get("AFFINITY_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
+)
+
+
+def _result(seed: int, shift: float = 0.0) -> ScoreResult:
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    raw = rng.gamma(0.8, 8.0, n) + shift
+    score = 100 * raw / (raw + 10)
+    order = np.argsort(-raw)
+    tiers = np.zeros(n, dtype=np.int8)
+    tiers[order[: n // 10]] = 2
+    tiers[order[n // 10 : 4 * n // 10]] = 1
+    return ScoreResult(
+        user_ids=[f"u{i}" for i in range(n)],
+        raw_score=raw,
+        score=score,
+        tier_code=tiers,
+        signal_names=("order_completed", "product_viewed"),
+        decayed=np.c_[raw / 10, raw / 2],
+        now_ms=1_767_225_600_000,
+        config_version="test",
+        config_fingerprint="0123456789abcdef",
+    )
+
+
+def full_inputs() -> ReportInputs:
+    rng = np.random.default_rng(3)
+    current, previous = _result(1, shift=1.0), _result(2)
+    p = rng.uniform(0, 1, len(current))
+    y = (rng.uniform(0, 1, len(current)) < p).astype(int)
+    return ReportInputs(
+        result=current,
+        top_affinities={
+            "category": [("shoes", 0.31), ("bags", 0.22), ("hats", 0.12)],
+            "brand": [("acme", 0.4)],
+        },
+        propensity={"purchase (14d)": (y, p)},
+        segments={
+            "high_intent": current.tier_code == 2,
+            "churn_risk": current.score < 20,
+            "vip": current.score > 80,
+        },
+        previous=previous,
+        drift=compare_runs(previous, current),
+    )
+
+
+def test_report_is_self_contained(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "report.html", full_inputs())
+    text = path.read_text()
+    for heading in (
+        "Tier sizes",
+        "Score distribution",
+        "What customers love",
+        "Propensity: purchase (14d)",
+        "Segments",
+        "Drift",
+    ):
+        assert heading in text
+    assert text.count("<svg") >= 7
+    # no external resources: nothing is fetched over the network when the file is opened
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "report.html", full_inputs())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    common = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    run = subprocess.run(
+        [
+            *common,
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1400,3400",
+            f"--screenshot={shot}",
+            path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Uncaught" not in run.stderr and "CONSOLE" not in run.stderr
+    assert shot.exists() and shot.stat().st_size > 20_000  # a real picture, not a blank page
+    dom = subprocess.run(
+        [*common, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert dom.count("<svg") >= 7 and "Propensity: purchase (14d)" in dom
