@@ -1,0 +1,250 @@
+"""Propensity: no leakage, labels, logistic fit, calibration, tiers, persistence, CDNOW split."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affinity_sdk import propensity as P
+from affinity_sdk.batch import EventBatch, Interners
+from affinity_sdk.datasets import simulate_shop
+from affinity_sdk.errors import ConfigError, StateError
+from affinity_sdk.evaluate import expected_calibration_error, roc_auc
+from affinity_sdk.events import EVENT_TYPE_CODES, AppInstalled, AppUninstalled, OrderCompleted, PageViewed
+
+DAY = 86_400_000
+WEEK = 7 * DAY
+CDNOW = Path(__file__).parent / "data" / "cdnow" / "cdnow_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def sim():  # type: ignore[no-untyped-def]
+    return simulate_shop(3000, weeks=10, horizon_weeks=2, seed=7)
+
+
+def subset(batch: EventBatch, keep: np.ndarray) -> EventBatch:
+    """The events where ``keep`` holds, with their item rows (same interners)."""
+    new_index = np.cumsum(keep) - 1
+    items = keep[batch.item_event]
+    cols = {k: getattr(batch, k)[keep] for k in ("user", "event_type", "ts_ms", "channel", "revenue")}
+    cols |= {
+        k: getattr(batch, k)[keep] for k in ("discount", "has_coupon", "campaign", "event_id", "consent")
+    }
+    item_cols = {
+        k: getattr(batch, k)[items]
+        for k in (
+            "item_product",
+            "item_category",
+            "item_brand",
+            "item_price",
+            "item_discount",
+            "item_quantity",
+        )
+    }
+    return EventBatch(
+        **cols, item_event=new_index[batch.item_event[items]], **item_cols, interners=batch.interners
+    )
+
+
+def test_features_ignore_everything_after_the_cutoff(sim) -> None:  # type: ignore[no-untyped-def]
+    cutoff = sim.end_ms - 3 * WEEK
+    full = P.profile_features(sim.batch, cutoff)
+    # Drop every later event, or shift them all further into the future: features stay identical.
+    trimmed = P.profile_features(subset(sim.batch, sim.batch.ts_ms <= cutoff), cutoff, n_profiles=3000)
+    np.testing.assert_array_equal(full.X, trimmed.X)
+    moved = replace(
+        sim.batch, ts_ms=np.where(sim.batch.ts_ms > cutoff, sim.batch.ts_ms + 9 * WEEK, sim.batch.ts_ms)
+    )
+    np.testing.assert_array_equal(full.X, P.profile_features(moved, cutoff).X)
+    # ... while moving an earlier event does change them (the test can fail).
+    assert not np.array_equal(full.X, P.profile_features(sim.batch, cutoff - WEEK).X)
+
+
+def test_training_set_stacks_cutoffs_without_leakage(sim) -> None:  # type: ignore[no-untyped-def]
+    cutoffs = [sim.end_ms - 4 * WEEK, sim.end_ms - 2 * WEEK]
+    data = P.build_training_set(sim.batch, "purchase", cutoffs, "2w")
+    assert set(np.unique(data.cutoff_ms).tolist()) == set(cutoffs)
+    assert data.window_ms == (cutoffs[0], sim.end_ms)
+    for c in cutoffs:
+        rows = data.cutoff_ms == c
+        feats = P.profile_features(subset(sim.batch, sim.batch.ts_ms <= c), c, n_profiles=3000)
+        np.testing.assert_array_equal(data.X[rows], feats.X[data.user[rows]])
+
+
+def test_outcome_labels_hand_case() -> None:
+    events = [
+        PageViewed(user_id="a", timestamp=0),
+        OrderCompleted(user_id="a", timestamp=DAY, order_id="1", products=[], revenue=5.0),
+        AppInstalled(user_id="a", timestamp=DAY),
+        PageViewed(user_id="b", timestamp=2 * DAY),
+        OrderCompleted(user_id="a", timestamp=12 * DAY, order_id="2", products=[], revenue=5.0),
+        OrderCompleted(user_id="b", timestamp=11 * DAY, order_id="3", products=[], revenue=5.0),
+        AppUninstalled(user_id="a", timestamp=13 * DAY),
+        PageViewed(user_id="c", timestamp=12 * DAY),  # new in the horizon: never eligible
+        OrderCompleted(user_id="b", timestamp=30 * DAY, order_id="4", products=[], revenue=5.0),  # after H
+    ]
+    batch = EventBatch.from_events(events)
+    T = 10 * DAY
+
+    def lab(outcome: P.Outcome) -> tuple[list[bool], list[bool]]:
+        eligible, y = P.outcome_labels(batch, outcome, T, "7d")
+        return eligible.tolist(), y.tolist()
+
+    assert lab("purchase") == ([True, True, False], [True, True, False])
+    assert lab("repurchase") == ([True, False, False], [True, True, False])
+    assert lab("churn") == ([True, True, False], [False, False, False])
+    assert lab("uninstall") == ([True, False, False], [True, False, False])
+    assert lab("unsubscribe")[1] == [False, False, False]
+    with pytest.raises(ConfigError, match="unknown outcome"):
+        P.outcome_labels(batch, "bogus", T, "7d")  # type: ignore[arg-type]
+
+
+def test_logistic_recovers_planted_coefficients() -> None:
+    rng = np.random.default_rng(4)
+    n, f = 40_000, 3
+    X = rng.normal(size=(n, f)) * np.array([1.0, 2.0, 0.5]) + 3.0
+    true_w = np.array([1.0, -0.25, 4.0])  # per standard deviation: 1, -0.5, 2
+    y = rng.random(n) < 1 / (1 + np.exp(-(X - 3.0) @ true_w + 0.3))
+    spec = P.FeatureSpec()
+    names = tuple(f"x{i}" for i in range(f))
+    data = P.TrainingSet(
+        X=X, y=y, user=np.arange(n), cutoff_ms=np.zeros(n, np.int64), feature_names=names,
+        outcome="purchase", horizon_ms=WEEK, spec=spec,
+    )  # fmt: skip
+    model = P.PropensityModel.fit(data, l2=1e-6, calibration="none")
+    np.testing.assert_allclose(model.coef_ / model.scale_, true_w, rtol=0.06)
+    # The compiled scorer equals the plain formula.
+    z = model.intercept_ + ((X - model.mean_) / model.scale_) @ model.coef_
+    np.testing.assert_allclose(model.predict_proba(X), 1 / (1 + np.exp(-z)), rtol=1e-12)
+    assert next(iter(model.explain())) == "x2"
+
+
+def test_fit_beats_chance_and_calibrates_on_simulator(sim) -> None:  # type: ignore[no-untyped-def]
+    cutoffs = [sim.end_ms - 2 * WEEK - k * WEEK for k in range(3)]
+    data = P.build_training_set(sim.batch, "churn", cutoffs, "2w")
+    model = P.PropensityModel.fit(data)
+    assert model.calibrator_.kind in ("platt", "isotonic")
+    p, seen = model.score_batch(sim.batch, sim.end_ms)
+    y, truth = sim.truth.y_churn[seen], sim.truth.p_churn[seen]
+    assert roc_auc(y, p[seen]) > 0.85
+    assert roc_auc(y, p[seen]) <= roc_auc(y, truth) + 0.02  # the oracle is (nearly) an upper bound
+    assert expected_calibration_error(y, p[seen]) < 0.05
+
+
+def test_refit_warm_start_matches_a_fresh_fit(sim) -> None:  # type: ignore[no-untyped-def]
+    old = P.build_training_set(sim.batch, "purchase", [sim.end_ms - 4 * WEEK], "2w")
+    new = P.build_training_set(sim.batch, "purchase", [sim.end_ms - 2 * WEEK], "2w")
+    model = P.PropensityModel.fit(old, calibration="none", config_fingerprint="f1")
+    first = model.predict_proba(new.X)
+    model.refit(new, calibration="none")
+    fresh = P.PropensityModel.fit(new, calibration="none")
+    # The objective is convex: the warm start lands on the same optimum (to the solver tolerance).
+    np.testing.assert_allclose(model.predict_proba(new.X), fresh.predict_proba(new.X), atol=5e-3)
+    assert not np.allclose(first, model.predict_proba(new.X))
+    assert model.version == 2 and model.config_fingerprint == "f1"
+    assert model.training_window_ms == (sim.end_ms - 4 * WEEK, sim.end_ms)
+    other = P.build_training_set(sim.batch, "churn", [sim.end_ms - 2 * WEEK], "2w")
+    with pytest.raises(ConfigError, match="same features, outcome"):
+        model.refit(other)
+
+
+def test_save_load_round_trip_and_refusals(sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = P.build_training_set(sim.batch, "purchase", [sim.end_ms - 2 * WEEK], "2w")
+    model = P.PropensityModel.fit(data, calibration="isotonic", config_fingerprint="cfg-a")
+    path = tmp_path / "m.afs"
+    model.save(path)
+    again = P.PropensityModel.load(path, config_fingerprint="cfg-a")
+    np.testing.assert_array_equal(again.predict_proba(data.X), model.predict_proba(data.X))
+    assert (again.feature_names, again.training_window_ms, again.version) == (
+        model.feature_names,
+        model.training_window_ms,
+        model.version,
+    )
+    with pytest.raises(StateError, match="trained under config 'cfg-a'"):
+        P.PropensityModel.load(path, config_fingerprint="cfg-b")
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StateError):
+        P.PropensityModel.load(path)
+
+
+def test_tiers_threshold_and_quantile() -> None:
+    p = np.array([0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 0.4, 0.1, 0.7])
+    thr = P.assign_tiers(p, P.TierSpec(method="threshold", high=0.6, medium=0.3))
+    assert thr.tolist() == [0, 0, 1, 1, 2, 2, 2, 1, 0, 2]
+    q = P.assign_tiers(p, P.TierSpec(method="quantile", high=0.8, medium=0.5))
+    assert np.bincount(q, minlength=3).tolist() == [5, 3, 2]
+    # Monotone: a higher probability never gets a lower tier.
+    order = np.argsort(p)
+    assert np.all(np.diff(q[order]) >= 0)
+    with pytest.raises(ConfigError, match="medium <= high"):
+        P.assign_tiers(p, P.TierSpec(method="threshold", high=0.2, medium=0.3))
+
+
+def test_feature_spec_validation() -> None:
+    with pytest.raises(ConfigError, match="two or more"):
+        P.FeatureSpec(half_lives=("7d",))
+    with pytest.raises(ConfigError, match="distinct"):
+        P.FeatureSpec(half_lives=("7d", "1w"))
+
+
+# --- CDNOW time split --------------------------------------------------------------------------
+CAL_END = int(np.datetime64("1997-09-30", "ms").astype(np.int64))
+HOLDOUT_END = int(np.datetime64("1998-06-30", "ms").astype(np.int64))
+
+
+def cdnow_batch() -> EventBatch:
+    with CDNOW.open() as f:
+        rows = list(csv.DictReader(f))
+    names = Interners()
+    user = np.array([names.users.intern(r["sample_id"]) for r in rows], dtype=np.int64)
+    ts = np.array([r["date"] for r in rows], dtype="datetime64[ms]").astype(np.int64)
+    n = user.shape[0]
+    return EventBatch(
+        user=user,
+        event_type=np.full(n, EVENT_TYPE_CODES["order_completed"], np.uint8),
+        ts_ms=ts,
+        channel=np.zeros(n, np.uint8),
+        revenue=np.array([float(r["dollars"]) for r in rows]),
+        discount=np.zeros(n),
+        has_coupon=np.zeros(n, bool),
+        campaign=np.full(n, -1, np.int32),
+        event_id=np.zeros(n, np.uint64),
+        consent=np.full(n, -1, np.int8),
+        item_event=np.zeros(0, np.int64),
+        item_product=np.zeros(0, np.int32),
+        item_category=np.zeros(0, np.int32),
+        item_brand=np.zeros(0, np.int32),
+        item_price=np.zeros(0),
+        item_discount=np.zeros(0),
+        item_quantity=np.zeros(0, np.int32),
+        interners=names,
+    )
+
+
+def test_cdnow_purchase_propensity_beats_decay_baseline() -> None:
+    batch = cdnow_batch()
+    _, y = P.outcome_labels(batch, "purchase", CAL_END, HOLDOUT_END - CAL_END)
+    assert y.mean() == pytest.approx(0.29, abs=0.005)
+    # Baseline: decayed count of past purchase days, best half-life in 8-13 weeks.
+    keep = batch.ts_ms <= CAL_END
+    days = np.unique(np.stack([batch.user[keep], batch.ts_ms[keep] // DAY], axis=1), axis=0)
+    age_days = CAL_END // DAY - days[:, 1]
+    baseline = max(
+        roc_auc(y, np.bincount(days[:, 0], weights=0.5 ** (age_days / (7 * h)), minlength=2357))
+        for h in (8, 10, 13)
+    )
+    assert baseline == pytest.approx(0.78, abs=0.01)
+    # Ours: trained only on calibration-period data (labels end at CAL_END), scored at CAL_END.
+    spec = P.FeatureSpec(half_lives=("70d", "182d"), bgnbd=True, bgnbd_horizon="39w")
+    cutoffs = [CAL_END - 26 * WEEK - k * WEEK for k in range(4)]
+    data = P.build_training_set(batch, "purchase", cutoffs, "26w", spec=spec)
+    assert data.window_ms[1] == CAL_END
+    model = P.PropensityModel.fit(data, l2=30.0, calibration="none")
+    p, _ = model.score_batch(batch, CAL_END)
+    assert roc_auc(y, p) >= baseline
