@@ -36,7 +36,9 @@ def _add_score(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ),
     )
     p.add_argument("events", type=Path, help="events file (.ndjson / .jsonl / .json lines, or .parquet)")
-    p.add_argument("--config", type=Path, default=None, help="scoring config (.toml or .json); default: built-in")
+    p.add_argument(
+        "--config", type=Path, default=None, help="scoring config (.toml or .json); default: built-in"
+    )
     p.add_argument("--now", default=None, help="score time, ISO-8601 with zone (default: latest event time)")
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
     p.add_argument(
@@ -87,12 +89,17 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="simulate a shop, score it and write the results (the first thing to run)",
-        description="Simulate an online shop with known customer preferences, score it, and write outputs.",
+        description=(
+            "Simulate an online shop with known customer preferences, score it, learn affinities and "
+            "propensities, build segments, and write scores, segments and report.html to --out."
+        ),
     )
-    p.add_argument("--customers", type=int, default=20_000, help="simulated customers (default 20000)")
+    p.add_argument("--customers", type=int, default=8_000, help="simulated customers (default 8000)")
     p.add_argument("--weeks", type=int, default=12, help="weeks of history (default 12)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--out", type=Path, default=Path("affinity-demo"), help="output folder (default ./affinity-demo)")
+    p.add_argument(
+        "--out", type=Path, default=Path("affinity-demo"), help="output folder (default ./affinity-demo)"
+    )
     p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
     p.set_defaults(handler=_run_demo)
 
