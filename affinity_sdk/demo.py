@@ -18,16 +18,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from .propensity import Outcome
 
 __all__ = ["run_demo"]
 
 WEEK_MS = 7 * 86_400_000
 #: (outcome, label used in the summary); each model predicts the next two weeks.
-DEMO_OUTCOMES = (("purchase", "purchase (2w)"), ("churn", "churn (2w)"), ("unsubscribe", "unsubscribe (2w)"))
+DEMO_OUTCOMES: tuple[tuple[Outcome, str], ...] = (
+    ("purchase", "purchase (2w)"),
+    ("churn", "churn (2w)"),
+    ("unsubscribe", "unsubscribe (2w)"),
+)
 
 
 def run_demo(
