@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 __all__ = ["parse_duration", "to_epoch_ms"]
@@ -60,5 +60,5 @@ def to_epoch_ms(value: datetime | str | int) -> int:
             raise ValueError(f"invalid ISO-8601 timestamp {value!r}") from exc
     if value.tzinfo is None:
         raise ValueError(f"timestamp {value.isoformat()} has no timezone; add one (e.g. 'Z')")
-    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000

@@ -16,14 +16,18 @@ Examples
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import events as ev
+from ._backends import native
+from .decode import _JSON_EVENT, _JSON_TAG, Errors, Rejects, UnknownTypes, _Collector, _decode_one, iter_lines
 from .errors import SchemaError
 
 __all__ = ["EventBatch", "Interner", "Interners", "event_id_hash"]
@@ -53,6 +57,10 @@ def event_id_hash(event_id: str | None) -> int:
     return h or 1
 
 
+#: What an erased (forgotten) id leaves in :attr:`Interner.names`; never a valid id.
+TOMBSTONE: Final = ""
+
+
 class Interner:
     """Maps string ids to dense ``int`` codes 0, 1, 2, ... in first-seen order, stably.
 
@@ -71,7 +79,10 @@ class Interner:
         self._names: list[str] = []
         self._codes: dict[str, int] = {}
         for name in names:
-            self.intern(name)
+            if name == TOMBSTONE:
+                self._names.append(name)
+            else:
+                self.intern(name)
 
     def intern(self, name: str) -> int:
         """The code of ``name``, assigning the next free one if it is new."""
@@ -82,9 +93,39 @@ class Interner:
             self._names.append(name)
         return code
 
+    def intern_many(self, names: Iterable[str]) -> NDArray[np.int64]:
+        """The codes of ``names`` (an int64 array), interning new ones in order.
+
+        Examples
+        --------
+        >>> Interner(["a"]).intern_many(["b", "a", "b"]).tolist()
+        [1, 0, 1]
+        """
+        names = names if isinstance(names, list | tuple) else list(names)
+        codes = list(map(self._codes.get, names))
+        if None in codes:
+            missing = [n for n, c in zip(names, codes, strict=True) if c is None]
+            if len(set(missing)) == len(missing):
+                # Distinct new names (the usual case: a dictionary) are appended in one go.
+                start = len(self._names)
+                self._codes.update(zip(missing, range(start, start + len(missing)), strict=True))
+                self._names.extend(missing)
+                codes = list(map(self._codes.get, names))
+            else:
+                codes = [self.intern(n) if c is None else c for n, c in zip(names, codes, strict=True)]
+        return np.asarray(codes, dtype=np.int64)
+
     def lookup(self, name: str) -> int | None:
         """The code of ``name`` or ``None`` if it was never interned."""
         return self._codes.get(name)
+
+    def forget(self, name: str) -> int | None:
+        """Erase ``name``: its code becomes a tombstone (``""``, never reused) and a later
+        :meth:`intern` of the same name gets a new code. Returns the erased code, if any."""
+        code = self._codes.pop(name, None)
+        if code is not None:
+            self._names[code] = TOMBSTONE
+        return code
 
     def name(self, code: int) -> str:
         """The string behind ``code``."""
@@ -149,6 +190,8 @@ class EventBatch:
     item_discount: NDArray[np.float64]
     item_quantity: NDArray[np.int32]
     interners: Interners
+    #: What the decoder left out (bad lines, unknown types); empty for batches built from Structs.
+    rejects: Rejects = field(default_factory=Rejects)
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -175,11 +218,138 @@ class EventBatch:
         items: dict[str, list[object]] = {k: [] for k in _ITEM_COLUMNS}
         for position, event in enumerate(events):
             _append_event(cols, items, names, event, position)
-        return cls(
-            **{k: np.asarray(v, dtype=_EVENT_COLUMNS[k]) for k, v in cols.items()},
-            **{k: np.asarray(v, dtype=_ITEM_COLUMNS[k]) for k, v in items.items()},
-            interners=names,
-        )
+        arrays: dict[str, Any] = {k: np.asarray(v, dtype=_EVENT_COLUMNS[k]) for k, v in cols.items()}
+        arrays.update({k: np.asarray(v, dtype=_ITEM_COLUMNS[k]) for k, v in items.items()})
+        return cls(**arrays, interners=names)
+
+    @classmethod
+    def from_ndjson(
+        cls,
+        data: bytes | bytearray | memoryview | str,
+        interners: Interners | None = None,
+        *,
+        errors: Errors = "raise",
+        unknown_types: UnknownTypes = "raise",
+        reader: Literal["auto", "native", "python"] = "auto",
+    ) -> EventBatch:
+        """Build a batch straight from NDJSON bytes (one event per line, blank lines skipped).
+
+        The result equals ``EventBatch.from_events(decode_ndjson(data, ...), interners)``, codes
+        included, with ``errors`` / ``unknown_types`` as in :func:`~affinity_sdk.decode.decode_ndjson`
+        and what was left out in :attr:`rejects`. With the compiled extension (``reader="auto"`` or
+        ``"native"``) a C++ reader parses the lines it fully understands straight into columns and
+        hands every other line to msgspec, so errors and edge cases match the Struct decoders
+        exactly; ``reader="python"`` uses msgspec for every line.
+
+        Examples
+        --------
+        >>> data = b'{"type":"push_opened","user_id":"u7","timestamp":1700000000000,"campaign_id":"c"}\\n'
+        >>> batch = EventBatch.from_ndjson(data + b'{"type":"push_opened"}\\n', errors="skip")
+        >>> len(batch), batch.channel.tolist(), batch.rejects.n_invalid
+        (1, [4], 1)
+        """
+        names = interners if interners is not None else Interners()
+        buf = data.encode() if isinstance(data, str) else data
+        mod = None if reader == "python" else native()
+        if mod is None or not hasattr(mod, "read_ndjson"):
+            if reader == "native":
+                from .errors import BackendUnavailableError
+
+                raise BackendUnavailableError(
+                    "the compiled NDJSON reader (affinity_sdk._native) is not available"
+                )
+            out = _Collector(errors, unknown_types)
+            for index, line in iter_lines(buf):
+                out.add(
+                    _decode_one(line, _JSON_EVENT.decode, _JSON_TAG.decode),
+                    index,
+                    None,
+                    f" (line {index + 1})",
+                )
+            batch = cls.from_events(out.events, names)
+            batch.rejects = out.result().rejects
+            return batch
+        return _from_native(cls, mod.read_ndjson(buf), buf, names, errors, unknown_types)
+
+    @classmethod
+    def from_arrow(cls, table: Any, interners: Interners | None = None) -> EventBatch:
+        """Build a batch from an Arrow table with one row per event (needs the ``[arrow]`` extra).
+
+        Columns (extra columns are ignored; string columns may be dictionary-encoded):
+
+        - ``type`` (string, required): an :data:`~affinity_sdk.events.EVENT_TYPES` name;
+        - ``user_id`` (string, required);
+        - ``timestamp`` (required): ``timestamp[unit, tz]`` or int64 epoch milliseconds;
+        - ``channel`` (string, optional; null = the type's default channel);
+        - ``event_id``: string (hashed with :func:`event_id_hash`) or uint64 (already hashed);
+        - ``revenue``, ``discount`` (float, null = missing). Where ``revenue`` is missing for a
+          single-product event it is price × quantity of its product, as in :meth:`from_events`;
+        - ``coupon`` (string, non-null = coupon used) or ``has_coupon`` (bool);
+        - ``campaign_id`` (string); ``granted`` (bool, consent events);
+        - ``products``: list<struct<product_id, category, brand: string, price: double,
+          discount: double (optional), quantity: int (optional, default 1)>>, one element for
+          single-product events.
+
+        Strings are interned per distinct value (dictionary encoding), not per row. Bad values
+        raise :class:`SchemaError` naming the column and row.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> t = pa.table({"type": ["app_opened"], "user_id": ["u1"], "timestamp": [1_700_000_000_000]})
+        >>> EventBatch.from_arrow(t).channel.tolist()
+        [1]
+        """
+        names = interners if interners is not None else Interners()
+        columns = _arrow_columns(table, names)
+        arrays: dict[str, Any] = {
+            k: np.ascontiguousarray(columns[k], dtype=_EVENT_COLUMNS[k]) for k in _EVENT_COLUMNS
+        }
+        arrays.update({k: np.ascontiguousarray(columns[k], dtype=_ITEM_COLUMNS[k]) for k in _ITEM_COLUMNS})
+        return cls(**arrays, interners=names)
+
+    @classmethod
+    def from_parquet(
+        cls, path: str | os.PathLike[str], interners: Interners | None = None, **read_options: Any
+    ) -> EventBatch:
+        """Read a Parquet file in the :meth:`from_arrow` layout (``read_options`` go to
+        :func:`pyarrow.parquet.read_table`).
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> batch = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"u","timestamp":5}')
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "events.parquet"
+        >>> batch.to_parquet(path)
+        >>> EventBatch.from_parquet(path).ts_ms.tolist()
+        [5]
+        """
+        pq = _pyarrow("parquet")
+        return cls.from_arrow(pq.read_table(path, **read_options), interners)
+
+    def to_arrow(self) -> Any:
+        """This batch as an Arrow table in the :meth:`from_arrow` layout (ids dictionary-encoded,
+        ``event_id`` as its uint64 hash), so ``from_arrow(batch.to_arrow())`` rebuilds it.
+
+        Examples
+        --------
+        >>> batch = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"u","timestamp":5}')
+        >>> batch.to_arrow().column_names[:3]
+        ['type', 'user_id', 'timestamp']
+        """
+        return _arrow_table(self)
+
+    def to_parquet(self, path: str | os.PathLike[str], **write_options: Any) -> None:
+        """Write :meth:`to_arrow` to a Parquet file (``write_options`` go to
+        :func:`pyarrow.parquet.write_table`).
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> EventBatch.empty().to_parquet(pathlib.Path(tempfile.mkdtemp()) / "empty.parquet")
+        """
+        pq = _pyarrow("parquet")
+        pq.write_table(self.to_arrow(), path, **write_options)
 
 
 _EVENT_COLUMNS: Final[dict[str, type[np.generic]]] = {
@@ -270,3 +440,369 @@ def _append_event(
         items["item_price"].append(product.price)
         items["item_discount"].append(_NAN if product.discount is None else product.discount)
         items["item_quantity"].append(product.quantity)
+
+
+def _from_native(
+    cls: type[EventBatch],
+    res: dict[str, Any],
+    buf: bytes | bytearray | memoryview,
+    names: Interners,
+    errors: Errors,
+    unknown_types: UnknownTypes,
+) -> EventBatch:
+    """Finish a batch from the C++ reader's slots: decode its flagged lines with msgspec, merge,
+    and intern the local string tables into ``names`` in first-seen order over the whole input."""
+    status: NDArray[np.uint8] = res["status"]
+    line: NDArray[np.int64] = res["line"]
+    begin, end = res["begin"], res["end"]
+    out = _Collector(errors, unknown_types)
+    view = buf if isinstance(buf, bytes) else memoryview(buf).cast("B")
+    for slot in np.flatnonzero(status).tolist():
+        index = int(line[slot])
+        raw = view[begin[slot] : end[slot]]
+        out.add(_decode_one(raw, _JSON_EVENT.decode, _JSON_TAG.decode), index, None, f" (line {index + 1})")
+    rejects = out.result().rejects
+    # Slots are the non-blank lines in order, so a line index finds its slot by bisection.
+    py_slots = np.searchsorted(line, np.asarray(out.positions, dtype=np.int64))
+    local = Interners()
+    py = cls.from_events(out.events, local)
+
+    keep = status == 0
+    cols = {k: res[k] for k in _EVENT_COLUMNS}
+    cols["has_coupon"] = cols["has_coupon"].view(np.bool_)
+    n_cpp = {k: len(res[k][0]) for k in _INTERNED}
+    if py_slots.size:
+        keep[py_slots] = True
+        for k in _EVENT_COLUMNS:
+            cols[k][py_slots] = getattr(py, k)
+        cols["user"][py_slots] += n_cpp["users"]
+        campaign = cols["campaign"]
+        campaign[py_slots] = np.where(py.campaign >= 0, py.campaign + n_cpp["campaigns"], -1)
+
+    # Items: C++ rows then msgspec rows, stably ordered by slot (each event's items stay in order).
+    item_slot = res["item_slot"]
+    n_cpp_items = item_slot.shape[0]
+    items = {k: res[k] for k in _ITEM_COLUMNS if k != "item_event"}
+    item_order: NDArray[np.intp] | None = None
+    if py.n_items:
+        item_slot = np.concatenate([item_slot, py_slots[py.item_event]])
+        for k in items:
+            extra = getattr(py, k)
+            if k in _ITEM_INTERNER:
+                extra = extra + n_cpp[_ITEM_INTERNER[k]]
+            items[k] = np.concatenate([items[k], extra])
+        item_order = np.argsort(item_slot, kind="stable")
+        item_slot = item_slot[item_order]
+        for k in items:
+            items[k] = items[k][item_order]
+
+    # Local code -> global code, interning in order of first appearance in the final batch.
+    remap: dict[str, NDArray[np.int64]] = {}
+    for kind in _INTERNED:
+        cpp_names, cpp_first = res[kind]
+        py_names = getattr(local, kind).names
+        if not py_names:
+            remap[kind] = getattr(names, kind).intern_many(cpp_names)
+            continue
+        py_codes = _py_codes(py, kind)
+        valid = py_codes >= 0
+        _, py_first = np.unique(py_codes[valid], return_index=True)
+        py_first = np.flatnonzero(valid)[py_first]
+        if kind in ("users", "campaigns"):
+            py_key = py_slots[py_first]
+            cpp_key = cpp_first
+        else:
+            assert item_order is not None
+            inverse = np.empty_like(item_order)
+            inverse[item_order] = np.arange(item_order.shape[0])
+            py_key = inverse[n_cpp_items + py_first]
+            cpp_key = inverse[cpp_first]
+        all_names = [*cpp_names, *py_names]
+        order = np.argsort(np.concatenate([cpp_key, py_key]), kind="stable")
+        table = np.empty(len(all_names), dtype=np.int64)
+        interner = getattr(names, kind)
+        table[order] = interner.intern_many([all_names[i] for i in order.tolist()])
+        remap[kind] = table
+
+    rows = np.cumsum(keep) - 1
+    every = bool(keep.all())
+    final = {k: (v if every else v[keep]) for k, v in cols.items()}
+    final["user"] = remap["users"][final["user"]]
+    campaign = final["campaign"]
+    # -1 (no campaign) picks the appended -1.
+    final["campaign"] = np.append(remap["campaigns"], -1)[campaign]
+    final_items: dict[str, NDArray[Any]] = {"item_event": rows[item_slot]}
+    for k, v in items.items():
+        final_items[k] = remap[_ITEM_INTERNER[k]][v].astype(np.int32) if k in _ITEM_INTERNER else v
+    arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=_EVENT_COLUMNS[k]) for k, v in final.items()}
+    arrays.update({k: np.ascontiguousarray(v, dtype=_ITEM_COLUMNS[k]) for k, v in final_items.items()})
+    return cls(**arrays, interners=names, rejects=rejects)
+
+
+def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:
+    column: dict[str, NDArray[Any]] = {
+        "users": py.user,
+        "campaigns": py.campaign,
+        "products": py.item_product,
+        "categories": py.item_category,
+        "brands": py.item_brand,
+    }
+    return column[kind]
+
+
+_INTERNED: Final = ("users", "products", "categories", "brands", "campaigns")
+_ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
+
+
+# ---- Arrow / Parquet ([arrow] extra) --------------------------------------------------------------
+
+
+def _pyarrow(sub: str = "") -> Any:
+    """pyarrow (or ``pyarrow.<sub>``), imported on first use with a clear error if missing."""
+    try:
+        return importlib.import_module("pyarrow" + (f".{sub}" if sub else ""))
+    except ImportError as exc:
+        raise ImportError("Arrow / Parquet support needs pyarrow: pip install 'affinity_sdk[arrow]'") from exc
+
+
+def _arrow_codes(column: Any, interner: Interner, what: str, required: bool) -> NDArray[np.int64]:
+    """Intern a string column per distinct value; -1 where null. Raises on nulls if required."""
+    pa = _pyarrow()
+    pc = _pyarrow("compute")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    if column.null_count:
+        if required:
+            row = int(pc.index(column.is_null(), True).as_py())
+            raise SchemaError(f"Expected `str`, got `null` - at `$[{row}].{what}`", row)
+    # Required columns are ids (1..512 characters); optional ones (campaign_id) are any string.
+    lengths = np.asarray(pc.utf8_length(column.dictionary).to_numpy(zero_copy_only=False))
+    bad = ((lengths < 1) | (lengths > 512)) & required
+    if bad.any():
+        value = column.dictionary[int(np.flatnonzero(bad)[0])]
+        row = int(pc.index(pc.equal(column.indices, pc.index(column.dictionary, value)), True).as_py())
+        bound = ">= 1" if not value.as_py() else "<= 512"
+        raise SchemaError(f"Expected `str` of length {bound} - at `$[{row}].{what}`", row)
+    values = column.dictionary.to_pylist()
+    table = np.append(interner.intern_many(values), -1)
+    indices = column.indices.fill_null(len(values)) if column.null_count else column.indices
+    codes: NDArray[np.int64] = table[indices.to_numpy(zero_copy_only=False)]
+    return codes
+
+
+def _arrow_floats(table: Any, name: str, n: int, limit: float = ev.MAX_AMOUNT) -> NDArray[np.float64]:
+    if name not in table.column_names:
+        return np.full(n, np.nan)
+    pa = _pyarrow()
+    col = table.column(name).cast(pa.float64())
+    out = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    _check_amounts(out, name, limit)
+    return out
+
+
+def _check_amounts(values: NDArray[np.float64], what: str, limit: float = ev.MAX_AMOUNT) -> None:
+    bad = ~((values >= 0.0) & (values <= limit)) & ~np.isnan(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise SchemaError(
+            f"Expected `float` in 0.0 .. {limit:g}, got {float(values[row])!r} - at `$[{row}].{what}`", row
+        )
+
+
+def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
+    pa = _pyarrow()
+    pc = _pyarrow("compute")
+    n = table.num_rows
+    for required in ("type", "user_id", "timestamp"):
+        if required not in table.column_names:
+            raise SchemaError(f"Object missing required field `{required}` (Arrow column)", None)
+    type_names = Interner(ev.EVENT_TYPES)
+    event_type = _arrow_codes(table.column("type"), type_names, "type", True)
+    if len(type_names) > len(ev.EVENT_TYPES):
+        unknown = type_names.name(len(ev.EVENT_TYPES))
+        row = int(np.flatnonzero(event_type >= len(ev.EVENT_TYPES))[0])
+        raise SchemaError(f"Unknown event type {unknown!r} - at `$[{row}].type`", row)
+    user = _arrow_codes(table.column("user_id"), names.users, "user_id", True)
+
+    ts_col = table.column("timestamp")
+    if ts_col.null_count:
+        row = int(pc.index(ts_col.is_null(), True).as_py())
+        raise SchemaError(f"Expected `int | datetime`, got `null` - at `$[{row}].timestamp`", row)
+    if pa.types.is_timestamp(ts_col.type):
+        per_ms = {"s": -1000, "ms": 1, "us": 1000, "ns": 1_000_000}[ts_col.type.unit]
+        raw = np.asarray(ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        ts_ms = raw * -per_ms if per_ms < 0 else raw // per_ms
+    elif pa.types.is_integer(ts_col.type):
+        ts_ms = np.asarray(ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    else:
+        raise SchemaError(f"Expected `int | datetime`, got `{ts_col.type}` - at `$.timestamp`", None)
+    out_of_range = (ts_ms < ev.MIN_TS_MS) | (ts_ms > ev.MAX_TS_MS)
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0])
+        raise SchemaError(
+            f"Timestamp {ts_ms[row]} ms is outside 1900-01-01 .. 2200-01-01 - at `$[{row}].timestamp`", row
+        )
+
+    default = np.asarray([_CHANNEL_CODES[ev.default_channel(t)] for t in ev.EVENT_TYPES], dtype=np.uint8)
+    channel = default[event_type]
+    if "channel" in table.column_names:
+        given = _arrow_codes(table.column("channel"), Interner(ev.CHANNELS), "channel", False)
+        if (given >= len(ev.CHANNELS)).any():
+            row = int(np.flatnonzero(given >= len(ev.CHANNELS))[0])
+            raise SchemaError(f"Invalid channel - at `$[{row}].channel`", row)
+        channel = np.where(given >= 0, given, channel).astype(np.uint8)
+
+    event_id = np.zeros(n, dtype=np.uint64)
+    if "event_id" in table.column_names:
+        col = table.column("event_id")
+        if pa.types.is_unsigned_integer(col.type):
+            event_id = np.asarray(col.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.uint64)
+        else:
+            event_id = _hash_strings(col.cast(pa.large_string()).combine_chunks())
+
+    has_coupon = np.zeros(n, dtype=np.bool_)
+    if "coupon" in table.column_names:
+        has_coupon = np.asarray(table.column("coupon").is_valid().to_numpy(zero_copy_only=False))
+    elif "has_coupon" in table.column_names:
+        has_coupon = np.asarray(table.column("has_coupon").fill_null(False).to_numpy(zero_copy_only=False))
+    campaign = np.full(n, NO_CAMPAIGN, dtype=np.int64)
+    if "campaign_id" in table.column_names:
+        campaign = _arrow_codes(table.column("campaign_id"), names.campaigns, "campaign_id", False)
+    consent = np.full(n, NO_CONSENT, dtype=np.int8)
+    if "granted" in table.column_names:
+        granted = table.column("granted")
+        consent = np.where(
+            np.asarray(granted.is_valid().to_numpy(zero_copy_only=False)),
+            np.asarray(granted.fill_null(False).to_numpy(zero_copy_only=False)).astype(np.int8),
+            NO_CONSENT,
+        ).astype(np.int8)
+
+    items = _arrow_items(table, names, n)
+    # Derived single-product revenue (price × quantity) may exceed MAX_AMOUNT by the quantity bound.
+    revenue = _arrow_floats(table, "revenue", n, ev.MAX_AMOUNT * 1_000_000)
+    offsets = items.pop("offsets")
+    single = np.isin(event_type, _SINGLE_PRODUCT_CODES)
+    derive = single & np.isnan(revenue) & (offsets[1:] > offsets[:-1])
+    if derive.any():
+        at = offsets[:-1][derive]
+        revenue[derive] = items["item_price"][at] * items["item_quantity"][at]
+    return {
+        "user": user,
+        "event_type": event_type.astype(np.uint8),
+        "ts_ms": ts_ms,
+        "channel": channel,
+        "revenue": revenue,
+        "discount": _arrow_floats(table, "discount", n),
+        "has_coupon": has_coupon,
+        "campaign": campaign.astype(np.int32),
+        "event_id": event_id,
+        "consent": consent,
+        **items,
+    }
+
+
+def _hash_strings(column: Any) -> NDArray[np.uint64]:
+    mod = native()
+    if mod is None or not hasattr(mod, "fnv1a_strings"):
+        return np.asarray([event_id_hash(s) for s in column.to_pylist()], dtype=np.uint64)
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int64)[
+        column.offset : column.offset + len(column) + 1
+    ]
+    data = (
+        np.frombuffer(column.buffers()[2], dtype=np.uint8) if column.buffers()[2] else np.zeros(0, np.uint8)
+    )
+    valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8)
+    return np.asarray(mod.fnv1a_strings(np.ascontiguousarray(offsets), data, valid), dtype=np.uint64)
+
+
+def _arrow_items(table: Any, names: Interners, n: int) -> dict[str, Any]:
+    pa = _pyarrow()
+    if "products" not in table.column_names:
+        empty: dict[str, Any] = {k: np.zeros(0, dtype=v) for k, v in _ITEM_COLUMNS.items()}
+        return {**empty, "offsets": np.zeros(n + 1, dtype=np.int64)}
+    col = table.column("products")
+    col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if col.null_count:
+        col = col.fill_null(pa.scalar([], type=col.type))
+    offsets = np.asarray(col.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    offsets = offsets - offsets[0]
+    flat = col.flatten()
+    item_event = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    fields = {f.name for f in flat.type}
+    for required in ("product_id", "category", "brand", "price"):
+        if required not in fields:
+            raise SchemaError(f"Object missing required field `{required}` - at `$.products[]`", None)
+    price = np.asarray(
+        flat.field("price").cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
+    _check_amounts(np.where(np.isnan(price), -1.0, price), "products[].price")
+    discount = np.full(price.shape[0], np.nan)
+    if "discount" in fields:
+        discount = np.asarray(
+            flat.field("discount").cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+        )
+        _check_amounts(discount, "products[].discount")
+    quantity = np.ones(price.shape[0], dtype=np.int32)
+    if "quantity" in fields:
+        q = np.asarray(flat.field("quantity").fill_null(1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        if ((q < 1) | (q > 1_000_000)).any():
+            raise SchemaError("Expected `int` in 1 .. 1000000 - at `$.products[].quantity`", None)
+        quantity = q.astype(np.int32)
+    return {
+        "offsets": offsets,
+        "item_event": item_event,
+        "item_product": _arrow_codes(flat.field("product_id"), names.products, "products[].product_id", True),
+        "item_category": _arrow_codes(flat.field("category"), names.categories, "products[].category", True),
+        "item_brand": _arrow_codes(flat.field("brand"), names.brands, "products[].brand", True),
+        "item_price": price,
+        "item_discount": discount,
+        "item_quantity": quantity,
+    }
+
+
+def _dictionary(codes: NDArray[Any], interner: Interner) -> Any:
+    pa = _pyarrow()
+    indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(interner.names), type=pa.string()))
+
+
+def _arrow_table(batch: EventBatch) -> Any:
+    pa = _pyarrow()
+    n = len(batch)
+    offsets = np.searchsorted(batch.item_event, np.arange(n + 1)).astype(np.int32)
+    products = pa.StructArray.from_arrays(
+        [
+            _dictionary(batch.item_product, batch.interners.products),
+            _dictionary(batch.item_category, batch.interners.categories),
+            _dictionary(batch.item_brand, batch.interners.brands),
+            pa.array(batch.item_price),
+            pa.array(batch.item_discount, from_pandas=True),
+            pa.array(batch.item_quantity),
+        ],
+        names=["product_id", "category", "brand", "price", "discount", "quantity"],
+    )
+    return pa.table(
+        {
+            "type": _dictionary(batch.event_type.astype(np.int64), Interner(ev.EVENT_TYPES)),
+            "user_id": _dictionary(batch.user, batch.interners.users),
+            "timestamp": pa.array(batch.ts_ms, type=pa.timestamp("ms", tz="UTC")),
+            "channel": _dictionary(batch.channel.astype(np.int64), Interner(ev.CHANNELS)),
+            "event_id": pa.array(batch.event_id, mask=batch.event_id == 0),
+            "revenue": pa.array(batch.revenue, from_pandas=True),
+            "discount": pa.array(batch.discount, from_pandas=True),
+            "has_coupon": pa.array(batch.has_coupon),
+            "campaign_id": _dictionary(batch.campaign.astype(np.int64), batch.interners.campaigns),
+            "granted": pa.array(batch.consent == 1, mask=batch.consent < 0),
+            "products": pa.ListArray.from_arrays(pa.array(offsets), products),
+        }
+    )
+
+
+_SINGLE_PRODUCT_CODES: Final = np.asarray(
+    [
+        ev.EVENT_TYPE_CODES[t]
+        for t in ("product_viewed", "product_added", "product_removed", "product_added_to_wishlist")
+    ]
+)

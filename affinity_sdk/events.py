@@ -17,7 +17,7 @@ Examples
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, TypeAlias, Union
 
 from msgspec import Meta, Struct
@@ -294,4 +294,4 @@ def timestamp_ms(event: _Event) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,269 @@
+"""Adapter from Segment / RudderStack calls onto the typed events of :mod:`affinity_sdk.events`.
+
+Accepted input: one call (``{"type":"track","event":"Product Viewed","userId":..,"properties":{..}}``),
+a list of calls, or the ``/v1/batch`` envelope ``{"batch":[...],"sentAt":..}``, as JSON bytes or
+already-parsed dicts. Mapping rules:
+
+- ``track``: the event name in the e-commerce spec's words ("Product Viewed", "Order Completed",
+  "Product Added to Wishlist", ...) becomes the snake_case type; a few spec aliases are mapped too
+  ("Email Link Clicked" -> ``email_clicked``, "Push Notification Tapped"/"Opened" -> ``push_opened``,
+  "Application Installed"/"Opened"/"Uninstalled" -> ``app_*``). Other names are unknown types.
+- ``page`` -> ``page_viewed`` (``properties.url``); ``screen`` -> ``page_viewed`` on channel ``app``;
+  ``identify``, ``group`` and ``alias`` carry no behaviour and are skipped, counted in
+  ``rejects.n_unknown``.
+- ``userId`` (or ``anonymousId`` when absent) -> ``user_id``; ``messageId`` -> ``event_id``;
+  ``timestamp`` (else ``originalTimestamp``) -> ``timestamp``; ``properties.session_id`` or
+  ``context.sessionId`` -> ``session_id``.
+- channel: ``properties.channel`` if it is one of ours, else ``context.channel`` / top-level
+  ``channel`` ("browser" -> web, "mobile" -> app, "server" -> none), else the type's default.
+- product events take the product from flat properties (``product_id`` or ``sku``, ``category``,
+  ``brand``, ``price``, ``quantity``, ``discount``); orders and lists take ``properties.products``;
+  ``order_completed.revenue`` falls back to ``total``.
+
+Errors name the call's position and the Segment path (``$.properties.price``), with the same
+``errors="raise" | "skip" | "collect"`` modes as :mod:`affinity_sdk.decode`.
+
+Examples
+--------
+>>> call = {"type": "track", "event": "Product Viewed", "userId": "u1", "messageId": "m1",
+...         "timestamp": "2024-05-01T10:00:00.000Z",
+...         "properties": {"sku": "p1", "category": "shoes", "brand": "acme", "price": 59}}
+>>> event = from_segment(call)[0]
+>>> type(event).__name__, event.product.product_id, event.event_id
+('ProductViewed', 'p1', 'm1')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from . import events as ev
+from .decode import DecodeResult, Errors, UnknownTypes, _Collector, _where
+from .errors import SchemaError
+
+__all__ = ["from_segment", "segment_event_type"]
+
+_ALIASES: Final[dict[str, str]] = {
+    "email link clicked": "email_clicked",
+    "push notification tapped": "push_opened",
+    "push notification opened": "push_opened",
+    "push notification clicked": "push_opened",
+    "sms link clicked": "sms_clicked",
+    "application installed": "app_installed",
+    "application opened": "app_opened",
+    "application uninstalled": "app_uninstalled",
+    "email unsubscribed": "unsubscribed",
+}
+_SKIPPED_CALLS: Final = frozenset({"identify", "group", "alias"})
+_CHANNEL_HINTS: Final[dict[str, str | None]] = {
+    "browser": "web",
+    "mobile": "app",
+    "server": None,
+    "client": "web",
+}
+_SINGLE: Final = frozenset(
+    {"product_viewed", "product_added", "product_removed", "product_added_to_wishlist"}
+)
+_PRODUCT_KEYS: Final = ("product_id", "category", "brand", "price", "discount", "quantity")
+_CONVERT_PATH: Final = re.compile(r"`\$((?:\.\w+|\[\d+\])*)`")
+
+
+def segment_event_type(name: str) -> str | None:
+    """Our event type for a Segment ``track`` event name, or ``None`` if it is not one of ours.
+
+    Examples
+    --------
+    >>> segment_event_type("Product Added to Wishlist"), segment_event_type("Signed Up")
+    ('product_added_to_wishlist', None)
+    """
+    key = " ".join(name.strip().lower().split())
+    kind = _ALIASES.get(key, key.replace(" ", "_"))
+    return kind if kind in ev.EVENT_TYPE_CODES else None
+
+
+def _product(props: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: props[k] for k in _PRODUCT_KEYS if k in props}
+    if "product_id" not in out and "sku" in props:
+        out["product_id"] = props["sku"]
+    return out
+
+
+def _channel(call: Mapping[str, Any], props: Mapping[str, Any]) -> str | None:
+    given = props.get("channel")
+    if isinstance(given, str) and given in ev.CHANNELS:
+        return given
+    context = call.get("context")
+    hint = context.get("channel") if isinstance(context, Mapping) else None
+    hint = hint if isinstance(hint, str) else call.get("channel")
+    if isinstance(hint, str):
+        return hint if hint in ev.CHANNELS else _CHANNEL_HINTS.get(hint)
+    return None
+
+
+def _map_call(call: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Our event as a dict, or ``(None, reason)`` when the call is skipped / unknown."""
+    kind_of_call = call.get("type")
+    if not isinstance(kind_of_call, str):
+        return None, "Expected `str` - at `$.type`"
+    props = call.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    if kind_of_call == "track":
+        name = call.get("event")
+        if not isinstance(name, str):
+            return None, "Expected `str` - at `$.event`"
+        kind = segment_event_type(name)
+        if kind is None:
+            return None, f"Unknown event type {name!r} - at `$.event`"
+    elif kind_of_call in ("page", "screen"):
+        kind = "page_viewed"
+    elif kind_of_call in _SKIPPED_CALLS:
+        return None, None
+    else:
+        return None, f"Unknown call type {kind_of_call!r} - at `$.type`"
+
+    out: dict[str, Any] = {"type": kind}
+    user = call.get("userId")
+    out["user_id"] = user if user not in (None, "") else call.get("anonymousId")
+    stamp = call.get("timestamp", call.get("originalTimestamp"))
+    if stamp is not None:
+        out["timestamp"] = stamp
+    if call.get("messageId") is not None:
+        out["event_id"] = call["messageId"]
+    channel = "app" if kind_of_call == "screen" else _channel(call, props)
+    if channel is not None:
+        out["channel"] = channel
+    context = call.get("context")
+    session = props.get("session_id")
+    if session is None and isinstance(context, Mapping):
+        session = context.get("sessionId")
+    if session is not None:
+        out["session_id"] = session
+    if kind == "page_viewed":
+        if "url" in props:
+            out["url"] = props["url"]
+    elif kind in _SINGLE:
+        out["product"] = _product(props)
+        for key in ("cart_id", "wishlist_id"):
+            if key in props:
+                out[key] = props[key]
+    else:
+        for key, value in props.items():
+            if key != "products" and key in _EVENT_FIELDS[kind]:
+                out[key] = value
+        if "products" in props:
+            products = props["products"]
+            out["products"] = (
+                [_product(p) if isinstance(p, Mapping) else p for p in products]
+                if isinstance(products, list)
+                else products
+            )
+        if kind == "order_completed" and "revenue" not in out and "total" in props:
+            out["revenue"] = props["total"]
+    return out, None
+
+
+_EVENT_FIELDS: Final[dict[str, frozenset[str]]] = {
+    name: frozenset(cls.__struct_fields__) for name, cls in ev.EVENT_CLASSES.items()
+}
+
+
+def _segment_path(path: str, kind: str) -> str:
+    """Translate a path in our schema back to where the value sat in the Segment call."""
+    if path == "":
+        return ""
+    head, _, rest = path[1:].partition(".") if path.startswith(".") else (path, "", "")
+    head_name = head.split("[")[0]
+    top = {"user_id": ".userId", "event_id": ".messageId", "timestamp": ".timestamp", "type": ".event"}
+    if head_name in top:
+        return top[head_name]
+    if head_name == "product" and kind in _SINGLE:
+        return ".properties" + ("." + rest if rest else "")
+    return ".properties" + path if path.startswith(".") else path
+
+
+def _segment_message(message: str, kind: str) -> str:
+    return _CONVERT_PATH.sub(lambda m: f"`${_segment_path(m.group(1), kind)}`", message, count=1)
+
+
+def _calls(data: Any) -> tuple[list[Any], str | None]:
+    """The calls in ``data`` and the path prefix of call ``i`` (``None``: a single call)."""
+    if isinstance(data, bytes | bytearray | memoryview | str):
+        try:
+            data = msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"Segment payload is not valid JSON: {exc}", None) from None
+    if isinstance(data, Mapping) and "batch" in data:
+        batch = data["batch"]
+        if not isinstance(batch, list):
+            raise SchemaError("Expected `array` - at `$.batch`", None)
+        return batch, "$.batch"
+    if isinstance(data, Sequence) and not isinstance(data, str):
+        return list(data), "$"
+    return [data], None
+
+
+def from_segment(
+    data: bytes | bytearray | memoryview | str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    errors: Errors = "raise",
+    unknown_types: UnknownTypes = "raise",
+) -> DecodeResult:
+    """Map Segment / RudderStack calls (one, a list, or a ``/v1/batch`` envelope) onto events.
+
+    Bad calls are reported with their index in the batch and the Segment path, e.g.
+    ``Expected `float` >= 0.0 - at `$.batch[1].properties.price```; skipped calls
+    (identify, group, alias, and unknown names with ``unknown_types="skip"``) are counted in
+    ``rejects.n_unknown``.
+
+    Examples
+    --------
+    >>> body = {"batch": [
+    ...     {"type": "identify", "userId": "u1", "traits": {}},
+    ...     {"type": "track", "event": "Email Opened", "userId": "u1", "timestamp": 1700000000000,
+    ...      "properties": {"campaign_id": "spring"}}]}
+    >>> result = from_segment(body)
+    >>> [type(e).__name__ for e in result], result.rejects.n_unknown
+    (['EmailOpened'], 1)
+    >>> bad = {"type": "track", "event": "Product Added", "userId": "u", "timestamp": 0,
+    ...        "properties": {"sku": "p", "category": "c", "brand": "b", "price": -1}}
+    >>> from_segment(bad)
+    Traceback (most recent call last):
+    ...
+    affinity_sdk.errors.SchemaError: Expected `float` >= 0.0 - at `$.properties.price`
+    """
+    calls, prefix = _calls(data)
+    out = _Collector(errors, unknown_types)
+
+    def where(message: str, index: int) -> str:
+        if prefix is None:
+            return message
+        return _where(message, index, "").replace(" - at `$[", f" - at `{prefix}[", 1)
+
+    for index, call in enumerate(calls):
+        if not isinstance(call, Mapping):
+            out.reject(where("Expected `object` - at `$`", index), index)
+            continue
+        mapped, reason = _map_call(call)
+        if mapped is None:
+            if reason is None or (reason.startswith("Unknown") and unknown_types == "skip"):
+                out.n_unknown += 1
+            else:
+                out.reject(where(reason, index), index)
+            continue
+        try:
+            event: ev.Event = msgspec.convert(mapped, ev.Event)
+        except msgspec.ValidationError as exc:
+            message = _segment_message(str(exc), mapped["type"])
+            out.reject(where(message, index), index)
+            continue
+        ts = ev.timestamp_ms(event)
+        if not ev.MIN_TS_MS <= ts <= ev.MAX_TS_MS:
+            message = f"Timestamp {ts} ms is outside 1900-01-01 .. 2200-01-01 - at `$.timestamp`"
+            out.reject(where(message, index), index)
+            continue
+        out.add(event, index, None, "")
+    return out.result()

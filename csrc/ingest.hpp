@@ -1,0 +1,824 @@
+// NDJSON -> columnar events, without Python. The reader only commits lines it fully understands
+// and validates exactly like the msgspec schema in affinity_sdk/events.py; every line it is unsure
+// about (any schema failure, escapes, odd numbers or datetimes, duplicate keys, ...) is flagged, and
+// Python decodes those with msgspec, so the two paths cannot disagree on semantics.
+#pragma once
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+namespace affinity {
+namespace ingest {
+
+constexpr int64_t kMinTsMs = -2208988800000LL;  // 1900-01-01
+constexpr int64_t kMaxTsMs = 7258118400000LL;   // 2200-01-01
+constexpr double kMaxAmount = 1e12;
+constexpr int kMaxIdChars = 512;
+constexpr int kMaxDepth = 64;
+
+// Event type codes: index in affinity_sdk.events.EVENT_TYPES (append-only there and here).
+enum EventType : int {
+    PAGE_VIEWED, PRODUCT_VIEWED, PRODUCT_LIST_VIEWED, PRODUCTS_SEARCHED, PRODUCT_ADDED, PRODUCT_REMOVED,
+    PRODUCT_ADDED_TO_WISHLIST, CART_VIEWED, CHECKOUT_STARTED, COUPON_APPLIED, ORDER_COMPLETED,
+    ORDER_REFUNDED, EMAIL_OPENED, EMAIL_CLICKED, SMS_CLICKED, PUSH_OPENED, UNSUBSCRIBED, APP_INSTALLED,
+    APP_OPENED, APP_UNINSTALLED, CONSENT_CHANGED, N_EVENT_TYPES
+};
+inline constexpr std::string_view kEventTypeNames[N_EVENT_TYPES] = {
+    "page_viewed", "product_viewed", "product_list_viewed", "products_searched", "product_added",
+    "product_removed", "product_added_to_wishlist", "cart_viewed", "checkout_started", "coupon_applied",
+    "order_completed", "order_refunded", "email_opened", "email_clicked", "sms_clicked", "push_opened",
+    "unsubscribed", "app_installed", "app_opened", "app_uninstalled", "consent_changed"};
+inline constexpr std::string_view kChannelNames[6] = {"web", "app", "email", "sms", "push", "store"};
+
+inline uint8_t default_channel(int type) {
+    switch (type) {
+        case EMAIL_OPENED: case EMAIL_CLICKED: return 2;
+        case SMS_CLICKED: return 3;
+        case PUSH_OPENED: return 4;
+        case APP_INSTALLED: case APP_OPENED: case APP_UNINSTALLED: return 1;
+        default: return 0;
+    }
+}
+
+inline uint64_t fnv1a(std::string_view s) {
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ULL;
+    return h ? h : 1;
+}
+
+inline uint64_t fast_hash(std::string_view s) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (s.size() * 0xFF51AFD7ED558CCDULL);
+    const char* p = s.data();
+    size_t n = s.size();
+    while (n >= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        h = (h ^ w) * 0xC2B2AE3D27D4EB4FULL;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ w) * 0x165667B19E3779F9ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+// Strings -> dense local codes in first-seen order; keys are views into the input buffer.
+class LocalInterner {
+public:
+    std::vector<std::string_view> names;
+    std::vector<int64_t> first;  // where each name was first seen (slot or item index)
+
+    LocalInterner() : table_(1024, -1), mask_(1023) {}
+
+    int32_t intern(std::string_view s, int64_t where) {
+        uint64_t h = fast_hash(s);
+        size_t i = h & mask_;
+        while (true) {
+            int32_t code = table_[i];
+            if (code < 0) break;
+            if (hashes_[code] == h && names[code] == s) return code;
+            i = (i + 1) & mask_;
+        }
+        int32_t code = static_cast<int32_t>(names.size());
+        table_[i] = code;
+        names.push_back(s);
+        hashes_.push_back(h);
+        first.push_back(where);
+        if (names.size() * 2 > table_.size()) grow();
+        return code;
+    }
+
+private:
+    std::vector<int32_t> table_;
+    std::vector<uint64_t> hashes_;
+    size_t mask_;
+
+    void grow() {
+        std::vector<int32_t> bigger(table_.size() * 2, -1);
+        size_t mask = bigger.size() - 1;
+        for (size_t code = 0; code < names.size(); ++code) {
+            size_t i = hashes_[code] & mask;
+            while (bigger[i] >= 0) i = (i + 1) & mask;
+            bigger[i] = static_cast<int32_t>(code);
+        }
+        table_.swap(bigger);
+        mask_ = mask;
+    }
+};
+
+// ---- a strict, conservative JSON scanner -------------------------------------------------------
+// Every parse function returns false when the line must go to the msgspec fallback.
+
+enum Kind : uint8_t { ABSENT, NUL, STR, NUM, BOOL, OBJ, ARR };
+
+struct Str {
+    std::string_view view;
+    int chars;  // code points
+};
+
+struct Num {
+    bool is_int;
+    int64_t i;
+    double d;
+};
+
+struct Product {
+    Str product_id, category, brand;
+    double price, discount;
+    int32_t quantity;
+};
+
+// Trivially constructible on purpose: a line declares ~30 of these, and only `kind` is reset.
+struct Value {
+    Kind kind;
+    bool b;
+    bool valid;  // OBJ / ARR holding valid product(s)
+    Str s;
+    Num n;
+    uint32_t first, count;  // product(s): range in the scanner's item list
+};
+
+// Top-level fields the reader interprets; anything else is skipped (after a syntax check).
+enum Field : int {
+    F_TYPE, F_USER_ID, F_TIMESTAMP, F_EVENT_ID, F_CHANNEL, F_SESSION_ID, F_PRODUCT, F_PRODUCTS, F_REVENUE,
+    F_DISCOUNT, F_COUPON, F_CURRENCY, F_ORDER_ID, F_CAMPAIGN_ID, F_GRANTED, F_URL, F_LIST_ID, F_CATEGORY,
+    F_QUERY, F_CART_ID, F_WISHLIST_ID, F_APP_VERSION, N_FIELDS
+};
+
+inline int field_of(std::string_view k) {
+    switch (k.size()) {
+        case 3: return k == "url" ? F_URL : -1;
+        case 4: return k == "type" ? F_TYPE : -1;
+        case 5: return k == "query" ? F_QUERY : -1;
+        case 6: return k == "coupon" ? F_COUPON : -1;
+        case 7:
+            if (k == "user_id") return F_USER_ID;
+            if (k == "product") return F_PRODUCT;
+            if (k == "revenue") return F_REVENUE;
+            if (k == "channel") return F_CHANNEL;
+            if (k == "list_id") return F_LIST_ID;
+            if (k == "cart_id") return F_CART_ID;
+            if (k == "granted") return F_GRANTED;
+            return -1;
+        case 8:
+            if (k == "event_id") return F_EVENT_ID;
+            if (k == "products") return F_PRODUCTS;
+            if (k == "discount") return F_DISCOUNT;
+            if (k == "currency") return F_CURRENCY;
+            if (k == "order_id") return F_ORDER_ID;
+            if (k == "category") return F_CATEGORY;
+            return -1;
+        case 9: return k == "timestamp" ? F_TIMESTAMP : -1;
+        case 10: return k == "session_id" ? F_SESSION_ID : -1;
+        case 11:
+            if (k == "campaign_id") return F_CAMPAIGN_ID;
+            if (k == "wishlist_id") return F_WISHLIST_ID;
+            if (k == "app_version") return F_APP_VERSION;
+            return -1;
+        default: return -1;
+    }
+}
+
+class Scanner {
+public:
+    const char* p;
+    const char* end;
+    std::vector<Product>* items;
+
+    Scanner(const char* b, const char* e, std::vector<Product>* it) : p(b), end(e), items(it) {}
+
+    void ws() {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) ++p;
+    }
+
+    // A string without escapes; validates UTF-8 and counts code points.
+    bool string(Str& out) {
+        if (p >= end || *p != '"') return false;
+        const unsigned char* q = reinterpret_cast<const unsigned char*>(p + 1);
+        const unsigned char* e = reinterpret_cast<const unsigned char*>(end);
+        const unsigned char* start = q;
+        int chars = 0;
+        while (true) {
+            // ASCII fast path
+            while (q < e && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') {
+                ++q;
+                ++chars;
+            }
+            if (q >= e) return false;
+            unsigned char c = *q;
+            if (c == '"') break;
+            if (c < 0x80) return false;  // backslash or control character
+            int extra;
+            uint32_t cp;
+            if (c >= 0xC2 && c <= 0xDF) { extra = 1; cp = c & 0x1F; }
+            else if (c >= 0xE0 && c <= 0xEF) { extra = 2; cp = c & 0x0F; }
+            else if (c >= 0xF0 && c <= 0xF4) { extra = 3; cp = c & 0x07; }
+            else return false;
+            if (e - q <= extra) return false;
+            for (int k = 1; k <= extra; ++k) {
+                if ((q[k] & 0xC0) != 0x80) return false;
+                cp = (cp << 6) | (q[k] & 0x3F);
+            }
+            if ((extra == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+                (extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+                return false;
+            q += extra + 1;
+            ++chars;
+        }
+        out.view = std::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(q - start));
+        out.chars = chars;
+        p = reinterpret_cast<const char*>(q + 1);
+        return true;
+    }
+
+    // JSON number grammar; integers must fit 18 digits, floats must parse finite and normal-ish.
+    bool number(Num& out) {
+        const char* s = p;
+        if (p < end && *p == '-') ++p;
+        if (p >= end) return false;
+        if (*p == '0') {
+            ++p;
+        } else if (*p >= '1' && *p <= '9') {
+            while (p < end && *p >= '0' && *p <= '9') ++p;
+        } else {
+            return false;
+        }
+        bool is_int = true;
+        if (p < end && *p == '.') {
+            is_int = false;
+            ++p;
+            const char* d = p;
+            while (p < end && *p >= '0' && *p <= '9') ++p;
+            if (p == d) return false;
+        }
+        if (p < end && (*p == 'e' || *p == 'E')) {
+            is_int = false;
+            ++p;
+            if (p < end && (*p == '+' || *p == '-')) ++p;
+            const char* d = p;
+            while (p < end && *p >= '0' && *p <= '9') ++p;
+            if (p == d) return false;
+        }
+        if (p - s > 40) return false;
+        out.is_int = is_int;
+        if (is_int) {
+            if (p - s > 18) return false;
+            auto r = std::from_chars(s, p, out.i);
+            if (r.ec != std::errc() || r.ptr != p) return false;
+            out.d = static_cast<double>(out.i);
+        } else {
+            auto r = std::from_chars(s, p, out.d);
+            if (r.ec != std::errc() || r.ptr != p || !std::isfinite(out.d)) return false;
+            if (out.d != 0.0 && std::fabs(out.d) < 1e-300) return false;
+        }
+        return true;
+    }
+
+    bool literal(const char* word, size_t n) {
+        if (static_cast<size_t>(end - p) < n || std::memcmp(p, word, n) != 0) return false;
+        p += n;
+        return true;
+    }
+
+    // Any JSON value, syntax-checked and thrown away. Strings with escapes are accepted only for
+    // the simple escapes (no \u, whose surrogate rules we leave to msgspec).
+    bool skip(int depth) {
+        if (depth > kMaxDepth) return false;
+        ws();
+        if (p >= end) return false;
+        switch (*p) {
+            case '"': return skip_string();
+            case '{': {
+                ++p;
+                ws();
+                if (p < end && *p == '}') { ++p; return true; }
+                while (true) {
+                    ws();
+                    if (!skip_string()) return false;
+                    ws();
+                    if (p >= end || *p != ':') return false;
+                    ++p;
+                    if (!skip(depth + 1)) return false;
+                    ws();
+                    if (p < end && *p == ',') { ++p; continue; }
+                    if (p < end && *p == '}') { ++p; return true; }
+                    return false;
+                }
+            }
+            case '[': {
+                ++p;
+                ws();
+                if (p < end && *p == ']') { ++p; return true; }
+                while (true) {
+                    if (!skip(depth + 1)) return false;
+                    ws();
+                    if (p < end && *p == ',') { ++p; continue; }
+                    if (p < end && *p == ']') { ++p; return true; }
+                    return false;
+                }
+            }
+            case 't': return literal("true", 4);
+            case 'f': return literal("false", 5);
+            case 'n': return literal("null", 4);
+            default: {
+                Num n;
+                return number(n);
+            }
+        }
+    }
+
+    bool skip_string() {
+        if (p >= end || *p != '"') return false;
+        Str s;
+        const char* save = p;
+        if (string(s)) return true;
+        // Slow path: allow simple escapes, still validating UTF-8 piecewise.
+        p = save + 1;
+        while (p < end) {
+            unsigned char c = static_cast<unsigned char>(*p);
+            if (c == '"') { ++p; return true; }
+            if (c == '\\') {
+                if (p + 1 >= end) return false;
+                char e = p[1];
+                if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' && e != 'r' &&
+                    e != 't')
+                    return false;
+                p += 2;
+                continue;
+            }
+            if (c < 0x20) return false;
+            if (c < 0x80) { ++p; continue; }
+            // re-validate this multi-byte char with the strict routine on a fake one-char string
+            int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+            if (end - p <= extra) return false;
+            char buf[6] = {'"', 0, 0, 0, 0, '"'};
+            std::memcpy(buf + 1, p, static_cast<size_t>(extra + 1));
+            Scanner one(buf, buf + extra + 3, nullptr);
+            Str tmp;
+            if (!one.string(tmp) || one.p != buf + extra + 3) return false;
+            p += extra + 1;
+        }
+        return false;
+    }
+
+    // A value of a top-level field or product field: classify it, parse what we interpret.
+    bool value(Value& v, bool product_like, int depth) {
+        v.valid = false;
+        ws();
+        if (p >= end) return false;
+        char c = *p;
+        if (c == '"') {
+            v.kind = STR;
+            return string(v.s);
+        }
+        if (c == 'n') {
+            v.kind = NUL;
+            return literal("null", 4);
+        }
+        if (c == 't') {
+            v.kind = BOOL;
+            v.b = true;
+            return literal("true", 4);
+        }
+        if (c == 'f') {
+            v.kind = BOOL;
+            v.b = false;
+            return literal("false", 5);
+        }
+        if (c == '{') {
+            v.kind = OBJ;
+            if (!product_like) return skip(depth);
+            Product prod;
+            if (!product(prod, v.valid, depth)) return false;
+            if (v.valid) {
+                v.first = static_cast<uint32_t>(items->size());
+                items->push_back(prod);
+            }
+            return true;
+        }
+        if (c == '[') {
+            v.kind = ARR;
+            if (!product_like) return skip(depth);
+            return product_list(v, depth);
+        }
+        v.kind = NUM;
+        return number(v.n);
+    }
+
+    static bool is_amount(const Value& v) {
+        return v.kind == NUM && v.n.d >= 0.0 && v.n.d <= kMaxAmount;
+    }
+    static bool is_id(const Value& v) {
+        return v.kind == STR && v.s.chars >= 1 && v.s.chars <= kMaxIdChars;
+    }
+
+    // {"product_id":..,"category":..,"brand":..,"price":..,"discount":..,"quantity":..}
+    bool product(Product& out, bool& valid, int depth) {
+        if (depth > kMaxDepth) return false;
+        ++p;
+        Value f[6];
+        for (auto& v : f) v.kind = ABSENT;
+        ws();
+        if (p < end && *p == '}') {
+            ++p;
+            valid = false;
+            return true;
+        }
+        while (true) {
+            ws();
+            Str key;
+            if (!string(key)) return false;
+            ws();
+            if (p >= end || *p != ':') return false;
+            ++p;
+            int idx = -1;
+            std::string_view k = key.view;
+            if (k == "product_id") idx = 0;
+            else if (k == "category") idx = 1;
+            else if (k == "brand") idx = 2;
+            else if (k == "price") idx = 3;
+            else if (k == "discount") idx = 4;
+            else if (k == "quantity") idx = 5;
+            if (idx < 0) {
+                if (!skip(depth + 1)) return false;
+            } else {
+                if (f[idx].kind != ABSENT) return false;  // duplicate key
+                if (!value(f[idx], false, depth + 1)) return false;
+            }
+            ws();
+            if (p < end && *p == ',') { ++p; continue; }
+            if (p < end && *p == '}') { ++p; break; }
+            return false;
+        }
+        valid = is_id(f[0]) && is_id(f[1]) && is_id(f[2]) && is_amount(f[3]) &&
+                (f[4].kind == ABSENT || f[4].kind == NUL || is_amount(f[4])) &&
+                (f[5].kind == ABSENT ||
+                 (f[5].kind == NUM && f[5].n.is_int && f[5].n.i >= 1 && f[5].n.i <= 1000000));
+        if (valid) {
+            out.product_id = f[0].s;
+            out.category = f[1].s;
+            out.brand = f[2].s;
+            out.price = f[3].n.d;
+            out.discount = f[4].kind == NUM ? f[4].n.d : NAN;
+            out.quantity = f[5].kind == NUM ? static_cast<int32_t>(f[5].n.i) : 1;
+        }
+        return true;
+    }
+
+    bool product_list(Value& v, int depth) {
+        ++p;
+        v.first = static_cast<uint32_t>(items->size());
+        v.count = 0;
+        v.valid = true;
+        ws();
+        if (p < end && *p == ']') {
+            ++p;
+            return true;
+        }
+        while (true) {
+            ws();
+            if (p < end && *p == '{') {
+                Product prod;
+                bool ok = false;
+                if (!product(prod, ok, depth + 1)) return false;
+                if (ok) items->push_back(prod);
+                v.valid = v.valid && ok;
+            } else {
+                if (!skip(depth + 1)) return false;
+                v.valid = false;
+            }
+            ws();
+            if (p < end && *p == ',') { ++p; continue; }
+            if (p < end && *p == ']') { ++p; break; }
+            return false;
+        }
+        v.count = static_cast<uint32_t>(items->size()) - v.first;
+        return true;
+    }
+};
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+// YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM), the shape RFC 3339 producers emit; anything else
+// (lower-case separators, more than 6 fraction digits that msgspec would round, ...) is left to msgspec.
+inline bool parse_rfc3339_ms(std::string_view s, int64_t& ms) {
+    auto digits = [&](size_t at, size_t n, int64_t& out) {
+        if (at + n > s.size()) return false;
+        int64_t v = 0;
+        for (size_t i = at; i < at + n; ++i) {
+            if (s[i] < '0' || s[i] > '9') return false;
+            v = v * 10 + (s[i] - '0');
+        }
+        out = v;
+        return true;
+    };
+    int64_t y, mo, d, h, mi, se;
+    if (s.size() < 20 || !digits(0, 4, y) || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' ||
+        !digits(8, 2, d) || s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) ||
+        s[16] != ':' || !digits(17, 2, se))
+        return false;
+    static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59) return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
+    size_t i = 19;
+    int64_t us = 0;
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        size_t n = 0;
+        while (i + n < s.size() && s[i + n] >= '0' && s[i + n] <= '9') ++n;
+        if (n < 1 || n > 6) return false;
+        int64_t f = 0;
+        digits(i, n, f);
+        for (size_t k = n; k < 6; ++k) f *= 10;
+        us = f;
+        i += n;
+    }
+    int64_t offset_s = 0;
+    if (i + 1 == s.size() && s[i] == 'Z') {
+        offset_s = 0;
+    } else if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int64_t oh, om;
+        if (!digits(i + 1, 2, oh) || !digits(i + 4, 2, om) || oh > 23 || om > 59) return false;
+        offset_s = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+    } else {
+        return false;
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset_s;
+    ms = secs * 1000 + us / 1000;
+    return true;
+}
+
+// ---- the reader --------------------------------------------------------------------------------
+
+enum Status : uint8_t { OK = 0, FLAGGED = 1 };
+
+struct Columns {
+    // one slot per non-blank line
+    std::vector<int64_t> line, begin, end, user, ts_ms;
+    std::vector<uint8_t> status, event_type, channel, has_coupon;
+    std::vector<double> revenue, discount;
+    std::vector<int32_t> campaign;
+    std::vector<uint64_t> event_id;
+    std::vector<int8_t> consent;
+    // one row per product line of committed slots
+    std::vector<int64_t> item_slot;
+    std::vector<int32_t> item_product, item_category, item_brand, item_quantity;
+    std::vector<double> item_price, item_discount;
+    LocalInterner users, products, categories, brands, campaigns;
+
+    void reserve(size_t n) {
+        for (auto* v : {&line, &begin, &end, &user, &ts_ms}) v->reserve(n);
+        for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->reserve(n);
+        revenue.reserve(n);
+        discount.reserve(n);
+        campaign.reserve(n);
+        event_id.reserve(n);
+        consent.reserve(n);
+        item_slot.reserve(n);
+        for (auto* v : {&item_product, &item_category, &item_brand, &item_quantity}) v->reserve(n);
+        item_price.reserve(n);
+        item_discount.reserve(n);
+    }
+};
+
+inline bool opt_str(const Value& v) { return v.kind == ABSENT || v.kind == NUL || v.kind == STR; }
+inline bool opt_id(const Value& v) { return v.kind == ABSENT || v.kind == NUL || Scanner::is_id(v); }
+inline bool opt_amount(const Value& v) { return v.kind == ABSENT || v.kind == NUL || Scanner::is_amount(v); }
+inline bool opt_list(const Value& v) { return v.kind == ABSENT || (v.kind == ARR && v.valid); }
+inline bool single_product(const Value& v) { return v.kind == OBJ && v.valid; }
+
+inline int event_type_of(std::string_view s) {
+    // Cache the last hit: real streams repeat types, and this runs once per line.
+    static thread_local int last = 0;
+    if (s == kEventTypeNames[last]) return last;
+    for (int t = 0; t < N_EVENT_TYPES; ++t)
+        if (s == kEventTypeNames[t]) return last = t;
+    return -1;
+}
+
+// Parse and validate one line; commit it to `out` only when every check passes.
+inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, std::vector<Product>& items) {
+    items.clear();
+    Scanner sc(b, e, &items);
+    Value f[N_FIELDS];
+    for (auto& v : f) v.kind = ABSENT;
+    sc.ws();
+    if (sc.p >= sc.end || *sc.p != '{') return false;
+    ++sc.p;
+    sc.ws();
+    if (sc.p < sc.end && *sc.p == '}') return false;
+    while (true) {
+        sc.ws();
+        Str key;
+        if (!sc.string(key)) return false;
+        sc.ws();
+        if (sc.p >= sc.end || *sc.p != ':') return false;
+        ++sc.p;
+        int idx = field_of(key.view);
+        if (idx < 0) {
+            if (!sc.skip(1)) return false;
+        } else {
+            if (f[idx].kind != ABSENT) return false;  // duplicate key: leave to msgspec
+            if (!sc.value(f[idx], idx == F_PRODUCT || idx == F_PRODUCTS, 1)) return false;
+        }
+        sc.ws();
+        if (sc.p < sc.end && *sc.p == ',') { ++sc.p; continue; }
+        if (sc.p < sc.end && *sc.p == '}') { ++sc.p; break; }
+        return false;
+    }
+    sc.ws();
+    if (sc.p != sc.end) return false;
+
+    if (f[F_TYPE].kind != STR) return false;
+    const int type = event_type_of(f[F_TYPE].s.view);
+    if (type < 0) return false;
+    if (!Scanner::is_id(f[F_USER_ID]) || !opt_id(f[F_EVENT_ID]) || !opt_id(f[F_SESSION_ID])) return false;
+    int channel = -1;
+    if (f[F_CHANNEL].kind == STR) {
+        for (int c = 0; c < 6; ++c)
+            if (f[F_CHANNEL].s.view == kChannelNames[c]) channel = c;
+        if (channel < 0) return false;
+    } else if (f[F_CHANNEL].kind != ABSENT && f[F_CHANNEL].kind != NUL) {
+        return false;
+    }
+    int64_t ts;
+    const Value& t = f[F_TIMESTAMP];
+    if (t.kind == NUM && t.n.is_int) ts = t.n.i;
+    else if (t.kind == STR) {
+        if (!parse_rfc3339_ms(t.s.view, ts)) return false;
+    } else return false;
+    if (ts < kMinTsMs || ts > kMaxTsMs) return false;
+
+    double revenue = NAN, discount = NAN;
+    bool has_coupon = false, has_campaign = false;
+    int8_t consent = -1;
+    const Product* prods = nullptr;
+    size_t n_prods = 0;
+    auto list = [&](const Value& v) {
+        if (v.kind == ARR) {
+            prods = items.data() + v.first;
+            n_prods = v.count;
+        }
+    };
+    switch (type) {
+        case PAGE_VIEWED:
+            if (!opt_str(f[F_URL])) return false;
+            break;
+        case PRODUCT_VIEWED:
+        case PRODUCT_ADDED:
+        case PRODUCT_REMOVED:
+        case PRODUCT_ADDED_TO_WISHLIST: {
+            if (!single_product(f[F_PRODUCT])) return false;
+            if (type == PRODUCT_ADDED || type == PRODUCT_REMOVED) {
+                if (!opt_str(f[F_CART_ID])) return false;
+            } else if (type == PRODUCT_ADDED_TO_WISHLIST) {
+                if (!opt_str(f[F_WISHLIST_ID])) return false;
+            }
+            const Product& pr = items[f[F_PRODUCT].first];
+            prods = &pr;
+            n_prods = 1;
+            revenue = pr.price * static_cast<double>(pr.quantity);
+            discount = pr.discount;
+            break;
+        }
+        case PRODUCT_LIST_VIEWED:
+            if (!opt_str(f[F_LIST_ID]) || !opt_str(f[F_CATEGORY]) || !opt_list(f[F_PRODUCTS])) return false;
+            list(f[F_PRODUCTS]);
+            break;
+        case PRODUCTS_SEARCHED:
+            if (!opt_str(f[F_QUERY])) return false;
+            break;
+        case CART_VIEWED:
+            if (!opt_str(f[F_CART_ID]) || !opt_list(f[F_PRODUCTS])) return false;
+            list(f[F_PRODUCTS]);
+            break;
+        case CHECKOUT_STARTED:
+            if (!opt_str(f[F_ORDER_ID]) || !opt_list(f[F_PRODUCTS]) || !opt_amount(f[F_REVENUE])) return false;
+            list(f[F_PRODUCTS]);
+            if (f[F_REVENUE].kind == NUM) revenue = f[F_REVENUE].n.d;
+            break;
+        case COUPON_APPLIED:
+            if (!opt_str(f[F_COUPON]) || !opt_str(f[F_ORDER_ID]) || !opt_amount(f[F_DISCOUNT])) return false;
+            if (f[F_DISCOUNT].kind == NUM) discount = f[F_DISCOUNT].n.d;
+            has_coupon = f[F_COUPON].kind == STR;
+            break;
+        case ORDER_COMPLETED: {
+            const Value& cur = f[F_CURRENCY];
+            if (!Scanner::is_id(f[F_ORDER_ID]) || f[F_PRODUCTS].kind != ARR || !f[F_PRODUCTS].valid ||
+                !Scanner::is_amount(f[F_REVENUE]) || !opt_amount(f[F_DISCOUNT]) || !opt_str(f[F_COUPON]) ||
+                !(cur.kind == ABSENT || cur.kind == NUL || (cur.kind == STR && cur.s.chars == 3)))
+                return false;
+            list(f[F_PRODUCTS]);
+            revenue = f[F_REVENUE].n.d;
+            if (f[F_DISCOUNT].kind == NUM) discount = f[F_DISCOUNT].n.d;
+            has_coupon = f[F_COUPON].kind == STR;
+            break;
+        }
+        case ORDER_REFUNDED:
+            if (!Scanner::is_id(f[F_ORDER_ID]) || !opt_amount(f[F_REVENUE]) || !opt_list(f[F_PRODUCTS]))
+                return false;
+            list(f[F_PRODUCTS]);
+            if (f[F_REVENUE].kind == NUM) revenue = f[F_REVENUE].n.d;
+            break;
+        case EMAIL_OPENED:
+        case EMAIL_CLICKED:
+        case SMS_CLICKED:
+        case PUSH_OPENED:
+        case UNSUBSCRIBED:
+            if (!opt_str(f[F_CAMPAIGN_ID])) return false;
+            has_campaign = f[F_CAMPAIGN_ID].kind == STR;
+            break;
+        case APP_INSTALLED:
+        case APP_OPENED:
+        case APP_UNINSTALLED:
+            if (!opt_str(f[F_APP_VERSION])) return false;
+            break;
+        case CONSENT_CHANGED:
+            if (f[F_GRANTED].kind != BOOL) return false;
+            consent = f[F_GRANTED].b ? 1 : 0;
+            break;
+        default:
+            return false;
+    }
+
+    // Commit: everything below cannot fail.
+    out.user.back() = out.users.intern(f[F_USER_ID].s.view, slot);
+    out.status.back() = OK;
+    out.event_type.back() = static_cast<uint8_t>(type);
+    out.ts_ms.back() = ts;
+    out.channel.back() = static_cast<uint8_t>(channel >= 0 ? channel : default_channel(type));
+    out.revenue.back() = revenue;
+    out.discount.back() = discount;
+    out.has_coupon.back() = has_coupon;
+    out.campaign.back() = has_campaign ? out.campaigns.intern(f[F_CAMPAIGN_ID].s.view, slot) : -1;
+    out.event_id.back() = f[F_EVENT_ID].kind == STR ? fnv1a(f[F_EVENT_ID].s.view) : 0;
+    out.consent.back() = consent;
+    for (size_t k = 0; k < n_prods; ++k) {
+        const Product& pr = prods[k];
+        const int64_t at = static_cast<int64_t>(out.item_slot.size());
+        out.item_slot.push_back(slot);
+        out.item_product.push_back(out.products.intern(pr.product_id.view, at));
+        out.item_category.push_back(out.categories.intern(pr.category.view, at));
+        out.item_brand.push_back(out.brands.intern(pr.brand.view, at));
+        out.item_price.push_back(pr.price);
+        out.item_discount.push_back(pr.discount);
+        out.item_quantity.push_back(pr.quantity);
+    }
+    return true;
+}
+
+// Read every non-blank line of `data` into a slot; lines not committed keep status FLAGGED and
+// placeholder values, for the caller to decode another way.
+inline void read_ndjson(const char* data, size_t size, Columns& out) {
+    out.reserve(size / 128 + 16);
+    std::vector<Product> items;
+    const char* p = data;
+    const char* end = data + size;
+    int64_t line = 0;
+    while (p < end) {
+        const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+        const char* e = nl ? nl : end;
+        const char* q = p;
+        while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) ++q;
+        if (q < e) {
+            const int64_t slot = static_cast<int64_t>(out.line.size());
+            out.line.push_back(line);
+            out.begin.push_back(q - data);
+            out.end.push_back(e - data);
+            out.status.push_back(FLAGGED);
+            out.user.push_back(-1);
+            out.event_type.push_back(0);
+            out.ts_ms.push_back(0);
+            out.channel.push_back(0);
+            out.revenue.push_back(NAN);
+            out.discount.push_back(NAN);
+            out.has_coupon.push_back(0);
+            out.campaign.push_back(-1);
+            out.event_id.push_back(0);
+            out.consent.push_back(-1);
+            read_line(q, e, slot, out, items);
+        }
+        ++line;
+        p = e + 1;
+    }
+}
+
+}  // namespace ingest
+}  // namespace affinity

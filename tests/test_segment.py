@@ -1,0 +1,113 @@
+"""The Segment adapter, proven on payloads the real segment-analytics-python client sends."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+
+from affinity_sdk import events as ev
+from affinity_sdk.errors import SchemaError
+from affinity_sdk.segment import from_segment, segment_event_type
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        type(self).bodies.append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def segment_server() -> Iterator[tuple[str, list[bytes]]]:
+    bodies: ClassVar[list[bytes]] = []
+    handler = type("Recorder", (_Recorder,), {"bodies": bodies})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("use_gzip", [False, True])
+def test_real_client_payloads(segment_server: tuple[str, list[bytes]], use_gzip: bool) -> None:
+    analytics = pytest.importorskip("segment.analytics")
+    host, bodies = segment_server
+    client = analytics.Client("test-key", host=host, sync_mode=True, gzip=use_gzip, max_retries=0)
+    product = {"product_id": "p1", "category": "shoes", "brand": "acme", "price": 59.0, "quantity": 2}
+    client.track("u1", "Product Viewed", product, message_id="m1")
+    client.track("u1", "Product Added", {**product, "cart_id": "c1"})
+    client.track(
+        "u1",
+        "Order Completed",
+        {"order_id": "o1", "total": 118.0, "currency": "EUR", "coupon": "X", "products": [product]},
+    )
+    client.track("u2", "Email Opened", {"campaign_id": "spring"})
+    client.track("u2", "Signed Up", {})
+    client.page("u2", name="Home", properties={"url": "https://shop.example/"})
+    client.identify("u2", {"email": "x@example.com"})
+    assert len(bodies) == 7
+    calls = [call for body in bodies for call in from_segment(body, unknown_types="skip")]
+    assert [type(c).__name__ for c in calls] == [
+        "ProductViewed",
+        "ProductAdded",
+        "OrderCompleted",
+        "EmailOpened",
+        "PageViewed",
+    ]
+    viewed, added, order, email, page = calls
+    assert isinstance(viewed, ev.ProductViewed) and viewed.event_id == "m1"
+    assert viewed.product == ev.Product(
+        product_id="p1", category="shoes", brand="acme", price=59.0, quantity=2
+    )
+    assert isinstance(added, ev.ProductAdded) and added.cart_id == "c1"
+    assert isinstance(order, ev.OrderCompleted)
+    assert (order.revenue, order.currency, order.coupon, len(order.products)) == (118.0, "EUR", "X", 1)
+    assert isinstance(email, ev.EmailOpened) and email.campaign_id == "spring" and email.user_id == "u2"
+    assert isinstance(page, ev.PageViewed) and page.url == "https://shop.example/"
+    assert all(1_600_000_000_000 < ev.timestamp_ms(c) < ev.MAX_TS_MS for c in calls)
+    skipped = from_segment(bodies[4], unknown_types="skip")
+    assert len(skipped) == 0 and skipped.rejects.n_unknown == 1
+
+
+def test_errors_name_the_segment_path() -> None:
+    body = {
+        "batch": [
+            {"type": "track", "event": "Product Viewed", "userId": "u", "timestamp": 0, "properties": {}},
+            {"type": "track", "event": "Signed Up", "userId": "u", "timestamp": 0},
+            {"type": "track", "event": "App Opened", "anonymousId": "a1", "timestamp": 0},
+        ]
+    }
+    result = from_segment(body, errors="collect")
+    assert [type(e).__name__ for e in result] == ["AppOpened"] and result[0].user_id == "a1"
+    assert result.rejects.errors == [
+        (0, "Object missing required field `product_id` - at `$.batch[0].properties`"),
+        (1, "Unknown event type 'Signed Up' - at `$.batch[1].event`"),
+    ]
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        from_segment(b"{")
+
+
+def test_event_names() -> None:
+    assert segment_event_type("Product Viewed") == "product_viewed"
+    assert segment_event_type("Push Notification Tapped") == "push_opened"
+    assert segment_event_type("Application Installed") == "app_installed"
+    assert segment_event_type("Identify") is None
