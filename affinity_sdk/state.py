@@ -122,7 +122,15 @@ class DecayState:
         ts_ms: NDArray[np.int64],
         values: NDArray[np.float64],
     ) -> None:
-        """Fold events (already mapped to profile and signal codes) into the state."""
+        """Fold events (already mapped to profile and signal codes) into the state.
+
+        Codes may come in any integer dtype; they are converted (without a copy when they are
+        already contiguous int64 / float64) because the compiled kernels take exact dtypes.
+        """
+        users = np.ascontiguousarray(users, dtype=np.int64)
+        signals = np.ascontiguousarray(signals, dtype=np.int64)
+        ts_ms = np.ascontiguousarray(ts_ms, dtype=np.int64)
+        values = np.ascontiguousarray(values, dtype=np.float64)
         if users.shape[0] == 0:
             return
         self.ensure_profiles(int(users.max()) + 1)

@@ -1,3 +1,243 @@
+// pybind11 bindings of csrc/kernels.hpp: the "cpp" backend of affinity_sdk.kernels.
+//
+// Arrays are taken as they come (no forcecast, no copies): a wrong dtype, layout, shape or a
+// read-only output raises ValueError instead of being converted behind the caller's back, and the
+// GIL is released while a kernel runs.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "kernels.hpp"
+
 namespace py = pybind11;
-void register_kernels(py::module_& m) { (void)m; }
+namespace ak = affinity::kernels;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
+
+template <class T>
+T* data_of(const py::array& a, const char* name, bool writable, int ndim = 1) {
+    if (!a.dtype().equal(py::dtype::of<T>()))
+        fail(std::string("Expected `") + name + "` of dtype " + std::string(py::str(py::dtype::of<T>())) +
+             ", got " + std::string(py::str(a.dtype())));
+    if (a.ndim() != ndim)
+        fail(std::string("Expected `") + name + "` with " + std::to_string(ndim) + " dimension(s), got " +
+             std::to_string(a.ndim()));
+    if (!(a.flags() & py::array::c_style)) fail(std::string("Expected `") + name + "` to be C-contiguous");
+    if (writable && !a.writeable()) fail(std::string("Expected `") + name + "` to be writeable");
+    return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+py::handle state_dtype() {
+    // Leaked on purpose: a static py::object would be destroyed after the interpreter finalises.
+    static PyObject* dt =
+        py::object(py::module_::import("affinity_sdk.kernels._layout").attr("STATE_DTYPE")).release().ptr();
+    return dt;
+}
+
+ak::Record* records_of(const py::array& a, const char* name, bool writable) {
+    if (!a.dtype().equal(state_dtype())) fail(std::string("Expected `") + name + "` of dtype STATE_DTYPE");
+    if (a.ndim() != 2) fail(std::string("Expected `") + name + "` of shape (profiles, signals)");
+    if (!(a.flags() & py::array::c_style)) fail(std::string("Expected `") + name + "` to be C-contiguous");
+    if (writable && !a.writeable()) fail(std::string("Expected `") + name + "` to be writeable");
+    return static_cast<ak::Record*>(const_cast<void*>(a.data()));
+}
+
+void expect_len(const py::array& a, const char* name, py::ssize_t n) {
+    if (a.shape(0) != n)
+        fail(std::string("Expected `") + name + "` of length " + std::to_string(n) + ", got " +
+             std::to_string(a.shape(0)));
+}
+
+void accumulate(const py::array& records, const py::array& users, const py::array& signals, const py::array& ts_ms,
+                const py::array& values, int64_t landmark_ms, const py::array& lam_per_ms) {
+    ak::Record* rec = records_of(records, "records", true);
+    const int64_t n_profiles = records.shape(0), n_signals = records.shape(1);
+    const auto* u = data_of<int64_t>(users, "users", false);
+    const py::ssize_t n = users.shape(0);
+    const auto* s = data_of<int64_t>(signals, "signals", false);
+    const auto* t = data_of<int64_t>(ts_ms, "ts_ms", false);
+    const auto* v = data_of<double>(values, "values", false);
+    const auto* lam = data_of<double>(lam_per_ms, "lam_per_ms", false);
+    expect_len(signals, "signals", n);
+    expect_len(ts_ms, "ts_ms", n);
+    expect_len(values, "values", n);
+    expect_len(lam_per_ms, "lam_per_ms", n_signals);
+    int64_t bad;
+    {
+        py::gil_scoped_release release;
+        bad = ak::first_bad_event(u, s, n, n_profiles, n_signals);
+        if (bad < 0) ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam);
+    }
+    if (bad >= 0)
+        fail("event " + std::to_string(bad) + " has profile " + std::to_string(u[bad]) + " / signal " +
+             std::to_string(s[bad]) + " outside the state's " + std::to_string(n_profiles) + " x " +
+             std::to_string(n_signals) + " records");
+}
+
+void rebase(const py::array& records, const py::array& factors) {
+    ak::Record* rec = records_of(records, "records", true);
+    const auto* f = data_of<double>(factors, "factors", false);
+    expect_len(factors, "factors", records.shape(1));
+    py::gil_scoped_release release;
+    ak::rebase(rec, records.shape(0), records.shape(1), f);
+}
+
+void merge(const py::array& into, const py::array& other) {
+    ak::Record* a = records_of(into, "into", true);
+    const ak::Record* b = records_of(other, "other", false);
+    if (into.shape(0) != other.shape(0) || into.shape(1) != other.shape(1))
+        fail("Expected `into` and `other` of the same shape");
+    py::gil_scoped_release release;
+    ak::merge(a, b, into.shape(0) * into.shape(1));
+}
+
+void decayed(const py::array& records, const py::array& factors, const py::array& out) {
+    const ak::Record* rec = records_of(records, "records", false);
+    const auto* f = data_of<double>(factors, "factors", false);
+    auto* o = data_of<double>(out, "out", true, 2);
+    expect_len(factors, "factors", records.shape(1));
+    if (out.shape(0) != records.shape(0) || out.shape(1) != records.shape(1))
+        fail("Expected `out` of the records' shape");
+    py::gil_scoped_release release;
+    ak::decayed(rec, records.shape(0), records.shape(1), f, o);
+}
+
+void raw_scores(const py::array& records, const py::array& coefs, const py::array& out) {
+    const ak::Record* rec = records_of(records, "records", false);
+    const auto* c = data_of<double>(coefs, "coefs", false);
+    auto* o = data_of<double>(out, "out", true);
+    expect_len(coefs, "coefs", records.shape(1));
+    expect_len(out, "out", records.shape(0));
+    py::gil_scoped_release release;
+    ak::raw_scores(rec, records.shape(0), records.shape(1), c, o);
+}
+
+void scores_100(const py::array& raw, double half_point, const py::array& out) {
+    const auto* r = data_of<double>(raw, "raw", false);
+    auto* o = data_of<double>(out, "out", true);
+    expect_len(out, "out", raw.shape(0));
+    py::gil_scoped_release release;
+    ak::scores_100(r, raw.shape(0), half_point, o);
+}
+
+py::array_t<double> quantile_cutoffs(const py::array& values, const py::array& fractions) {
+    const auto* v = data_of<double>(values, "values", false);
+    const auto* q = data_of<double>(fractions, "fractions", false);
+    py::array_t<double> out(fractions.shape(0));
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        ak::quantile_cutoffs(v, values.shape(0), q, fractions.shape(0), o);
+    }
+    return out;
+}
+
+void check_tier_args(const py::array& values, const py::array& cut_up, const py::array& cut_down,
+                     const py::array& previous, const py::array& out) {
+    expect_len(cut_up, "cut_up", 2);
+    expect_len(cut_down, "cut_down", 2);
+    expect_len(previous, "previous", values.shape(0));
+    expect_len(out, "out", values.shape(0));
+}
+
+void assign_tiers(const py::array& values, const py::array& cut_up, const py::array& cut_down,
+                  const py::array& previous, const py::array& out) {
+    const auto* v = data_of<double>(values, "values", false);
+    const auto* up = data_of<double>(cut_up, "cut_up", false);
+    const auto* down = data_of<double>(cut_down, "cut_down", false);
+    const auto* p = data_of<int8_t>(previous, "previous", false);
+    auto* o = data_of<int8_t>(out, "out", true);
+    check_tier_args(values, cut_up, cut_down, previous, out);
+    py::gil_scoped_release release;
+    ak::assign_tiers(v, values.shape(0), up, down, p, o);
+}
+
+void score_tiers(const py::array& raw, double half_point, const py::array& fractions, const py::array& margins,
+                 const py::array& previous, const py::array& out_score, const py::array& out_tier,
+                 const py::array& out_cut) {
+    const auto* r = data_of<double>(raw, "raw", false);
+    const auto* q = data_of<double>(fractions, "fractions", false);
+    const auto* m = data_of<double>(margins, "margins", false);
+    const auto* p = data_of<int8_t>(previous, "previous", false);
+    auto* os = data_of<double>(out_score, "out_score", true);
+    auto* ot = data_of<int8_t>(out_tier, "out_tier", true);
+    auto* oc = data_of<double>(out_cut, "out_cut", true);
+    const py::ssize_t n = raw.shape(0);
+    expect_len(fractions, "fractions", 2);
+    expect_len(margins, "margins", 2);
+    expect_len(out_cut, "out_cut", 2);
+    expect_len(previous, "previous", n);
+    expect_len(out_score, "out_score", n);
+    expect_len(out_tier, "out_tier", n);
+    py::gil_scoped_release release;
+    ak::score_tiers(r, n, half_point, q, m, p, os, ot, oc);
+}
+
+void check_topk_out(const py::array& out_index, const py::array& out_value, py::ssize_t rows, int64_t k) {
+    if (out_index.shape(0) != rows || out_index.shape(1) != k || out_value.shape(0) != rows ||
+        out_value.shape(1) != k)
+        fail("Expected `out_index` and `out_value` of shape (rows, k)");
+}
+
+void topk_rows(const py::array& matrix, int64_t k, const py::array& out_index, const py::array& out_value) {
+    const auto* mat = data_of<double>(matrix, "matrix", false, 2);
+    auto* oi = data_of<int64_t>(out_index, "out_index", true, 2);
+    auto* ov = data_of<double>(out_value, "out_value", true, 2);
+    if (k < 0) fail("Expected k >= 0");
+    const py::ssize_t rows = matrix.shape(0), cols = matrix.shape(1);
+    check_topk_out(out_index, out_value, rows, k);
+    py::gil_scoped_release release;
+    std::vector<int64_t> start(static_cast<std::size_t>(rows) + 1);
+    for (py::ssize_t r = 0; r <= rows; ++r) start[static_cast<std::size_t>(r)] = r * cols;
+    ak::topk_sparse(start.data(), nullptr, mat, rows, k, oi, ov);
+}
+
+void topk_csr(const py::array& indptr, const py::array& indices, const py::array& data, int64_t k,
+              const py::array& out_index, const py::array& out_value) {
+    const auto* ip = data_of<int64_t>(indptr, "indptr", false);
+    const auto* ix = data_of<int64_t>(indices, "indices", false);
+    const auto* d = data_of<double>(data, "data", false);
+    auto* oi = data_of<int64_t>(out_index, "out_index", true, 2);
+    auto* ov = data_of<double>(out_value, "out_value", true, 2);
+    if (k < 0) fail("Expected k >= 0");
+    if (indptr.shape(0) < 1) fail("Expected `indptr` of length rows + 1");
+    const py::ssize_t rows = indptr.shape(0) - 1;
+    expect_len(data, "data", indices.shape(0));
+    check_topk_out(out_index, out_value, rows, k);
+    if (ip[0] != 0 || ip[rows] != indices.shape(0)) fail("Expected `indptr` from 0 to len(indices)");
+    for (py::ssize_t r = 0; r < rows; ++r)
+        if (ip[r + 1] < ip[r]) fail("Expected `indptr` to be non-decreasing");
+    py::gil_scoped_release release;
+    ak::topk_sparse(ip, ix, d, rows, k, oi, ov);
+}
+
+}  // namespace
+
+void register_kernels(py::module_& m) {
+    m.def("accumulate", &accumulate, py::arg("records"), py::arg("users"), py::arg("signals"), py::arg("ts_ms"),
+          py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"),
+          "Fold events into the (profiles, signals) records in place.");
+    m.def("rebase", &rebase, py::arg("records"), py::arg("factors"), "Multiply each signal's acc by its factor.");
+    m.def("merge", &merge, py::arg("into"), py::arg("other"), "Add `other`'s records into `into`.");
+    m.def("decayed", &decayed, py::arg("records"), py::arg("factors"), py::arg("out"),
+          "Decayed value per (profile, signal).");
+    m.def("raw_scores", &raw_scores, py::arg("records"), py::arg("coefs"), py::arg("out"),
+          "Composite raw score per profile.");
+    m.def("scores_100", &scores_100, py::arg("raw"), py::arg("half_point"), py::arg("out"),
+          "0-100 score 100 r / (r + half_point).");
+    m.def("quantile_cutoffs", &quantile_cutoffs, py::arg("values"), py::arg("fractions"),
+          "Cut-off values for the top 1 - q of `values` (radix selection, O(n)).");
+    m.def("assign_tiers", &assign_tiers, py::arg("values"), py::arg("cut_up"), py::arg("cut_down"),
+          py::arg("previous"), py::arg("out"), "Tier codes with hysteresis.");
+    m.def("score_tiers", &score_tiers, py::arg("raw"), py::arg("half_point"), py::arg("fractions"),
+          py::arg("margins"), py::arg("previous"), py::arg("out_score"), py::arg("out_tier"), py::arg("out_cut"),
+          "Fused raw -> 0-100 score -> quantile cut-offs -> tiers.");
+    m.def("topk_rows", &topk_rows, py::arg("matrix"), py::arg("k"), py::arg("out_index"), py::arg("out_value"),
+          "Per-row k largest entries of a dense matrix.");
+    m.def("topk_csr", &topk_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k"),
+          py::arg("out_index"), py::arg("out_value"), "Per-row k largest stored entries of a CSR matrix.");
+}

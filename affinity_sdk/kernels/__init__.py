@@ -36,6 +36,9 @@ __all__ = [
     "quantile_cutoffs",
     "raw_scores",
     "rebase",
+    "score_tiers",
+    "scores_100",
+    "topk_csr",
     "topk_rows",
 ]
 
@@ -45,7 +48,7 @@ def _impl(backend: str | None) -> Any:
     if name == "reference":
         return _reference
     if name == "numba":
-        from . import _numba  # type: ignore[attr-defined]
+        from . import _numba
 
         return _numba
     module: ModuleType | None = native()
@@ -122,6 +125,75 @@ def raw_scores(
     return out
 
 
+def scores_100(
+    raw: NDArray[np.float64],
+    half_point: float,
+    out: NDArray[np.float64] | None = None,
+    *,
+    backend: str | None = None,
+) -> NDArray[np.float64]:
+    r"""0-100 score per profile from its raw score.
+
+    .. math:: S_u = 100\, \frac{r}{r + h},\quad r = \max(R_u, 0)
+
+    ``h = half_point > 0`` is the raw score that maps to 50; ``+inf`` maps to 100, NaN stays NaN.
+
+    Examples
+    --------
+    >>> scores_100(np.array([0.0, 2.0, 6.0, -1.0]), 2.0, backend="reference").tolist()
+    [0.0, 50.0, 75.0, 0.0]
+    """
+    if not half_point > 0.0:
+        raise ValueError(f"half_point must be > 0 (got {half_point})")
+    if out is None:
+        out = np.empty(raw.shape[0], dtype=np.float64)
+    _impl(backend).scores_100(raw, float(half_point), out)
+    return out
+
+
+def score_tiers(
+    raw: NDArray[np.float64],
+    half_point: float,
+    fractions: NDArray[np.float64],
+    margins: NDArray[np.float64] | None = None,
+    previous: NDArray[np.int8] | None = None,
+    *,
+    backend: str | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.int8], NDArray[np.float64]]:
+    r"""Raw scores to 0-100 scores, quantile cut-offs on them, and tiers, in one call.
+
+    .. math:: S_u = 100\, r / (r + h),\quad c_t = \text{quantile}_{q_t}(S),\quad
+              \text{tier}_u = \max\{t : S_u \ge c_t \text{ (or } c_t - m_t
+              \text{ if previously} \ge t),\ S_u > 0\}
+
+    ``fractions`` are the (medium, high) quantiles, e.g. ``[0.6, 0.9]``: the top 10 % is High;
+    ``margins`` (score points, default 0) is the hysteresis: a profile already in a tier stays
+    while its score is at least the cut-off minus the margin. Returns ``(scores, tiers,
+    cut_offs)``; tiers are 0 / 1 / 2 (low / medium / high). The fast backends do this in three
+    O(n) passes (no sort).
+
+    Examples
+    --------
+    >>> scores, tiers, cuts = score_tiers(np.arange(10.0), 1.0, np.array([0.6, 0.9]), backend="reference")
+    >>> tiers.tolist()
+    [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]
+    """
+    if not half_point > 0.0:
+        raise ValueError(f"half_point must be > 0 (got {half_point})")
+    n = raw.shape[0]
+    fractions = np.ascontiguousarray(fractions, dtype=np.float64)
+    margins = np.zeros(2) if margins is None else np.ascontiguousarray(margins, dtype=np.float64)
+    if previous is None:
+        previous = np.full(n, -1, dtype=np.int8)
+    out_score = np.empty(n, dtype=np.float64)
+    out_tier = np.empty(n, dtype=np.int8)
+    out_cut = np.empty(2, dtype=np.float64)
+    _impl(backend).score_tiers(
+        raw, float(half_point), fractions, margins, previous, out_score, out_tier, out_cut
+    )
+    return out_score, out_tier, out_cut
+
+
 def quantile_cutoffs(
     values: NDArray[np.float64], fractions: NDArray[np.float64], *, backend: str | None = None
 ) -> NDArray[np.float64]:
@@ -157,4 +229,31 @@ def topk_rows(
     out_index = np.empty((matrix.shape[0], k), dtype=np.int64)
     out_value = np.empty((matrix.shape[0], k), dtype=np.float64)
     _impl(backend).topk_rows(matrix, k, out_index, out_value)
+    return out_index, out_value
+
+
+def topk_csr(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    k: int,
+    *,
+    backend: str | None = None,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Per row of a CSR matrix, the columns and values of its ``k`` largest stored entries.
+
+    Descending; ties by lower column; NaN ranks as -inf; rows with fewer than ``k`` stored entries
+    are padded with column -1 and value NaN.
+
+    Examples
+    --------
+    >>> idx, val = topk_csr(np.array([0, 3, 3]), np.array([4, 1, 7]), np.array([0.5, 2.0, 1.0]), 2,
+    ...                     backend="reference")
+    >>> idx.tolist(), val.tolist()
+    ([[1, 7], [-1, -1]], [[2.0, 1.0], [nan, nan]])
+    """
+    rows = indptr.shape[0] - 1
+    out_index = np.empty((rows, k), dtype=np.int64)
+    out_value = np.empty((rows, k), dtype=np.float64)
+    _impl(backend).topk_csr(indptr, indices, data, k, out_index, out_value)
     return out_index, out_value

@@ -17,6 +17,9 @@ __all__ = [
     "quantile_cutoffs",
     "raw_scores",
     "rebase",
+    "score_tiers",
+    "scores_100",
+    "topk_csr",
     "topk_rows",
 ]
 
@@ -37,12 +40,22 @@ def accumulate(
               Z_{us} = \max(Z_{us}, t)
 
     The exponent is taken as 0 when ``t == L`` so that a zero half-life (``λ = inf``) is exact.
+    A profile or signal code outside ``records``' shape raises ValueError before anything changes.
     """
+    n_profiles, n_signals = records.shape
+    bad = np.flatnonzero((users < 0) | (users >= n_profiles) | (signals < 0) | (signals >= n_signals))
+    if bad.shape[0]:
+        i = int(bad[0])
+        raise ValueError(
+            f"event {i} has profile {users[i]} / signal {signals[i]} outside the state's "
+            f"{n_profiles} x {n_signals} records"
+        )
     lam = lam_per_ms[signals]
     dt = (ts_ms - landmark_ms).astype(np.float64)
-    with np.errstate(invalid="ignore"):
+    # inf * 0 and exp overflow are defined outcomes here (NaN, inf), not something to warn about.
+    with np.errstate(invalid="ignore", over="ignore"):
         exponent = np.where(dt == 0.0, 0.0, lam * dt)
-    contribution = values * np.exp(exponent)
+        contribution = values * np.exp(exponent)
     cell = (users, signals)
     np.add.at(records["acc"], cell, contribution)
     np.add.at(records["total"], cell, values)
@@ -73,6 +86,17 @@ def decayed(records: NDArray[np.void], factors: NDArray[np.float64], out: NDArra
 def raw_scores(records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArray[np.float64]) -> None:
     r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}` with :math:`c_s = w_s f_s`."""
     np.dot(records["acc"], coefs, out=out)
+
+
+def scores_100(raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64]) -> None:
+    r"""0-100 score :math:`S_u = 100\, r / (r + h)`, :math:`r = \max(R_u, 0)`; ``+inf`` gives 100.
+
+    ``h`` (the half point) is the raw score that maps to 50; NaN stays NaN.
+    """
+    r = np.where(raw < 0.0, 0.0, raw)
+    with np.errstate(invalid="ignore"):
+        np.divide(100.0 * r, r + half_point, out=out)
+    out[r == np.inf] = 100.0
 
 
 def quantile_cutoffs(values: NDArray[np.float64], fractions: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -136,3 +160,42 @@ def topk_rows(
     order = np.argsort(-keyed, axis=1, kind="stable")[:, :kk]
     out_index[:, :kk] = order
     out_value[:, :kk] = np.take_along_axis(matrix, order, axis=1)
+
+
+def score_tiers(
+    raw: NDArray[np.float64],
+    half_point: float,
+    fractions: NDArray[np.float64],
+    margins: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out_score: NDArray[np.float64],
+    out_tier: NDArray[np.int8],
+    out_cut: NDArray[np.float64],
+) -> None:
+    """Raw scores to 0-100 scores (:func:`scores_100`), their quantile cut-offs for ``fractions``
+    (medium, high) into ``out_cut``, then tiers entering at ``out_cut`` and staying at
+    ``out_cut - margins`` (:func:`assign_tiers`)."""
+    scores_100(raw, half_point, out_score)
+    out_cut[:] = quantile_cutoffs(out_score, fractions)
+    assign_tiers(out_score, out_cut, out_cut - margins, previous, out_tier)
+
+
+def topk_csr(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    k: int,
+    out_index: NDArray[np.int64],
+    out_value: NDArray[np.float64],
+) -> None:
+    """Per CSR row, the columns and values of the ``k`` largest stored entries (descending; ties
+    by lower column; NaN ranks as -inf), padded with -1 / NaN like :func:`topk_rows`."""
+    out_index[:] = -1
+    out_value[:] = np.nan
+    for r in range(indptr.shape[0] - 1):
+        cols = indices[indptr[r] : indptr[r + 1]]
+        vals = data[indptr[r] : indptr[r + 1]]
+        keyed = np.where(np.isnan(vals), -np.inf, vals)
+        order = np.lexsort((cols, -keyed))[:k]
+        out_index[r, : order.shape[0]] = cols[order]
+        out_value[r, : order.shape[0]] = vals[order]

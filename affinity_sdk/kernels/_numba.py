@@ -1,0 +1,619 @@
+"""Numba kernels: the same names, signatures and numbers as :mod:`._reference`.
+
+Imported only when the ``numba`` backend is used, so ``import affinity_sdk`` never pays for numba.
+Every kernel is ``@njit(cache=True)`` with named fastmath flags: ``contract`` (FMA) and
+``reassoc`` where a sum may be reordered, never ``nnan`` / ``ninf``, so NaN checks survive. The
+0-100 score is computed without fastmath so all backends round it identically and tiers agree.
+
+Records are handled through two flat views of the same memory (``float64`` and ``int64``, five
+words per record) because numba's record-array access is slower and the layout is fixed by
+``STATE_DTYPE``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from ._layout import STATE_DTYPE
+
+__all__ = [
+    "accumulate",
+    "assign_tiers",
+    "decayed",
+    "merge",
+    "quantile_cutoffs",
+    "raw_scores",
+    "rebase",
+    "score_tiers",
+    "scores_100",
+    "topk_csr",
+    "topk_rows",
+]
+
+_FAST = {"contract", "reassoc", "nsz"}
+_EXACT: set[str] = set()
+# Only FMA contraction for exp: `reassoc` would fold the (x + shifter) - shifter rounding trick away.
+_CONTRACT = {"contract"}
+_WORDS = 5  # float64 / int64 words per record: acc, total, count, first_ms, last_ms
+_CHUNK = 1024
+_EXP_LO = -708.0
+_EXP_HI = 708.0
+_SLICE = 1 << 22
+_BLOCK_BYTES = 256 * 1024
+_SIGN_OFF = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+def _flat(records: NDArray[np.void], writable: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    if records.dtype != STATE_DTYPE:
+        raise ValueError(f"Expected `records` of dtype STATE_DTYPE, got {records.dtype}")
+    if records.ndim != 2:
+        raise ValueError(f"Expected `records` of shape (profiles, signals), got {records.shape}")
+    if not records.flags.c_contiguous:
+        raise ValueError("Expected `records` to be C-contiguous")
+    if writable and not records.flags.writeable:
+        raise ValueError("Expected `records` to be writeable")
+    flat = records.reshape(-1)
+    return flat.view(np.float64), flat.view(np.int64)
+
+
+def _check(name: str, a: NDArray[np.generic], dtype: type[np.generic], n: int | None = None) -> None:
+    if a.dtype != dtype:
+        raise ValueError(f"Expected `{name}` of dtype {np.dtype(dtype)}, got {a.dtype}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"Expected `{name}` of length {n}, got {a.shape[0]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# accumulate
+
+
+@nb.njit(cache=True, fastmath=_CONTRACT)
+def _exp_block(x: NDArray[np.float64], n: int) -> None:  # pragma: no cover - compiled
+    # Cody-Waite reduction + degree-13 Taylor polynomial, branch-free so LLVM vectorises it;
+    # the caller redoes out-of-range lanes (NaN, inf, overflow, subnormal results) with np.exp.
+    for i in range(n):
+        xi = x[i]
+        lo = _EXP_LO if xi < _EXP_LO else xi
+        hi = _EXP_HI if xi > _EXP_HI else xi
+        xc = lo if xi < 0.0 else hi
+        t = xc * 1.4426950408889634 + 6755399441055744.0
+        k = t - 6755399441055744.0
+        r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        scale = np.int64((np.float64(t).view(np.int64) + 1023) << 52).view(np.float64)
+        x[i] = p * scale
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _contributions(
+    signals: NDArray[np.int64],
+    ts_ms: NDArray[np.int64],
+    values: NDArray[np.float64],
+    i0: int,
+    m: int,
+    landmark_ms: int,
+    lam: NDArray[np.float64],
+    expo: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    for j in range(m):
+        dt = ts_ms[i0 + j] - landmark_ms
+        e = 0.0 if dt == 0 else lam[signals[i0 + j]] * np.float64(dt)
+        expo[j] = e
+        out[j] = e
+    _exp_block(out, m)
+    for j in range(m):
+        e = expo[j]
+        if not ((e >= _EXP_LO) and (e <= _EXP_HI)):
+            out[j] = np.exp(e)
+        out[j] *= values[i0 + j]
+
+
+@nb.njit(cache=True)
+def _apply(
+    rf: NDArray[np.float64], ri: NDArray[np.int64], cell: int, c: float, v: float, t: int
+) -> None:  # pragma: no cover - compiled
+    w = cell * _WORDS
+    rf[w] += c
+    rf[w + 1] += v
+    ri[w + 2] += 1
+    if t < ri[w + 3]:
+        ri[w + 3] = t
+    if t > ri[w + 4]:
+        ri[w + 4] = t
+
+
+@nb.njit(cache=True)
+def _first_bad(
+    users: NDArray[np.int64], signals: NDArray[np.int64], n_profiles: int, n_signals: int
+) -> int:  # pragma: no cover - compiled
+    for i in range(users.shape[0]):
+        u = users[i]
+        s = signals[i]
+        if u < 0 or u >= n_profiles or s < 0 or s >= n_signals:
+            return i
+    return -1
+
+
+@nb.njit(cache=True)
+def _accumulate(
+    rf: NDArray[np.float64],
+    ri: NDArray[np.int64],
+    n_profiles: int,
+    n_signals: int,
+    users: NDArray[np.int64],
+    signals: NDArray[np.int64],
+    ts_ms: NDArray[np.int64],
+    values: NDArray[np.float64],
+    landmark_ms: int,
+    lam: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    n = users.shape[0]
+    expo = np.empty(_CHUNK)
+    contrib = np.empty(_CHUNK)
+    row_bytes = n_signals * 40
+    shift = 0
+    while (2 << shift) * row_bytes <= _BLOCK_BYTES:
+        shift += 1
+    n_blocks = ((n_profiles - 1) >> shift) + 1
+    if n_blocks <= 1 or n_profiles * row_bytes <= 4 * _BLOCK_BYTES or n < 4096:
+        for i0 in range(0, n, _CHUNK):
+            m = min(_CHUNK, n - i0)
+            _contributions(signals, ts_ms, values, i0, m, landmark_ms, lam, expo, contrib)
+            for j in range(m):
+                i = i0 + j
+                _apply(rf, ri, users[i] * n_signals + signals[i], contrib[j], values[i], ts_ms[i])
+        return
+    # Radix-partition events by profile block so each block's records stay in cache while applied.
+    size = min(n, _SLICE)
+    packed_i = np.empty((size, 4), dtype=np.int64)
+    packed_f = packed_i.view(np.float64)
+    offset = np.empty(n_blocks + 1, dtype=np.int64)
+    cursor = np.empty(n_blocks, dtype=np.int64)
+    mask = (1 << shift) - 1
+    for s0 in range(0, n, size):
+        m_slice = min(size, n - s0)
+        offset[:] = 0
+        for i in range(s0, s0 + m_slice):
+            offset[(users[i] >> shift) + 1] += 1
+        for b in range(n_blocks):
+            offset[b + 1] += offset[b]
+        cursor[:] = offset[:n_blocks]
+        for i0 in range(s0, s0 + m_slice, _CHUNK):
+            m = min(_CHUNK, s0 + m_slice - i0)
+            _contributions(signals, ts_ms, values, i0, m, landmark_ms, lam, expo, contrib)
+            for j in range(m):
+                i = i0 + j
+                u = users[i]
+                b = u >> shift
+                p = cursor[b]
+                cursor[b] = p + 1
+                packed_i[p, 0] = (u & mask) * n_signals + signals[i]
+                packed_f[p, 1] = contrib[j]
+                packed_f[p, 2] = values[i]
+                packed_i[p, 3] = ts_ms[i]
+        for b in range(n_blocks):
+            base = (b << shift) * n_signals
+            for e in range(offset[b], offset[b + 1]):
+                _apply(rf, ri, base + packed_i[e, 0], packed_f[e, 1], packed_f[e, 2], packed_i[e, 3])
+
+
+def accumulate(
+    records: NDArray[np.void],
+    users: NDArray[np.int64],
+    signals: NDArray[np.int64],
+    ts_ms: NDArray[np.int64],
+    values: NDArray[np.float64],
+    landmark_ms: int,
+    lam_per_ms: NDArray[np.float64],
+) -> None:
+    """Fold events into ``records[users, signals]`` in place (see :func:`._reference.accumulate`)."""
+    rf, ri = _flat(records, writable=True)
+    n_profiles, n_signals = records.shape
+    n = users.shape[0]
+    _check("users", users, np.int64)
+    _check("signals", signals, np.int64, n)
+    _check("ts_ms", ts_ms, np.int64, n)
+    _check("values", values, np.float64, n)
+    _check("lam_per_ms", lam_per_ms, np.float64, n_signals)
+    if n == 0:
+        return
+    bad = _first_bad(users, signals, n_profiles, n_signals)
+    if bad >= 0:
+        raise ValueError(
+            f"event {bad} has profile {users[bad]} / signal {signals[bad]} outside the state's "
+            f"{n_profiles} x {n_signals} records"
+        )
+    _accumulate(rf, ri, n_profiles, n_signals, users, signals, ts_ms, values, int(landmark_ms), lam_per_ms)
+
+
+# ---------------------------------------------------------------------------------------------
+# rebase, merge, decayed, raw scores
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _rebase(
+    rf: NDArray[np.float64], n_signals: int, factors: NDArray[np.float64]
+) -> None:  # pragma: no cover
+    n_cells = rf.shape[0] // _WORDS
+    for c in range(n_cells):
+        rf[c * _WORDS] *= factors[c % n_signals]
+
+
+def rebase(records: NDArray[np.void], factors: NDArray[np.float64]) -> None:
+    r"""Move the landmark: :math:`A_{us} \mathrel{*}= f_s`."""
+    rf, _ = _flat(records, writable=True)
+    _check("factors", factors, np.float64, records.shape[1])
+    _rebase(rf, records.shape[1], factors)
+
+
+@nb.njit(cache=True)
+def _merge(
+    af: NDArray[np.float64], ai: NDArray[np.int64], bf: NDArray[np.float64], bi: NDArray[np.int64]
+) -> None:  # pragma: no cover - compiled
+    for c in range(af.shape[0] // _WORDS):
+        w = c * _WORDS
+        af[w] += bf[w]
+        af[w + 1] += bf[w + 1]
+        ai[w + 2] += bi[w + 2]
+        if bi[w + 3] < ai[w + 3]:
+            ai[w + 3] = bi[w + 3]
+        if bi[w + 4] > ai[w + 4]:
+            ai[w + 4] = bi[w + 4]
+
+
+def merge(into: NDArray[np.void], other: NDArray[np.void]) -> None:
+    """Add ``other`` into ``into`` (same shape, same landmark): sums, min of first, max of last."""
+    af, ai = _flat(into, writable=True)
+    bf, bi = _flat(other, writable=False)
+    if into.shape != other.shape:
+        raise ValueError("Expected `into` and `other` of the same shape")
+    _merge(af, ai, bf, bi)
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _decayed(
+    rf: NDArray[np.float64], n_signals: int, factors: NDArray[np.float64], out: NDArray[np.float64]
+) -> None:  # pragma: no cover - compiled
+    for c in range(out.shape[0]):
+        out[c] = rf[c * _WORDS] * factors[c % n_signals]
+
+
+def decayed(records: NDArray[np.void], factors: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    r"""Decayed values at now: :math:`D_{us} = A_{us} f_s`."""
+    rf, _ = _flat(records, writable=False)
+    _check("factors", factors, np.float64, records.shape[1])
+    if out.shape != records.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError("Expected `out` of the records' shape, float64, C-contiguous")
+    _decayed(rf, records.shape[1], factors, out.reshape(-1))
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _raw_scores(
+    rf: NDArray[np.float64], n_signals: int, coefs: NDArray[np.float64], out: NDArray[np.float64]
+) -> None:  # pragma: no cover - compiled
+    for u in range(out.shape[0]):
+        w = u * n_signals * _WORDS
+        acc = 0.0
+        for s in range(n_signals):
+            acc += coefs[s] * rf[w + s * _WORDS]
+        out[u] = acc
+
+
+def raw_scores(records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}`."""
+    rf, _ = _flat(records, writable=False)
+    _check("coefs", coefs, np.float64, records.shape[1])
+    _check("out", out, np.float64, records.shape[0])
+    _raw_scores(rf, records.shape[1], coefs, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# scores, quantile cut-offs, tiers
+
+
+@nb.njit(cache=True, fastmath=_EXACT)
+def _scores_100(
+    raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64]
+) -> None:  # pragma: no cover
+    for i in range(raw.shape[0]):
+        r = raw[i]
+        if r < 0.0:
+            r = 0.0
+        out[i] = 100.0 if r == np.inf else 100.0 * r / (r + half_point)
+
+
+def scores_100(raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64]) -> None:
+    r"""0-100 score :math:`100\, r / (r + h)`, negative raw as 0, ``+inf`` as 100."""
+    _check("raw", raw, np.float64)
+    _check("out", out, np.float64, raw.shape[0])
+    _scores_100(raw, float(half_point), out)
+
+
+@nb.njit(cache=True)
+def _key(v: float) -> int:  # pragma: no cover - compiled
+    # Order-preserving signed key: flip the magnitude bits of negatives; every NaN ranks largest.
+    if v != v:
+        return 0x7FFFFFFFFFFFFFFF
+    b = int(np.float64(v).view(np.int64))
+    return b if b >= 0 else b ^ 0x7FFFFFFFFFFFFFFF
+
+
+@nb.njit(cache=True)
+def _key_value(key: int) -> float:  # pragma: no cover - compiled
+    b = key if key >= 0 else key ^ _SIGN_OFF
+    return np.int64(b).view(np.float64)
+
+
+@nb.njit(cache=True)
+def _top_digit(key: int) -> int:  # pragma: no cover - compiled
+    return (key >> 48) + 32768
+
+
+@nb.njit(cache=True)
+def _top_hist(values: NDArray[np.float64]) -> NDArray[np.int64]:  # pragma: no cover - compiled
+    hist = np.zeros(1 << 16, dtype=np.int64)
+    for i in range(values.shape[0]):
+        hist[_top_digit(_key(values[i]))] += 1
+    return hist
+
+
+@nb.njit(cache=True)
+def _cutoffs(
+    values: NDArray[np.float64],
+    top: NDArray[np.int64],
+    fractions: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    # Radix selection of the k-th largest, 16 bits at a time: the caller's pass counted the top
+    # digit; candidates in the chosen bucket are copied out and refined on the lower digits.
+    n = values.shape[0]
+    hist = np.empty(1 << 16, dtype=np.int64)
+    for j in range(fractions.shape[0]):
+        q = fractions[j]
+        out[j] = np.inf
+        if n == 0 or not (q < 1.0):
+            continue
+        k = int(np.ceil(n * (1.0 - q) - 1e-9))
+        k = min(max(k, 1), n)
+        rank = n - k
+        d = 0
+        while rank >= top[d]:
+            rank -= top[d]
+            d += 1
+        keys = np.empty(top[d], dtype=np.int64)
+        m = 0
+        for i in range(n):
+            key = _key(values[i])
+            if _top_digit(key) == d:
+                keys[m] = key
+                m += 1
+        for shift in (32, 16, 0):
+            same = True
+            for i in range(1, m):
+                if keys[i] != keys[0]:
+                    same = False
+                    break
+            if same:
+                break
+            hist[:] = 0
+            for i in range(m):
+                hist[(keys[i] >> shift) & 0xFFFF] += 1
+            d = 0
+            while rank >= hist[d]:
+                rank -= hist[d]
+                d += 1
+            kept = 0
+            for i in range(m):
+                if ((keys[i] >> shift) & 0xFFFF) == d:
+                    keys[kept] = keys[i]
+                    kept += 1
+            m = kept
+        out[j] = _key_value(keys[0])
+
+
+def quantile_cutoffs(values: NDArray[np.float64], fractions: NDArray[np.float64]) -> NDArray[np.float64]:
+    r"""For each fraction ``q``, the value ``v`` such that values ``>= v`` are the top ``1 - q`` (O(n))."""
+    _check("values", values, np.float64)
+    _check("fractions", fractions, np.float64)
+    out = np.empty(fractions.shape[0])
+    _cutoffs(values, _top_hist(values), fractions, out)
+    return out
+
+
+@nb.njit(cache=True, fastmath=_EXACT)
+def _assign_tiers(
+    values: NDArray[np.float64],
+    cut_up: NDArray[np.float64],
+    cut_down: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out: NDArray[np.int8],
+) -> None:  # pragma: no cover - compiled
+    up1, up2, down1, down2 = cut_up[0], cut_up[1], cut_down[0], cut_down[1]
+    for i in range(values.shape[0]):
+        v = values[i]
+        p = previous[i]
+        t1 = down1 if p >= 1 else up1
+        t2 = down2 if p >= 2 else up2
+        pos = v > 0.0
+        code = 0
+        if pos and v >= t1:
+            code = 1
+        if pos and v >= t2:
+            code = 2
+        out[i] = code
+
+
+def _check_tiers(
+    values: NDArray[np.float64],
+    cut_up: NDArray[np.float64],
+    cut_down: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out: NDArray[np.int8],
+) -> None:
+    n = values.shape[0]
+    _check("values", values, np.float64)
+    _check("cut_up", cut_up, np.float64, 2)
+    _check("cut_down", cut_down, np.float64, 2)
+    _check("previous", previous, np.int8, n)
+    _check("out", out, np.int8, n)
+
+
+def assign_tiers(
+    values: NDArray[np.float64],
+    cut_up: NDArray[np.float64],
+    cut_down: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out: NDArray[np.int8],
+) -> None:
+    """Tier codes (0 low, 1 medium, 2 high) with hysteresis against ``previous`` (-1 = none)."""
+    _check_tiers(values, cut_up, cut_down, previous, out)
+    _assign_tiers(values, cut_up, cut_down, previous, out)
+
+
+@nb.njit(cache=True, fastmath=_EXACT)
+def _score_tiers(
+    raw: NDArray[np.float64],
+    half_point: float,
+    fractions: NDArray[np.float64],
+    margins: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out_score: NDArray[np.float64],
+    out_tier: NDArray[np.int8],
+    out_cut: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    _scores_100(raw, half_point, out_score)
+    _cutoffs(out_score, _top_hist(out_score), fractions, out_cut)
+    down = np.empty(2)
+    down[0] = out_cut[0] - margins[0]
+    down[1] = out_cut[1] - margins[1]
+    _assign_tiers(out_score, out_cut, down, previous, out_tier)
+
+
+def score_tiers(
+    raw: NDArray[np.float64],
+    half_point: float,
+    fractions: NDArray[np.float64],
+    margins: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    out_score: NDArray[np.float64],
+    out_tier: NDArray[np.int8],
+    out_cut: NDArray[np.float64],
+) -> None:
+    """Raw scores -> 0-100 scores -> quantile cut-offs of the scores -> tiers (with margins)."""
+    n = raw.shape[0]
+    _check("raw", raw, np.float64)
+    _check("fractions", fractions, np.float64, 2)
+    _check("margins", margins, np.float64, 2)
+    _check("previous", previous, np.int8, n)
+    _check("out_score", out_score, np.float64, n)
+    _check("out_tier", out_tier, np.int8, n)
+    _check("out_cut", out_cut, np.float64, 2)
+    _score_tiers(raw, float(half_point), fractions, margins, previous, out_score, out_tier, out_cut)
+
+
+# ---------------------------------------------------------------------------------------------
+# top-k
+
+
+@nb.njit(cache=True)
+def _topk(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    dense_cols: int,
+    k: int,
+    out_index: NDArray[np.int64],
+    out_value: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    # Per row, insertion into a sorted top-k buffer: O(m k), and k is small for affinity.
+    n_rows = out_index.shape[0]
+    for r in range(n_rows):
+        if dense_cols >= 0:
+            lo = r * dense_cols
+            m = dense_cols
+        else:
+            lo = indptr[r]
+            m = indptr[r + 1] - lo
+        filled = 0
+        for j in range(m):
+            v = data[lo + j]
+            key = -np.inf if v != v else v
+            col = j if dense_cols >= 0 else indices[lo + j]
+            pos = filled
+            while pos > 0:
+                pv = out_value[r, pos - 1]
+                pk = -np.inf if pv != pv else pv
+                if pk > key or (pk == key and out_index[r, pos - 1] < col):
+                    break
+                pos -= 1
+            if pos >= k:
+                continue
+            last = min(filled, k - 1)
+            for q in range(last, pos, -1):
+                out_index[r, q] = out_index[r, q - 1]
+                out_value[r, q] = out_value[r, q - 1]
+            out_index[r, pos] = col
+            out_value[r, pos] = v
+            if filled < k:
+                filled += 1
+        for q in range(filled, k):
+            out_index[r, q] = -1
+            out_value[r, q] = np.nan
+
+
+def _check_topk_out(out_index: NDArray[np.int64], out_value: NDArray[np.float64], rows: int, k: int) -> None:
+    if k < 0:
+        raise ValueError("Expected k >= 0")
+    _check("out_index", out_index, np.int64)
+    _check("out_value", out_value, np.float64)
+    if out_index.shape != (rows, k) or out_value.shape != (rows, k):
+        raise ValueError("Expected `out_index` and `out_value` of shape (rows, k)")
+
+
+def topk_rows(
+    matrix: NDArray[np.float64],
+    k: int,
+    out_index: NDArray[np.int64],
+    out_value: NDArray[np.float64],
+) -> None:
+    """Per row, the ``k`` largest entries (descending; ties by lower column), NaN treated as -inf."""
+    _check("matrix", matrix, np.float64)
+    if matrix.ndim != 2:
+        raise ValueError("Expected a 2-dimensional `matrix`")
+    _check_topk_out(out_index, out_value, matrix.shape[0], k)
+    empty = np.zeros(1, dtype=np.int64)
+    _topk(empty, empty, np.ascontiguousarray(matrix).reshape(-1), matrix.shape[1], k, out_index, out_value)
+
+
+def topk_csr(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    data: NDArray[np.float64],
+    k: int,
+    out_index: NDArray[np.int64],
+    out_value: NDArray[np.float64],
+) -> None:
+    """Per CSR row, the ``k`` largest stored entries' columns and values (see ``topk_rows``)."""
+    _check("indptr", indptr, np.int64)
+    _check("indices", indices, np.int64)
+    _check("data", data, np.float64, indices.shape[0])
+    if indptr.shape[0] < 1 or indptr[0] != 0 or indptr[-1] != indices.shape[0] or np.any(np.diff(indptr) < 0):
+        raise ValueError("Expected `indptr` non-decreasing from 0 to len(indices)")
+    _check_topk_out(out_index, out_value, indptr.shape[0] - 1, k)
+    _topk(indptr, indices, data, -1, k, out_index, out_value)

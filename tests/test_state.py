@@ -1,0 +1,188 @@
+"""DecayState properties on every backend: split / merged / reordered input gives the same state.
+
+Floating-point sums are compared with relative tolerance 1e-9 (and an absolute floor of 1e-290 so
+values at the bottom of float64's range, where one path underflows to 0 and another to a
+subnormal, do not count as mismatches); counts and first / last seen are compared exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from affinity_sdk import DecayState
+from affinity_sdk.kernels import REBASE_EXPONENT
+
+T0 = 1_700_000_000_000
+HALF_LIVES = {
+    "mixed": [0.0, 1.0, 3600.0],
+    "huge": [1e12, float("inf"), 86400.0],
+    "tiny": [1e-3, 0.5, 30.0],
+}
+
+Events = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
+
+
+@st.composite
+def event_batches(draw: st.DrawFn, max_events: int = 60) -> Events:
+    n = draw(st.integers(0, max_events))
+    spread = draw(st.sampled_from([0, 5, 10_000, 3_600_000, 40 * 86_400_000]))
+    one_profile = draw(st.booleans())
+    users = [0 if one_profile else draw(st.integers(0, 6)) for _ in range(n)]
+    signals = [draw(st.integers(0, 2)) for _ in range(n)]
+    ts = [T0 + draw(st.integers(0, spread)) for _ in range(n)]
+    values = [draw(st.sampled_from([0.0, 1.0, 2.5, 1e6])) for _ in range(n)]
+    return (
+        np.array(users, dtype=np.int64),
+        np.array(signals, dtype=np.int64),
+        np.array(ts, dtype=np.int64),
+        np.array(values, dtype=np.float64),
+    )
+
+
+def take(events: Events, index: NDArray[np.intp]) -> Events:
+    u, s, t, v = events
+    return u[index], s[index], t[index], v[index]
+
+
+def build(half_lives: list[float], backend: str, *batches: Events) -> DecayState:
+    state = DecayState(half_lives, backend=backend)
+    for batch in batches:
+        state.add(*batch)
+    return state
+
+
+def assert_same_decayed(a: DecayState, b: DecayState, now_ms: int) -> None:
+    """Same profiles, counts, first / last seen, totals, and decayed values at ``now_ms``."""
+    assert a.n_profiles == b.n_profiles
+    ra, rb = a.records, b.records
+    for field in ("count", "first_ms", "last_ms"):
+        np.testing.assert_array_equal(ra[field], rb[field], err_msg=field)
+    np.testing.assert_allclose(ra["total"], rb["total"], rtol=1e-9, atol=1e-290)
+    if a.landmark_ms is not None:
+        np.testing.assert_allclose(a.decayed(now_ms), b.decayed(now_ms), rtol=1e-9, atol=1e-290)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches=st.lists(event_batches(), min_size=1, max_size=4), key=st.sampled_from(sorted(HALF_LIVES)))
+def test_backends_agree_with_reference(backend: str, batches: list[Events], key: str) -> None:
+    want = build(HALF_LIVES[key], "reference", *batches)
+    got = build(HALF_LIVES[key], backend, *batches)
+    assert got.landmark_ms == want.landmark_ms
+    for field in ("acc", "total"):
+        np.testing.assert_allclose(got.records[field], want.records[field], rtol=1e-9, atol=1e-290)
+    for field in ("count", "first_ms", "last_ms"):
+        np.testing.assert_array_equal(got.records[field], want.records[field])
+    newest = max((int(b[2].max()) for b in batches if b[2].shape[0]), default=T0)
+    assert_same_decayed(got, want, newest + 1000)
+
+
+@settings(max_examples=40, deadline=None)
+@given(events=event_batches(120), key=st.sampled_from(sorted(HALF_LIVES)), data=st.data())
+def test_order_and_split_invariance(backend: str, events: Events, key: str, data: st.DataObject) -> None:
+    n = events[0].shape[0]
+    whole = build(HALF_LIVES[key], backend, events)
+    order = np.array(data.draw(st.permutations(list(range(n)))), dtype=np.intp)
+    cut = data.draw(st.integers(0, n))
+    # Out of order and split across batches: the late half may come first.
+    split = build(HALF_LIVES[key], backend, take(events, order[cut:]), take(events, order[:cut]))
+    now = int(events[2].max(initial=T0)) + 1
+    assert_same_decayed(split, whole, now)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=event_batches(), b=event_batches(), key=st.sampled_from(sorted(HALF_LIVES)))
+def test_merge_equals_union(backend: str, a: Events, b: Events, key: str) -> None:
+    merged = build(HALF_LIVES[key], backend, a)
+    merged.merge(build(HALF_LIVES[key], backend, b))
+    union = build(HALF_LIVES[key], backend, tuple(np.concatenate(pair) for pair in zip(a, b, strict=True)))  # type: ignore[arg-type]
+    now = int(max(a[2].max(initial=T0), b[2].max(initial=T0))) + 1
+    assert_same_decayed(merged, union, now)
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=st.integers(0, 10**7), y=st.integers(0, 10**7), events=event_batches())
+def test_rebase_semigroup(backend: str, x: int, y: int, events: Events) -> None:
+    half_lives = [60.0, 3600.0, 1e6]
+    stepwise = build(half_lives, backend, events)
+    direct = stepwise.copy()
+    start = stepwise.landmark_ms if stepwise.landmark_ms is not None else T0
+    stepwise.rebase(start + x)
+    stepwise.rebase(start + x + y)
+    direct.rebase(start + x + y)
+    assert stepwise.landmark_ms == direct.landmark_ms
+    np.testing.assert_allclose(stepwise.records["acc"], direct.records["acc"], rtol=1e-9, atol=1e-290)
+
+
+@pytest.mark.parametrize("key", sorted(HALF_LIVES))
+def test_decayed_matches_direct_sum(backend: str, key: str) -> None:
+    rng = np.random.default_rng(11)
+    n = 2000
+    users, signals = rng.integers(0, 50, n), rng.integers(0, 3, n)
+    ts = T0 + rng.integers(0, 600_000, n)
+    values = rng.random(n)
+    state = build(HALF_LIVES[key], backend, (users, signals, ts, values))
+    now = T0 + 600_000
+    lam = state.lam_per_ms[signals]
+    with np.errstate(invalid="ignore"):
+        weight = np.where(now == ts, 1.0, np.exp(-lam * (now - ts)))
+    want = np.zeros((50, 3))
+    np.add.at(want, (users, signals), values * weight)
+    np.testing.assert_allclose(state.decayed(now), want, rtol=1e-9, atol=1e-290)
+
+
+def test_landmark_rebases_at_the_edge(backend: str) -> None:
+    state = DecayState([1.0], backend=backend)  # λ = ln 2 / 1000 per ms
+    state.add(np.array([0]), np.array([0]), np.array([T0]), np.array([1.0]))
+    edge = int(REBASE_EXPONENT / state.lam_per_ms[0])
+    state.add(np.array([0]), np.array([0]), np.array([T0 + edge]), np.array([1.0]))
+    assert state.landmark_ms == T0  # exactly at the limit: no rebase yet
+    assert np.isfinite(state.records["acc"]).all()
+    state.add(np.array([1]), np.array([0]), np.array([T0 + edge + 1]), np.array([1.0]))
+    assert state.landmark_ms == T0 + edge + 1
+    decayed = state.decayed(T0 + edge + 1)[:, 0]
+    np.testing.assert_allclose(
+        decayed, [np.exp(-state.lam_per_ms[0] * (edge + 1)) + np.exp(-state.lam_per_ms[0]), 1.0], rtol=1e-12
+    )
+
+
+def test_batch_equals_loop_of_single_updates(backend: str) -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    events = (rng.integers(0, 20, n), rng.integers(0, 3, n), T0 + rng.integers(0, 10**8, n), rng.random(n))
+    batch = build(HALF_LIVES["mixed"], backend, events)
+    loop = build(HALF_LIVES["mixed"], backend, *(take(events, np.array([i])) for i in range(n)))
+    assert_same_decayed(loop, batch, T0 + 10**8)
+
+
+def test_growth_is_amortised_and_keeps_records(backend: str) -> None:
+    state = DecayState([3600.0, 60.0], backend=backend)
+    capacities = set()
+    for u in range(0, 5000, 7):
+        state.add(np.array([u]), np.array([u % 2]), np.array([T0 + u]), np.array([1.0]))
+        capacities.add(state._records.shape[0])
+    assert len(capacities) <= 4  # 1024 -> 2048 -> 4096 -> 8192: doubling, not one copy per profile
+    assert state.n_profiles == 4999  # the last code added is 4998
+    assert int(state.records["count"].sum()) == len(range(0, 5000, 7))
+    assert state.nbytes_per_profile == 2 * 40
+    assert repr(state).startswith("DecayState(profiles=")
+
+
+def test_add_accepts_other_integer_dtypes(backend: str) -> None:
+    state = DecayState([3600.0], backend=backend)
+    state.add(
+        np.array([0, 1], dtype=np.int32), np.array([0, 0], dtype=np.int8), np.array([T0, T0]), np.ones(2)
+    )
+    assert state.records["count"].ravel().tolist() == [1, 1]
+
+
+def test_zero_half_life_keeps_only_events_at_now(backend: str) -> None:
+    state = DecayState([0.0], backend=backend)
+    state.add(
+        np.array([0, 0, 1]), np.array([0, 0, 0]), np.array([T0, T0 + 5, T0 + 5]), np.array([1.0, 2.0, 3.0])
+    )
+    assert state.decayed(T0 + 5)[:, 0].tolist() == [2.0, 3.0]
+    assert state.decayed(T0 + 6)[:, 0].tolist() == [0.0, 0.0]
