@@ -39,9 +39,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 from msgspec import Struct
@@ -50,7 +51,16 @@ from ._units import parse_duration
 from .errors import ConfigError
 from .events import EVENT_TYPE_CODES
 
-__all__ = ["ScoreMapping", "ScoringConfig", "SignalConfig", "TierConfig", "default_config"]
+__all__ = [
+    "PRODUCT_EVENT_TYPES",
+    "AffinityConfig",
+    "AffinitySignal",
+    "ScoreMapping",
+    "ScoringConfig",
+    "SignalConfig",
+    "TierConfig",
+    "default_config",
+]
 
 ValueField = Literal["count", "revenue"]
 
@@ -89,6 +99,161 @@ class ScoreMapping(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     half_point: float = 10.0
 
 
+#: Event types that carry product lines and may feed affinity.
+PRODUCT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        "product_viewed",
+        "product_list_viewed",
+        "product_added",
+        "product_removed",
+        "product_added_to_wishlist",
+        "cart_viewed",
+        "checkout_started",
+        "order_completed",
+    }
+)
+
+
+# --- the [affinity] section ------------------------------------------------------------------------------
+class AffinitySignal(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One product-level event type feeding affinity: its weight and half-life ("14d" or seconds)."""
+
+    weight: float
+    half_life: str | float
+
+    @property
+    def half_life_s(self) -> float:
+        return parse_duration(self.half_life)
+
+
+def _default_signals() -> dict[str, AffinitySignal]:
+    return {
+        "product_viewed": AffinitySignal(weight=1.0, half_life="14d"),
+        "product_added_to_wishlist": AffinitySignal(weight=3.0, half_life="30d"),
+        "product_added": AffinitySignal(weight=3.0, half_life="30d"),
+        "order_completed": AffinitySignal(weight=5.0, half_life="90d"),
+    }
+
+
+class AffinityConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[affinity]`` section of a config file; every key has a built-in default.
+
+    Examples
+    --------
+    >>> cfg = AffinityConfig.from_toml('''
+    ... [signals.order_completed]
+    ... weight = 5.0
+    ... half_life = "90d"
+    ... [affinity]
+    ... shrinkage = 8.0
+    ... [affinity.signals.product_viewed]
+    ... weight = 1.0
+    ... half_life = "7d"
+    ... ''')
+    >>> cfg.shrinkage, sorted(cfg.signals), cfg.signals["product_viewed"].half_life_s
+    (8.0, ['product_viewed'], 604800.0)
+    """
+
+    signals: dict[str, AffinitySignal] = msgspec.field(default_factory=_default_signals)
+    #: Pseudo-events κ (a view weighs 1) padding observed and expected engagement: pulls thin
+    #: profiles' affinity toward 1.
+    shrinkage: float = 5.0
+    #: Catalogue price quantiles that cut each category into low / mid / premium.
+    price_quantiles: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0)
+    #: Half-life of the order counts behind discount sensitivity.
+    discount_half_life: str | float = "90d"
+    #: Pseudo-orders at the population discount rate (shrinkage of discount sensitivity).
+    discount_shrinkage: float = 4.0
+    #: Sensitivity (odds ratio against the population) at or above which a profile is High,
+    #: resp. Medium.
+    discount_high: float = 1.4
+    discount_medium: float = 1.0
+
+    def __post_init__(self) -> None:
+        _validate_affinity(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "affinity config") -> AffinityConfig:
+        """Validate the ``[affinity]`` table as a plain mapping."""
+        try:
+            return msgspec.convert(data, cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, text: str | bytes, *, source: str = "config") -> AffinityConfig:
+        """The ``[affinity]`` table of a TOML config file (the default when it has none)."""
+        try:
+            return msgspec.toml.decode(text, type=_ConfigFile, strict=True).affinity
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> AffinityConfig:
+        """The ``[affinity]`` section of a ``.toml`` (or ``.json``) config file."""
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+        if p.suffix.lower() == ".json":
+            try:
+                return msgspec.json.decode(raw, type=_ConfigFile).affinity
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise ConfigError(f"{p}: {exc}") from None
+        return cls.from_toml(raw, source=str(p))
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        """Configured event types in event-type code order."""
+        return tuple(sorted(self.signals, key=EVENT_TYPE_CODES.__getitem__))
+
+    @property
+    def half_life_groups_s(self) -> tuple[float, ...]:
+        """The distinct half-lives (seconds, ascending): one accumulator column each."""
+        return tuple(sorted({s.half_life_s for s in self.signals.values()}))
+
+
+class _ConfigFile(Struct, frozen=True, kw_only=True):
+    affinity: AffinityConfig = msgspec.field(default_factory=AffinityConfig)
+
+
+def _validate_affinity(cfg: AffinityConfig) -> None:
+    if not cfg.signals:
+        raise ConfigError("`affinity.signals` is empty: configure at least one product event type")
+    for name, signal in cfg.signals.items():
+        where = f"`affinity.signals.{name}`"
+        if name not in PRODUCT_EVENT_TYPES:
+            kind = "unknown event type" if name not in EVENT_TYPE_CODES else "event type without products"
+            raise ConfigError(f"{where}: {kind} {name!r}")
+        if not (math.isfinite(signal.weight) and signal.weight >= 0):
+            raise ConfigError(f"{where}.weight must be a finite number >= 0 (got {signal.weight})")
+        try:
+            h = signal.half_life_s
+        except ValueError as exc:
+            raise ConfigError(f"{where}.half_life: {exc}") from None
+        if h <= 0:
+            raise ConfigError(f"{where}.half_life must be > 0 (got {signal.half_life!r})")
+    try:
+        if parse_duration(cfg.discount_half_life) <= 0:
+            raise ValueError("must be > 0")
+    except ValueError as exc:
+        raise ConfigError(f"`affinity.discount_half_life`: {exc}") from None
+    for key in ("shrinkage", "discount_shrinkage", "discount_high", "discount_medium"):
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"`affinity.{key}` must be a finite number >= 0 (got {value})")
+    lo, hi = cfg.price_quantiles
+    if not 0.0 < lo <= hi < 1.0:
+        raise ConfigError(
+            f"`affinity.price_quantiles` needs 0 < low <= high < 1 (got {list(cfg.price_quantiles)})"
+        )
+    if cfg.discount_medium > cfg.discount_high:
+        raise ConfigError("`affinity.discount_medium` must be <= `affinity.discount_high`")
+
+
 class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A validated scoring configuration (see the module docstring for the TOML shape)."""
 
@@ -96,6 +261,7 @@ class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     version: str = "unversioned"
     tiers: TierConfig = TierConfig()
     score: ScoreMapping = ScoreMapping()
+    affinity: AffinityConfig = msgspec.field(default_factory=AffinityConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -116,7 +282,7 @@ class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
             return msgspec.toml.decode(text, type=cls)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
 
     @classmethod
@@ -126,7 +292,7 @@ class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
             return msgspec.json.decode(text, type=cls)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: invalid JSON: {exc}") from None
 
     @classmethod

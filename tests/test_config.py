@@ -89,3 +89,34 @@ def test_default_config_ships_with_the_package() -> None:
     cfg = default_config()
     assert {"product_viewed", "order_completed"} <= set(cfg.signals)
     assert cfg.tiers.method == "quantile"
+
+
+def test_one_file_configures_scoring_and_affinity(tmp_path: Path) -> None:
+    path = tmp_path / "shop.toml"
+    path.write_text(
+        """
+version = "v2"
+[signals.product_viewed]
+weight = 1.0
+half_life = "3d"
+[affinity]
+shrinkage = 8.0
+[affinity.signals.order_completed]
+weight = 5.0
+half_life = "60d"
+"""
+    )
+    cfg = ScoringConfig.load(path)
+    assert cfg.affinity.shrinkage == 8.0
+    assert list(cfg.affinity.signals) == ["order_completed"]
+    assert ScoringConfig.from_json(cfg.to_json()) == cfg
+    # the scoring fingerprint hashes the scoring sections only
+    assert cfg.fingerprint == ScoringConfig.from_toml(path.read_text().split("[affinity]")[0]).fingerprint
+
+
+def test_bad_affinity_section_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="affinity.signals.page_viewed"):
+        ScoringConfig.from_toml(
+            '[signals.page_viewed]\nweight = 1.0\nhalf_life = "1d"\n'
+            '[affinity.signals.page_viewed]\nweight = 1.0\nhalf_life = "1d"\n'
+        )
