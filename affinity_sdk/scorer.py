@@ -14,7 +14,7 @@ Examples
 ...                   b'"order_id":"o1","products":[],"revenue":30}')
 >>> result = scorer.score()
 >>> dict(zip(result.user_ids, result.tier.tolist()))
-{'ann': 'medium', 'bob': 'high'}
+{'ann': 'low', 'bob': 'high'}
 >>> scorer.tier_of("bob"), round(scorer.score_of("bob"), 1)
 ('high', 50.0)
 """
@@ -22,11 +22,12 @@ Examples
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -35,7 +36,8 @@ from numpy.typing import NDArray
 from . import kernels
 from .batch import TOMBSTONE, EventBatch, Interner, Interners
 from .config import ScoringConfig, default_config
-from .errors import ConfigError, StateError
+from .dedupe import DEFAULT_WINDOW, EventIdWindow, screen_rows, take_rows
+from .errors import ConfigError, SchemaError, StateError
 from .events import EVENT_TYPE_CODES, EVENT_TYPES
 from .events import Event as EventStruct
 from .kernels import empty_records
@@ -55,12 +57,16 @@ _STATE_KIND = "affinity_sdk.Scorer"
 class IngestReport:
     """What one ``ingest`` call did: events accepted, how many of them matched a scored signal,
     how many were rejected (``errors="skip"`` / ``"collect"``) and, with ``"collect"``, the
-    ``(position, message)`` of each rejected one."""
+    ``(position, message)`` of each rejected one. ``n_duplicates`` counts replays dropped by the
+    event-id window (not rejections); ``n_future`` the events dropped (and counted in
+    ``n_rejected``) for lying more than ``max_future`` ahead."""
 
     accepted: int
     scored: int
     n_rejected: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    n_duplicates: int = 0
+    n_future: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,23 @@ class Scorer:
         A :class:`ScoringConfig`, a path to a TOML / JSON file, or ``None`` for the built-in default.
     backend:
         Kernel backend: ``"auto"`` (fastest available), ``"cpp"``, ``"numba"`` or ``"reference"``.
+    dedupe_window:
+        How many most recent distinct ``event_id`` values are remembered so a replayed event folds
+        only once (default :data:`~affinity_sdk.dedupe.DEFAULT_WINDOW`, 16 MiB once used; ``None``
+        turns it off). See :mod:`affinity_sdk.dedupe` for memory, eviction and collisions.
+    max_future:
+        Events stamped more than this (``"366d"``, seconds, a timedelta) after both the newest
+        accepted event and the wall clock are rejected like schema errors, so one bad clock cannot
+        drag the decay landmark and the default ``now`` decades ahead. ``None`` accepts any time.
     """
 
     def __init__(
-        self, config: ScoringConfig | str | Path | None = None, *, backend: str | None = "auto"
+        self,
+        config: ScoringConfig | str | Path | None = None,
+        *,
+        backend: str | None = "auto",
+        dedupe_window: int | None = DEFAULT_WINDOW,
+        max_future: str | float | timedelta | None = "366d",
     ) -> None:
         if config is None:
             config = default_config()
@@ -133,6 +152,8 @@ class Scorer:
         self.latest_ms: int | None = None
         self.events_ingested = 0
         self.source_position: Any = None
+        self._dedupe = EventIdWindow(dedupe_window) if dedupe_window is not None else None
+        self._max_future_ms = _max_future_ms(max_future)
 
     def __repr__(self) -> str:
         return (
@@ -165,8 +186,43 @@ class Scorer:
         """
         with self._lock:
             batch, n_rejected, rejected = self._to_batch(data, format, errors)
+            n_before = len(batch)
+            batch, n_future = self._drop_future(batch, errors, rejected)
+            n_rejected += n_before - len(batch)
+            n_duplicates = 0
+            if self._dedupe is not None and len(batch):
+                replay = self._dedupe.seen(batch.event_id)
+                n_duplicates = int(replay.sum())
+                batch = take_rows(batch, ~replay)
             scored = self._fold(batch)
-        return IngestReport(accepted=len(batch), scored=scored, n_rejected=n_rejected, rejected=rejected)
+        return IngestReport(
+            accepted=len(batch),
+            scored=scored,
+            n_rejected=n_rejected,
+            rejected=rejected,
+            n_duplicates=n_duplicates,
+            n_future=n_future,
+        )
+
+    def _drop_future(
+        self, batch: EventBatch, errors: Errors, rejected: list[tuple[int, str]]
+    ) -> tuple[EventBatch, int]:
+        """Drop rows :func:`~affinity_sdk.dedupe.screen_rows` flags (bad numbers, or later than
+        ``max_future`` past the newest event and the clock); positions are rows of the batch."""
+        if len(batch) == 0:
+            return batch, 0
+        limit = None
+        if self._max_future_ms is not None:
+            limit = max(int(time.time() * 1000), self.latest_ms or 0) + self._max_future_ms
+        bad, future, message = screen_rows(batch, max_ts_ms=limit)
+        if not bad.any():
+            return batch, 0
+        rows = np.flatnonzero(bad).tolist()
+        if errors == "raise":
+            raise SchemaError(message(rows[0]), rows[0])
+        if errors == "collect":
+            rejected.extend((row, message(row)) for row in rows)
+        return take_rows(batch, ~bad), int(future.sum())
 
     def _to_batch(self, data: Any, fmt: str, errors: Errors) -> tuple[EventBatch, int, list[tuple[int, str]]]:
         if isinstance(data, EventBatch):
@@ -473,6 +529,10 @@ class Scorer:
                 "tiers": self._tiers[:n],
                 "consent_ms": self._consent_ms[:n],
             }
+            header["dedupe_window"] = None if self._dedupe is None else self._dedupe.generation_size
+            if self._dedupe is not None:
+                ids = self._dedupe.to_arrays()
+                arrays["dedupe_previous"], arrays["dedupe_current"] = ids["previous"], ids["current"]
             if self._cutoffs is not None:
                 arrays["cut_up"], arrays["cut_down"] = self._cutoffs
             write_container(path, _STATE_KIND, header, arrays)
@@ -485,6 +545,7 @@ class Scorer:
         from ._persist import read_container
 
         header, arrays = read_container(path, _STATE_KIND)
+        _check_state(path, header, arrays)
         try:
             config = msgspec.convert(header["config"], ScoringConfig)
         except (msgspec.ValidationError, ConfigError) as exc:
@@ -508,6 +569,17 @@ class Scorer:
         scorer.latest_ms = header["latest_ms"]
         scorer.events_ingested = header["events_ingested"]
         scorer.source_position = header["source_position"]
+        if "dedupe_window" in header:
+            try:
+                scorer._dedupe = (
+                    None
+                    if header["dedupe_window"] is None
+                    else EventIdWindow.from_arrays(
+                        header["dedupe_window"], arrays["dedupe_previous"], arrays["dedupe_current"]
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(f"{path}: stored dedupe window is invalid: {exc}") from None
         return scorer
 
     def merge(self, other: Scorer) -> Scorer:
@@ -541,11 +613,79 @@ class Scorer:
                     other.latest_ms if self.latest_ms is None else max(self.latest_ms, other.latest_ms)
                 )
             self.events_ingested += other.events_ingested
+            if self._dedupe is not None and other._dedupe is not None:
+                theirs = other._dedupe.to_arrays()
+                self._dedupe.seen(theirs["previous"])
+                self._dedupe.seen(theirs["current"])
             self._cutoffs = None
         return self
 
 
 _INTERNERS = ("users", "products", "categories", "brands", "campaigns")
+
+
+def _max_future_ms(value: str | float | timedelta | None) -> int | None:
+    from ._units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"max_future: {exc}") from None
+    return round(seconds * 1000) if seconds < 1e15 else None
+
+
+class _StoredInterners(msgspec.Struct):
+    users: list[str]
+    products: list[str]
+    categories: list[str]
+    brands: list[str]
+    campaigns: list[str]
+
+
+class _StoredHeader(msgspec.Struct):
+    config: dict[str, Any]
+    fingerprint: str
+    landmark_ms: int | None
+    latest_ms: int | None
+    events_ingested: Annotated[int, msgspec.Meta(ge=0)]
+    source_position: Any
+    interners: _StoredInterners
+
+
+def _check_state(path: str | Path, header: Any, arrays: dict[str, NDArray[Any]]) -> None:
+    """Refuse a well-formed, checksummed container whose content is not a Scorer's state (a
+    foreign writer, a hand-edited file), so :meth:`Scorer.load` never returns garbage."""
+    try:
+        stored = msgspec.convert(header, _StoredHeader)
+    except msgspec.ValidationError as exc:
+        raise StateError(f"{path}: malformed state header: {exc}") from None
+    n = len(stored.interners.users)
+    expected: dict[str, Any] = {
+        "opted_out": np.dtype(np.bool_),
+        "forgotten": np.dtype(np.bool_),
+        "tiers": np.dtype(np.int8),
+        "consent_ms": np.dtype(np.int64),
+    }
+    for name, dtype in expected.items():
+        arr = arrays.get(name)
+        if arr is None or arr.dtype != dtype or arr.shape != (n,):
+            raise StateError(f"{path}: state array {name!r} is missing or does not match the stored users")
+    cuts = [arrays[k] for k in ("cut_up", "cut_down") if k in arrays]
+    if len(cuts) == 1 or any(c.dtype != np.float64 or c.shape != (2,) for c in cuts):
+        raise StateError(f"{path}: stored tier cut-offs are malformed")
+    records = arrays.get("records")
+    if records is None or records.dtype != kernels.STATE_DTYPE or records.ndim != 2:
+        raise StateError(f"{path}: state records are missing or of the wrong type")
+    sums = np.concatenate([records["acc"].ravel(), records["total"].ravel()])
+    if not (np.isfinite(sums).all() and (sums >= 0).all() and (records["count"] >= 0).all()):
+        raise StateError(f"{path}: state records hold negative or non-finite values")
+    if ((arrays["tiers"] < _NO_TIER) | (arrays["tiers"] > 2)).any():
+        raise StateError(f"{path}: stored tiers are out of range")
+    landmark, latest = stored.landmark_ms, stored.latest_ms
+    if landmark is not None and (latest is None or landmark > latest):
+        raise StateError(f"{path}: decay landmark {landmark} lies after the newest event {latest}")
 
 
 def _dump_interner(interner: Interner) -> list[str]:

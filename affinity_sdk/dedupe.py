@@ -1,0 +1,375 @@
+"""A bounded, memory-capped window of recently seen event ids, so replays fold only once.
+
+Keys are the ``uint64`` :attr:`EventBatch.event_id <affinity_sdk.batch.EventBatch>` column: the
+64-bit FNV-1a hash of each event's ``event_id`` (``0`` = the event has no id and is never treated
+as a duplicate). :class:`EventIdWindow` keeps two *generations*, each a fixed-size open-addressing
+hash table (linear probing, load factor at most 1/2) of raw ``uint64`` keys:
+
+- a new id goes into the *current* generation; when a new id finds it full (``generation_size``
+  ids), the current generation becomes the *previous* one and the old previous generation is
+  dropped whole (rotation by count);
+- an id is a duplicate if either generation holds it, or it occurred earlier in the same call.
+
+Size and memory
+    ``generation_size`` is the requested ``capacity`` rounded up to a power of two; each table has
+    ``2 · generation_size`` slots of 8 bytes, so the window costs ``32 · generation_size`` bytes
+    (32 bytes per guaranteed id, 16 per id at its fullest), allocated on the first event id seen.
+    The default, :data:`DEFAULT_WINDOW` = 2¹⁹ ids, costs 16 MiB.
+
+Eviction (false negatives)
+    The most recent ``generation_size`` distinct ids are always remembered, and up to
+    ``2 · generation_size - 1`` are. A replay of an id older than that is *not* recognised and is
+    folded again. Size the window to cover the longest replay you expect (e.g. the events between
+    two snapshots, see :meth:`affinity_sdk.Scorer.save`).
+
+Hash collisions (false positives)
+    Two distinct ids with the same 64-bit hash look like a replay, so the second event is dropped.
+    Among ``n`` distinct ids that happens with probability about ``n² / 2⁶⁵`` (1.4·10⁻⁸ for
+    ``n = 10⁶`` ids held at once, about ``n · w / 2⁶⁴`` for a stream of ``n`` ids against a window
+    of ``w``). Within the table, keys are compared in full, so the table itself adds no error.
+
+The window is not thread-safe on its own; :class:`~affinity_sdk.Scorer` calls it under its lock.
+
+Examples
+--------
+>>> import numpy as np
+>>> window = EventIdWindow(4)
+>>> window.seen(np.array([11, 12, 11, 0, 0], dtype=np.uint64)).tolist()
+[False, False, True, False, False]
+>>> window.seen(np.array([12, 13], dtype=np.uint64)).tolist()
+[True, False]
+>>> len(window), window.generation_size, window.nbytes
+(3, 4, 128)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import events as ev
+
+if TYPE_CHECKING:
+    from .batch import EventBatch
+
+__all__ = ["DEFAULT_WINDOW", "EventIdWindow", "screen_rows", "take_rows"]
+
+#: Default number of most recent distinct event ids guaranteed to be remembered (16 MiB).
+DEFAULT_WINDOW: Final = 1 << 19
+#: Fibonacci hashing multiplier (2⁶⁴ / φ): spreads the FNV hash's bits over the table index.
+_GOLDEN: Final = 0x9E3779B97F4A7C15
+
+_kernel: Any = None
+
+
+def _kernels() -> Any:
+    """Compile (or load from cache) the Numba probe kernel on first use, not at import."""
+    global _kernel
+    if _kernel is None:
+        import numba
+
+        golden = np.uint64(_GOLDEN)
+
+        @numba.njit(cache=True, nogil=True)
+        def probe_insert(  # type: ignore[no-untyped-def]
+            cur, old, keys, dup, start, room, shift
+        ):
+            # Stops before inserting an id past `room`, so the caller can rotate generations
+            # exactly when the current one is full and then resume at `i`.
+            mask = np.uint64(cur.shape[0] - 1)
+            zero = np.uint64(0)
+            one = np.uint64(1)
+            n = keys.shape[0]
+            inserted = 0
+            i = start
+            while i < n:
+                key = keys[i]
+                dup[i] = False
+                if key != zero:
+                    home = (key * golden) >> shift
+                    pos = home
+                    found = False
+                    while True:
+                        other = old[pos]
+                        if other == zero:
+                            break
+                        if other == key:
+                            found = True
+                            break
+                        pos = (pos + one) & mask
+                    if not found:
+                        pos = home
+                        while True:
+                            other = cur[pos]
+                            if other == zero or other == key:
+                                break
+                            pos = (pos + one) & mask
+                        found = other == key
+                        if not found:
+                            if inserted == room:
+                                break
+                            cur[pos] = key
+                            inserted += 1
+                    dup[i] = found
+                i += 1
+            return i, inserted
+
+        _kernel = probe_insert
+    return _kernel
+
+
+class EventIdWindow:
+    """Remembers the most recent ``capacity`` (rounded up to a power of two) distinct event ids.
+
+    Parameters
+    ----------
+    capacity:
+        Number of most recent distinct ids guaranteed to be recognised as replays; at least 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> window = EventIdWindow(2)
+    >>> [window.seen(np.array([k], dtype=np.uint64)).item() for k in (1, 2, 3, 4, 1, 5, 1)]
+    [False, False, False, False, True, False, False]
+    >>> window.seen(np.array([4, 3], dtype=np.uint64)).tolist()
+    [True, True]
+    """
+
+    __slots__ = ("_count", "_cur", "_old", "_shift", "generation_size")
+
+    def __init__(self, capacity: int = DEFAULT_WINDOW) -> None:
+        if int(capacity) < 1:
+            raise ValueError(f"dedupe window capacity must be >= 1 (got {capacity})")
+        bits = max(int(capacity) - 1, 1).bit_length()
+        #: Ids per generation: the guaranteed window.
+        self.generation_size = 1 << bits
+        self._shift = np.uint64(64 - (bits + 1))
+        self._cur: NDArray[np.uint64] | None = None
+        self._old: NDArray[np.uint64] | None = None
+        self._count = 0
+
+    def __repr__(self) -> str:
+        return f"EventIdWindow(generation_size={self.generation_size}, held={len(self)})"
+
+    def __len__(self) -> int:
+        """Number of ids currently remembered (both generations)."""
+        if self._old is None:
+            return 0
+        return self._count + int(np.count_nonzero(self._old))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the window holds once in use: ``2 tables × 2 · generation_size × 8``."""
+        return 2 * 2 * self.generation_size * 8
+
+    def _allocate(self) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+        if self._cur is None or self._old is None:
+            self._cur = np.zeros(2 * self.generation_size, dtype=np.uint64)
+            self._old = np.zeros(2 * self.generation_size, dtype=np.uint64)
+        return self._cur, self._old
+
+    def _rotate(self) -> None:
+        cur, old = self._allocate()
+        old.fill(0)
+        self._cur, self._old = old, cur
+        self._count = 0
+
+    def seen(self, event_ids: ArrayLike) -> NDArray[np.bool_]:
+        """Mark replays and remember the rest.
+
+        Returns a boolean array, ``True`` where the id is already in the window or occurred
+        earlier in ``event_ids``; every other non-zero id is added. Id ``0`` is never a replay.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> EventIdWindow(8).seen(np.array([5, 0, 5, 0], dtype=np.uint64)).tolist()
+        [False, False, True, False]
+        """
+        keys = np.ascontiguousarray(event_ids, dtype=np.uint64)
+        dup = np.zeros(keys.shape[0], dtype=np.bool_)
+        if not keys.any():
+            return dup
+        cur, old = self._allocate()
+        probe = _kernels()
+        start = 0
+        while True:
+            room = self.generation_size - self._count
+            start, inserted = probe(cur, old, keys, dup, start, room, self._shift)
+            self._count += int(inserted)
+            if start >= keys.shape[0]:
+                return dup
+            self._rotate()
+            cur, old = self._allocate()
+
+    def to_arrays(self) -> dict[str, NDArray[np.uint64]]:
+        """The remembered ids, compactly (8 bytes each), for saving: ``{"previous", "current"}``."""
+        if self._cur is None or self._old is None:
+            empty = np.zeros(0, dtype=np.uint64)
+            return {"previous": empty, "current": empty.copy()}
+        return {"previous": self._old[self._old != 0], "current": self._cur[self._cur != 0]}
+
+    @classmethod
+    def from_arrays(cls, capacity: int, previous: ArrayLike, current: ArrayLike) -> EventIdWindow:
+        """Rebuild a window saved with :meth:`to_arrays`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> window = EventIdWindow(4)
+        >>> _ = window.seen(np.arange(1, 7, dtype=np.uint64))
+        >>> clone = EventIdWindow.from_arrays(4, **window.to_arrays())
+        >>> clone.seen(np.array([6, 5, 1, 9], dtype=np.uint64)).tolist()
+        [True, True, True, False]
+        """
+        window = cls(capacity)
+        prev = np.asarray(previous, dtype=np.uint64)
+        curr = np.asarray(current, dtype=np.uint64)
+        size = window.generation_size
+        if prev.shape[0] > size or curr.shape[0] > size or not (prev.all() and curr.all()):
+            raise ValueError("saved dedupe window does not fit its capacity or holds id 0")
+        if prev.shape[0] or curr.shape[0]:
+            window.seen(prev)
+            if prev.shape[0]:
+                window._rotate()
+            window.seen(curr)
+        return window
+
+
+def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:
+    """The events of ``batch`` where ``keep`` is true, with their item rows (renumbered).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affinity_sdk.batch import EventBatch
+    >>> from affinity_sdk.events import OrderCompleted, Product
+    >>> p = Product(product_id="p", category="c", brand="b", price=1.0)
+    >>> orders = [OrderCompleted(user_id=u, timestamp=0, order_id=u, products=[p, p], revenue=2.0)
+    ...           for u in ("a", "b")]
+    >>> kept = take_rows(EventBatch.from_events(orders), np.array([False, True]))
+    >>> len(kept), kept.item_event.tolist(), kept.user.tolist()
+    (1, [0, 0], [1])
+    """
+    if keep.all():
+        return batch
+    event_columns = "user event_type ts_ms channel revenue discount has_coupon campaign event_id consent"
+    item_columns = "item_product item_category item_brand item_price item_discount item_quantity"
+    new_row = np.cumsum(keep, dtype=np.int64) - 1
+    keep_items = keep[batch.item_event]
+    changes: dict[str, Any] = {name: getattr(batch, name)[keep] for name in event_columns.split()}
+    changes.update({name: getattr(batch, name)[keep_items] for name in item_columns.split()})
+    changes["item_event"] = new_row[batch.item_event[keep_items]]
+    return replace(batch, **changes)
+
+
+#: Largest revenue an event row can carry: a product line's price × quantity at their maxima.
+MAX_ROW_REVENUE: Final = ev.MAX_AMOUNT * 1_000_000
+
+
+def _bad_amount(values: NDArray[np.float64], limit: float) -> NDArray[np.bool_]:
+    """Not missing (NaN) and not a number in ``0 .. limit`` (so ±inf and negatives are bad)."""
+    bad: NDArray[np.bool_] = ~(np.isnan(values) | ((values >= 0.0) & (values <= limit)))
+    return bad
+
+
+def screen_rows(
+    batch: EventBatch, *, max_ts_ms: int | None = None
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_], Callable[[int], str]]:
+    """Rows whose numbers cannot be folded: ``(bad, future, message)``.
+
+    The decoders already enforce the schema, but Structs built in Python skip validation and an
+    :class:`~affinity_sdk.batch.EventBatch` can be built by hand, so the Scorer checks every
+    batch before folding: event-type and channel codes in range; timestamps within
+    1900-01-01 .. 2200-01-01; revenue, discounts and prices missing (NaN) or finite, non-negative
+    and at most :data:`~affinity_sdk.events.MAX_AMOUNT` (revenue: times the largest quantity;
+    required for ``order_completed``); quantities at least 1. ``future`` marks the rows (also in
+    ``bad``) stamped after ``max_ts_ms``; ``message(row)`` says what is wrong with a bad row,
+    msgspec-style.
+
+    Examples
+    --------
+    >>> from affinity_sdk.batch import EventBatch
+    >>> from affinity_sdk.events import AppOpened, OrderCompleted
+    >>> good = AppOpened(user_id="a", timestamp=5)
+    >>> bad = OrderCompleted(user_id="b", timestamp=0, order_id="o", products=[], revenue=float("inf"))
+    >>> flags, future, message = screen_rows(EventBatch.from_events([good, bad]), max_ts_ms=4)
+    >>> flags.tolist(), future.tolist()
+    ([True, True], [True, False])
+    >>> message(1)
+    'Expected a number in 0 .. 1e+18 or nothing, got inf - at `$[1].revenue`'
+    """
+    n = len(batch)
+    n_types, n_channels = len(ev.EVENT_TYPES), len(ev.CHANNELS)
+    ts = batch.ts_ms
+    revenue_required = batch.event_type == ev.EVENT_TYPE_CODES["order_completed"]
+    checks: list[tuple[NDArray[np.bool_], Callable[[int], str]]] = [
+        (
+            batch.event_type >= n_types,
+            lambda r: f"Unknown event type code {int(batch.event_type[r])} - at `$[{r}].type`",
+        ),
+        (
+            batch.channel >= n_channels,
+            lambda r: f"Unknown channel code {int(batch.channel[r])} - at `$[{r}].channel`",
+        ),
+        (
+            (ts < ev.MIN_TS_MS) | (ts > ev.MAX_TS_MS),
+            lambda r: (
+                f"Timestamp {int(ts[r])} ms is outside 1900-01-01 .. 2200-01-01 - at `$[{r}].timestamp`"
+            ),
+        ),
+        (
+            _bad_amount(batch.revenue, MAX_ROW_REVENUE) | (np.isnan(batch.revenue) & revenue_required),
+            lambda r: (
+                f"Expected a number in 0 .. {MAX_ROW_REVENUE:g} or nothing, got {batch.revenue[r]} "
+                f"- at `$[{r}].revenue`"
+            ),
+        ),
+        (
+            _bad_amount(batch.discount, ev.MAX_AMOUNT),
+            lambda r: (
+                f"Expected a number in 0 .. {ev.MAX_AMOUNT:g} or nothing, got {batch.discount[r]} "
+                f"- at `$[{r}].discount`"
+            ),
+        ),
+    ]
+    item_bad = (
+        np.isnan(batch.item_price)
+        | _bad_amount(batch.item_price, ev.MAX_AMOUNT)
+        | _bad_amount(batch.item_discount, ev.MAX_AMOUNT)
+        | (batch.item_quantity < 1)
+    )
+    bad_items = np.zeros(n, dtype=np.bool_)
+    bad_items[batch.item_event[item_bad]] = True
+    checks.append(
+        (
+            bad_items,
+            lambda r: (
+                f"A product's price or discount is not a number in 0 .. {ev.MAX_AMOUNT:g}, or its "
+                f"quantity is below 1 - at `$[{r}].products`"
+            ),
+        )
+    )
+    future = np.zeros(n, dtype=np.bool_) if max_ts_ms is None else ts > max_ts_ms
+    checks.append(
+        (
+            future,
+            lambda r: (
+                f"Timestamp {int(ts[r])} ms is later than {max_ts_ms} ms, the newest time accepted "
+                f"(max_future after the newest event or the clock) - at `$[{r}].timestamp`"
+            ),
+        )
+    )
+    bad = np.zeros(n, dtype=np.bool_)
+    for flags, _ in checks:
+        bad |= flags
+
+    def message(row: int) -> str:
+        return next(describe(row) for flags, describe in checks if flags[row])
+
+    return bad, future, message

@@ -1,0 +1,150 @@
+"""Run every fuzz harness in ``targets.py`` under atheris (coverage-guided libFuzzer) for a bounded
+time, each in its own subprocess, and exit non-zero if any of them found a crash or an exception
+the entry point does not document.
+
+Usage::
+
+    python tests/fuzz/run.py --seconds 60            # the whole budget, split across targets
+    python tests/fuzz/run.py --seconds 30 --only ndjson state
+
+Each target starts from a small seed corpus of valid inputs (written to a temporary folder, so the
+checkout stays clean); a crashing input is saved as ``crash-*`` in ``--artifacts`` (default: a
+temporary folder, printed). The summary line per target gives libFuzzer's run count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+SEEDS: dict[str, list[bytes]] = {
+    "json": [
+        b'{"type":"app_opened","user_id":"u","timestamp":0}',
+        b'[{"type":"order_completed","user_id":"u","timestamp":"2026-01-01T00:00:00Z","order_id":"o",'
+        b'"revenue":3,"products":[{"product_id":"p","category":"c","brand":"b","price":3}]}]',
+    ],
+    "ndjson": [
+        b'\x01{"type":"product_viewed","user_id":"u","timestamp":1767225600000,"event_id":"e",'
+        b'"product":{"product_id":"p","category":"c","brand":"b","price":9.5,"quantity":2}}\n'
+        b'{"type":"email_opened","user_id":"v","timestamp":0,"campaign_id":"c"}\n',
+    ],
+    "msgpack": [
+        b"\x91\x83\xa4type\xaaapp_opened\xa7user_id\xa1u\xa9timestamp\x00",
+    ],
+    "segment": [
+        b'{"batch":[{"type":"track","event":"Product Viewed","userId":"u","messageId":"m",'
+        b'"timestamp":"2026-01-01T00:00:00Z","properties":{"product_id":"p","category":"c",'
+        b'"brand":"b","price":3}}],"sentAt":"2026-01-01T00:00:01Z"}',
+    ],
+    "config": [
+        b'version = "v"\n[signals.product_viewed]\nweight = 1.0\nhalf_life = "3d"\n'
+        b'[tiers]\nmethod = "absolute"\nhigh = 80\nmedium = 40\n',
+        b'{"signals":{"order_completed":{"weight":10,"half_life":"30d","value":"revenue"}}}',
+    ],
+    "scorer": [
+        b'{"type":"order_completed","user_id":"u","timestamp":0,"order_id":"o","revenue":3,"products":[]}',
+    ],
+}
+
+
+def _state_seed() -> bytes:
+    sys.path.insert(0, str(ROOT))
+    from affinity_sdk import Scorer
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "seed.afs"
+        scorer = Scorer(backend="reference", dedupe_window=8)
+        scorer.ingest(SEEDS["ndjson"][0][1:])
+        scorer.save(path, source_position=1)
+        return path.read_bytes()
+
+
+def _child(target: str, seconds: int, corpus: str, artifacts: str) -> None:
+    import atheris
+
+    # Numba compiles the original bytecode of its kernels; atheris's probes would break it.
+    numba_modules = [
+        "affinity_sdk.dedupe",
+        "affinity_sdk.kernels._numba",
+        "affinity_sdk.kernels._affinity_numba",
+    ]
+    with atheris.instrument_imports(include=["affinity_sdk", "targets"], exclude=numba_modules):
+        sys.path.insert(0, str(HERE))
+        import targets
+
+    body = targets.TARGETS[target]
+    atheris.Setup(
+        [
+            sys.argv[0],
+            f"-max_total_time={seconds}",
+            "-rss_limit_mb=3072",
+            "-max_len=4096",
+            "-print_final_stats=1",
+            f"-artifact_prefix={artifacts}/{target}-",
+            corpus,
+        ],
+        body,
+    )
+    atheris.Fuzz()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=60, help="total time budget, split across targets")
+    parser.add_argument("--only", nargs="*", help="run only these targets")
+    parser.add_argument("--artifacts", help="folder for crashing inputs (default: a temporary folder)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.seconds, args.corpus, args.artifacts)
+        return 0
+
+    sys.path.insert(0, str(HERE))
+    from targets import TARGETS
+
+    names = args.only or list(TARGETS)
+    unknown = sorted(set(names) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown targets {unknown}; choose from {sorted(TARGETS)}")
+    per_target = max(1, args.seconds // len(names))
+    artifacts = args.artifacts or tempfile.mkdtemp(prefix="affinity-fuzz-artifacts-")
+    Path(artifacts).mkdir(parents=True, exist_ok=True)
+    seeds = {**SEEDS, "state": [_state_seed()]}
+    failed = []
+    total_runs = 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"corpus-{name}-") as corpus:
+            for i, seed in enumerate(seeds.get(name, [b""])):
+                Path(corpus, f"seed-{i}").write_bytes(seed)
+            cmd = [sys.executable, __file__, "--child", name, "--seconds", str(per_target)]
+            cmd += ["--corpus", corpus, "--artifacts", artifacts]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=per_target + 120)
+        log = proc.stdout + proc.stderr
+        runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log) or re.findall(
+            r"Done (\d+) runs", log
+        )
+        count = int(runs[-1]) if runs else 0
+        total_runs += count
+        status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+        print(f"{name:8s} {count:>9d} runs in {per_target:>4d} s  {status}", flush=True)
+        if proc.returncode != 0:
+            failed.append(name)
+            print(log[-4000:], file=sys.stderr)
+    print(f"total    {total_runs:>9d} runs; crashing inputs (if any) in {artifacts}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

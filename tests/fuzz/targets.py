@@ -1,0 +1,143 @@
+"""Fuzz target bodies: one per decoder / loader, each calling the public entry point on arbitrary
+bytes and letting only the documented exception through (anything else is a finding).
+
+They take plain ``bytes`` so that ``run.py`` can drive them with atheris (coverage-guided) and
+``tests/test_reliability.py`` with hypothesis; neither tool is imported here.
+
+=====================  ==========================================================  ================
+target                 entry point                                                 documented error
+=====================  ==========================================================  ================
+``json``               ``decode_json(data, errors=...)``                            ``SchemaError``
+``ndjson``             ``decode_ndjson`` and ``EventBatch.from_ndjson`` (C++ reader)  ``SchemaError``
+``msgpack``            ``decode_msgpack(data, errors=...)``                         ``SchemaError``
+``segment``            the Segment / RudderStack adapter (``affinity_sdk.segment``)  ``SchemaError``
+``config``             ``ScoringConfig.from_toml`` / ``from_json``                  ``ConfigError``
+``state``              ``Scorer.load`` on a file holding the bytes                  ``StateError``
+``scorer``             ``Scorer.ingest(data, errors="skip")``, then ``score()``     ``SchemaError``
+=====================  ==========================================================  ================
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+
+from affinity_sdk import ConfigError, EventBatch, SchemaError, Scorer, ScoringConfig, StateError
+from affinity_sdk.decode import decode_json, decode_msgpack, decode_ndjson
+
+_MODES: Final = ("raise", "skip", "collect")
+_SCRATCH: Final = tempfile.mkdtemp(prefix="affinity-fuzz-")
+
+
+def _mode(data: bytes) -> str:
+    return _MODES[data[0] % 3] if data else "raise"
+
+
+def fuzz_json(data: bytes) -> None:
+    try:
+        result = decode_json(data, errors=_mode(data))  # type: ignore[arg-type]
+    except SchemaError:
+        return
+    assert len(result) >= 0
+
+
+def fuzz_ndjson(data: bytes) -> None:
+    mode = _mode(data)
+    try:
+        result = decode_ndjson(data, errors=mode)  # type: ignore[arg-type]
+    except SchemaError:
+        result = None
+    lines = sum(1 for line in data.split(b"\n") if line.strip(b" \t\r"))
+    if result is not None:
+        assert len(result) + result.rejects.total == lines, "NDJSON decoder lost an event"
+    # The C++ reader must agree with msgspec line for line.
+    try:
+        batch = EventBatch.from_ndjson(data, errors="collect")
+    except SchemaError:  # pragma: no cover - collect never raises per line
+        return
+    if result is not None and mode != "raise":
+        assert len(batch) == len(result), "native and msgspec NDJSON readers disagree"
+
+
+def fuzz_msgpack(data: bytes) -> None:
+    try:
+        decode_msgpack(data, errors=_mode(data))  # type: ignore[arg-type]
+    except SchemaError:
+        return
+
+
+def _segment_decoder() -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("affinity_sdk.segment")
+    except ImportError:
+        return None
+    for name in ("decode_segment", "from_segment", "decode_batch", "decode"):
+        found = getattr(module, name, None)
+        if callable(found):
+            return found  # type: ignore[no-any-return]
+    return None
+
+
+def fuzz_segment(data: bytes) -> None:
+    decoder = _segment_decoder()
+    if decoder is None:
+        return
+    try:
+        decoder(data, errors=_mode(data))
+    except SchemaError:
+        return
+
+
+def fuzz_config(data: bytes) -> None:
+    for parse in (ScoringConfig.from_toml, ScoringConfig.from_json):
+        try:
+            cfg = parse(data)
+        except ConfigError:
+            continue
+        assert all(math.isfinite(w) for w in cfg.weights)
+        assert all(h >= 0 for h in cfg.half_lives_s)
+
+
+def fuzz_state(data: bytes) -> None:
+    path = os.path.join(_SCRATCH, f"state-{os.getpid()}.afs")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    try:
+        scorer = Scorer.load(path, backend="reference")
+    except StateError:
+        return
+    # A file that loads must be usable: scoring gives finite numbers.
+    assert np.isfinite(scorer.score().raw_score).all()
+
+
+_SCORER: Scorer | None = None
+
+
+def fuzz_scorer(data: bytes) -> None:
+    global _SCORER
+    if _SCORER is None:
+        _SCORER = Scorer(backend="reference")
+    fmt = ("ndjson", "json", "msgpack")[data[0] % 3] if data else "ndjson"
+    try:
+        _SCORER.ingest(data, format=fmt, errors="skip")  # type: ignore[arg-type]
+    except SchemaError:
+        return  # a malformed JSON / MessagePack array cannot be split into events
+    result = _SCORER.score()
+    assert np.isfinite(result.raw_score).all() and np.isfinite(result.decayed).all()
+
+
+TARGETS: Final[dict[str, Callable[[bytes], None]]] = {
+    "json": fuzz_json,
+    "ndjson": fuzz_ndjson,
+    "msgpack": fuzz_msgpack,
+    "segment": fuzz_segment,
+    "config": fuzz_config,
+    "state": fuzz_state,
+    "scorer": fuzz_scorer,
+}
