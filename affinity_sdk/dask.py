@@ -1,0 +1,934 @@
+"""Scale-out on Dask: score a partitioned event lake exactly, on any Dask cluster.
+
+:func:`score_dataset` reads a partitioned Parquet or NDJSON event dataset (or takes a Dask
+DataFrame), hash-partitions the events by ``user_id`` with Dask's own shuffle so that each
+partition holds *whole users*, runs one ordinary :class:`~affinity_sdk.scorer.Scorer` (compiled
+kernels included) per partition inside the workers, and cuts High / Medium / Low tiers at the
+*exact* global quantiles of the raw score with a distributed radix selection (a few rounds of
+small histograms, never the scores themselves, travel to the client). The result matches a
+single-process ``Scorer`` fed the same events to float rounding: every user's state is built by the
+same code from the same events, only the summation order differs.
+
+Why hash-partitioning rather than merging per-partition states: the latest consent event of a
+user decides whether they are scored, and that needs all of the user's events in one place (an
+OR of partial opt-out flags would not be exact).
+
+:func:`score_propensity` does the same for a fitted
+:class:`~affinity_sdk.propensity.PropensityModel` (events and their product lines are shuffled,
+features and probabilities are computed per user in the workers, tiers at exact quantiles).
+
+The module imports without Dask; its functions raise :class:`ImportError` naming the
+``[dask]`` extra when Dask is missing. Worker tasks are plain top-level functions of their
+arguments (no global state), so any worker with ``affinity_sdk`` installed can run them.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> from affinity_sdk import Scorer
+>>> from affinity_sdk.datasets import simulate_shop
+>>> sim = simulate_shop(40, weeks=2, horizon_weeks=1, seed=5)
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     _ = sim.write_parquet(pathlib.Path(tmp) / "events.parquet")
+...     scores = score_dataset(tmp, scheduler="sync")
+...     frame = scores.compute()
+>>> single = Scorer()
+>>> _ = single.ingest(sim.batch)
+>>> expected = single.score().to_pandas().set_index("user_id")
+>>> got = frame.set_index("user_id").loc[expected.index]
+>>> bool((got["tier"] == expected["tier"]).all()), bool(np.allclose(got["score"], expected["score"]))
+(True, True)
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from os import PathLike, fspath
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .batch import EventBatch, Interner, Interners
+from .config import ScoringConfig, default_config
+from .results import TIER_LABELS
+
+__all__ = [
+    "DaskPropensity",
+    "DaskScores",
+    "exact_quantile_cutoffs",
+    "read_events",
+    "score_dataset",
+    "score_propensity",
+]
+
+Source = str | PathLike[str] | Sequence[str | PathLike[str]] | Any
+Format = Literal["auto", "parquet", "ndjson"]
+Reader = Literal["auto", "native", "python"]
+
+#: Columns of the lean event frame that travels through the shuffle (what a Scorer folds).
+EVENT_COLUMNS: Final = ("user_id", "event_type", "ts_ms", "revenue", "consent", "event_id")
+_NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz")
+_RADIX_BITS: Final = 11  # 2048 counts per fraction per partition: 6 rounds for 64-bit keys
+_SIGN: Final = np.uint64(1 << 63)
+#: Columns of the flat layout that a Scorer needs (``products``: for revenue = price × quantity).
+_FLAT_COLUMNS: Final = ("type", "user_id", "timestamp", "event_id", "revenue", "granted", "products")
+_STR: Final = "str"
+#: Every column of the :meth:`EventBatch.from_arrow` layout (for models that use product lines).
+_DETAIL_COLUMNS: Final = (
+    *_FLAT_COLUMNS,
+    "channel",
+    "discount",
+    "coupon",
+    "has_coupon",
+    "campaign_id",
+)
+
+
+def _require_dask() -> Any:
+    """``dask.dataframe`` (typed ``Any``: Dask's annotations are partial)."""
+    try:
+        dd = importlib.import_module("dask.dataframe")
+    except ImportError as exc:
+        raise ImportError(
+            "affinity_sdk.dask needs Dask: pip install 'affinity_sdk[dask]' "
+            "(dask[dataframe], distributed, pyarrow)"
+        ) from exc
+    return dd
+
+
+def _dask() -> Any:
+    _require_dask()
+    return importlib.import_module("dask")
+
+
+# --------------------------------------------------------------------------------------------
+# reading: any source -> lean event frame (one row per event)
+# --------------------------------------------------------------------------------------------
+def _lean_meta(detail: bool = False) -> Any:
+    import pandas as pd
+
+    return (
+        _lean_from_batch(EventBatch.empty(), detail, 0)
+        if detail
+        else pd.DataFrame(
+            {
+                "user_id": pd.Series([], dtype=_STR),
+                "event_type": pd.Series([], dtype=np.uint8),
+                "ts_ms": pd.Series([], dtype=np.int64),
+                "revenue": pd.Series([], dtype=np.float64),
+                "consent": pd.Series([], dtype=np.int8),
+                "event_id": pd.Series([], dtype=np.uint64),
+            }
+        )
+    )
+
+
+def _lean_from_arrow(table: Any, detail: bool = False, part: int = 0) -> Any:
+    """The lean frame from a flat event table, decoded by
+    :meth:`EventBatch.from_arrow <affinity_sdk.batch.EventBatch.from_arrow>` (the layout and
+    rules a single-process ``Scorer`` sees, e.g. revenue = price × quantity when missing)."""
+    wanted = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in table.column_names]
+    return _lean_from_batch(EventBatch.from_arrow(table.select(wanted)), detail, part)
+
+
+def _lean_from_pandas(frame: Any, detail: bool = False, partition_info: Any = None) -> Any:
+    import pandas as pd
+    import pyarrow as pa
+
+    wanted = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in frame.columns]
+    frame = frame[wanted]
+    if "granted" in wanted and not pd.api.types.is_bool_dtype(frame["granted"].dtype):
+        # Dask stores an object column of booleans and nulls as strings.
+        text = frame["granted"].astype("str").str.lower()
+        granted = pd.Series(pd.NA, index=frame.index, dtype="boolean")
+        granted[text == "true"] = True
+        granted[text == "false"] = False
+        frame = frame.assign(granted=granted)
+    part = int(partition_info["number"]) if partition_info else 0
+    return _lean_from_arrow(pa.Table.from_pandas(frame, preserve_index=False), detail, part)
+
+
+def _read_parquet_part(
+    path: str, row_groups: list[int], filesystem: Any, detail: bool = False, part: int = 0
+) -> Any:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    # Row group by row group: nested columns cannot be read into one chunked table in one call.
+    with pq.ParquetFile(path, filesystem=filesystem) as file:
+        columns = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in file.schema_arrow.names]
+        # Event keys stay unique across the row groups of one task: 2**24 row groups a task.
+        frames = [
+            _lean_from_arrow(file.read_row_group(g, columns=columns), detail, (part << 24) + i)
+            for i, g in enumerate(row_groups)
+        ]
+    if not frames:
+        return _lean_meta(detail)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _parquet_parts(paths: list[str], rows_per_partition: int) -> list[tuple[str, list[int], Any]]:
+    """(file, row groups, filesystem) per task: whole row groups, about ``rows_per_partition``
+    rows each, never spanning two files."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(paths if len(paths) > 1 else paths[0], format="parquet")
+    parts: list[tuple[str, list[int], Any]] = []
+    for fragment in dataset.get_fragments():
+        groups: list[int] = []
+        rows = 0
+        for group in fragment.row_groups:
+            groups.append(group.id)
+            rows += group.num_rows
+            if rows >= rows_per_partition:
+                parts.append((fragment.path, groups, dataset.filesystem))
+                groups, rows = [], 0
+        if groups or not fragment.row_groups:
+            parts.append((fragment.path, groups, dataset.filesystem))
+    return parts
+
+
+def _lean_from_batch(batch: EventBatch, detail: bool = False, part: int = 0) -> Any:
+    """One row per event; with ``detail`` every event column plus one row per product line
+    (``kind`` 1), tied to its event by ``ekey`` (unique per input part), so that a shuffle by
+    user keeps an event and its lines together."""
+    import pandas as pd
+
+    names = np.asarray(batch.interners.users.names, dtype=object)
+    events = pd.DataFrame(
+        {
+            "user_id": pd.Series(names[batch.user], dtype=_STR),
+            "event_type": batch.event_type,
+            "ts_ms": batch.ts_ms,
+            "revenue": batch.revenue,
+            "consent": batch.consent,
+            "event_id": batch.event_id,
+        }
+    )
+    if not detail:
+        return events
+    n = len(batch)
+    ekey = (np.int64(part) << np.int64(32)) + np.arange(n, dtype=np.int64)
+    campaigns = np.asarray([*batch.interners.campaigns.names, None], dtype=object)
+    events = events.assign(
+        channel=batch.channel,
+        discount=batch.discount,
+        has_coupon=batch.has_coupon,
+        campaign=pd.Series(campaigns[batch.campaign], dtype=_STR),
+        kind=np.zeros(n, dtype=np.int8),
+        ekey=ekey,
+    )
+    m = batch.n_items
+    items = events.iloc[batch.item_event].reset_index(drop=True).assign(kind=np.ones(m, dtype=np.int8))
+    rows = pd.concat([events, items], ignore_index=True)
+    for column, codes, interner in (
+        ("item_product", batch.item_product, batch.interners.products),
+        ("item_category", batch.item_category, batch.interners.categories),
+        ("item_brand", batch.item_brand, batch.interners.brands),
+    ):
+        values = np.asarray([*interner.names, None], dtype=object)[codes]
+        rows[column] = pd.Series(np.concatenate([np.full(n, None, dtype=object), values]), dtype=_STR)
+    for column, values, fill in (
+        ("item_price", batch.item_price, np.nan),
+        ("item_discount", batch.item_discount, np.nan),
+        ("item_quantity", batch.item_quantity, 0),
+    ):
+        rows[column] = np.concatenate([np.full(n, fill, dtype=values.dtype), values])
+    return rows
+
+
+def _lean_from_ndjson(
+    block: bytes, errors: Literal["raise", "skip"], reader: Reader, detail: bool = False, part: int = 0
+) -> Any:
+    return _lean_from_batch(EventBatch.from_ndjson(block, errors=errors, reader=reader), detail, part)
+
+
+def _infer_format(paths: list[str]) -> Literal["parquet", "ndjson"]:
+    first = paths[0].lower().rstrip("/")
+    if first.endswith(_NDJSON_SUFFIXES):
+        return "ndjson"
+    if Path(first).is_dir():
+        entries = sorted(p.name.lower() for p in Path(first).iterdir() if p.is_file())
+        if entries and all(e.endswith(_NDJSON_SUFFIXES) for e in entries):
+            return "ndjson"
+    return "parquet"
+
+
+def read_events(
+    source: Source,
+    *,
+    format: Format = "auto",
+    blocksize: str | int = "64MiB",
+    rows_per_partition: int = 2_000_000,
+    errors: Literal["raise", "skip"] = "raise",
+    reader: Reader = "auto",
+    detail: bool = False,
+) -> Any:
+    """A lazy Dask DataFrame of events in the lean layout the scorers fold.
+
+    Parameters
+    ----------
+    source
+        A Parquet file, directory or glob; an NDJSON file, directory or glob (``.ndjson``,
+        ``.jsonl``, ``.json``, optionally ``.gz``); a list of paths; or a Dask DataFrame. Parquet
+        and DataFrames use the layout of :meth:`EventBatch.from_arrow
+        <affinity_sdk.batch.EventBatch.from_arrow>` (``type``, ``user_id``, ``timestamp``; the
+        optional ``revenue``, ``granted`` and ``products`` are read, other columns skipped) and are
+        decoded by it, so every rule matches single-process ingestion. Remote URLs (``s3://...``)
+        work where pyarrow has the filesystem.
+    format
+        ``"auto"`` decides by suffix (a directory of NDJSON files is NDJSON, anything else Parquet).
+    blocksize
+        Bytes per NDJSON partition (split at line ends).
+    rows_per_partition
+        Parquet rows per partition (whole row groups; a partition never spans two files).
+    errors, reader
+        For NDJSON: ``"raise"`` on the first bad line (its line number is within its block) or
+        ``"skip"`` bad lines; the C++ or msgspec line reader; as
+        :meth:`EventBatch.from_ndjson <affinity_sdk.batch.EventBatch.from_ndjson>`.
+    detail
+        Also carry every other event column and one row per product line (what affinity and
+        propensity features read); the plain frame is what a ``Scorer`` folds.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Columns ``user_id`` (string), ``event_type`` (uint8 code in
+        :data:`~affinity_sdk.events.EVENT_TYPES`), ``ts_ms`` (int64), ``revenue`` (float64, NaN
+        where absent), ``consent`` (int8: 1 granted, 0 revoked, -1 not a consent event) and
+        ``event_id`` (uint64 FNV-1a hash, 0 = none).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from affinity_sdk.datasets import simulate_shop
+    >>> sim = simulate_shop(10, weeks=1, horizon_weeks=1, seed=1)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = sim.write_ndjson(pathlib.Path(tmp) / "events.ndjson")
+    ...     events = read_events(pathlib.Path(tmp) / "events.ndjson").compute(scheduler="sync")
+    >>> len(events) == len(sim.batch), list(events.columns)
+    (True, ['user_id', 'event_type', 'ts_ms', 'revenue', 'consent', 'event_id'])
+    """
+    dd = _require_dask()
+    delayed = _dask().delayed
+
+    if isinstance(source, dd.DataFrame):
+        return source.map_partitions(_lean_from_pandas, detail, meta=_lean_meta(detail))
+    many: Sequence[Any] = source if isinstance(source, list | tuple) else [source]
+    paths = [fspath(p) for p in many]
+    if not paths:
+        raise ValueError("no input paths given")
+    kind = _infer_format(paths) if format == "auto" else format
+    if kind == "parquet":
+        parts = [
+            delayed(_read_parquet_part)(*task, detail, i)
+            for i, task in enumerate(_parquet_parts(paths, rows_per_partition))
+        ]
+    elif kind == "ndjson":
+        read_bytes = importlib.import_module("dask.bytes").read_bytes
+        globs = [str(Path(p) / "*") if Path(p).is_dir() else p for p in paths]
+        compression = "infer" if any(p.endswith(".gz") for p in globs) else None
+        _, blocks = read_bytes(
+            globs, delimiter=b"\n", blocksize=blocksize, sample=False, compression=compression
+        )
+        flat = [block for file_blocks in blocks for block in file_blocks]
+        parts = [delayed(_lean_from_ndjson)(block, errors, reader, detail, i) for i, block in enumerate(flat)]
+    else:
+        raise ValueError(f"unknown format {format!r}: use 'auto', 'parquet' or 'ndjson'")
+    if not parts:
+        raise ValueError(f"no events found at {paths}")
+    return dd.from_delayed(parts, meta=_lean_meta(detail), verify_meta=False)
+
+
+# --------------------------------------------------------------------------------------------
+# scoring inside the workers
+# --------------------------------------------------------------------------------------------
+def _batch_from_lean(frame: Any) -> EventBatch:
+    """An :class:`EventBatch` from a lean frame (without ``detail``, only the columns a Scorer
+    folds are filled)."""
+    import pandas as pd
+
+    items = None
+    if "kind" in frame.columns:
+        is_item = frame["kind"].to_numpy() == 1
+        items, frame = frame[is_item], frame[~is_item]
+    codes, uniques = pd.factorize(frame["user_id"], sort=False)
+    names = Interners(users=Interner(uniques.tolist()))
+    n = len(frame)
+    cols: dict[str, Any] = {
+        "user": codes.astype(np.int64),
+        "event_type": frame["event_type"].to_numpy(dtype=np.uint8),
+        "ts_ms": frame["ts_ms"].to_numpy(dtype=np.int64),
+        "channel": np.zeros(n, dtype=np.uint8),
+        "revenue": frame["revenue"].to_numpy(dtype=np.float64),
+        "discount": np.full(n, np.nan),
+        "has_coupon": np.zeros(n, dtype=np.bool_),
+        "campaign": np.full(n, -1, dtype=np.int32),
+        "event_id": frame["event_id"].to_numpy(dtype=np.uint64),
+        "consent": frame["consent"].to_numpy(dtype=np.int8),
+        "item_event": np.zeros(0, dtype=np.int64),
+        "item_product": np.zeros(0, dtype=np.int32),
+        "item_category": np.zeros(0, dtype=np.int32),
+        "item_brand": np.zeros(0, dtype=np.int32),
+        "item_price": np.zeros(0, dtype=np.float64),
+        "item_discount": np.zeros(0, dtype=np.float64),
+        "item_quantity": np.zeros(0, dtype=np.int32),
+    }
+    if items is not None:
+        cols["channel"] = frame["channel"].to_numpy(dtype=np.uint8)
+        cols["discount"] = frame["discount"].to_numpy(dtype=np.float64)
+        cols["has_coupon"] = frame["has_coupon"].to_numpy(dtype=np.bool_)
+        campaign, campaign_names = pd.factorize(frame["campaign"], sort=False)
+        names.campaigns = Interner(campaign_names.tolist())
+        cols["campaign"] = campaign.astype(np.int32)
+        owner = pd.Index(frame["ekey"].to_numpy()).get_indexer(items["ekey"].to_numpy())
+        order = np.argsort(owner, kind="stable")  # product lines grouped by event, as decoders emit
+        items = items.iloc[order]
+        cols["item_event"] = owner[order].astype(np.int64)
+        for column, kind in (
+            ("item_product", "products"),
+            ("item_category", "categories"),
+            ("item_brand", "brands"),
+        ):
+            item_codes, item_names = pd.factorize(items[column], sort=False)
+            setattr(names, kind, Interner(item_names.tolist()))
+            cols[column] = item_codes.astype(np.int32)
+        cols["item_price"] = items["item_price"].to_numpy(dtype=np.float64)
+        cols["item_discount"] = items["item_discount"].to_numpy(dtype=np.float64)
+        cols["item_quantity"] = items["item_quantity"].to_numpy(dtype=np.int32)
+    return EventBatch(**cols, interners=names)
+
+
+def _scored_meta(config: ScoringConfig, with_tier: bool) -> Any:
+    import pandas as pd
+
+    cols: dict[str, Any] = {
+        "user_id": pd.Series([], dtype=_STR),
+        "raw_score": pd.Series([], dtype=np.float64),
+        "score": pd.Series([], dtype=np.float64),
+    }
+    if with_tier:
+        cols["tier"] = pd.Series([], dtype=_STR)
+    for name in config.signal_names:
+        cols[name] = pd.Series([], dtype=np.float64)
+    return pd.DataFrame(cols)
+
+
+def _score_partition(
+    frame: Any, now_ms: Any, config: ScoringConfig, backend: str | None, dedupe: bool
+) -> Any:
+    """Score the whole users of one partition at ``now_ms`` with a fresh Scorer."""
+    import pandas as pd
+
+    from .scorer import Scorer
+
+    if dedupe and len(frame):
+        # Every copy of a replayed event has the same user, so it is in this partition: dropping
+        # repeated ids here is exact, with no window to size (the Scorer's own window is off).
+        ids = frame["event_id"]
+        frame = frame[~(ids.duplicated() & (ids != 0))]
+    scorer = Scorer(config, backend=backend, dedupe_window=None)
+    if len(frame):
+        scorer.ingest(_batch_from_lean(frame))
+    result = scorer.score(int(now_ms))
+    cols: dict[str, Any] = {
+        "user_id": pd.Series(result.user_ids, dtype=_STR),
+        "raw_score": result.raw_score,
+        "score": result.score,
+    }
+    decayed = result.decayed.reshape(len(result), len(config.signal_names))
+    for i, name in enumerate(config.signal_names):
+        cols[name] = decayed[:, i]
+    return pd.DataFrame(cols)
+
+
+def _with_tiers(
+    frame: Any,
+    cut_up: NDArray[np.float64],
+    cut_down: NDArray[np.float64],
+    backend: str | None,
+) -> Any:
+    import pandas as pd
+
+    from . import kernels
+
+    raw = frame["raw_score"].to_numpy(dtype=np.float64)
+    codes = kernels.assign_tiers(raw, cut_up, cut_down, backend=backend)
+    out = frame.copy()
+    out.insert(3, "tier", pd.Series(TIER_LABELS[codes], index=out.index, dtype=_STR))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# exact global quantiles by distributed radix selection
+# --------------------------------------------------------------------------------------------
+def _order_keys(values: NDArray[np.float64]) -> NDArray[np.uint64]:
+    """uint64 keys whose unsigned order is the float order (negative floats: all bits flipped)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    keys: NDArray[np.uint64] = np.where(bits & _SIGN, ~bits, bits | _SIGN)
+    return keys
+
+
+def _from_order_key(key: int) -> float:
+    bits = np.uint64(key)
+    raw = bits & ~_SIGN if bits & _SIGN else ~bits
+    return float(np.array([raw], dtype=np.uint64).view(np.float64)[0])
+
+
+def _digit_histograms(
+    frame: Any, prefixes: NDArray[np.uint64], shift: int, width: int, column: str
+) -> NDArray[np.int64]:
+    """Per prefix, counts of the next ``width``-bit digit among keys whose higher bits match."""
+    keys = _order_keys(frame[column].to_numpy(dtype=np.float64))
+    out = np.zeros((prefixes.shape[0], 1 << width), dtype=np.int64)
+    high = shift + width
+    top = keys >> np.uint64(high) if high < 64 else np.zeros_like(keys)
+    digits = ((keys >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.intp)
+    for i, prefix in enumerate(prefixes):
+        out[i] = np.bincount(digits[top == prefix], minlength=1 << width)
+    return out
+
+
+def _ranks(n: int, fractions: NDArray[np.float64]) -> list[int | None]:
+    """The 1-based descending rank whose value is each fraction's cut-off (None: +inf), as in
+    :func:`affinity_sdk.kernels.quantile_cutoffs`."""
+    ranks: list[int | None] = []
+    for q in fractions.tolist():
+        if q >= 1.0 or n == 0:
+            ranks.append(None)
+        else:
+            ranks.append(min(max(1, math.ceil(n * (1.0 - q) - 1e-9)), n))
+    return ranks
+
+
+def exact_quantile_cutoffs(
+    frame: Any, fractions: Sequence[float] | NDArray[np.float64], *, column: str = "raw_score", **compute: Any
+) -> NDArray[np.float64]:
+    r"""Exact :func:`~affinity_sdk.kernels.quantile_cutoffs` of a Dask DataFrame column.
+
+    A radix selection over the order-preserving 64-bit keys of the floats: each round every
+    partition sends one small histogram (2048 counts per fraction) of the next 11 bits among the
+    values that still match the prefix chosen so far; six rounds pin down every bit, so the
+    result is the exact order statistic :math:`v_{(k)}`, :math:`k = \max(1, \lceil n(1-q)\rceil)`,
+    never an approximation. Persist ``frame`` first: each round reads it again.
+
+    ``compute`` is passed to :func:`dask.compute` (e.g. ``scheduler="sync"``).
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd
+    >>> values = pd.DataFrame({"raw_score": np.arange(10.0)[::-1] - 3.0})
+    >>> frame = dd.from_pandas(values, npartitions=3)
+    >>> exact_quantile_cutoffs(frame, [0.9, 0.6, 1.0], scheduler="sync").tolist()
+    [6.0, 3.0, inf]
+    """
+    _require_dask()
+    cuts, _ = _radix_select(frame, np.asarray(fractions, dtype=np.float64), column, compute)
+    return cuts
+
+
+def _radix_select(
+    frame: Any, fractions: NDArray[np.float64], column: str, compute: dict[str, Any]
+) -> tuple[NDArray[np.float64], int]:
+    """The cut-offs and the number of values (counted by the first round's histograms)."""
+    dask = _dask()
+    delayed = dask.delayed
+    parts = frame.to_delayed()
+    out = np.full(fractions.shape[0], np.inf)
+    n = -1
+    prefix: dict[int, int] = {}
+    remaining: dict[int, int] = {}
+    shift = 64
+    while shift > 0:
+        width = min(_RADIX_BITS, shift)
+        shift -= width
+        # Fractions that share a prefix share a histogram row; the first round has one prefix, 0.
+        unique = sorted(set(prefix.values())) or [0]
+        prefixes = np.array(unique, dtype=np.uint64)
+        hists = dask.compute(
+            *[delayed(_digit_histograms)(p, prefixes, shift, width, column) for p in parts], **compute
+        )
+        total = np.sum(hists, axis=0) if hists else np.zeros((1, 1 << width), dtype=np.int64)
+        if n < 0:
+            n = int(total.sum())
+            for i, rank in enumerate(_ranks(n, fractions)):
+                if rank is not None:
+                    prefix[i], remaining[i] = 0, rank
+            if not prefix:
+                break
+        for i in prefix:
+            row = total[unique.index(prefix[i])][::-1]  # largest digit first
+            cum = np.cumsum(row)
+            j = int(np.searchsorted(cum, remaining[i]))  # first digit where the count reaches k
+            remaining[i] -= int(cum[j - 1]) if j else 0
+            prefix[i] = (prefix[i] << width) | ((1 << width) - 1 - j)
+    for i, key in prefix.items():
+        out[i] = _from_order_key(key)
+    return out, n
+
+
+def _cutoff_plan(config: ScoringConfig) -> tuple[NDArray[np.float64], bool]:
+    """The quantile fractions the single-process Scorer evaluates (up, then down when banded)."""
+    t = config.tiers
+    band = t.hysteresis
+    if band == 0.0:
+        return np.array([t.medium, t.high]), False
+    return np.array(
+        [
+            min(t.medium + band, 1.0),
+            min(t.high + band, 1.0),
+            max(t.medium - band, 0.0),
+            max(t.high - band, 0.0),
+        ]
+    ), True
+
+
+def _absolute_cutoffs(config: ScoringConfig) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    t = config.tiers
+    half = config.score.half_point
+    band = t.hysteresis
+
+    def raw_at(score: float) -> float:
+        return float("inf") if score >= 100.0 else half * score / (100.0 - score)
+
+    up = np.array([raw_at(t.medium + band), raw_at(t.high + band)])
+    down = np.array([raw_at(max(t.medium - band, 0.0)), raw_at(max(t.high - band, 0.0))])
+    return up, down
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry points
+# --------------------------------------------------------------------------------------------
+def _shuffle_and_score(
+    events: Any,
+    now: Any,
+    npartitions: int | None,
+    shuffle_method: str | None,
+    compute: dict[str, Any],
+    score: Any,
+    args: tuple[Any, ...],
+    meta: Any,
+) -> tuple[Any, int]:
+    """Hash-partition ``events`` by user, run ``score(partition, now_ms, *args)`` on every
+    partition and persist the result; ``now=None`` takes the latest event time in the same pass."""
+    dask = _dask()
+    from ._units import to_epoch_ms
+
+    shuffled = events.shuffle(
+        on="user_id", npartitions=npartitions or events.npartitions, shuffle_method=shuffle_method
+    )
+    now_value: Any = events["ts_ms"].max() if now is None else to_epoch_ms(now)
+    scored = shuffled.map_partitions(score, now_value, *args, meta=meta)
+    if now is None:
+        scored, now_value = dask.persist(scored, now_value, **compute)
+        return scored, int(dask.compute(now_value, **compute)[0])
+    (scored,) = dask.persist(scored, **compute)
+    return scored, int(now_value)
+
+
+@dataclass(frozen=True, eq=False)
+class DaskScores:
+    """What :func:`score_dataset` returns: the lazy score table and how its tiers were cut.
+
+    ``frame`` is a Dask DataFrame with one row per consenting user: ``user_id``, ``raw_score``,
+    ``score`` (0-100), ``tier`` (``"high"`` / ``"medium"`` / ``"low"``) and the decayed value of
+    each signal, in the column order of :meth:`ScoreResult.columns
+    <affinity_sdk.results.ScoreResult.columns>`. It is built on persisted per-partition scores,
+    so computing or writing it does not re-read the events. ``cut_up`` / ``cut_down`` are the raw
+    score thresholds to enter / stay in Medium and High (equal without hysteresis).
+    """
+
+    frame: Any
+    now_ms: int
+    n_users: int
+    cut_up: NDArray[np.float64]
+    cut_down: NDArray[np.float64]
+    config: ScoringConfig
+    backend: str | None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Provenance written with :meth:`to_parquet` (as in :class:`~affinity_sdk.results.ScoreResult`)."""
+        return {
+            "config_version": self.config.version,
+            "config_fingerprint": self.config.fingerprint,
+            "now_ms": str(self.now_ms),
+            "backend": str(self.backend),
+        }
+
+    def compute(self, **kwargs: Any) -> Any:
+        """The whole table as one pandas DataFrame (it must fit on the client)."""
+        return self.frame.compute(**kwargs)
+
+    def to_parquet(self, path: str | PathLike[str], **kwargs: Any) -> None:
+        """Write the table as a partitioned Parquet dataset, one file per partition, with the
+        provenance in each file's metadata."""
+        self.frame.to_parquet(fspath(path), custom_metadata=self.metadata, write_index=False, **kwargs)
+
+
+def score_dataset(
+    source: Source,
+    config: ScoringConfig | str | PathLike[str] | None = None,
+    *,
+    now: Any = None,
+    format: Format = "auto",
+    npartitions: int | None = None,
+    backend: str | None = "auto",
+    shuffle_method: str | None = None,
+    blocksize: str | int = "64MiB",
+    rows_per_partition: int = 2_000_000,
+    errors: Literal["raise", "skip"] = "raise",
+    reader: Reader = "auto",
+    dedupe: bool = True,
+    **compute: Any,
+) -> DaskScores:
+    """Score every user of a partitioned event dataset on Dask, exactly as one ``Scorer`` would.
+
+    Events are hash-partitioned by ``user_id`` (Dask's shuffle), each partition is folded and
+    scored at ``now`` by a fresh :class:`~affinity_sdk.scorer.Scorer` in a worker, the scored
+    partitions are persisted, and tiers are cut at the exact global quantiles
+    (:func:`exact_quantile_cutoffs`) or at the absolute thresholds of ``config``.
+
+    Runs on whatever Dask scheduler is current: a ``distributed.Client`` (``LocalCluster`` or a
+    cluster by address) once created is used automatically; ``**compute`` goes to
+    :func:`dask.persist` / :func:`dask.compute` (e.g. ``scheduler="sync"``).
+
+    Parameters
+    ----------
+    source
+        Events: see :func:`read_events` (Parquet, NDJSON, a list of paths or a Dask DataFrame).
+    config
+        A :class:`~affinity_sdk.config.ScoringConfig`, a TOML / JSON path, or ``None`` (default).
+    now
+        Scoring time (``datetime``, ISO string or epoch ms); ``None`` means the latest event
+        time in the dataset, as ``Scorer.score()`` does (computed in the same pass).
+    npartitions
+        Partitions after the shuffle (default: as many as the input). Each holds whole users, so
+        memory per worker task is about ``n_users / npartitions`` profiles.
+    backend
+        Kernel backend used inside the workers (``"auto"``: the fastest available there).
+    shuffle_method
+        Passed to Dask's ``DataFrame.shuffle`` (``"p2p"``, ``"tasks"``, ``"disk"``; default:
+        Dask's choice, ``p2p`` on a distributed cluster).
+    blocksize, rows_per_partition, errors, reader
+        Input partitioning and NDJSON reading, see :func:`read_events`.
+    dedupe
+        Fold each ``event_id`` once (events without an id always fold), as the ``Scorer``'s
+        replay window does, but exactly: all copies of an event share its user and so its
+        partition, whatever their number or distance apart.
+
+    Returns
+    -------
+    DaskScores
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from affinity_sdk.datasets import simulate_shop
+    >>> sim = simulate_shop(30, weeks=2, horizon_weeks=1, seed=2)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = sim.write_ndjson(pathlib.Path(tmp) / "events.ndjson")
+    ...     scores = score_dataset(pathlib.Path(tmp) / "events.ndjson", now="2026-02-01T00:00:00Z",
+    ...                            scheduler="sync")
+    ...     table = scores.compute(scheduler="sync")
+    >>> scores.n_users == len(table), sorted(table.columns[:4])
+    (True, ['raw_score', 'score', 'tier', 'user_id'])
+    """
+    dd = _require_dask()
+    dask = _dask()
+    from ._backends import resolve_backend
+
+    if config is None:
+        config = default_config()
+    elif not isinstance(config, ScoringConfig):
+        config = ScoringConfig.load(Path(config))
+    if backend not in (None, "auto"):
+        resolve_backend(backend)  # fail here, not in every worker, for a backend nobody has
+    events = read_events(
+        source,
+        format=format,
+        blocksize=blocksize,
+        rows_per_partition=rows_per_partition,
+        errors=errors,
+        reader=reader,
+    )
+    scored, now_ms = _shuffle_and_score(
+        events,
+        now,
+        npartitions,
+        shuffle_method,
+        compute,
+        _score_partition,
+        (config, backend, dedupe),
+        _scored_meta(config, with_tier=False),
+    )
+    if config.tiers.method == "absolute":
+        cut_up, cut_down = _absolute_cutoffs(config)
+        n_users = int(dask.compute(scored.shape[0], **compute)[0])
+    else:
+        fractions, banded = _cutoff_plan(config)
+        cuts, n_users = _radix_select(scored, fractions, "raw_score", compute)
+        cut_up, cut_down = (cuts[:2], cuts[2:]) if banded else (cuts, cuts)
+    frame = scored.map_partitions(
+        _with_tiers, cut_up, cut_down, backend, meta=_scored_meta(config, with_tier=True)
+    )
+    assert isinstance(frame, dd.DataFrame)
+    return DaskScores(
+        frame=frame,
+        now_ms=now_ms,
+        n_users=n_users,
+        cut_up=cut_up,
+        cut_down=cut_down,
+        config=config,
+        backend=backend,
+    )
+
+
+def _propensity_partition(frame: Any, now_ms: Any, model: Any, backend: str | None) -> Any:
+    import pandas as pd
+
+    batch = _batch_from_lean(frame)
+    if len(batch) == 0:
+        return _propensity_meta(False)
+    p, seen = model.score_batch(batch, int(now_ms), backend=backend)
+    return pd.DataFrame(
+        {"user_id": pd.Series(batch.interners.users.names, dtype=_STR), "probability": p, "seen": seen}
+    )
+
+
+def _propensity_meta(with_tier: bool) -> Any:
+    import pandas as pd
+
+    cols: dict[str, Any] = {
+        "user_id": pd.Series([], dtype=_STR),
+        "probability": pd.Series([], dtype=np.float64),
+        "seen": pd.Series([], dtype=np.bool_),
+    }
+    if with_tier:
+        cols["tier"] = pd.Series([], dtype=_STR)
+    return pd.DataFrame(cols)
+
+
+def _propensity_tiers(frame: Any, cuts: NDArray[np.float64], backend: str | None) -> Any:
+    import pandas as pd
+
+    from . import kernels
+
+    codes = kernels.assign_tiers(frame["probability"].to_numpy(dtype=np.float64), cuts, backend=backend)
+    return frame.assign(tier=pd.Series(TIER_LABELS[codes], index=frame.index, dtype=_STR))
+
+
+@dataclass(frozen=True, eq=False)
+class DaskPropensity:
+    """What :func:`score_propensity` returns: ``frame`` (Dask DataFrame: ``user_id``,
+    ``probability``, ``seen``, ``tier``), the scoring time, the number of users and the
+    probability cut-offs for Medium and High."""
+
+    frame: Any
+    now_ms: int
+    n_users: int
+    cuts: NDArray[np.float64]
+    outcome: str
+
+    def compute(self, **kwargs: Any) -> Any:
+        """The whole table as one pandas DataFrame."""
+        return self.frame.compute(**kwargs)
+
+
+def score_propensity(
+    source: Source,
+    model: Any,
+    *,
+    now: Any = None,
+    tiers: Any = None,
+    format: Format = "auto",
+    npartitions: int | None = None,
+    backend: str | None = "auto",
+    shuffle_method: str | None = None,
+    blocksize: str | int = "64MiB",
+    rows_per_partition: int = 2_000_000,
+    errors: Literal["raise", "skip"] = "raise",
+    reader: Reader = "auto",
+    **compute: Any,
+) -> DaskPropensity:
+    """Score a fitted :class:`~affinity_sdk.propensity.PropensityModel` on every user of an event
+    dataset on Dask, as ``model.score_batch`` and ``model.tiers`` do in one process.
+
+    Events and their product lines are shuffled by user (``read_events(detail=True)``), each
+    partition's users get their features and probabilities in a worker, and quantile tiers are
+    cut at the exact global quantiles of the probability (:func:`exact_quantile_cutoffs`).
+    Features are per user, so the result does not depend on the partitioning; a model whose
+    ``spec.bgnbd`` is set is refused, because its BG/NBD features are fitted on the whole
+    population at scoring time.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~affinity_sdk.propensity.PropensityModel`.
+    now
+        Feature cut-off (default: the latest event time in the dataset).
+    tiers
+        A :class:`~affinity_sdk.propensity.TierSpec` (default ``TierSpec()``: quantile 0.9 / 0.6).
+    source, format, npartitions, backend, shuffle_method, blocksize, rows_per_partition, errors, reader
+        As in :func:`score_dataset`.
+
+    Returns
+    -------
+    DaskPropensity
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from affinity_sdk.datasets import simulate_shop
+    >>> from affinity_sdk.propensity import PropensityModel, build_training_set
+    >>> sim = simulate_shop(200, weeks=6, horizon_weeks=1, seed=2)
+    >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
+    >>> model = PropensityModel.fit(data)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = sim.write_parquet(pathlib.Path(tmp) / "events.parquet")
+    ...     result = score_propensity(tmp, model, now=sim.end_ms, scheduler="sync")
+    ...     table = result.compute(scheduler="sync")
+    >>> sorted(table.columns), result.n_users == len(table)
+    (['probability', 'seen', 'tier', 'user_id'], True)
+    """
+    dd = _require_dask()
+    from .propensity import TierSpec
+
+    if getattr(model.spec, "bgnbd", False):
+        raise ValueError(
+            "score_propensity cannot split a model with BG/NBD features (spec.bgnbd): they are "
+            "fitted on the whole population when scoring; use a model without them"
+        )
+    spec = tiers if tiers is not None else TierSpec()
+    events = read_events(
+        source,
+        format=format,
+        blocksize=blocksize,
+        rows_per_partition=rows_per_partition,
+        errors=errors,
+        reader=reader,
+        detail=True,
+    )
+    scored, now_ms = _shuffle_and_score(
+        events,
+        now,
+        npartitions,
+        shuffle_method,
+        compute,
+        _propensity_partition,
+        (model, backend),
+        _propensity_meta(False),
+    )
+    fractions = np.array([spec.medium, spec.high], dtype=np.float64)
+    if spec.method == "quantile":
+        cuts, n_users = _radix_select(scored, fractions, "probability", compute)
+    else:
+        cuts = fractions
+        n_users = int(_dask().compute(scored.shape[0], **compute)[0])
+    frame = scored.map_partitions(_propensity_tiers, cuts, backend, meta=_propensity_meta(True))
+    assert isinstance(frame, dd.DataFrame)
+    return DaskPropensity(frame=frame, now_ms=now_ms, n_users=n_users, cuts=cuts, outcome=model.outcome)

@@ -1,0 +1,117 @@
+"""Scale-out throughput: events/s scoring a Parquet lake on a Dask ``LocalCluster`` (2 worker
+processes, 1 thread each) against one process running ``Scorer`` over the same files.
+
+The lake is a simulated shop's history split by time into 8 Parquet files (as a date-partitioned
+lake is: every user spans every file), written once and cached under ``$AFFINITY_BENCH_DASK_DIR``
+(default: the system temp dir). Size: ``AFFINITY_BENCH_DASK_EVENTS`` (default 10M events, about
+44 events per customer). The cluster is started, and warmed up on a small lake, before timing.
+
+Run: ``pytest benches/test_bench_dask.py --benchmark-only -s`` (events/s and the workers' memory
+are printed and stored in ``extra_info``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+distributed = pytest.importorskip("distributed", reason="needs the [dask] extra")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from affinity_sdk import EventBatch, Scorer  # noqa: E402
+from affinity_sdk.dask import score_dataset  # noqa: E402
+from affinity_sdk.datasets import simulate_shop  # noqa: E402
+
+N_EVENTS = int(float(os.environ.get("AFFINITY_BENCH_DASK_EVENTS", "10e6")))
+N_FILES = 8
+WEEKS = 6
+EVENTS_PER_CUSTOMER = 44  # measured for weeks=6 with the simulator's defaults (seed 42: 43.9)
+
+
+def _lake(n_events: int) -> Path:
+    root = Path(os.environ.get("AFFINITY_BENCH_DASK_DIR", tempfile.gettempdir()))
+    lake = root / f"affinity_bench_lake_{n_events}"
+    if (lake / "_done").exists():
+        return lake
+    lake.mkdir(parents=True, exist_ok=True)
+    sim = simulate_shop(max(n_events // EVENTS_PER_CUSTOMER, 10), weeks=WEEKS, horizon_weeks=1, seed=42)
+    table = sim.batch.to_arrow()
+    bounds = np.linspace(0, table.num_rows, N_FILES + 1).astype(int)
+    for i in range(N_FILES):
+        part = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        pq.write_table(part, lake / f"day-{i:02d}.parquet", row_group_size=250_000)
+    (lake / "_done").write_text(str(table.num_rows))
+    return lake
+
+
+@pytest.fixture(scope="module")
+def lake() -> tuple[Path, int]:
+    path = _lake(N_EVENTS)
+    return path, int((path / "_done").read_text())
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        warm = _lake(20_000)
+        score_dataset(warm).compute()  # imports and first-call costs in both workers
+        yield c
+
+
+def _single_process(path: Path) -> Any:
+    scorer = Scorer()
+    for file in sorted(path.glob("*.parquet")):
+        scorer.ingest(EventBatch.from_parquet(file))
+    return scorer.score()
+
+
+def _report(benchmark: Any, n_events: int, label: str) -> None:
+    seconds = float(benchmark.stats.stats.min)
+    benchmark.extra_info["events"] = n_events
+    benchmark.extra_info["events_per_s"] = n_events / seconds
+    print(f"\n{label}: {n_events:,} events in {seconds:.1f} s = {n_events / seconds:,.0f} events/s")
+
+
+@pytest.mark.benchmark(group="dask-lake")
+def test_single_process_scorer(benchmark: Any, lake: tuple[Path, int]) -> None:
+    path, n_events = lake
+    result = benchmark.pedantic(_single_process, args=(path,), rounds=1, iterations=1)
+    assert len(result) > 0
+    benchmark.extra_info["users"] = len(result)
+    _report(benchmark, n_events, "single process")
+
+
+@pytest.mark.benchmark(group="dask-lake")
+def test_local_cluster_2_workers(benchmark: Any, lake: tuple[Path, int], client: Any) -> None:
+    path, n_events = lake
+
+    def run() -> Any:
+        scores = score_dataset(path)
+        frame = scores.frame.persist()
+        distributed.wait(frame)
+        return scores, frame
+
+    scores, frame = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert int(frame.shape[0].compute()) == scores.n_users > 0
+    rss = client.run(lambda: __import__("psutil").Process().memory_info().rss)
+    benchmark.extra_info["users"] = scores.n_users
+    benchmark.extra_info["worker_rss_mib"] = sorted(v / 2**20 for v in rss.values())
+    print(
+        f"users {scores.n_users:,}; worker RSS after the run (MiB): {benchmark.extra_info['worker_rss_mib']}"
+    )
+    _report(benchmark, n_events, "LocalCluster 2x1")
+    started = time.perf_counter()
+    tiers = frame["tier"].value_counts().compute()
+    print(f"tiers {dict(tiers)} ({time.perf_counter() - started:.2f} s to count from persisted partitions)")

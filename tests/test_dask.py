@@ -1,0 +1,308 @@
+"""Scale-out on Dask: a LocalCluster with two worker processes gives the single-process results.
+
+The events of a simulated shop are shuffled into random order and spread over several Parquet /
+NDJSON files (and row groups), scored on the cluster and compared user by user with one
+``Scorer`` fed the same events: values to 1e-9 relative, tiers identical, cut-offs equal to the
+exact quantiles of the scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("dask.dataframe", reason="the [dask] extra (dask[dataframe]) is not installed")
+distributed = pytest.importorskip("distributed", reason="the [dask] extra (distributed) is not installed")
+pa = pytest.importorskip("pyarrow", reason="the [dask] extra (pyarrow) is not installed")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from affinity_sdk import Scorer, ScoringConfig, default_config, kernels  # noqa: E402
+from affinity_sdk.batch import EventBatch  # noqa: E402
+from affinity_sdk.dask import (  # noqa: E402
+    DaskScores,
+    exact_quantile_cutoffs,
+    read_events,
+    score_dataset,
+    score_propensity,
+)
+from affinity_sdk.datasets import ShopSimulation, simulate_shop  # noqa: E402
+from affinity_sdk.errors import SchemaError  # noqa: E402
+
+SEED = 20261123
+RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
+    )
+    try:
+        with distributed.Client(cluster) as c:
+            yield c
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sim() -> ShopSimulation:
+    return simulate_shop(250, weeks=4, horizon_weeks=1, seed=7)
+
+
+def _expected(sim: ShopSimulation, config: ScoringConfig, now: Any = None, extra: bytes = b"") -> Any:
+    """One Scorer fed every event (only users with events exist, as in the lake)."""
+    scorer = Scorer(config)
+    scorer.ingest(list(sim.iter_events()))
+    if extra:
+        scorer.ingest(extra)
+    return scorer.score(now).to_pandas().set_index("user_id")
+
+
+def _check_same(scores: DaskScores, expected: Any, config: ScoringConfig) -> Any:
+    got = scores.compute().set_index("user_id")
+    assert got.index.is_unique
+    assert sorted(got.index) == sorted(expected.index)
+    assert scores.n_users == len(expected)
+    got = got.loc[expected.index]
+    assert list(got.columns) == list(expected.columns)
+    for name in config.signal_names:
+        np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=0)
+    # raw_score is a signed sum, so its error is relative to the size of its terms.
+    terms = (expected[list(config.signal_names)].abs() * np.abs(config.weights)).sum(axis=1)
+    assert np.all(np.abs(got["raw_score"] - expected["raw_score"]) <= RTOL * terms)
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=RTOL, atol=1e-12)
+    assert (got["tier"] == expected["tier"]).all()
+    return got
+
+
+def _shuffled_arrow(sim: ShopSimulation, seed: int) -> Any:
+    table = sim.to_arrow()
+    order = np.random.default_rng(seed).permutation(table.num_rows)
+    return table.take(pa.array(order))
+
+
+def _write_parquet_lake(sim: ShopSimulation, root: Path, seed: int, n_files: int = 4) -> Path:
+    """Events in random order over ``n_files`` files of uneven size with small row groups."""
+    table = _shuffled_arrow(sim, seed)
+    rng = np.random.default_rng(seed + 1)
+    bounds = np.sort(rng.choice(np.arange(1, table.num_rows), n_files - 1, replace=False))
+    lake = root / "lake"
+    lake.mkdir()
+    for i, (lo, hi) in enumerate(zip([0, *bounds], [*bounds, table.num_rows], strict=True)):
+        pq.write_table(table.slice(lo, hi - lo), lake / f"part-{i}.parquet", row_group_size=700)
+    return lake
+
+
+def _write_ndjson_lake(lines: list[bytes], root: Path, seed: int, n_files: int = 3) -> Path:
+    order = np.random.default_rng(seed).permutation(len(lines))
+    lake = root / "ndjson"
+    lake.mkdir()
+    for i, chunk in enumerate(np.array_split(order, n_files)):
+        (lake / f"events-{i}.ndjson").write_bytes(b"".join(lines[j] for j in chunk.tolist()))
+    return lake
+
+
+# --- on the LocalCluster ---------------------------------------------------------------------
+def test_parquet_lake_in_random_order_matches_single_process(
+    client: Any, sim: ShopSimulation, tmp_path: Path
+) -> None:
+    print(f"seed={SEED}")
+    lake = _write_parquet_lake(sim, tmp_path, SEED)
+    config = default_config()
+    scores = score_dataset(lake, config, npartitions=3, rows_per_partition=1000)
+    expected = _expected(sim, config)
+    got = _check_same(scores, expected, config)
+    assert scores.now_ms == int(sim.batch.ts_ms.max())
+    assert scores.frame.npartitions == 3
+    # Tiers are cut at the exact quantiles of all users' raw scores, not per partition.
+    exact = kernels.quantile_cutoffs(
+        got["raw_score"].to_numpy(), np.array([config.tiers.medium, config.tiers.high]), backend="reference"
+    )
+    assert scores.cut_up.tolist() == exact.tolist() == scores.cut_down.tolist()
+    counts = got["tier"].value_counts()
+    assert counts["high"] == np.ceil(len(got) * 0.1 - 1e-9)
+    # Written as a partitioned Parquet dataset with the provenance of every ScoreResult export.
+    out = tmp_path / "scores"
+    scores.to_parquet(out)
+    files = sorted(out.glob("*.parquet"))
+    assert len(files) == 3
+    assert pq.read_table(out).num_rows == scores.n_users
+    metadata = pq.read_metadata(files[0]).metadata
+    assert metadata[b"config_fingerprint"] == config.fingerprint.encode()
+    assert metadata[b"now_ms"] == str(scores.now_ms).encode()
+
+
+def test_ndjson_lake_with_replays_hysteresis_consent_and_explicit_now(
+    client: Any, sim: ShopSimulation, tmp_path: Path
+) -> None:
+    # A user who revokes consent in one file and grants it again later in another is scored
+    # (the latest consent event wins); one who revokes last is not.
+    day = 86_400_000
+    t0 = int(sim.batch.ts_ms.min())
+    extra_events = [
+        {"type": "app_opened", "user_id": "flip", "timestamp": t0 + 3 * day},
+        {"type": "consent_changed", "user_id": "flip", "timestamp": t0 + day, "granted": False},
+        {"type": "consent_changed", "user_id": "flip", "timestamp": t0 + 2 * day, "granted": True},
+        {"type": "app_opened", "user_id": "gone", "timestamp": t0 + 3 * day},
+        {"type": "consent_changed", "user_id": "gone", "timestamp": t0 + 4 * day, "granted": False},
+        {"type": "consent_changed", "user_id": "gone", "timestamp": t0 + 2 * day, "granted": True},
+    ]
+    extra = [msgspec.json.encode(e) + b"\n" for e in extra_events]
+    lines = [msgspec.json.encode(e) + b"\n" for e in sim.iter_events()]
+    # Replays: 200 events delivered twice, the copies landing in other files; each folds once.
+    replays = np.random.default_rng(SEED + 5).choice(len(lines), 200, replace=False)
+    lines += [lines[i] for i in replays.tolist()] + extra
+    lake = _write_ndjson_lake(lines, tmp_path, SEED + 2)
+    config = ScoringConfig.from_dict(
+        {**msgspec.to_builtins(default_config()), "tiers": {"high": 0.9, "medium": 0.6, "hysteresis": 0.05}}
+    )
+    now = "2026-02-10T12:00:00Z"
+    scores = score_dataset(lake, config, now=now, npartitions=4, shuffle_method="tasks", blocksize=200_000)
+    expected = _expected(sim, config, now, b"".join(extra))
+    got = _check_same(scores, expected, config)
+    assert "flip" in got.index and "gone" not in got.index
+    assert scores.cut_up[0] > scores.cut_down[0] and scores.cut_up[1] > scores.cut_down[1]
+
+
+def test_dask_dataframe_input_with_absolute_tiers(client: Any, sim: ShopSimulation) -> None:
+    import dask.dataframe as dd
+
+    flat = _shuffled_arrow(sim, SEED + 3).drop_columns(["products"]).to_pandas()
+    events = dd.from_pandas(flat, npartitions=4)
+    config = ScoringConfig.from_dict(
+        {
+            **msgspec.to_builtins(default_config()),
+            "tiers": {"method": "absolute", "high": 60.0, "medium": 25.0},
+        }
+    )
+    scores = score_dataset(events, config)
+    _check_same(scores, _expected(sim, config), config)
+
+
+def test_propensity_on_a_parquet_lake_matches_score_batch(
+    client: Any, sim: ShopSimulation, tmp_path: Path
+) -> None:
+    from affinity_sdk.propensity import PropensityModel, TierSpec, build_training_set
+
+    data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
+    model = PropensityModel.fit(data)
+    lake = _write_parquet_lake(sim, tmp_path, SEED + 6, n_files=3)
+    spec = TierSpec(method="quantile", high=0.8, medium=0.5)
+    result = score_propensity(lake, model, now=sim.end_ms, tiers=spec, npartitions=3, rows_per_partition=1500)
+    got = result.compute().set_index("user_id")
+
+    batch = EventBatch.from_events(sim.iter_events())
+    p, seen = model.score_batch(batch, sim.end_ms)
+    tiers = model.tiers(p, spec)
+    users = list(batch.interners.users.names)
+    assert sorted(got.index) == sorted(users) and result.n_users == len(users)
+    got = got.loc[users]
+    np.testing.assert_allclose(got["probability"], p, rtol=RTOL, atol=1e-15)
+    assert got["seen"].tolist() == seen.tolist()
+    assert got["tier"].tolist() == np.array(["low", "medium", "high"])[tiers].tolist()
+
+
+def test_propensity_refuses_population_fitted_features(sim: ShopSimulation) -> None:
+    from affinity_sdk.propensity import FeatureSpec, PropensityModel, build_training_set
+
+    spec = FeatureSpec(bgnbd=True)
+    data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w", spec=spec)
+    with pytest.raises(ValueError, match="BG/NBD"):
+        score_propensity("unused/", PropensityModel.fit(data))
+
+
+# --- without a cluster (synchronous scheduler) ------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False, width=64),
+            st.sampled_from([0.0, -0.0, 1.0, -1.0, 5e-324]),
+        ),
+        min_size=0,
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+    fractions=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6),
+)
+def test_exact_quantile_cutoffs_equal_the_single_process_kernel(
+    values: list[float], cuts: list[int], fractions: list[float]
+) -> None:
+    import dask.dataframe as dd
+    import pandas as pd
+
+    array = np.array(values, dtype=np.float64)
+    bounds = sorted({min(c, len(values)) for c in cuts} | {0, len(values)})
+    parts = [pd.DataFrame({"raw_score": array[lo:hi]}) for lo, hi in itertools.pairwise(bounds)]
+    frame = dd.from_pandas(pd.DataFrame({"raw_score": array}), npartitions=1)
+    if len(parts) > 1:
+        frame = dd.concat([dd.from_pandas(p, npartitions=1) for p in parts])
+    got = exact_quantile_cutoffs(frame, fractions, scheduler="sync")
+    expected = kernels.quantile_cutoffs(array, np.array(fractions), backend="reference")
+    assert got.tolist() == expected.tolist()  # -0.0 == 0.0, so a signed zero passes either way
+
+
+def test_unknown_event_type_names_row_and_value(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "type": ["app_opened", "teleported"],
+            "user_id": ["a", "b"],
+            "timestamp": pa.array([1_700_000_000_000, 1_700_000_000_001], pa.int64()),
+        }
+    )
+    pq.write_table(table, tmp_path / "bad.parquet")
+    with pytest.raises(SchemaError, match=r"Unknown event type 'teleported' - at `\$\[1\]\.type`"):
+        read_events(tmp_path / "bad.parquet").compute(scheduler="sync")
+
+
+def test_missing_user_id_column_is_a_schema_error(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"type": ["app_opened"], "timestamp": [1]}), tmp_path / "e.parquet")
+    with pytest.raises(SchemaError, match="missing required field `user_id`"):
+        read_events(tmp_path / "e.parquet").compute(scheduler="sync")
+
+
+def test_parquet_timestamps_and_consent_columns_are_read_exactly(tmp_path: Path) -> None:
+    ts = [1_700_000_000_123, 1_700_000_000_999, 1_700_000_001_000]
+    table = pa.table(
+        {
+            "type": ["order_completed", "consent_changed", "consent_changed"],
+            "user_id": ["a", "a", "b"],
+            "timestamp": pa.array(ts, pa.int64())
+            .cast(pa.timestamp("ms", tz="UTC"))
+            .cast(pa.timestamp("us", "UTC")),
+            "revenue": pa.array([12.5, None, None], pa.float64()),
+            "granted": pa.array([None, False, True], pa.bool_()),
+        }
+    )
+    pq.write_table(table, tmp_path / "e.parquet")
+    events = read_events(tmp_path / "e.parquet").compute(scheduler="sync")
+    assert events["ts_ms"].tolist() == ts
+    assert events["consent"].tolist() == [-1, 0, 1]
+    assert events["revenue"].iloc[0] == 12.5 and np.isnan(events["revenue"].iloc[1])
+
+
+def test_functions_raise_a_clear_import_error_without_dask() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        for name in ("dask", "dask.dataframe", "distributed"):
+            sys.modules[name] = None
+        import affinity_sdk.dask as module
+        try:
+            module.score_dataset("lake/")
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'affinity_sdk[dask]'" in done.stdout
