@@ -214,7 +214,8 @@ def holdout_mask(
     --------
     >>> ids = [f"u{i}" for i in range(10_000)]
     >>> mask = holdout_mask(ids, "spring-sale", 0.1, salt="s1")
-    >>> bool(0.08 < mask.mean() < 0.12), bool((mask == holdout_mask(ids, "spring-sale", 0.1, salt="s1")).all())
+    >>> again = holdout_mask(ids, "spring-sale", 0.1, salt="s1")
+    >>> bool(0.08 < mask.mean() < 0.12), bool((mask == again).all())
     (True, True)
     """
     if not 0.0 <= share <= 1.0:
