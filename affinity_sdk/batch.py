@@ -577,18 +577,27 @@ def _arrow_codes(column: Any, interner: Interner, what: str, required: bool) -> 
         if required:
             row = int(pc.index(column.is_null(), True).as_py())
             raise SchemaError(f"Expected `str`, got `null` - at `$[{row}].{what}`", row)
-    # Required columns are ids (1..512 characters); optional ones (campaign_id) are any string.
-    lengths = np.asarray(pc.utf8_length(column.dictionary).to_numpy(zero_copy_only=False))
-    bad = ((lengths < 1) | (lengths > 512)) & required
+    indices = column.indices.fill_null(-1) if column.null_count else column.indices
+    idx = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    # Only values some row uses count: a Parquet dictionary may carry values no row refers to,
+    # and those must neither fail the batch nor be interned.
+    first_row = np.full(len(column.dictionary), n_rows := idx.shape[0], dtype=np.int64)
+    present = idx >= 0
+    np.minimum.at(first_row, idx[present], np.flatnonzero(present))
+    used = np.flatnonzero(first_row < n_rows)
+    # Ids are 1..512 characters, required or not (an empty id would be a tombstone, see Interner).
+    lengths = np.asarray(pc.utf8_length(column.dictionary).to_numpy(zero_copy_only=False))[used]
+    bad = (lengths < 1) | (lengths > 512)
     if bad.any():
-        value = column.dictionary[int(np.flatnonzero(bad)[0])]
-        row = int(pc.index(pc.equal(column.indices, pc.index(column.dictionary, value)), True).as_py())
-        bound = ">= 1" if not value.as_py() else "<= 512"
+        rows = first_row[used[bad]]
+        row = int(rows.min())
+        bound = "<= 512" if column.dictionary[int(idx[row])].as_py() else ">= 1"
         raise SchemaError(f"Expected `str` of length {bound} - at `$[{row}].{what}`", row)
-    values = column.dictionary.to_pylist()
-    table = np.append(interner.intern_many(values), -1)
-    indices = column.indices.fill_null(len(values)) if column.null_count else column.indices
-    codes: NDArray[np.int64] = table[indices.to_numpy(zero_copy_only=False)]
+    used = used[np.argsort(first_row[used], kind="stable")]  # intern in order of first appearance
+    values = column.dictionary.take(pa.array(used, pa.int64())).to_pylist()
+    table = np.full(len(column.dictionary) + 1, -1, dtype=np.int64)  # the extra -1 serves null rows
+    table[used] = interner.intern_many(values)
+    codes: NDArray[np.int64] = table[idx]
     return codes
 
 

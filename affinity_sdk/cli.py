@@ -1,7 +1,9 @@
 """The ``affinity`` command.
 
 ``affinity demo`` simulates a shop and scores it; ``affinity score EVENTS --config C --out F``
-scores an NDJSON (or Parquet) event file. Errors print one readable line and exit with status 2.
+scores an NDJSON (or Parquet) event file; ``affinity affinities`` writes every user's top
+categories, brands or price bands and ``affinity lookalikes`` ranks users like a seed list.
+Errors print one readable line and exit with status 2.
 
 Examples
 --------
@@ -17,9 +19,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import AffinityError
+
+if TYPE_CHECKING:
+    from .batch import EventBatch, Interners
 
 __all__ = ["main"]
 
@@ -35,19 +41,9 @@ def _add_score(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "user at --now and write user_id, raw_score, score, tier and one column per signal."
         ),
     )
-    p.add_argument("events", type=Path, help="events file (.ndjson / .jsonl / .json lines, or .parquet)")
-    p.add_argument(
-        "--config", type=Path, default=None, help="scoring config (.toml or .json); default: built-in"
-    )
+    _add_event_input(p)
     p.add_argument("--now", default=None, help="score time, ISO-8601 with zone (default: latest event time)")
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
-    p.add_argument(
-        "--errors",
-        choices=("raise", "skip", "collect"),
-        default="raise",
-        help="bad events: stop (raise), drop and count (skip), or drop and list them (collect)",
-    )
-    p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
     p.set_defaults(handler=_run_score)
 
 
@@ -75,12 +71,142 @@ def _run_score(args: argparse.Namespace) -> int:
         f"(backend {scorer.backend}, config {scorer.config.version}/{scorer.config.fingerprint})"
     )
     print(f"tiers: high {counts['high']:,} · medium {counts['medium']:,} · low {counts['low']:,}")
-    if report.rejected:
-        print(f"rejected {len(report.rejected):,} bad events:", file=sys.stderr)
-        for position, message in report.rejected[:20]:
-            print(f"  line {position + 1}: {message}", file=sys.stderr)
-        if len(report.rejected) > 20:
-            print(f"  ... and {len(report.rejected) - 20:,} more", file=sys.stderr)
+    _print_rejected(report.rejected, len(report.rejected))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_event_input(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by the commands that read an event file."""
+    p.add_argument("events", type=Path, help="events file (.ndjson / .jsonl / .json lines, or .parquet)")
+    p.add_argument(
+        "--config", type=Path, default=None, help="config (.toml or .json); default: the built-in one"
+    )
+    p.add_argument(
+        "--errors",
+        choices=("raise", "skip", "collect"),
+        default="raise",
+        help="bad events: stop (raise), drop and count (skip), or drop and list them (collect)",
+    )
+    p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
+
+
+def _read_batch(path: Path, interners: Interners | None, errors: str) -> EventBatch:
+    from .batch import EventBatch
+
+    if path.suffix.lower() == ".parquet":
+        return EventBatch.from_parquet(path, interners)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return EventBatch.from_ndjson(data, interners, errors=errors)  # type: ignore[arg-type]
+
+
+def _print_rejected(rejected: Sequence[tuple[int, str]], n_dropped: int) -> None:
+    if n_dropped:
+        print(f"rejected {n_dropped:,} bad events", file=sys.stderr)
+    for position, message in rejected[:20]:
+        print(f"  line {position + 1}: {message}", file=sys.stderr)
+    if len(rejected) > 20:
+        print(f"  ... and {len(rejected) - 20:,} more", file=sys.stderr)
+
+
+def _fit_affinity(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    """Read the events and fold them into an :class:`~affinity_sdk.affinity.AffinityModel`."""
+    from .affinity import AffinityModel
+    from .config import ScoringConfig, default_config
+
+    config = ScoringConfig.load(args.config) if args.config is not None else default_config()
+    batch = _read_batch(args.events, None, args.errors)
+    _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
+    model = AffinityModel(config.affinity, backend=args.backend).ingest(batch)
+    metadata = {
+        "config_version": config.version,
+        "config_fingerprint": config.fingerprint,
+        "now_ms": str(model.last_ms),
+        "backend": str(model.backend),
+    }
+    return model, metadata
+
+
+def _add_affinities(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "affinities",
+        help="write each user's top categories, brands or price bands",
+        description=(
+            "Learn decayed affinities from the product-level events of an event file and write "
+            "user_id, rank, value, affinity (a lift: 1 = like the population) for each user's top values."
+        ),
+    )
+    _add_event_input(p)
+    p.add_argument(
+        "--dimension", choices=("category", "brand", "price_band"), required=True, help="what to rank"
+    )
+    p.add_argument("--top", type=int, default=3, help="values per user (default 3)")
+    p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
+    p.set_defaults(handler=_run_affinities)
+
+
+def _run_affinities(args: argparse.Namespace) -> int:
+    from .affinity import affinities_table
+    from .results import write_columns
+
+    if args.top < 1:
+        raise AffinityError(f"--top must be >= 1 (got {args.top})")
+    started = time.perf_counter()
+    model, metadata = _fit_affinity(args)
+    table = affinities_table(model, args.dimension, args.top)
+    write_columns(table, args.out, metadata={**metadata, "dimension": args.dimension})
+    users = len(set(table["user_id"]))
+    print(
+        f"top {args.top} {args.dimension} affinities of {users:,} users "
+        f"in {time.perf_counter() - started:.2f}s (backend {model.backend})"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_lookalikes(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "lookalikes",
+        help="rank users by similarity to a seed list",
+        description=(
+            "Learn affinity and behaviour vectors from an event file and write user_id, rank, score "
+            "(cosine similarity to the seed centroid) for the --n users most like the seeds."
+        ),
+    )
+    _add_event_input(p)
+    p.add_argument("--seeds", type=Path, required=True, help="text file: one seed user id per line")
+    p.add_argument("--n", type=int, default=100, help="lookalikes to return (default 100)")
+    p.add_argument("--min-score", type=float, default=-1.0, help="leave out users below this similarity")
+    p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
+    p.set_defaults(handler=_run_lookalikes)
+
+
+def _run_lookalikes(args: argparse.Namespace) -> int:
+    from .affinity import lookalikes_table
+    from .results import write_columns
+
+    if args.n < 1:
+        raise AffinityError(f"--n must be >= 1 (got {args.n})")
+    try:
+        seeds = [line.strip() for line in args.seeds.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AffinityError(f"cannot read seeds {args.seeds}: {exc}") from None
+    seeds = [s for s in seeds if s]
+    started = time.perf_counter()
+    model, metadata = _fit_affinity(args)
+    users = model.interners.users if model.interners is not None else None
+    known = [s for s in seeds if users is not None and users.lookup(s) is not None]
+    if not known:
+        raise AffinityError(f"none of the {len(seeds):,} seed ids in {args.seeds} appear in the events")
+    table = lookalikes_table(model, known, args.n, min_score=args.min_score)
+    write_columns(table, args.out, metadata={**metadata, "seeds": str(len(known))})
+    print(
+        f"{len(table['user_id']):,} lookalikes of {len(known):,} seeds ({len(seeds) - len(known):,} "
+        f"unknown) in {time.perf_counter() - started:.2f}s (backend {model.backend})"
+    )
     print(f"wrote {args.out}")
     return 0
 
@@ -122,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(sub)
     _add_score(sub)
+    _add_affinities(sub)
+    _add_lookalikes(sub)
     return parser
 
 

@@ -162,23 +162,23 @@ class OrderRefunded(_Event, frozen=True, tag="order_refunded"):
 
 # --- messaging ------------------------------------------------------------------------------
 class EmailOpened(_Event, frozen=True, tag="email_opened"):
-    campaign_id: str | None = None
+    campaign_id: Id | None = None
 
 
 class EmailClicked(_Event, frozen=True, tag="email_clicked"):
-    campaign_id: str | None = None
+    campaign_id: Id | None = None
 
 
 class SmsClicked(_Event, frozen=True, tag="sms_clicked"):
-    campaign_id: str | None = None
+    campaign_id: Id | None = None
 
 
 class PushOpened(_Event, frozen=True, tag="push_opened"):
-    campaign_id: str | None = None
+    campaign_id: Id | None = None
 
 
 class Unsubscribed(_Event, frozen=True, tag="unsubscribed"):
-    campaign_id: str | None = None
+    campaign_id: Id | None = None
 
 
 # --- app lifecycle and consent --------------------------------------------------------------

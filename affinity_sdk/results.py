@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -24,7 +26,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TIER_LABELS", "ScoreResult"]
+__all__ = ["TIER_LABELS", "ScoreResult", "write_columns"]
 
 #: Tier labels by code (0 low, 1 medium, 2 high).
 TIER_LABELS: Final = np.array(["low", "medium", "high"])
@@ -86,41 +88,23 @@ class ScoreResult:
     # --- exports ---------------------------------------------------------------------------
     def to_csv(self, path: str | Path | io.TextIOBase) -> None:
         """Write CSV with a header row; floats with full (repr) precision."""
-        cols = self.columns()
-        names = list(cols)
-        rows = zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in cols.values()), strict=True)
         if isinstance(path, io.TextIOBase):
-            writer = csv.writer(path)
-            writer.writerow(names)
-            writer.writerows(rows)
+            _write_csv(self.columns(), path)
             return
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(names)
-            writer.writerows(rows)
+            _write_csv(self.columns(), fh)
 
     def to_jsonl(self, path: str | Path) -> None:
         """Write JSON lines, one object per user."""
-        cols = self.columns()
-        lists = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
-        encoder = msgspec.json.Encoder()
-        with open(path, "wb") as fh:
-            for i in range(len(self)):
-                fh.write(encoder.encode({k: v[i] for k, v in lists.items()}))
-                fh.write(b"\n")
+        _write_jsonl(self.columns(), Path(path))
 
     def to_arrow(self) -> Any:
         """A ``pyarrow.Table`` (numeric columns without copies) with provenance in its metadata."""
-        pa = _pyarrow()
-        cols = self.columns()
-        arrays = {k: pa.array(v) for k, v in cols.items()}
-        table = pa.table(arrays)
-        return table.replace_schema_metadata({k.encode(): v.encode() for k, v in self.metadata.items()})
+        return _arrow_table(self.columns(), self.metadata)
 
     def to_parquet(self, path: str | Path) -> None:
         """Write Parquet (needs the ``[arrow]`` extra); provenance goes in the file metadata."""
-        pa_parquet = _pyarrow_parquet()
-        pa_parquet.write_table(self.to_arrow(), str(path))
+        _pyarrow_parquet().write_table(self.to_arrow(), str(path))
 
     def to_pandas(self) -> Any:
         """A pandas DataFrame (pandas must be installed)."""
@@ -137,18 +121,67 @@ class ScoreResult:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write by extension: ``.csv``, ``.jsonl`` / ``.ndjson`` or ``.parquet``."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix == ".csv":
-            self.to_csv(p)
-        elif suffix in (".jsonl", ".ndjson"):
-            self.to_jsonl(p)
-        elif suffix == ".parquet":
-            self.to_parquet(p)
-        else:
-            raise ValueError(f"unsupported output format {suffix!r}: use .csv, .jsonl or .parquet")
+        """Write by extension (``.csv``, ``.jsonl``, ``.parquet``); see :func:`write_columns`."""
+        return write_columns(self.columns(), path, metadata=self.metadata)
+
+
+Columns = Mapping[str, "NDArray[Any] | Sequence[Any]"]
+
+
+def write_columns(columns: Columns, path: str | Path, *, metadata: Mapping[str, str]) -> Path:
+    """Write equal-length columns by extension: ``.csv``, ``.jsonl`` / ``.ndjson`` or ``.parquet``.
+
+    ``metadata`` (config version, fingerprint, run time) goes into the Parquet file metadata, or
+    into a ``<file>.meta.json`` beside a CSV / JSON-lines file, so every export says what made it.
+
+    Examples
+    --------
+    >>> import json, pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "top.csv"
+    >>> _ = write_columns({"user_id": ["ann"], "score": [0.5]}, out, metadata={"config_version": "v1"})
+    >>> out.read_text().splitlines(), json.loads(out.with_name("top.csv.meta.json").read_text())
+    (['user_id,score', 'ann,0.5'], {'config_version': 'v1'})
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        _pyarrow_parquet().write_table(_arrow_table(columns, metadata), str(p))
         return p
+    if suffix == ".csv":
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            _write_csv(columns, fh)
+    elif suffix in (".jsonl", ".ndjson"):
+        _write_jsonl(columns, p)
+    else:
+        raise ValueError(f"unsupported output format {suffix!r}: use .csv, .jsonl or .parquet")
+    p.with_name(p.name + ".meta.json").write_text(json.dumps(dict(metadata), indent=2) + "\n")
+    return p
+
+
+def _as_lists(columns: Columns) -> dict[str, list[Any]]:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in columns.items()}
+
+
+def _write_csv(columns: Columns, fh: Any) -> None:
+    writer = csv.writer(fh)
+    writer.writerow(list(columns))
+    writer.writerows(zip(*_as_lists(columns).values(), strict=True))
+
+
+def _write_jsonl(columns: Columns, path: Path) -> None:
+    lists = _as_lists(columns)
+    n = len(next(iter(lists.values()), []))
+    encoder = msgspec.json.Encoder()
+    with open(path, "wb") as fh:
+        for i in range(n):
+            fh.write(encoder.encode({k: v[i] for k, v in lists.items()}))
+            fh.write(b"\n")
+
+
+def _arrow_table(columns: Columns, metadata: Mapping[str, str]) -> Any:
+    pa = _pyarrow()
+    table = pa.table({k: pa.array(v) for k, v in columns.items()})
+    return table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
 
 
 def _pyarrow() -> Any:

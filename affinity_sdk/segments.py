@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from .results import ScoreResult
+from .results import ScoreResult, write_columns
 
 __all__ = [
     "Col",
@@ -307,32 +306,6 @@ def export_segments(
     ``metadata`` (config version, fingerprint, run time) goes into the Parquet file metadata, or
     a ``<file>.meta.json`` beside a CSV / JSON-lines file.
     """
-    p = Path(path)
     rows = [(name, user) for name, users in memberships.items() for user in users]
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        from .results import _pyarrow_parquet
-
-        pq = _pyarrow_parquet()
-        import pyarrow as pa
-
-        table = pa.table({"segment": [r[0] for r in rows], "user_id": [r[1] for r in rows]})
-        pq.write_table(
-            table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()}), str(p)
-        )
-        return p
-    if suffix == ".csv":
-        import csv
-
-        with open(p, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["segment", "user_id"])
-            writer.writerows(rows)
-    elif suffix in (".jsonl", ".ndjson"):
-        with open(p, "w", encoding="utf-8") as fh:
-            for name, user in rows:
-                fh.write(json.dumps({"segment": name, "user_id": user}) + "\n")
-    else:
-        raise ValueError(f"unsupported segment export format {suffix!r}: use .csv, .jsonl or .parquet")
-    p.with_name(p.name + ".meta.json").write_text(json.dumps(dict(metadata), indent=2) + "\n")
-    return p
+    columns = {"segment": [r[0] for r in rows], "user_id": [r[1] for r in rows]}
+    return write_columns(columns, path, metadata=metadata)

@@ -742,7 +742,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         case SMS_CLICKED:
         case PUSH_OPENED:
         case UNSUBSCRIBED:
-            if (!opt_str(f[F_CAMPAIGN_ID])) return false;
+            if (!opt_id(f[F_CAMPAIGN_ID])) return false;
             has_campaign = f[F_CAMPAIGN_ID].kind == STR;
             break;
         case APP_INSTALLED:

@@ -36,6 +36,7 @@ _FIELD: dict[str, Any] = {
     "event_id": ids,
     "session_id": ids,
     "order_id": ids,
+    "campaign_id": ids,
     "channel": st.sampled_from(ev.CHANNELS),
     "product": products,
     "products": st.lists(products, max_size=3),

@@ -562,3 +562,55 @@ def test_users_interned_after_ingest_get_empty_rows() -> None:
     assert model.top_affinities("late-comer", "category") == []
     assert model.discount_class("late-comer") == "Low"
     assert model.lookalike_scores([0, 1]).shape == (11,)
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def test_cli_affinities_and_lookalikes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], shop: tuple[object, AffinityModel]
+) -> None:
+    import csv
+    import json
+
+    from affinity_sdk.cli import main
+
+    sim, _ = shop
+    events = tmp_path / "events.ndjson"
+    sim.write_ndjson(events)  # type: ignore[attr-defined]
+    config = tmp_path / "shop.toml"
+    config.write_text(
+        'version = "cli-test"\n[signals.order_completed]\nweight = 1.0\nhalf_life = "30d"\n'
+        "[affinity]\nshrinkage = 5.0\n"
+    )
+    out = tmp_path / "brands.csv"
+    argv = ["affinities", str(events), "--config", str(config), "--dimension", "brand", "--top", "3"]
+    assert main([*argv, "--out", str(out)]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    # the in-process model's numbers on the same file
+    model = AffinityModel(AffinityConfig(shrinkage=5.0)).ingest(EventBatch.from_ndjson(events.read_bytes()))
+    expected = affinities_table(model, "brand", 3)
+    assert [r["user_id"] for r in rows] == expected["user_id"]
+    assert [r["value"] for r in rows] == expected["value"]
+    np.testing.assert_allclose([float(r["affinity"]) for r in rows], expected["affinity"], rtol=1e-9)
+    meta = json.loads((tmp_path / "brands.csv.meta.json").read_text())
+    assert meta["config_version"] == "cli-test" and meta["dimension"] == "brand"
+
+    segment = sim.truth.segment  # type: ignore[attr-defined]
+    names = sim.truth.user_ids  # type: ignore[attr-defined]
+    seeds = [names[i] for i in np.flatnonzero(segment == segment[0])[:20]]
+    (tmp_path / "seeds.txt").write_text("\n".join([*seeds, "not-a-user", ""]))
+    out = tmp_path / "look.jsonl"
+    argv = ["lookalikes", str(events), "--config", str(config), "--seeds", str(tmp_path / "seeds.txt")]
+    assert main([*argv, "--n", "50", "--out", str(out)]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["rank"] for g in got] == list(range(1, 51))
+    assert not {g["user_id"] for g in got} & set(seeds)
+    want = model.lookalikes(seeds, 50)
+    assert [g["user_id"] for g in got] == [u for u, _ in want]
+    np.testing.assert_allclose([g["score"] for g in got], [s for _, s in want], rtol=1e-9)
+    assert "20 seeds (1 unknown)" in capsys.readouterr().out
+
+    (tmp_path / "nobody.txt").write_text("ghost\n")
+    argv[-1] = str(tmp_path / "nobody.txt")
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "none of the 1 seed ids" in capsys.readouterr().err

@@ -115,7 +115,7 @@ half_life = "60d"
 
 
 def test_bad_affinity_section_names_the_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="affinity.signals.page_viewed"):
+    with pytest.raises(ConfigError, match=r"affinity\.signals\.page_viewed"):
         ScoringConfig.from_toml(
             '[signals.page_viewed]\nweight = 1.0\nhalf_life = "1d"\n'
             '[affinity.signals.page_viewed]\nweight = 1.0\nhalf_life = "1d"\n'

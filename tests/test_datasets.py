@@ -121,7 +121,7 @@ def test_ndjson_sample_decodes_and_matches_batch(sim: ShopSimulation, tmp_path: 
     assert_batches_equal(rebuilt, sim.batch)
     assert len(sim.batch.interners.products) == len(sim.catalogue)  # nothing new was interned
     # the SDK's own NDJSON reader reads the file to the same batch
-    from_file = EventBatch.from_ndjson(path.read_bytes(), sim.batch.interners, )
+    from_file = EventBatch.from_ndjson(path.read_bytes(), sim.batch.interners)
     assert_batches_equal(from_file, sim.batch)
 
 
