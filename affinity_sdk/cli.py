@@ -2,7 +2,8 @@
 
 ``affinity demo`` simulates a shop and scores it; ``affinity score EVENTS --config C --out F``
 scores an NDJSON (or Parquet) event file; ``affinity affinities`` writes every user's top
-categories, brands or price bands and ``affinity lookalikes`` ranks users like a seed list.
+categories, brands or price bands, ``affinity lookalikes`` ranks users like a seed list and
+``affinity report`` writes the HTML report.
 Errors print one readable line and exit with status 2.
 
 Examples
@@ -26,6 +27,9 @@ from .errors import AffinityError
 
 if TYPE_CHECKING:
     from .batch import EventBatch, Interners
+
+DIMENSIONS = ("category", "brand", "price_band")  # affinity.DIMENSIONS, without importing numpy
+
 
 __all__ = ["main"]
 
@@ -211,6 +215,63 @@ def _run_lookalikes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write the HTML report (tiers, scores, affinities, drift) for an event file",
+        description=(
+            "Score an event file, learn its affinities and write one self-contained HTML file: tier "
+            "sizes, the score distribution with its cut-offs, favourite categories / brands / price "
+            "bands, and, given --previous (an older export of the same shop), score drift (PSI and "
+            "tier transitions). Needs the [report] extra (matplotlib)."
+        ),
+    )
+    _add_event_input(p)
+    p.add_argument("--previous", type=Path, default=None, help="an earlier event file to compare with")
+    p.add_argument("--now", default=None, help="score time, ISO-8601 with zone (default: latest event time)")
+    p.add_argument("--title", default="Customer affinity & propensity", help="report title")
+    p.add_argument("--out", type=Path, default=Path("report.html"), help="output file (default report.html)")
+    p.set_defaults(handler=_run_report)
+
+
+def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, EventBatch]:
+    """Score an event file: the scorer, its result at ``now`` and the batch read."""
+    from .scorer import Scorer
+
+    scorer = Scorer(args.config, backend=args.backend)
+    batch = _read_batch(path, scorer.interners, args.errors)
+    _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
+    scorer.ingest(batch)
+    return scorer, scorer.score(now), batch
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from . import affinity
+    from .affinity import AffinityModel
+    from .report import ReportInputs, favourite_shares, write_report
+    from .segments import compare_runs
+
+    started = time.perf_counter()
+    scorer, result, batch = _score_file(args, args.events, args.now)
+    model = AffinityModel(scorer.config.affinity, backend=args.backend).ingest(batch)
+    favourites: dict[str, list[tuple[str, float]]] = {
+        dim: favourite_shares(model.top_affinities_all(dim, 1)) for dim in affinity.DIMENSIONS
+    }
+    previous = drift = None
+    if args.previous is not None:
+        _, previous, _ = _score_file(args, args.previous, None)
+        drift = compare_runs(previous, result)
+    inputs = ReportInputs(
+        result=result, title=args.title, top_affinities=favourites, previous=previous, drift=drift
+    )
+    write_report(args.out, inputs)
+    print(f"report of {len(result):,} users in {time.perf_counter() - started:.2f}s")
+    if drift is not None:
+        print(f"drift: PSI {drift.psi:.3f}" + (" ALERT: " + "; ".join(drift.reasons) if drift.alert else ""))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
@@ -250,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_affinities(sub)
     _add_lookalikes(sub)
+    _add_report(sub)
     return parser
 
 

@@ -207,15 +207,9 @@ def _write_report(
     curves: dict[str, tuple[NDArray[Any], NDArray[np.float64]]],
     masks: dict[str, NDArray[np.bool_]],
 ) -> Path:
-    from .report import ReportInputs, write_report
+    from .report import ReportInputs, favourite_shares, write_report
 
-    favourites = {}
-    for dim, t in top.items():
-        first = t.codes[active, 0]
-        first = first[first >= 0]
-        share = np.bincount(first, minlength=len(t.names)) / max(len(first), 1)
-        order = np.argsort(-share)[:8]
-        favourites[dim] = [(t.names[i], float(share[i])) for i in order if share[i] > 0]
+    favourites = {dim: favourite_shares(t, active) for dim, t in top.items()}
     inputs = ReportInputs(
         result=result,
         title="Demo shop: customer affinity & propensity",

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +34,10 @@ from numpy.typing import NDArray
 from .results import ScoreResult
 from .segments import DriftReport
 
-__all__ = ["ReportInputs", "write_report"]
+if TYPE_CHECKING:
+    from .affinity import TopAffinities
+
+__all__ = ["ReportInputs", "favourite_shares", "write_report"]
 
 TIER_COLOURS: Final = {"high": "#0f766e", "medium": "#f59e0b", "low": "#cbd5e1"}
 INK: Final = "#1e293b"
@@ -252,6 +255,27 @@ table{border-collapse:collapse;font-size:12px}
 td,th{padding:4px 10px;border-bottom:1px solid #e2e8f0;text-align:right}
 footer{padding:10px 40px 30px;font-size:11px;color:#64748b}
 """
+
+
+def favourite_shares(
+    top: TopAffinities, users: NDArray[np.bool_] | None = None, n: int = 8
+) -> list[tuple[str, float]]:
+    """The ``n`` values that are most often a user's favourite (top-1), with the share of ``users``
+    (default: all with one) they are the favourite of: the input to the report's affinity charts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affinity_sdk.affinity import TopAffinities
+    >>> top = TopAffinities("brand", np.array([[0], [1], [1], [-1]]), np.ones((4, 1)), ["acme", "zest"])
+    >>> favourite_shares(top)
+    [('zest', 0.6666666666666666), ('acme', 0.3333333333333333)]
+    """
+    first = top.codes[:, 0] if users is None else top.codes[users, 0]
+    first = first[first >= 0]
+    share = np.bincount(first, minlength=len(top.names)) / max(len(first), 1)
+    order = np.argsort(-share, kind="stable")[:n]
+    return [(top.names[i], float(share[i])) for i in order.tolist() if share[i] > 0]
 
 
 def write_report(path: str | Path, inputs: ReportInputs) -> Path:

@@ -485,6 +485,22 @@ class Scorer:
             if code is not None:
                 self._opted_out[code] = False
 
+    def opted_out(self) -> list[str]:
+        """The ids of the users now opted out: pass them as ``suppressed`` to
+        :func:`~affinity_sdk.segments.diff_segments` when memberships come from elsewhere.
+
+        Examples
+        --------
+        >>> scorer = Scorer()
+        >>> scorer.opt_out("ann")
+        >>> scorer.opted_out()
+        ['ann']
+        """
+        with self._lock:
+            names = self.interners.users.names
+            codes = np.flatnonzero(self._opted_out[: len(names)] & ~self._forgotten[: len(names)])
+            return [names[c] for c in codes.tolist()]
+
     def forget(self, user_id: str) -> bool:
         """Erase every trace of a user: their state, flags and id (on the next :meth:`save` the file
         no longer holds them). Later events for the same id start a fresh profile. Returns whether

@@ -118,3 +118,21 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         [*common, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert dom.count("<svg") >= 7 and "Propensity: purchase (14d)" in dom
+
+
+def test_report_command_scores_an_event_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from affinity_sdk.cli import main
+    from affinity_sdk.datasets import simulate_shop
+
+    sim = simulate_shop(300, weeks=4, seed=3)
+    sim.write_ndjson(tmp_path / "now.ndjson")
+    simulate_shop(300, weeks=3, seed=3).write_ndjson(tmp_path / "before.ndjson")
+    out = tmp_path / "r.html"
+    argv = ["report", str(tmp_path / "now.ndjson"), "--previous", str(tmp_path / "before.ndjson")]
+    assert main([*argv, "--title", "Nightly", "--out", str(out)]) == 0
+    text = out.read_text()
+    for heading in ("Nightly", "Tier sizes", "Score distribution", "What customers love", "Drift"):
+        assert heading in text
+    assert "drift: PSI" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing.ndjson"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("affinity: error: cannot read")
