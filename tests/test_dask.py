@@ -247,7 +247,7 @@ def _affinity_extras(sim: ShopSimulation, schema: Any) -> Any:
     return pa.Table.from_pylist(rows, schema=schema).cast(schema)
 
 
-def _check_affinities(result: DaskAffinities, model: AffinityModel, dimension: Any, k: int) -> None:
+def _check_affinities(result: DaskAffinities, model: AffinityModel, dimension: Any, k: int) -> Any:
     """Same rows (user, rank, value) as ``affinities_table`` and affinities to 1e-9 relative."""
     expected = affinities_table(model, dimension, k, result.now_ms)
     got = result.compute().sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
@@ -262,6 +262,7 @@ def _check_affinities(result: DaskAffinities, model: AffinityModel, dimension: A
     s = model.scores(dimension, result.now_ms)
     share = dict(zip(s.names, s.population_share.tolist(), strict=False))
     np.testing.assert_allclose(result.population_share, [share[v] for v in result.values], rtol=RTOL, atol=0)
+    return got
 
 
 def test_affinities_of_a_parquet_lake_match_the_single_process_model(
@@ -279,11 +280,10 @@ def test_affinities_of_a_parquet_lake_match_the_single_process_model(
     k = 3
     results = {}
     for dimension in ("category", "brand", "price_band"):
-        result = score_affinities(lake, dimension=dimension, k=k, npartitions=3, rows_per_partition=900)
+        result = score_affinities(lake, dimension=dimension, k=k, npartitions=3, rows_per_partition=1500)
         assert result.now_ms == model.last_ms
         assert result.frame.npartitions == 3
-        _check_affinities(result, model, dimension, k)
-        results[dimension] = result.compute()
+        results[dimension] = _check_affinities(result, model, dimension, k)
     # Price cut points are the model's, fitted on the whole catalogue (each product at its
     # first listed price, so "flux" counts at the price of its first line in the lake).
     names = model.interners.categories.names if model.interners is not None else ()
@@ -321,10 +321,10 @@ def test_affinities_of_an_ndjson_lake_with_a_config_and_explicit_now(
     data = b"".join(path.read_bytes() for path in sorted(lake.iterdir()))
     model = AffinityModel(config).ingest(EventBatch.from_ndjson(data))
     assert result.config == config
-    _check_affinities(result, model, "price_band", 2)
+    got = _check_affinities(result, model, "price_band", 2)
     out = tmp_path / "affinities"
     result.to_parquet(out)
-    assert pq.read_table(out).num_rows == len(result.compute())
+    assert pq.read_table(out).num_rows == len(got)
     metadata = pq.read_metadata(sorted(out.glob("*.parquet"))[0]).metadata
     assert metadata[b"dimension"] == b"price_band"
     assert metadata[b"now_ms"] == str(result.now_ms).encode()
