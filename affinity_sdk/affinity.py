@@ -99,7 +99,9 @@ __all__ = [
     "DiscountSensitivity",
     "TopAffinities",
     "affinities_table",
+    "catalogue_price_cuts",
     "lookalikes_table",
+    "top_affinities_from_totals",
 ]
 
 Dimension = Literal["category", "brand", "price_band"]
@@ -1008,8 +1010,30 @@ def _price_cuts(batch: EventBatch, quantiles: tuple[float, float]) -> NDArray[np
     first = np.full(int(product.max()) + 1, ok.shape[0], dtype=np.int64)
     np.minimum.at(first, product, np.arange(ok.shape[0]))
     first = ok[first[first < ok.shape[0]]]
-    cat = batch.item_category[first].astype(np.int64)
-    price = batch.item_price[first]
+    return catalogue_price_cuts(batch.item_category[first], batch.item_price[first], n_categories, quantiles)
+
+
+def catalogue_price_cuts(
+    categories: NDArray[np.integer[Any]],
+    prices: NDArray[np.float64],
+    n_categories: int,
+    quantiles: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
+) -> NDArray[np.float64]:
+    """Per category code: the ``quantiles`` of a catalogue given as one (category code, finite
+    price) pair per product; NaN for categories without products. What
+    :meth:`AffinityModel.fit_price_bands` fits, for a catalogue gathered elsewhere (e.g. reduced
+    across the partitions of an event lake).
+
+    Examples
+    --------
+    >>> catalogue_price_cuts(np.array([0, 0, 0, 0]), np.array([4.0, 1.0, 3.0, 2.0]), 2).round(2).tolist()
+    [[2.0, 3.0], [nan, nan]]
+    """
+    cuts = np.full((n_categories, 2), np.nan)
+    if categories.shape[0] == 0:
+        return cuts
+    cat = np.asarray(categories, dtype=np.int64)
+    price = np.asarray(prices, dtype=np.float64)
     order = np.lexsort((price, cat))
     cat, price = cat[order], price[order]
     start = np.flatnonzero(np.r_[True, cat[1:] != cat[:-1]])
@@ -1021,6 +1045,62 @@ def _price_cuts(batch: EventBatch, quantiles: tuple[float, float]) -> NDArray[np
         frac = pos - lo
         cuts[cat[start], column] = price[start + lo] * (1 - frac) + price[start + hi] * frac
     return cuts
+
+
+def top_affinities_from_totals(
+    indptr: NDArray[np.int64],
+    cols: NDArray[np.int64],
+    decayed: NDArray[np.float64],
+    value_totals: NDArray[np.float64],
+    k: int,
+    *,
+    shrinkage: float,
+    backend: str | None = "auto",
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    r"""Each CSR row's ``k`` highest shrunk lifts, the population totals :math:`\sum_u d_{uv}`
+    given rather than summed from the rows.
+
+    What :meth:`AffinityModel.top_affinities_all` computes (same formula, same top-k kernel and
+    tie-breaking: lower column first) when the rows are only part of the population, e.g. one
+    partition of a Dask job with ``value_totals`` reduced over all partitions. Rows hold
+    ``decayed`` engagement :math:`d_{uv}` at columns ``cols`` (ascending within a row); returns
+    codes (-1 padded) and affinities (NaN padded), shape ``(rows, k)``.
+
+    Examples
+    --------
+    >>> from affinity_sdk.events import Product, ProductViewed
+    >>> p = [Product(product_id=f"p{i}", category=c, brand="b", price=1.0) for i, c in enumerate("xyx")]
+    >>> pairs = [("a", 0), ("a", 1), ("b", 2)]
+    >>> events = [ProductViewed(user_id=u, timestamp=0, product=p[i]) for u, i in pairs]
+    >>> model = AffinityModel(backend="reference").ingest(EventBatch.from_events(events))
+    >>> s = model.scores("category")
+    >>> totals = np.bincount(s.cols, weights=s.decayed)
+    >>> codes, lift = top_affinities_from_totals(s.indptr, s.cols, s.decayed, totals, 2, shrinkage=5.0)
+    >>> bool((codes == model.top_affinities_all("category", 2).codes).all())
+    True
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0 (got {k})")
+    n_rows = indptr.shape[0] - 1
+    totals = np.asarray(value_totals, dtype=np.float64)
+    grand = totals.sum()
+    rows = np.repeat(np.arange(n_rows), np.diff(indptr))
+    profile = np.bincount(rows, weights=decayed, minlength=n_rows)
+    share = totals[cols] / grand if grand > 0 else np.zeros(cols.shape[0])
+    expected = profile[rows] * share + shrinkage
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = np.where(expected > 0.0, (decayed + shrinkage) / expected, 1.0)
+    codes = np.empty((n_rows, k), dtype=np.int64)
+    values = np.empty((n_rows, k))
+    _impl(resolve_backend(backend)).topk_segments(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(cols, dtype=np.int64),
+        np.ascontiguousarray(lift),
+        int(k),
+        codes,
+        values,
+    )
+    return codes, values
 
 
 # --- tables for the CLI -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def lake() -> tuple[Path, int]:
 def client() -> Any:
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
@@ -115,3 +115,39 @@ def test_local_cluster_2_workers(benchmark: Any, lake: tuple[Path, int], client:
     started = time.perf_counter()
     tiers = frame["tier"].value_counts().compute()
     print(f"tiers {dict(tiers)} ({time.perf_counter() - started:.2f} s to count from persisted partitions)")
+
+
+def _single_process_affinities(path: Path) -> Any:
+    import pyarrow as pa
+
+    from affinity_sdk.affinity import AffinityModel, affinities_table
+
+    table = pa.concat_tables([pq.read_table(f) for f in sorted(path.glob("*.parquet"))])
+    model = AffinityModel().ingest(EventBatch.from_arrow(table))  # one batch: cuts on the whole lake
+    return affinities_table(model, "brand", 3)
+
+
+@pytest.mark.benchmark(group="dask-affinities")
+def test_single_process_affinities(benchmark: Any, lake: tuple[Path, int]) -> None:
+    path, n_events = lake
+    table = benchmark.pedantic(_single_process_affinities, args=(path,), rounds=1, iterations=1)
+    assert len(table["user_id"]) > 0
+    _report(benchmark, n_events, "single process AffinityModel, brand top 3")
+
+
+@pytest.mark.benchmark(group="dask-affinities")
+def test_local_cluster_affinities(benchmark: Any, lake: tuple[Path, int], client: Any) -> None:
+    from affinity_sdk.dask import score_affinities
+
+    path, n_events = lake
+
+    def run() -> Any:
+        top = score_affinities(path, dimension="brand", k=3)
+        frame = top.frame.persist()
+        distributed.wait(frame)
+        return top, frame
+
+    top, _frame = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert top.n_users > 0
+    benchmark.extra_info["users"] = top.n_users
+    _report(benchmark, n_events, "LocalCluster 2x1 score_affinities, brand top 3")

@@ -3,7 +3,8 @@
 Writes a small simulated lake (one Parquet file per week, as a date-partitioned lake is), starts
 a ``LocalCluster`` with two worker processes (or connects to a cluster given by address), scores
 every user with :func:`affinity_sdk.dask.score_dataset`, writes the scores as Parquet and checks a
-few users against a single-process ``Scorer``.
+few users against a single-process ``Scorer``; then finds every user's top brands with
+:func:`affinity_sdk.dask.score_affinities` and checks them against one ``AffinityModel``.
 
 Run it::
 
@@ -19,12 +20,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from distributed import Client, LocalCluster
 
 from affinity_sdk import EventBatch, Scorer, default_config
-from affinity_sdk.dask import score_dataset
+from affinity_sdk.affinity import AffinityModel, affinities_table
+from affinity_sdk.dask import score_affinities, score_dataset
 from affinity_sdk.datasets import simulate_shop
 
 
@@ -56,6 +59,9 @@ def main(address: str | None) -> None:
             out = Path(tmp) / "scores"
             scores.to_parquet(out)  # one file per partition, provenance in the metadata
             table = scores.compute()
+            # Each user's top 3 brands (lift against the whole population), also on the cluster.
+            brands = score_affinities(lake, default_config(), dimension="brand", k=3, npartitions=4)
+            top = brands.compute()
         if cluster is not None:
             cluster.close()
         print(table.head().to_string(index=False))
@@ -70,6 +76,20 @@ def main(address: str | None) -> None:
         assert np.allclose(got["raw_score"], expected["raw_score"], rtol=1e-9, atol=1e-12)
         assert (got["tier"] == expected["tier"]).all()
         print(f"identical to the single-process Scorer for all {len(expected):,} users")
+
+        print(top.head(6).to_string(index=False))
+        # One AffinityModel fed the lake files in order, in one batch, gives the same top brands.
+        files = sorted(lake.glob("*.parquet"))
+        model = AffinityModel().ingest(
+            EventBatch.from_arrow(pa.concat_tables([pq.read_table(f) for f in files]))
+        )
+        single_top = affinities_table(model, "brand", 3)
+        got = top.set_index(["user_id", "rank"]).loc[
+            list(zip(single_top["user_id"], single_top["rank"], strict=True))
+        ]
+        assert got["value"].tolist() == single_top["value"]
+        assert np.allclose(got["affinity"], single_top["affinity"], rtol=1e-9, atol=0)
+        print(f"top brands identical to the single-process AffinityModel for all {brands.n_users:,} users")
 
 
 if __name__ == "__main__":

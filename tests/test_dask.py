@@ -27,11 +27,15 @@ pa = pytest.importorskip("pyarrow", reason="the [dask] extra (pyarrow) is not in
 pq = pytest.importorskip("pyarrow.parquet")
 
 from affinity_sdk import Scorer, ScoringConfig, default_config, kernels  # noqa: E402
+from affinity_sdk.affinity import AffinityModel, affinities_table  # noqa: E402
 from affinity_sdk.batch import EventBatch  # noqa: E402
+from affinity_sdk.config import AffinityConfig  # noqa: E402
 from affinity_sdk.dask import (  # noqa: E402
+    DaskAffinities,
     DaskScores,
     exact_quantile_cutoffs,
     read_events,
+    score_affinities,
     score_dataset,
     score_propensity,
 )
@@ -45,7 +49,7 @@ RTOL = 1e-9
 @pytest.fixture(scope="module")
 def client() -> Any:
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
     )
     try:
         with distributed.Client(cluster) as c:
@@ -219,6 +223,118 @@ def test_propensity_refuses_population_fitted_features(sim: ShopSimulation) -> N
     data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w", spec=spec)
     with pytest.raises(ValueError, match="BG/NBD"):
         score_propensity("unused/", PropensityModel.fit(data))
+
+
+def _affinity_extras(sim: ShopSimulation, schema: Any) -> Any:
+    """Events that make the lake order matter: user ``tie`` views two products of brands and
+    categories nobody else has at the same instant (exact ties: the value seen first in the lake
+    wins), and product ``flux`` is listed at two prices (the first listed one fits the cuts of
+    its category, ``flux-cat``)."""
+    t0 = int(sim.batch.ts_ms.min())
+
+    def view(user: str, ts: int, product: str, category: str, brand: str, price: float) -> dict[str, Any]:
+        line = {"product_id": product, "category": category, "brand": brand, "price": price, "quantity": 1}
+        return {"type": "product_viewed", "user_id": user, "timestamp": ts, "products": [line]}
+
+    rows = [
+        view("tie", t0 + 5_000, "tie-p1", "tie-cat-1", "tie-brand-1", 5.0),
+        view("tie", t0 + 5_000, "tie-p2", "tie-cat-2", "tie-brand-2", 5.0),
+        view("flux-1", t0 + 1_000, "flux", "flux-cat", "flux-brand", 1.0),
+        view("flux-2", t0 + 2_000, "flux", "flux-cat", "flux-brand", 10_000.0),
+        view("flux-2", t0 + 3_000, "flux-a", "flux-cat", "flux-brand", 5.0),
+        view("flux-1", t0 + 4_000, "flux-b", "flux-cat", "flux-brand", 6.0),
+    ]
+    return pa.Table.from_pylist(rows, schema=schema).cast(schema)
+
+
+def _check_affinities(result: DaskAffinities, model: AffinityModel, dimension: Any, k: int) -> Any:
+    """Same rows (user, rank, value) as ``affinities_table`` and affinities to 1e-9 relative."""
+    expected = affinities_table(model, dimension, k, result.now_ms)
+    got = result.compute().sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
+    order = sorted(
+        range(len(expected["user_id"])), key=lambda i: (expected["user_id"][i], expected["rank"][i])
+    )
+    assert got["user_id"].tolist() == [expected["user_id"][i] for i in order]
+    assert got["rank"].tolist() == [expected["rank"][i] for i in order]
+    assert got["value"].tolist() == [expected["value"][i] for i in order]
+    np.testing.assert_allclose(got["affinity"], [expected["affinity"][i] for i in order], rtol=RTOL, atol=0)
+    assert result.n_users == len(set(expected["user_id"]))
+    s = model.scores(dimension, result.now_ms)
+    share = dict(zip(s.names, s.population_share.tolist(), strict=False))
+    np.testing.assert_allclose(result.population_share, [share[v] for v in result.values], rtol=RTOL, atol=0)
+    return got
+
+
+def test_affinities_of_a_parquet_lake_match_the_single_process_model(
+    client: Any, sim: ShopSimulation, tmp_path: Path
+) -> None:
+    table = _shuffled_arrow(sim, SEED + 7)
+    table = pa.concat_tables([table, _affinity_extras(sim, table.schema)])
+    table = table.take(pa.array(np.random.default_rng(SEED + 8).permutation(table.num_rows)))
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    for i, chunk in enumerate(np.array_split(np.arange(table.num_rows), 4)):
+        pq.write_table(table.take(pa.array(chunk)), lake / f"part-{i}.parquet", row_group_size=600)
+    # One model fed the lake in one batch, in the order Dask reads it (files, then row groups).
+    model = AffinityModel().ingest(EventBatch.from_arrow(pq.read_table(lake)))
+    k = 3
+    results = {}
+    for dimension in ("category", "brand", "price_band"):
+        result = score_affinities(lake, dimension=dimension, k=k, npartitions=3, rows_per_partition=1500)
+        assert result.now_ms == model.last_ms
+        assert result.frame.npartitions == 3
+        results[dimension] = _check_affinities(result, model, dimension, k)
+    # Price cut points are the model's, fitted on the whole catalogue (each product at its
+    # first listed price, so "flux" counts at the price of its first line in the lake).
+    names = model.interners.categories.names if model.interners is not None else ()
+    assert list(result.categories) == list(names)  # same codes: first appearance in the lake
+    np.testing.assert_array_equal(result.price_cuts, model.price_cuts_[: len(names)])
+    # The tied values come out in the model's order (first seen in the lake), and the lake order
+    # of "flux"'s two prices decides the cut points of its category.
+    for dimension in ("category", "brand"):
+        tie = results[dimension].query("user_id == 'tie'")
+        assert len(tie) == 2 and tie["affinity"].nunique() == 1
+        assert tie["value"].tolist() == [v for v, _ in model.top_affinities("tie", dimension, k=2)]
+    flux = list(result.categories).index("flux-cat")
+    first_price_low = np.allclose(result.price_cuts[flux], [11 / 3, 16 / 3])  # flux at 1.0 first
+    assert first_price_low or np.allclose(result.price_cuts[flux], [17 / 3, 10_012 / 3])
+
+
+def test_affinities_of_an_ndjson_lake_with_a_config_and_explicit_now(
+    client: Any, sim: ShopSimulation, tmp_path: Path
+) -> None:
+    lines = [msgspec.json.encode(e) + b"\n" for e in sim.iter_events()]
+    lake = _write_ndjson_lake(lines, tmp_path, SEED + 9)
+    config = AffinityConfig(shrinkage=8.0, price_quantiles=(0.25, 0.75))
+    scoring = ScoringConfig.from_dict({**msgspec.to_builtins(default_config()), "affinity": config})
+    now = "2026-02-10T12:00:00Z"
+    result = score_affinities(
+        lake,
+        scoring,
+        dimension="price_band",
+        k=2,
+        now=now,
+        npartitions=2,
+        shuffle_method="tasks",
+        blocksize=150_000,
+    )
+    data = b"".join(path.read_bytes() for path in sorted(lake.iterdir()))
+    model = AffinityModel(config).ingest(EventBatch.from_ndjson(data))
+    assert result.config == config
+    got = _check_affinities(result, model, "price_band", 2)
+    out = tmp_path / "affinities"
+    result.to_parquet(out)
+    assert pq.read_table(out).num_rows == len(got)
+    metadata = pq.read_metadata(sorted(out.glob("*.parquet"))[0]).metadata
+    assert metadata[b"dimension"] == b"price_band"
+    assert metadata[b"now_ms"] == str(result.now_ms).encode()
+
+
+def test_score_affinities_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown dimension"):
+        score_affinities("unused/", dimension="colour")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        score_affinities("unused/", dimension="brand", k=-1)
 
 
 # --- without a cluster (synchronous scheduler) ------------------------------------------------
