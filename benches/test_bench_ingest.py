@@ -217,3 +217,94 @@ def test_arrow(benchmark: Any, expected: EventBatch) -> None:
     batch = benchmark.pedantic(EventBatch.from_arrow, args=(table,), rounds=5)
     _same(batch, expected)
     benchmark.extra_info["events_per_s"] = len(batch) / benchmark.stats.stats.median
+
+
+# ---- Arrow / Parquet from the project's simulator ---------------------------------------------
+
+
+@functools.cache
+def sim_tables(n: int = N_EVENTS) -> tuple[Any, Any]:
+    """``simulate_shop(...).batch.to_arrow()`` cut to ``n`` events (ids dictionary-encoded, as
+    ``to_arrow`` writes them), and the same table with plain string columns (as another producer,
+    or Parquet read without dictionaries, hands them over)."""
+    pa = pytest.importorskip("pyarrow")
+    from affinity_sdk.datasets import simulate_shop
+
+    table = simulate_shop(max(50, n // 90), seed=1).batch.to_arrow().slice(0, n)
+    table = pa.Table.from_batches(table.to_batches())
+
+    def plain(t: Any) -> Any:
+        if pa.types.is_dictionary(t):
+            return pa.string()
+        if pa.types.is_list(t):
+            return pa.list_(plain(t.value_type))
+        if pa.types.is_struct(t):
+            return pa.struct([pa.field(f.name, plain(f.type)) for f in t])
+        return t
+
+    return table, table.cast(pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema]))
+
+
+def arrow_to_numpy_peer(table: Any) -> int:
+    """The pyarrow peer: every leaf column (dictionary indices for strings) to numpy, nothing else."""
+    pa = pytest.importorskip("pyarrow")
+    total = 0
+    for column in table.columns:
+        array = column.combine_chunks()
+        leaves = [array]
+        if pa.types.is_list(array.type):
+            flat = array.flatten()
+            leaves = [array.offsets, *(flat.field(i) for i in range(flat.type.num_fields))]
+        for leaf in leaves:
+            leaf = leaf.indices if pa.types.is_dictionary(leaf.type) else leaf
+            total += leaf.to_numpy(zero_copy_only=False).shape[0]
+    return total
+
+
+@pytest.mark.benchmark(group="simulator arrow->EventBatch")
+@pytest.mark.parametrize("strings", ["dictionary", "plain"])
+def test_arrow_simulator(benchmark: Any, strings: str) -> None:
+    table = sim_tables()[0 if strings == "dictionary" else 1]
+    EventBatch.from_arrow(table.slice(0, 1000))  # warm-up
+    batch = benchmark.pedantic(EventBatch.from_arrow, args=(table,), rounds=7)
+    assert len(batch) == table.num_rows
+    benchmark.extra_info["events_per_s"] = len(batch) / benchmark.stats.stats.median
+
+
+@pytest.mark.benchmark(group="simulator arrow->EventBatch")
+def test_arrow_simulator_peer_to_numpy(benchmark: Any) -> None:
+    table = sim_tables()[0]
+    benchmark.pedantic(arrow_to_numpy_peer, args=(table,), rounds=7)
+    benchmark.extra_info["events_per_s"] = table.num_rows / benchmark.stats.stats.median
+
+
+@pytest.fixture(scope="module")
+def parquet_files(tmp_path_factory: Any) -> dict[str, Any]:
+    pq = pytest.importorskip("pyarrow.parquet")
+    root = tmp_path_factory.mktemp("ingest")
+    files = {}
+    for strings, table in zip(("dictionary", "plain"), sim_tables(), strict=True):
+        files[strings] = root / f"{strings}.parquet"
+        pq.write_table(table, files[strings])
+    return files
+
+
+@pytest.mark.benchmark(group="simulator parquet->EventBatch")
+@pytest.mark.parametrize("strings", ["dictionary", "plain"])
+def test_parquet_simulator(benchmark: Any, parquet_files: dict[str, Any], strings: str) -> None:
+    path = parquet_files[strings]
+    EventBatch.from_parquet(path)  # warm-up (page cache)
+    batch = benchmark.pedantic(EventBatch.from_parquet, args=(path,), rounds=5)
+    assert len(batch) == sim_tables()[0].num_rows
+    benchmark.extra_info["events_per_s"] = len(batch) / benchmark.stats.stats.median
+
+
+@pytest.mark.benchmark(group="simulator parquet->EventBatch")
+@pytest.mark.parametrize("strings", ["dictionary", "plain"])
+def test_parquet_simulator_peer_read_table(
+    benchmark: Any, parquet_files: dict[str, Any], strings: str
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = parquet_files[strings]
+    table = benchmark.pedantic(pq.read_table, args=(path,), rounds=5)
+    benchmark.extra_info["events_per_s"] = table.num_rows / benchmark.stats.stats.median

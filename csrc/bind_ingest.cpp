@@ -3,7 +3,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <limits>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -95,6 +99,179 @@ py::array_t<uint64_t> fnv1a_strings(py::array_t<int64_t, py::array::c_style> off
     return out;
 }
 
+// Arrow validity bitmap (a buffer or None) as a byte pointer; checks it covers `bits` bits.
+const uint8_t* bitmap_of(const py::object& validity, int64_t bits, py::buffer_info& keep) {
+    if (validity.is_none()) return nullptr;
+    keep = py::reinterpret_borrow<py::buffer>(validity).request();
+    if (keep.itemsize != 1 || keep.size * 8 < bits) throw py::value_error("validity bitmap too short");
+    return static_cast<const uint8_t*>(keep.ptr);
+}
+
+py::list decode_names(const std::vector<std::string_view>& names, std::vector<int64_t>& chars) {
+    py::list out(names.size());
+    chars.resize(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+        const auto& s = names[i];
+        PyObject* str = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "strict");
+        if (!str) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), str);
+        chars[i] = affinity::ingest::utf8_chars(s);
+    }
+    return out;
+}
+
+template <class I>
+int64_t dict_codes_as(const py::array& indices, const uint8_t* bitmap, int64_t bit_offset, int64_t dict_size,
+                      int32_t* local, std::vector<int64_t>& order, std::vector<int64_t>& first) {
+    auto idx = py::array_t<I, py::array::c_style>::ensure(indices);
+    if (!idx) throw py::value_error("arrow_dict_codes: indices must be a 1-d integer array");
+    const I* p = idx.data();
+    const int64_t n = idx.shape(0);
+    py::gil_scoped_release release;
+    return affinity::ingest::dict_first_seen(p, n, bitmap, bit_offset, dict_size, local, order, first);
+}
+
+// Dictionary indices -> (local codes int32 with -1 for null, dictionary index per local code,
+// first row per local code), local codes numbered in order of first appearance.
+py::tuple arrow_dict_codes(const py::array& indices, const py::object& validity, int64_t bit_offset,
+                           int64_t dict_size) {
+    if (indices.ndim() != 1) throw py::value_error("arrow_dict_codes: indices must be 1-d");
+    const int64_t n = indices.shape(0);
+    py::buffer_info keep;
+    const uint8_t* bitmap = bitmap_of(validity, bit_offset + n, keep);
+    py::array_t<int32_t> local(n);
+    std::vector<int64_t> order, first;
+    int32_t* out = local.mutable_data();
+    int64_t bad = -1;
+    const char kind = indices.dtype().kind();
+    const auto size = indices.itemsize();
+    if (kind == 'i' && size == 4) bad = dict_codes_as<int32_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else if (kind == 'i' && size == 8) bad = dict_codes_as<int64_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else if (kind == 'i' && size == 2) bad = dict_codes_as<int16_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else if (kind == 'i' && size == 1) bad = dict_codes_as<int8_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else if (kind == 'u' && size == 4) bad = dict_codes_as<uint32_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else if (kind == 'u' && size == 2) bad = dict_codes_as<uint16_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else if (kind == 'u' && size == 1) bad = dict_codes_as<uint8_t>(indices, bitmap, bit_offset, dict_size, out, order, first);
+    else throw py::value_error("arrow_dict_codes: unsupported index type");
+    if (bad >= 0) throw py::value_error("arrow_dict_codes: dictionary index out of range at row " + std::to_string(bad));
+    return py::make_tuple(local, to_numpy(std::move(order)), to_numpy(std::move(first)));
+}
+
+template <class O>
+py::tuple string_codes_as(const py::array& offsets, const py::buffer& data, const py::object& validity,
+                          int64_t bit_offset) {
+    auto off = py::array_t<O, py::array::c_style>::ensure(offsets);
+    if (!off || off.ndim() != 1 || off.shape(0) < 1) throw py::value_error("arrow_string_codes: bad offsets");
+    const int64_t n = off.shape(0) - 1;
+    py::buffer_info bytes = data.request();
+    py::buffer_info keep;
+    const uint8_t* bitmap = bitmap_of(validity, bit_offset + n, keep);
+    const O* o = off.data();
+    const int64_t size = bytes.size * bytes.itemsize;
+    for (int64_t i = 0; i < n; ++i)
+        if (o[i] < 0 || o[i] > o[i + 1] || static_cast<int64_t>(o[i + 1]) > size)
+            throw py::value_error("arrow_string_codes: bad offsets");
+    py::array_t<int32_t> local(n);
+    affinity::ingest::LocalInterner names;
+    {
+        int32_t* out = local.mutable_data();
+        const char* chars = static_cast<const char*>(bytes.ptr);
+        py::gil_scoped_release release;
+        affinity::ingest::strings_first_seen(o, n, chars, bitmap, bit_offset, out, names);
+    }
+    std::vector<int64_t> nchars;
+    py::list values = decode_names(names.names, nchars);
+    return py::make_tuple(local, values, to_numpy(std::move(names.first)), to_numpy(std::move(nchars)));
+}
+
+// Arrow string / large_string (offsets, data, validity) -> (local codes int32 with -1 for null,
+// distinct values as str in first-seen order, first row of each, length of each in code points).
+py::tuple arrow_string_codes(const py::array& offsets, const py::buffer& data, const py::object& validity,
+                             int64_t bit_offset) {
+    if (offsets.dtype().kind() == 'i' && offsets.itemsize() == 4)
+        return string_codes_as<int32_t>(offsets, data, validity, bit_offset);
+    return string_codes_as<int64_t>(offsets, data, validity, bit_offset);
+}
+
+// Values `take` of an Arrow string / large_string array (no nulls) as str, with their lengths in
+// code points.
+py::tuple arrow_take_strings(const py::array& offsets, const py::buffer& data,
+                             py::array_t<int64_t, py::array::c_style> take) {
+    const bool narrow = offsets.dtype().kind() == 'i' && offsets.itemsize() == 4;
+    py::array off = narrow ? py::array(py::array_t<int32_t, py::array::c_style>::ensure(offsets))
+                           : py::array(py::array_t<int64_t, py::array::c_style>::ensure(offsets));
+    if (!off || off.ndim() != 1 || off.shape(0) < 1) throw py::value_error("arrow_take_strings: bad offsets");
+    const int64_t n = off.shape(0) - 1;
+    py::buffer_info bytes = data.request();
+    const int64_t size = bytes.size * bytes.itemsize;
+    const char* chars = static_cast<const char*>(bytes.ptr);
+    std::vector<std::string_view> views;
+    views.reserve(static_cast<size_t>(take.shape(0)));
+    for (py::ssize_t k = 0; k < take.shape(0); ++k) {
+        const int64_t i = take.data()[k];
+        if (i < 0 || i >= n) throw py::value_error("arrow_take_strings: index out of range");
+        int64_t b, e;
+        if (narrow) {
+            b = static_cast<const int32_t*>(off.data())[i];
+            e = static_cast<const int32_t*>(off.data())[i + 1];
+        } else {
+            b = static_cast<const int64_t*>(off.data())[i];
+            e = static_cast<const int64_t*>(off.data())[i + 1];
+        }
+        if (b < 0 || b > e || e > size) throw py::value_error("arrow_take_strings: bad offsets");
+        views.emplace_back(chars + b, static_cast<size_t>(e - b));
+    }
+    std::vector<int64_t> nchars;
+    py::list values = decode_names(views, nchars);
+    return py::make_tuple(values, to_numpy(std::move(nchars)));
+}
+
+// List offsets (n + 1, non-decreasing) -> the row of each list element, counted from offsets[0].
+template <class O>
+py::array_t<int64_t> rows_as(const py::array& offsets) {
+    auto off = py::array_t<O, py::array::c_style>::ensure(offsets);
+    if (!off || off.ndim() != 1 || off.shape(0) < 1) throw py::value_error("rows_from_offsets: bad offsets");
+    const O* o = off.data();
+    const int64_t n = off.shape(0) - 1;
+    for (int64_t i = 0; i < n; ++i)
+        if (o[i] > o[i + 1]) throw py::value_error("rows_from_offsets: offsets must not decrease");
+    py::array_t<int64_t> rows(static_cast<py::ssize_t>(o[n] - o[0]));
+    int64_t* r = rows.mutable_data();
+    {
+        py::gil_scoped_release release;
+        const int64_t base = static_cast<int64_t>(o[0]);
+        for (int64_t i = 0; i < n; ++i)
+            std::fill(r + (static_cast<int64_t>(o[i]) - base), r + (static_cast<int64_t>(o[i + 1]) - base), i);
+    }
+    return rows;
+}
+
+py::array_t<int64_t> rows_from_offsets(const py::array& offsets) {
+    if (offsets.dtype().kind() == 'i' && offsets.itemsize() == 4) return rows_as<int32_t>(offsets);
+    return rows_as<int64_t>(offsets);
+}
+
+// Arrow float64 values + validity bitmap -> a float64 array with NaN where null.
+py::array_t<double> arrow_float64(py::array_t<double, py::array::c_style> values, const py::object& validity,
+                                  int64_t bit_offset) {
+    const int64_t n = values.shape(0);
+    py::buffer_info keep;
+    const uint8_t* bitmap = bitmap_of(validity, bit_offset + n, keep);
+    py::array_t<double> out(n);
+    const double* v = values.data();
+    double* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        if (!bitmap) {
+            std::copy(v, v + n, o);
+        } else {
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            for (int64_t i = 0; i < n; ++i) o[i] = affinity::ingest::arrow_valid(bitmap, bit_offset + i) ? v[i] : nan;
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 void register_ingest(py::module_& m) {
@@ -103,4 +280,18 @@ void register_ingest(py::module_& m) {
           "tables; slots with status 1 were not understood and must be decoded by msgspec.");
     m.def("fnv1a_strings", &fnv1a_strings, py::arg("offsets"), py::arg("data"), py::arg("valid"),
           "64-bit FNV-1a (0 -> 1) of each string given as Arrow large_string offsets and data.");
+    m.def("arrow_dict_codes", &arrow_dict_codes, py::arg("indices"), py::arg("validity"), py::arg("bit_offset"),
+          py::arg("dict_size"),
+          "Dictionary indices -> (local codes in first-seen order, -1 for null; dictionary index and "
+          "first row of each local code).");
+    m.def("arrow_string_codes", &arrow_string_codes, py::arg("offsets"), py::arg("data"), py::arg("validity"),
+          py::arg("bit_offset"),
+          "Arrow string offsets + data -> (local codes in first-seen order, -1 for null; distinct "
+          "values, first row and length in code points of each).");
+    m.def("arrow_take_strings", &arrow_take_strings, py::arg("offsets"), py::arg("data"), py::arg("take"),
+          "Selected values of an Arrow string array as str, with their lengths in code points.");
+    m.def("arrow_float64", &arrow_float64, py::arg("values"), py::arg("validity"), py::arg("bit_offset"),
+          "Arrow float64 values and validity bitmap -> float64 array with NaN where null.");
+    m.def("rows_from_offsets", &rows_from_offsets, py::arg("offsets"),
+          "List offsets -> the row of each list element.");
 }

@@ -820,5 +820,60 @@ inline void read_ndjson(const char* data, size_t size, Columns& out) {
     }
 }
 
+// ---- Arrow columns -> first-seen local codes ----------------------------------------------------
+// Rows are renumbered by first appearance: local code k is the k-th distinct value in row order,
+// so interning the distinct values in code order interns them in order of first appearance.
+
+inline bool arrow_valid(const uint8_t* bitmap, int64_t bit) {
+    return !bitmap || ((bitmap[bit >> 3] >> (bit & 7)) & 1);
+}
+
+// Dictionary indices -> local codes (-1 where null); `order[k]` is the dictionary index and
+// `first[k]` the first row of local code k. Returns the first row whose index is out of range, or -1.
+template <class I>
+int64_t dict_first_seen(const I* idx, int64_t n, const uint8_t* bitmap, int64_t bit_offset, int64_t dict_size,
+                        int32_t* local, std::vector<int64_t>& order, std::vector<int64_t>& first) {
+    std::vector<int32_t> seen(static_cast<size_t>(dict_size), -1);
+    for (int64_t i = 0; i < n; ++i) {
+        if (!arrow_valid(bitmap, bit_offset + i)) {
+            local[i] = -1;
+            continue;
+        }
+        const int64_t d = static_cast<int64_t>(idx[i]);
+        if (d < 0 || d >= dict_size) return i;
+        int32_t code = seen[static_cast<size_t>(d)];
+        if (code < 0) {
+            code = static_cast<int32_t>(order.size());
+            seen[static_cast<size_t>(d)] = code;
+            order.push_back(d);
+            first.push_back(i);
+        }
+        local[i] = code;
+    }
+    return -1;
+}
+
+// Arrow (large_)string offsets + data -> local codes (-1 where null); `names` are views into
+// `data` in first-seen order and `first[k]` the first row of local code k.
+template <class O>
+void strings_first_seen(const O* off, int64_t n, const char* data, const uint8_t* bitmap, int64_t bit_offset,
+                        int32_t* local, LocalInterner& names) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (!arrow_valid(bitmap, bit_offset + i)) {
+            local[i] = -1;
+            continue;
+        }
+        const std::string_view s(data + off[i], static_cast<size_t>(off[i + 1] - off[i]));
+        local[i] = names.intern(s, i);
+    }
+}
+
+// Number of code points of valid UTF-8 (bytes that are not continuation bytes).
+inline int64_t utf8_chars(std::string_view s) {
+    int64_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+}
+
 }  // namespace ingest
 }  // namespace affinity
