@@ -186,6 +186,38 @@ def test_tiers_threshold_and_quantile() -> None:
         P.assign_tiers(p, P.TierSpec(method="threshold", high=0.2, medium=0.3))
 
 
+def test_order_day_features_hand_case_and_no_leakage(sim) -> None:  # type: ignore[no-untyped-def]
+    orders = [(0, 0.0), (0, 0.5), (10, 0.0), (30, 0.0), (50, 0.0)]  # (day, fraction of a day)
+    events = [
+        OrderCompleted(user_id="a", timestamp=int((d + f) * DAY), order_id=str(i), products=[], revenue=1.0)
+        for i, (d, f) in enumerate(orders)
+    ] + [PageViewed(user_id="b", timestamp=DAY)]
+    spec = P.FeatureSpec(half_lives=("7d", "28d"), order_days=True)
+    f = P.profile_features(EventBatch.from_events(events), 40 * DAY, spec=spec)
+    a = dict(zip(f.names, f.X[0], strict=True))
+    # Order days 0, 10, 30 (two orders on day 0 count once; day 50 is after T).
+    assert a["log_order_days"] == pytest.approx(np.log1p(3))
+    assert a["log_mean_gap_days"] == pytest.approx(np.log1p(15))
+    assert a["log_gap_ratio"] == pytest.approx(np.log1p(10 / 15))
+    assert a["log_order_day_rate"] == pytest.approx(np.log1p(7 * 3 / 41))
+    assert a["order_days_decay_7d"] == pytest.approx(np.log1p(sum(0.5 ** (x / 7) for x in (40, 30, 10))))
+    b = dict(zip(f.names, f.X[1], strict=True))  # never ordered: zeros
+    assert [b[k] for k in P._ORDER_DAY_FEATURES] == [0.0] * 4 and b["order_days_decay_28d"] == 0.0
+    # No leakage on the simulator: dropping or moving every event after T leaves them identical.
+    cutoff = sim.end_ms - 3 * WEEK
+    full = P.profile_features(sim.batch, cutoff, spec=spec)
+    trimmed = P.profile_features(
+        subset(sim.batch, sim.batch.ts_ms <= cutoff), cutoff, spec=spec, n_profiles=3000
+    )
+    np.testing.assert_array_equal(full.X, trimmed.X)
+    moved = replace(
+        sim.batch, ts_ms=np.where(sim.batch.ts_ms > cutoff, sim.batch.ts_ms + 9 * WEEK, sim.batch.ts_ms)
+    )
+    np.testing.assert_array_equal(full.X, P.profile_features(moved, cutoff, spec=spec).X)
+    cols = [f.names.index(k) for k in P._ORDER_DAY_FEATURES]
+    assert full.X[:, cols].std(axis=0).min() > 0  # the columns carry information on the simulator
+
+
 def test_feature_spec_validation() -> None:
     with pytest.raises(ConfigError, match="two or more"):
         P.FeatureSpec(half_lives=("7d",))
@@ -227,24 +259,42 @@ def cdnow_batch() -> EventBatch:
     )
 
 
-def test_cdnow_purchase_propensity_beats_decay_baseline() -> None:
-    batch = cdnow_batch()
-    _, y = P.outcome_labels(batch, "purchase", CAL_END, HOLDOUT_END - CAL_END)
-    assert y.mean() == pytest.approx(0.29, abs=0.005)
-    # Baseline: decayed count of past purchase days, best half-life in 8-13 weeks.
-    keep = batch.ts_ms <= CAL_END
+def decay_of_purchase_days(batch: EventBatch, cutoff: int, half_life_weeks: float) -> np.ndarray:
+    keep = batch.ts_ms <= cutoff
     days = np.unique(np.stack([batch.user[keep], batch.ts_ms[keep] // DAY], axis=1), axis=0)
-    age_days = CAL_END // DAY - days[:, 1]
-    baseline = max(
-        roc_auc(y, np.bincount(days[:, 0], weights=0.5 ** (age_days / (7 * h)), minlength=2357))
-        for h in (8, 10, 13)
-    )
-    assert baseline == pytest.approx(0.78, abs=0.01)
-    # Ours: trained only on calibration-period data (labels end at CAL_END), scored at CAL_END.
-    spec = P.FeatureSpec(half_lives=("70d", "182d"), bgnbd=True, bgnbd_horizon="39w")
-    cutoffs = [CAL_END - 26 * WEEK - k * WEEK for k in range(4)]
-    data = P.build_training_set(batch, "purchase", cutoffs, "26w", spec=spec)
-    assert data.window_ms[1] == CAL_END
-    model = P.PropensityModel.fit(data, l2=30.0, calibration="none")
-    p, _ = model.score_batch(batch, CAL_END)
-    assert roc_auc(y, p) >= baseline
+    age_days = cutoff // DAY - days[:, 1]
+    return np.bincount(days[:, 0], weights=0.5 ** (age_days / (7 * half_life_weeks)), minlength=2357)
+
+
+def test_cdnow_purchase_propensity_vs_decay_baseline_honest_split() -> None:
+    """The configuration ``benches/cdnow_selection.py`` chose on calibration data only (inner
+    split: features at 1997-07-01, label = buys in the calibration period's last 13 weeks), refitted
+    on cutoffs up to 1997-09-30 and evaluated once on the 39-week holdout (docs/propensity.md)."""
+    batch = cdnow_batch()
+    inner_end = CAL_END - 13 * WEEK
+    _, y_inner = P.outcome_labels(batch, "purchase", inner_end, "13w")
+    _, y = P.outcome_labels(batch, "purchase", CAL_END, "39w")
+    assert y.mean() == pytest.approx(0.29, abs=0.005)
+    # The baseline's half-life is chosen like ours: on the inner split, never on the holdout.
+    grid = (2, 4, 6, 8, 10, 13, 17, 26)
+    inner = {h: roc_auc(y_inner, decay_of_purchase_days(batch, inner_end, h)) for h in grid}
+    h_decay = max(grid, key=lambda h: inner[h])
+    assert h_decay == 13 and inner[13] == pytest.approx(0.7520, abs=5e-4)
+    baseline = roc_auc(y, decay_of_purchase_days(batch, CAL_END, h_decay))
+    assert baseline == pytest.approx(0.7820, abs=5e-4)
+
+    # Ours, the chosen recipe: labels (T, T + 4w] at 4 weekly cutoffs ending at the scoring cutoff.
+    spec = P.FeatureSpec(half_lives=("14d", "56d", "182d"), order_days=True)
+
+    def fit_and_score(end: int) -> np.ndarray:
+        cutoffs = [end - 4 * WEEK - k * WEEK for k in range(4)]
+        data = P.build_training_set(batch, "purchase", cutoffs, "4w", spec=spec)
+        assert data.window_ms[1] == end  # no label reaches past the scoring cutoff
+        p, _ = P.PropensityModel.fit(data, l2=100.0, calibration="none").score_batch(batch, end)
+        return p
+
+    assert roc_auc(y_inner, fit_and_score(inner_end)) == pytest.approx(0.7505, abs=5e-4)
+    ours = roc_auc(y, fit_and_score(CAL_END))
+    assert ours == pytest.approx(0.7794, abs=5e-4)
+    # The honest relation: ours does NOT beat the decay baseline; it trails it by under 0.005.
+    assert baseline - 0.005 < ours < baseline
