@@ -343,14 +343,16 @@ _SCORE_FLOOR = 2.0**-57
 _RANGE_BINS = 1 << 16
 
 
-@nb.njit(cache=True, fastmath=_EXACT)
+# error_model="numpy": without it numba guards the division with a ZeroDivisionError branch and
+# the loops do not vectorise (r + h > 0 anyway: r >= 0 and the API checks h > 0).
+@nb.njit(cache=True, fastmath=_EXACT, error_model="numpy")
 def _score(raw: float, half_point: float) -> float:  # pragma: no cover - compiled
     r = 0.0 if raw < 0.0 else raw
     s = 100.0 * r / (r + half_point)
     return 100.0 if r == np.inf else s
 
 
-@nb.njit(cache=True, fastmath=_EXACT)
+@nb.njit(cache=True, fastmath=_EXACT, error_model="numpy")
 def _scores_100(
     raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64]
 ) -> None:  # pragma: no cover
@@ -394,15 +396,16 @@ def _range_bin(v: float, lo: int, shift: int) -> int:  # pragma: no cover - comp
 
 @nb.njit(cache=True)
 def _bins_of(
-    values: NDArray[np.float64], i0: int, m: int, lo: int, shift: int, bins: NDArray[np.int32]
+    v: NDArray[np.float64], lo: int, shift: int, bins: NDArray[np.int32]
 ) -> None:  # pragma: no cover - compiled
-    # shift < 0 selects the score bins, else the range bins (lo, shift).
+    # shift < 0 selects the score bins, else the range bins (lo, shift). The callers pass slices:
+    # indexing with `i0 + j` keeps numba's negative-index wraparound and LLVM does not vectorise.
     if shift < 0:
-        for j in range(m):
-            bins[j] = _score_bin(values[i0 + j])
+        for j in range(v.shape[0]):
+            bins[j] = _score_bin(v[j])
     else:
-        for j in range(m):
-            bins[j] = _range_bin(values[i0 + j], lo, shift)
+        for j in range(v.shape[0]):
+            bins[j] = _range_bin(v[j], lo, shift)
 
 
 @nb.njit(cache=True)
@@ -432,7 +435,7 @@ def _count(
     n = values.shape[0]
     for i0 in range(0, n, _BLOCK):
         m = min(_BLOCK, n - i0)
-        _bins_of(values, i0, m, lo, shift, bins)
+        _bins_of(values[i0 : i0 + m], lo, shift, bins)
         for j in range(m):
             hist[bins[j]] += 1
 
@@ -455,7 +458,8 @@ def _gather(
     n = values.shape[0]
     for i0 in range(0, n, _BLOCK):
         m = min(_BLOCK, n - i0)
-        _bins_of(values, i0, m, lo, shift, bins)
+        v = values[i0 : i0 + m]
+        _bins_of(v, lo, shift, bins)
         w0 = wanted[0]
         for j in range(m):
             hit[j] = bins[j] == w0
@@ -473,7 +477,7 @@ def _gather(
                     s = 0
                     while bins[j] != wanted[s]:
                         s += 1
-                    out[cursor[s]] = _key(values[i0 + j])
+                    out[cursor[s]] = _key(v[j])
                     cursor[s] += 1
 
 
@@ -619,7 +623,7 @@ def assign_tiers(
     _assign_tiers(values, cut_up, cut_down, previous, out)
 
 
-@nb.njit(cache=True, fastmath=_EXACT)
+@nb.njit(cache=True, fastmath=_EXACT, error_model="numpy")
 def _scores_and_count(
     raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64], hist: NDArray[np.int64]
 ) -> None:  # pragma: no cover - compiled
@@ -627,15 +631,16 @@ def _scores_and_count(
     n = raw.shape[0]
     for i0 in range(0, n, _BLOCK):
         m = min(_BLOCK, n - i0)
+        r = raw[i0 : i0 + m]
+        o = out[i0 : i0 + m]
         for j in range(m):
-            out[i0 + j] = _score(raw[i0 + j], half_point)
-        for j in range(m):
-            bins[j] = _score_bin(out[i0 + j])
+            o[j] = _score(r[j], half_point)
+        _bins_of(o, 0, -1, bins)
         for j in range(m):
             hist[bins[j]] += 1
 
 
-@nb.njit(cache=True, fastmath=_EXACT)
+@nb.njit(cache=True, fastmath=_EXACT, error_model="numpy")
 def _score_tiers(
     raw: NDArray[np.float64],
     half_point: float,
