@@ -12,8 +12,11 @@ words per record) because numba's record-array access is slower and the layout i
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros as _cttz
 from numpy.typing import NDArray
 
 from ._layout import STATE_DTYPE
@@ -334,13 +337,14 @@ def raw_scores(records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArr
 
 _BLOCK = 512
 _MAX_WANTED = 8
-# Score bins: 64 per binade from 2^-57 to 2^7 (zeros and anything smaller in bin 0, >= 128 in the
-# top bin): a 16 KiB histogram that stays in L1.
-_SCORE_BINS = 4096
-_SCORE_SHIFT = 52 - 6
-_SCORE_BASE = (1023 - 57) << 6
+# Score bins: 128 per binade from 2^-57 to 2^7 (zeros and anything smaller in bin 0, >= 128 in
+# the top bin), a histogram small enough for L1 / L2.
+_SCORE_BINS = 8192
+_SCORE_SHIFT = 52 - 7
+_SCORE_BASE = (1023 - 57) << 7
 _SCORE_FLOOR = 2.0**-57
 _RANGE_BINS = 1 << 16
+trailing_zeros: Any = _cttz  # LLVM cttz intrinsic (numba's typing stub misdescribes its call)
 
 
 # error_model="numpy": without it numba guards the division with a ZeroDivisionError branch and
@@ -470,15 +474,15 @@ def _gather(
         for j in range(m, _BLOCK):
             hit[j] = 0
         for g in range((m + 7) >> 3):
-            if words[g] == 0:
-                continue
-            for j in range(g << 3, min((g << 3) + 8, m)):
-                if hit[j]:
-                    s = 0
-                    while bins[j] != wanted[s]:
-                        s += 1
-                    out[cursor[s]] = _key(v[j])
-                    cursor[s] += 1
+            word = words[g]
+            while word != 0:
+                j = (g << 3) + (int(trailing_zeros(word)) >> 3)
+                word &= word - np.uint64(1)
+                s = 0  # which wanted bin, without a data-dependent branch
+                for t in range(1, n_wanted):
+                    s += (bins[j] == wanted[t]) * t
+                out[cursor[s]] = _key(v[j])
+                cursor[s] += 1
 
 
 @nb.njit(cache=True)
