@@ -8,8 +8,8 @@
 // result is the reference's exact order statistic, ties and NaN (ranked largest) included.
 //
 // score_tiers does it in three streaming passes over the profiles: (1) 0-100 score + bin count,
-// (2) candidate gather, (3) tiers; the two fixed-size scratch arrays (256 KiB histogram, 64 KiB
-// slot table) and the candidates are all it allocates.
+// (2) candidate gather, (3) tiers; a histogram (32 KiB for scores, 256 KiB for the range bins of
+// quantile_cutoffs) and the candidates are all it allocates.
 #pragma once
 
 #include <algorithm>
@@ -28,6 +28,18 @@ namespace tiers_detail {
 
 using detail::bits_of;
 using detail::double_of;
+
+#if defined(__GNUC__)
+#define AFFINITY_INLINE inline __attribute__((always_inline))
+inline int lowest_bit(uint64_t w) { return __builtin_ctzll(w); }
+#else
+#define AFFINITY_INLINE inline
+inline int lowest_bit(uint64_t w) {
+    int i = 0;
+    while (!(w & 1)) w >>= 1, ++i;
+    return i;
+}
+#endif
 
 constexpr std::size_t kBlock = 512;
 constexpr int kMaxWanted = 8;  // bins gathered per pass over the values
@@ -105,8 +117,7 @@ inline double score_of(double raw, double half_point) {
 
 // bins[j] = bin(values[j]) for a block, then counted into hist.
 template <class Bin>
-inline __attribute__((always_inline)) void count_block(const double* values, std::size_t m, Bin bin,
-                                                       uint32_t* bins, uint32_t* hist) {
+AFFINITY_INLINE void count_block(const double* values, std::size_t m, Bin bin, uint32_t* bins, uint32_t* hist) {
     for (std::size_t j = 0; j < m; ++j) bins[j] = bin(values[j]);
     for (std::size_t j = 0; j < m; ++j) ++hist[bins[j]];
 }
@@ -137,9 +148,8 @@ inline void hist_of(const double* values, int64_t n, RangeBins bin, uint32_t* hi
 // out[cursor[s]++]. Per block the bins and a hit flag per value are computed vectorised, then the
 // flags are scanned 8 at a time, so the scalar work is proportional to the (few) hits.
 template <class Bin>
-inline __attribute__((always_inline)) void gather_impl(const double* values, int64_t n, Bin bin,
-                                                       const uint32_t* wanted, int n_wanted, int64_t* cursor,
-                                                       int64_t* out) {
+AFFINITY_INLINE void gather_impl(const double* values, int64_t n, Bin bin, const uint32_t* wanted, int n_wanted,
+                                 int64_t* cursor, int64_t* out) {
     uint32_t bins[kBlock];
     uint8_t hit[kBlock];
     for (int64_t i0 = 0; i0 < n; i0 += static_cast<int64_t>(kBlock)) {
@@ -155,7 +165,7 @@ inline __attribute__((always_inline)) void gather_impl(const double* values, int
             uint64_t word = 0;
             std::memcpy(&word, hit + j0, std::min<std::size_t>(8, m - j0));
             while (word) {
-                const std::size_t j = j0 + static_cast<std::size_t>(__builtin_ctzll(word) >> 3);
+                const std::size_t j = j0 + static_cast<std::size_t>(lowest_bit(word) >> 3);
                 word &= word - 1;
                 int s = 0;  // which wanted bin, without a data-dependent branch
                 for (int t = 1; t < n_wanted; ++t) s += (bins[j] == wanted[t]) * t;
