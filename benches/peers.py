@@ -8,7 +8,11 @@ signals. Two timed steps, best of ``--repeat``:
 * **aggregate**: per (profile, signal) the forward-decayed sum ``Σ v·exp(λ_s (t − L))``, the
   value total, the count and first / last seen (what :func:`affinity_sdk.kernels.accumulate` keeps);
 * **score + tier**: from an already computed raw-score array, the 0-100 score
-  ``100 r / (r + h)``, the 60 % / 90 % quantile cut-offs and the Low / Medium / High tier.
+  ``100 r / (r + h)``, the 60 % / 90 % quantile cut-offs and the Low / Medium / High tier
+  (best and median of ``--repeat``);
+* **state -> score + tier** (affinity_sdk and numpy only): the same, starting from the aggregated
+  state instead of a raw-score array, i.e. with the raw score ``Σ_s c_s A_us`` computed first:
+  from our 40-byte records (``kernels.raw_scores``) and from numpy's dense ``acc`` matrix.
 
 Run ``python benches/peers.py --events 10000000 --profiles 1000000`` and it prints a Markdown table;
 ``--compile-times`` also measures the Numba backend's cold import + first call with and without
@@ -36,6 +40,7 @@ LANDMARK = 1_700_000_000_000
 HALF_LIVES_S = np.array([1, 3, 7, 14, 30, 60, 90, 365], dtype=np.float64) * 86_400.0
 FRACTIONS = (0.6, 0.9)
 HALF_POINT = 5.0
+COEFS = np.linspace(0.5, 2.0, SIGNALS)  # weights x decay factors, for the state -> tier step
 ENGINES = ("affinity_sdk[cpp]", "affinity_sdk[numba]", "numpy", "pandas", "polars", "duckdb")
 
 
@@ -61,6 +66,16 @@ def _best(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = 
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _best_median(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[0], times[len(times) // 2]
 
 
 def _contribution(w: dict[str, Any]) -> Any:
@@ -95,6 +110,13 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         q = np.array(FRACTIONS)
         kernels.score_tiers(w["raw"][:1000], HALF_POINT, q, backend=backend)
         fns["score_tier"] = lambda: kernels.score_tiers(w["raw"], HALF_POINT, q, backend=backend)
+        raw_out = np.empty(n_profiles)
+
+        def state_tier() -> None:
+            raw = kernels.raw_scores(box["records"], COEFS, raw_out, backend=backend)
+            kernels.score_tiers(raw, HALF_POINT, q, backend=backend)
+
+        fns["state_tier"] = state_tier
     elif engine == "numpy":
         cell = w["users"] * SIGNALS + w["signals"]
 
@@ -108,8 +130,7 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             last = np.full(n_cells, np.iinfo(np.int64).min)
             np.maximum.at(last, cell, w["ts_ms"])
 
-        def tier_np() -> None:
-            r = w["raw"]
+        def tier_np(r: Any = w["raw"]) -> None:
             s = 100.0 * r / (r + HALF_POINT)
             n = s.shape[0]
             ks = [n - max(1, int(np.ceil(n * (1 - q)))) for q in FRACTIONS]
@@ -118,7 +139,12 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             tiers = (s >= cuts[0]).astype(np.int8) + (s >= cuts[1])
             tiers[s <= 0] = 0
 
-        fns = {"aggregate": aggregate_np, "score_tier": tier_np}
+        acc = np.bincount(cell, weights=_contribution(w), minlength=n_cells).reshape(n_profiles, SIGNALS)
+
+        def state_tier_np() -> None:
+            tier_np(acc @ COEFS)
+
+        fns = {"aggregate": aggregate_np, "score_tier": tier_np, "state_tier": state_tier_np}
     elif engine == "pandas":
         import pandas as pd
 
@@ -217,9 +243,11 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         for fn in fns.values():
             fn()  # warm-up
     agg_s = _best(fns["aggregate"], repeat, setup)
-    tier_s = _best(fns["score_tier"], repeat)
+    tier_s, tier_median_s = _best_median(fns["score_tier"], repeat)
+    state_s = _best_median(fns["state_tier"], repeat)[0] if "state_tier" in fns else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"engine": engine, "aggregate_s": agg_s, "score_tier_s": tier_s, "peak_mb": peak_mb}
+    return {"engine": engine, "aggregate_s": agg_s, "score_tier_s": tier_s, "peak_mb": peak_mb,
+            "score_tier_median_s": tier_median_s, "state_tier_s": state_s}  # fmt: skip
 
 
 def compile_times() -> list[str]:
@@ -284,14 +312,18 @@ def main() -> None:
     print(f"Workload: {args.events:,} events (random order), {args.profiles:,} profiles, {SIGNALS} signals; "
           f"one core; best of {args.repeat}\n")  # fmt: skip
     print(
-        "| engine | aggregate events/s | ours / engine | score+tier profiles/s | ours / engine | peak RSS MB |"
+        "| engine | aggregate events/s | ours / engine | score+tier profiles/s | ours / engine | peak RSS MB "
+        "| score+tier median | state -> score+tier |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        state = r.get("state_tier_s")
         print(
             f"| {r['engine']} | {args.events / r['aggregate_s'] / 1e6:.1f}M | "
             f"{r['aggregate_s'] / ours['aggregate_s']:.2f}x | {args.profiles / r['score_tier_s'] / 1e6:.1f}M | "
-            f"{r['score_tier_s'] / ours['score_tier_s']:.2f}x | {r['peak_mb']:.0f} |"
+            f"{r['score_tier_s'] / ours['score_tier_s']:.2f}x | {r['peak_mb']:.0f} | "
+            f"{args.profiles / r['score_tier_median_s'] / 1e6:.1f}M | "
+            f"{'-' if state is None else f'{args.profiles / state / 1e6:.1f}M'} |"
         )
     if args.compile_times:
         print("\nNumba backend, cold `import` + first `add` + `score_tiers` (fresh process):\n")

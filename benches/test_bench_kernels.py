@@ -101,6 +101,16 @@ def test_score_tiers(benchmark: Any, bench_backend: str, size: str) -> None:
     benchmark.extra_info["profiles_per_s"] = w["n_profiles"] / benchmark.stats.stats.min
 
 
+@pytest.mark.benchmark(group="quantile_cutoffs")
+def test_quantile_cutoffs(benchmark: Any, bench_backend: str, size: str) -> None:
+    """Exact 60 % / 90 % cut-offs of a raw-score array (the step ``Scorer.score`` runs)."""
+    w = workload(size)
+    kernels.quantile_cutoffs(w["raw"], FRACTIONS, backend=bench_backend)
+    cuts = benchmark(kernels.quantile_cutoffs, w["raw"], FRACTIONS, backend=bench_backend)
+    np.testing.assert_array_equal(cuts, kernels.quantile_cutoffs(w["raw"], FRACTIONS, backend="reference"))
+    benchmark.extra_info["profiles_per_s"] = w["n_profiles"] / benchmark.stats.stats.min
+
+
 @pytest.mark.benchmark(group="topk_rows")
 def test_topk_rows(benchmark: Any, bench_backend: str, size: str) -> None:
     w = workload(size)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "tiers.hpp"
 
 namespace py = pybind11;
 namespace ak = affinity::kernels;
