@@ -141,21 +141,36 @@ inline void contributions(const int64_t* signals, const int64_t* ts_ms, const do
 template <class T>
 struct Scratch {
     T* data = nullptr;
+    void* map = nullptr;
+    std::size_t map_bytes = 0;
     explicit Scratch(std::size_t n) {
         constexpr std::size_t kHuge = std::size_t{2} << 20;
         std::size_t bytes = n * sizeof(T);
-        if (bytes >= kHuge) {
-            bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
-            data = static_cast<T*>(std::aligned_alloc(kHuge, bytes));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-            if (data) madvise(data, bytes, MADV_HUGEPAGE);
-#endif
-        } else {
-            data = static_cast<T*>(std::malloc(bytes > 0 ? bytes : 1));
+        if (bytes >= kHuge) {
+            // A fresh anonymous mapping, 2 MiB aligned and marked for huge pages before its first
+            // touch: malloc'd memory may come back already mapped with 4 KiB pages.
+            map_bytes = ((bytes + kHuge - 1) & ~(kHuge - 1)) + kHuge;
+            map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (map == MAP_FAILED) throw std::bad_alloc();
+            const auto base = (reinterpret_cast<std::uintptr_t>(map) + kHuge - 1) & ~(kHuge - 1);
+            madvise(reinterpret_cast<void*>(base), map_bytes - kHuge, MADV_HUGEPAGE);
+            data = reinterpret_cast<T*>(base);
+            return;
         }
+#endif
+        data = static_cast<T*>(std::malloc(bytes > 0 ? bytes : 1));
         if (!data) throw std::bad_alloc();
     }
-    ~Scratch() { std::free(data); }
+    ~Scratch() {
+        if (map != nullptr) {
+#if defined(__linux__)
+            munmap(map, map_bytes);
+#endif
+        } else {
+            std::free(data);
+        }
+    }
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
 };
