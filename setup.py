@@ -43,6 +43,7 @@ if os.environ.get("AFFINITY_SDK_NO_NATIVE") != "1":
             "affinity_sdk._native",
             sorted(glob("csrc/*.cpp")),
             include_dirs=["csrc"],
+            depends=sorted(glob("csrc/*.hpp")),  # rebuild when a kernel header changes
             cxx_std=17,
             extra_compile_args=["-O3", "-fno-math-errno"],
         )

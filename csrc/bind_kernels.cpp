@@ -70,8 +70,7 @@ void accumulate(const py::array& records, const py::array& users, const py::arra
     int64_t bad;
     {
         py::gil_scoped_release release;
-        bad = ak::first_bad_event(u, s, n, n_profiles, n_signals);
-        if (bad < 0) ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam);
+        bad = ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam);
     }
     if (bad >= 0)
         fail("event " + std::to_string(bad) + " has profile " + std::to_string(u[bad]) + " / signal " +

@@ -7,10 +7,16 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <limits>
 #include <memory>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace affinity {
 namespace kernels {
@@ -54,21 +60,27 @@ constexpr double kExpHi = 708.0;
 #define AFFINITY_CLONES
 #endif
 
+// Contribution v · exp(x) of each event from its exponent x, vectorised; returns whether any x lies
+// outside [kExpLo, kExpHi] (NaN included), whose lanes the caller redoes with std::exp.
 AFFINITY_CLONES
-inline void exp_fast_block(double* __restrict x, std::size_t n) {
+inline bool exp_times(const double* __restrict x, const double* __restrict v, double* __restrict out,
+                      std::size_t n) {
     const double log2e = 1.4426950408889634;
     const double ln2_hi = 6.93147180369123816490e-01;
     const double ln2_lo = 1.90821492927058770002e-10;
     const double shifter = 6755399441055744.0;  // 1.5 * 2^52: rounds to an integer in the low bits
+    int bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
         // Clamped through two independent selects: GCC 12 does not if-convert a chained clamp.
         const double xi = x[i];
+        bad |= !(xi >= kExpLo) | !(xi <= kExpHi);
         const double lo = xi < kExpLo ? kExpLo : xi;
         const double hi = xi > kExpHi ? kExpHi : xi;
         const double xc = xi < 0.0 ? lo : hi;
         const double t = xc * log2e + shifter;
         const double k = t - shifter;
         const double r = (xc - k * ln2_hi) - k * ln2_lo;
+        // |r| <= ln2 / 2: the degree-13 Taylor remainder is below 1e-19.
         double p = 1.0 / 6227020800.0;
         p = p * r + 1.0 / 479001600.0;
         p = p * r + 1.0 / 39916800.0;
@@ -84,26 +96,9 @@ inline void exp_fast_block(double* __restrict x, std::size_t n) {
         p = p * r + 1.0;
         p = p * r + 1.0;
         const uint64_t scale = (bits_of(t) + 1023u) << 52;
-        x[i] = p * double_of(scale);
+        out[i] = p * double_of(scale) * v[i];
     }
-}
-
-AFFINITY_CLONES
-inline bool any_outside_exp_range(const double* __restrict x, std::size_t n) {
-    int bad = 0;
-    for (std::size_t i = 0; i < n; ++i) bad |= !(x[i] >= kExpLo) | !(x[i] <= kExpHi);
     return bad != 0;
-}
-
-// exp in place over a block; `orig` keeps the exponents so out-of-range lanes (NaN, +-inf, and
-// results that overflow or are subnormal) are redone exactly with std::exp.
-inline void exp_block(double* __restrict x, const double* __restrict orig, std::size_t n) {
-    exp_fast_block(x, n);
-    if (!any_outside_exp_range(orig, n)) return;
-    for (std::size_t i = 0; i < n; ++i) {
-        const double xi = orig[i];
-        if (!(xi >= kExpLo && xi <= kExpHi)) x[i] = std::exp(xi);
-    }
 }
 
 inline void apply(Record& r, double c, double v, int64_t t) {
@@ -114,27 +109,141 @@ inline void apply(Record& r, double c, double v, int64_t t) {
     r.last_ms = t > r.last_ms ? t : r.last_ms;
 }
 
-// One event routed to its profile block: cell within the block and what it adds.
+// One event routed to its profile block in 16 bytes: `key` packs t − L (high bits, signed), the
+// profile within the block and the signal (low bits); `value` is the event's value.
 struct Packed {
-    int64_t cell;
-    double contribution;
+    int64_t key;
     double value;
-    int64_t ts_ms;
 };
 
-constexpr std::size_t kChunk = 1024;
+constexpr std::size_t kChunk = 512;
+// How far ahead the scatter loops prefetch the record they will update.
+constexpr std::size_t kAhead = 16;
 
-// Exponents λ_s (t − L) of a chunk, 0 where t == L (so λ = inf stays exact), then exp in place.
+// Contributions v · exp(λ_s (t − L)) of a chunk of events (exponent 0 where t == L, so λ = inf
+// stays exact): a scalar pass for the exponents, then the vectorised exp.
 inline void contributions(const int64_t* signals, const int64_t* ts_ms, const double* values,
                           int64_t landmark_ms, const double* lam, std::size_t n, double* expo,
                           double* out) {
     for (std::size_t j = 0; j < n; ++j) {
         const int64_t dt = ts_ms[j] - landmark_ms;
         expo[j] = dt == 0 ? 0.0 : lam[signals[j]] * static_cast<double>(dt);
-        out[j] = expo[j];
     }
-    exp_block(out, expo, n);
-    for (std::size_t j = 0; j < n; ++j) out[j] *= values[j];
+    if (!exp_times(expo, values, out, n)) return;
+    for (std::size_t j = 0; j < n; ++j) {
+        const double x = expo[j];
+        if (!(x >= kExpLo && x <= kExpHi)) out[j] = std::exp(x) * values[j];
+    }
+}
+
+// Scratch memory for the partition, asking Linux for transparent huge pages: page faults on a
+// fresh buffer cost more than the partition itself with 4 KiB pages.
+template <class T>
+struct Scratch {
+    T* data = nullptr;
+    void* map = nullptr;
+    std::size_t map_bytes = 0;
+    explicit Scratch(std::size_t n) {
+        constexpr std::size_t kHuge = std::size_t{2} << 20;
+        std::size_t bytes = n * sizeof(T);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (bytes >= kHuge) {
+            // A fresh anonymous mapping, 2 MiB aligned and marked for huge pages before its first
+            // touch: malloc'd memory may come back already mapped with 4 KiB pages.
+            map_bytes = ((bytes + kHuge - 1) & ~(kHuge - 1)) + kHuge;
+            map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (map == MAP_FAILED) throw std::bad_alloc();
+            const auto base = (reinterpret_cast<std::uintptr_t>(map) + kHuge - 1) & ~(kHuge - 1);
+            madvise(reinterpret_cast<void*>(base), map_bytes - kHuge, MADV_HUGEPAGE);
+            data = reinterpret_cast<T*>(base);
+            return;
+        }
+#endif
+        data = static_cast<T*>(std::malloc(bytes > 0 ? bytes : 1));
+        if (!data) throw std::bad_alloc();
+    }
+    ~Scratch() {
+        if (map != nullptr) {
+#if defined(__linux__)
+            munmap(map, map_bytes);
+#endif
+        } else {
+            std::free(data);
+        }
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+// Events applied in input order, each chunk's contributions first, the record a few events ahead
+// prefetched (for states that fit in cache or batches too small to partition).
+inline void accumulate_direct(Record* records, int64_t n_signals, const int64_t* users, const int64_t* signals,
+                              const int64_t* ts_ms, const double* values, int64_t n, int64_t landmark_ms,
+                              const double* lam) {
+    double expo[kChunk];
+    double contrib[kChunk];
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+        const std::size_t m = static_cast<std::size_t>(std::min<int64_t>(kChunk, n - i0));
+        contributions(signals + i0, ts_ms + i0, values + i0, landmark_ms, lam, m, expo, contrib);
+        const int64_t ahead_end = std::min<int64_t>(n, i0 + static_cast<int64_t>(m + kAhead));
+        for (std::size_t j = 0; j < m; ++j) {
+            const int64_t i = i0 + static_cast<int64_t>(j);
+            const int64_t a = i + static_cast<int64_t>(kAhead);
+            if (a < ahead_end) {
+                const char* q = reinterpret_cast<const char*>(records + users[a] * n_signals + signals[a]);
+                __builtin_prefetch(q, 1);
+                __builtin_prefetch(q + sizeof(Record) - 1, 1);
+            }
+            apply(records[users[i] * n_signals + signals[i]], contrib[j], values[i], ts_ms[i]);
+        }
+    }
+}
+
+// Apply one block's packed events (records of the block at `base`): exponents, the vectorised exp
+// and the scatter chunk by chunk, prefetching the record a few events ahead.
+inline void apply_block(Record* base, const Packed* ev, int64_t m_events, int64_t n_signals, int key_shift,
+                        int signal_bits, int64_t landmark_ms, const double* lam) {
+    double expo[kChunk];
+    double vals[kChunk];
+    double contrib[kChunk];
+    int64_t cell[kChunk + kAhead];
+    int64_t ts[kChunk];
+    const uint64_t in_block_mask = (uint64_t{1} << (key_shift - signal_bits)) - 1;
+    const uint64_t signal_mask = (uint64_t{1} << signal_bits) - 1;
+    auto decode = [&](std::size_t j, const Packed& p) {
+        const uint64_t key = static_cast<uint64_t>(p.key);
+        cell[j] = static_cast<int64_t>((key >> signal_bits) & in_block_mask) * n_signals +
+                  static_cast<int64_t>(key & signal_mask);
+    };
+    for (int64_t e0 = 0; e0 < m_events; e0 += kChunk) {
+        const std::size_t m = static_cast<std::size_t>(std::min<int64_t>(kChunk, m_events - e0));
+        const Packed* p = ev + e0;
+        for (std::size_t j = 0; j < m; ++j) {
+            const int64_t dt = p[j].key >> key_shift;
+            const uint64_t sig = static_cast<uint64_t>(p[j].key) & signal_mask;
+            expo[j] = dt == 0 ? 0.0 : lam[sig] * static_cast<double>(dt);
+            vals[j] = p[j].value;
+            ts[j] = static_cast<int64_t>(static_cast<uint64_t>(landmark_ms) + static_cast<uint64_t>(dt));
+            decode(j, p[j]);
+        }
+        if (exp_times(expo, vals, contrib, m)) {
+            for (std::size_t j = 0; j < m; ++j) {
+                const double x = expo[j];
+                if (!(x >= kExpLo && x <= kExpHi)) contrib[j] = std::exp(x) * vals[j];
+            }
+        }
+        const std::size_t ahead = static_cast<std::size_t>(std::min<int64_t>(kAhead, m_events - e0 - m));
+        for (std::size_t j = 0; j < ahead; ++j) decode(m + j, p[m + j]);
+        const std::size_t reach = m + ahead;
+        for (std::size_t j = 0; j < m; ++j) {
+            if (j + kAhead < reach) {
+                const char* q = reinterpret_cast<const char*>(base + cell[j + kAhead]);
+                __builtin_prefetch(q, 1);
+                __builtin_prefetch(q + sizeof(Record) - 1, 1);
+            }
+            apply(base[cell[j]], contrib[j], vals[j], ts[j]);
+        }
+    }
 }
 
 }  // namespace detail
@@ -150,66 +259,86 @@ inline int64_t first_bad_event(const int64_t* users, const int64_t* signals, int
     return -1;
 }
 
-// Fold events into records (codes already validated). Large batches against a state bigger than
-// the cache are radix-partitioned by profile block first, so each block's records stay in L2
-// while its events are applied; otherwise events are applied directly.
-inline void accumulate(Record* records, int64_t n_profiles, int64_t n_signals, const int64_t* users,
-                       const int64_t* signals, const int64_t* ts_ms, const double* values, int64_t n,
-                       int64_t landmark_ms, const double* lam, std::size_t block_bytes = 256 * 1024) {
+// Fold events into records; returns -1, or the index of the first event whose profile or signal
+// code is out of range, in which case nothing was written.
+//
+// Large batches against a state bigger than the cache are radix-partitioned by profile block: one
+// counting pass over the profiles, one pass packing each event into 16 bytes at its block's place
+// (checking the codes on the way: nothing is written to the state before the whole batch is
+// checked), then block by block the decay factors in a vectorised pass and the scatter, with the
+// block's records in cache. Otherwise (small state or batch, or times too far from the landmark
+// to pack) events are applied directly, prefetching a few ahead.
+inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals, const int64_t* users,
+                          const int64_t* signals, const int64_t* ts_ms, const double* values, int64_t n,
+                          int64_t landmark_ms, const double* lam, std::size_t block_bytes = std::size_t{2} << 20,
+                          int64_t max_slice = int64_t{1} << 24) {
     using namespace detail;
-    if (n <= 0 || n_profiles <= 0 || n_signals <= 0) return;
-    double expo[kChunk];
-    double contrib[kChunk];
+    if (n <= 0) return -1;
+    if (n_profiles <= 0 || n_signals <= 0) return 0;
+    auto direct = [&]() -> int64_t {
+        const int64_t bad = first_bad_event(users, signals, n, n_profiles, n_signals);
+        if (bad < 0) accumulate_direct(records, n_signals, users, signals, ts_ms, values, n, landmark_ms, lam);
+        return bad;
+    };
     const std::size_t record_row = static_cast<std::size_t>(n_signals) * sizeof(Record);
-    int shift = 0;
-    while ((std::size_t{2} << shift) * record_row <= block_bytes) ++shift;
+    int shift = 0;  // profiles per block: 2^shift
+    while (shift < 40 && (std::size_t{2} << shift) * record_row <= block_bytes) ++shift;
+    int signal_bits = 0;
+    while ((int64_t{1} << signal_bits) < n_signals) ++signal_bits;
+    const int key_shift = shift + signal_bits;
     const int64_t n_blocks = ((n_profiles - 1) >> shift) + 1;
     const std::size_t state_bytes = static_cast<std::size_t>(n_profiles) * record_row;
-    if (n_blocks <= 1 || state_bytes <= 4 * block_bytes || n < 4096) {
-        for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-            const std::size_t m = static_cast<std::size_t>(std::min<int64_t>(kChunk, n - i0));
-            contributions(signals + i0, ts_ms + i0, values + i0, landmark_ms, lam, m, expo, contrib);
-            for (std::size_t j = 0; j < m; ++j) {
-                const int64_t i = i0 + static_cast<int64_t>(j);
-                apply(records[users[i] * n_signals + signals[i]], contrib[j], values[i], ts_ms[i]);
-            }
-        }
-        return;
+    if (n_blocks <= 2 || state_bytes <= 4 * block_bytes || n < 65536 || key_shift > 24) return direct();
+    // Slices of at most max_slice events (16 bytes of scratch each), all the same size.
+    const int64_t n_slices = (n + max_slice - 1) / max_slice;
+    const int64_t slice = (n + n_slices - 1) / n_slices;
+    if (n_slices > 1) {
+        // Later slices are applied after the first one has been written: check them all first.
+        const int64_t bad = first_bad_event(users, signals, n, n_profiles, n_signals);
+        if (bad >= 0) return bad;
     }
-    // Bounded scratch: events are partitioned in slices of at most 4M (128 MB of Packed).
-    const int64_t slice = std::min<int64_t>(n, int64_t{1} << 22);
-    // Default-initialised (not zeroed): every slot is written before it is read.
-    std::unique_ptr<Packed[]> packed(new Packed[static_cast<std::size_t>(slice)]);
+    Scratch<Packed> packed(static_cast<std::size_t>(slice));
     std::vector<int64_t> offset(static_cast<std::size_t>(n_blocks) + 1);
     std::vector<int64_t> cursor(static_cast<std::size_t>(n_blocks));
     const int64_t in_block_mask = (int64_t{1} << shift) - 1;
+    const uint64_t dt_half = uint64_t{1} << (63 - key_shift);  // t − L must lie in [-dt_half, dt_half)
     for (int64_t s0 = 0; s0 < n; s0 += slice) {
         const int64_t m_slice = std::min(slice, n - s0);
         std::fill(offset.begin(), offset.end(), 0);
-        for (int64_t i = s0; i < s0 + m_slice; ++i) ++offset[(users[i] >> shift) + 1];
+        uint64_t bad_code = 0;
+        for (int64_t i = s0; i < s0 + m_slice; ++i) {
+            const uint64_t u = static_cast<uint64_t>(users[i]);
+            const bool bad = u >= static_cast<uint64_t>(n_profiles);
+            bad_code |= bad;
+            ++offset[static_cast<std::size_t>(bad ? 0 : u >> shift) + 1];
+        }
+        if (bad_code) return first_bad_event(users, signals, n, n_profiles, n_signals);
         for (int64_t b = 0; b < n_blocks; ++b) offset[b + 1] += offset[b];
         std::copy(offset.begin(), offset.end() - 1, cursor.begin());
-        for (int64_t i0 = s0; i0 < s0 + m_slice; i0 += kChunk) {
-            const std::size_t m = static_cast<std::size_t>(std::min<int64_t>(kChunk, s0 + m_slice - i0));
-            contributions(signals + i0, ts_ms + i0, values + i0, landmark_ms, lam, m, expo, contrib);
-            for (std::size_t j = 0; j < m; ++j) {
-                const int64_t i = i0 + static_cast<int64_t>(j);
-                const int64_t u = users[i];
-                Packed& p = packed[static_cast<std::size_t>(cursor[u >> shift]++)];
-                p.cell = (u & in_block_mask) * n_signals + signals[i];
-                p.contribution = contrib[j];
-                p.value = values[i];
-                p.ts_ms = ts_ms[i];
-            }
+        uint64_t bad_time = 0;
+        for (int64_t i = s0; i < s0 + m_slice; ++i) {
+            const int64_t u = users[i];
+            const uint64_t sig = static_cast<uint64_t>(signals[i]);
+            const uint64_t dt = static_cast<uint64_t>(ts_ms[i]) - static_cast<uint64_t>(landmark_ms);
+            bad_code |= sig >= static_cast<uint64_t>(n_signals);
+            bad_time |= (dt + dt_half) >> (64 - key_shift);
+            Packed& p = packed.data[static_cast<std::size_t>(cursor[u >> shift]++)];
+            p.key = static_cast<int64_t>((dt << key_shift) | (static_cast<uint64_t>(u & in_block_mask) << signal_bits) |
+                                         sig);
+            p.value = values[i];
         }
-        for (int64_t b = 0; b < n_blocks; ++b) {
-            Record* base = records + (b << shift) * n_signals;
-            for (int64_t e = offset[b]; e < offset[b + 1]; ++e) {
-                const Packed& p = packed[static_cast<std::size_t>(e)];
-                apply(base[p.cell], p.contribution, p.value, p.ts_ms);
-            }
+        if (bad_code) return first_bad_event(users, signals, n, n_profiles, n_signals);
+        if (bad_time) {
+            if (s0 == 0) return direct();
+            accumulate_direct(records, n_signals, users + s0, signals + s0, ts_ms + s0, values + s0, n - s0,
+                              landmark_ms, lam);
+            return -1;
         }
+        for (int64_t b = 0; b < n_blocks; ++b)
+            apply_block(records + (b << shift) * n_signals, packed.data + offset[b], offset[b + 1] - offset[b],
+                        n_signals, key_shift, signal_bits, landmark_ms, lam);
     }
+    return -1;
 }
 
 inline void rebase(Record* records, int64_t n_profiles, int64_t n_signals, const double* factors) {

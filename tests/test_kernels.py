@@ -40,8 +40,8 @@ def random_events(
 
 @pytest.mark.parametrize(
     ("n", "n_profiles", "n_signals"),
-    [(0, 3, 2), (1, 1, 1), (500, 7, 3), (20_000, 5_000, 8), (30_000, 3_000, 5)],
-    ids=["empty", "single", "small", "partitioned", "partitioned-odd-signals"],
+    [(0, 3, 2), (1, 1, 1), (500, 7, 3), (20_000, 5_000, 8), (100_000, 40_000, 8), (90_000, 60_000, 5)],
+    ids=["empty", "single", "small", "direct", "partitioned", "partitioned-odd-signals"],
 )
 def test_accumulate_matches_reference(fast_backend: str, n: int, n_profiles: int, n_signals: int) -> None:
     rng = np.random.default_rng(n + n_profiles)
@@ -53,6 +53,36 @@ def test_accumulate_matches_reference(fast_backend: str, n: int, n_profiles: int
     K.accumulate(got, users, signals, ts, values, LANDMARK, lam, backend=fast_backend)
     assert_records_equal(got, want)
     assert int(got["count"].sum()) == n
+
+
+def test_accumulate_partitioned_far_times_and_slices(
+    fast_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch big enough to be partitioned, with times too far from the landmark to pack (the
+    # kernels fall back to applying events directly) and, for numba, several slices.
+    from affinity_sdk.kernels import _numba
+
+    monkeypatch.setattr(_numba, "_SLICE", 40_000)
+    rng = np.random.default_rng(7)
+    n, n_profiles, n_signals = 100_000, 40_000, 8
+    lam = np.full(n_signals, 1e-12)
+    for far in (0, 1, 99_999):
+        users, signals, ts, values = random_events(rng, n, n_profiles, n_signals, 40 * 86_400_000)
+        ts[far] = LANDMARK + (1 << 60)
+        ts[far // 2] = LANDMARK - (1 << 59)
+        want = empty_records(n_profiles, n_signals)
+        got = empty_records(n_profiles, n_signals)
+        K.accumulate(want, users, signals, ts, values, LANDMARK, lam, backend="reference")
+        K.accumulate(got, users, signals, ts, values, LANDMARK, lam, backend=fast_backend)
+        assert_records_equal(got, want)
+    before = got.copy()
+    for at, field, code in ((99_999, signals, n_signals), (50_000, users, -3), (0, users, n_profiles)):
+        bad = field.copy()
+        bad[at] = code
+        args = (bad, signals) if field is users else (users, bad)
+        with pytest.raises(ValueError, match=f"event {at} has profile"):
+            K.accumulate(got, *args, ts, values, LANDMARK, lam, backend=fast_backend)
+        assert got.tobytes() == before.tobytes()
 
 
 def test_accumulate_exponent_edges(fast_backend: str) -> None:

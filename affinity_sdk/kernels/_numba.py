@@ -16,7 +16,10 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.core import cgutils, types
 from numba.cpython.unsafe.numbers import trailing_zeros as _cttz
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from ._layout import STATE_DTYPE
@@ -40,11 +43,12 @@ _EXACT: set[str] = set()
 # Only FMA contraction for exp: `reassoc` would fold the (x + shifter) - shifter rounding trick away.
 _CONTRACT = {"contract"}
 _WORDS = 5  # float64 / int64 words per record: acc, total, count, first_ms, last_ms
-_CHUNK = 1024
+_CHUNK = 512
 _EXP_LO = -708.0
 _EXP_HI = 708.0
-_SLICE = 1 << 22
-_BLOCK_BYTES = 256 * 1024
+_SLICE = 1 << 24  # events partitioned at once (16 bytes of scratch each)
+_BLOCK_BYTES = 2 << 20  # records of one profile block, kept in cache while its events apply
+_AHEAD = 16  # how far ahead the scatter loops prefetch the record they will update
 _SIGN_OFF = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
@@ -102,6 +106,39 @@ def _exp_block(x: NDArray[np.float64], n: int) -> None:  # pragma: no cover - co
         x[i] = p * scale
 
 
+def _prefetch_typer(typingctx: Any, arr: Any, index: Any) -> Any:  # pragma: no cover - compiled
+    """Prefetch ``arr[index]`` for writing (``llvm.prefetch``); no bounds check, never faults."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]], inbounds=False)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")  # type: ignore[no-untyped-call]
+        builder.call(fn, [ptr, i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp), codegen
+
+
+_prefetch: Any = intrinsic(_prefetch_typer)
+
+
+@nb.njit(cache=True, fastmath=_CONTRACT)
+def _exp_times(
+    expo: NDArray[np.float64], vals: NDArray[np.float64], out: NDArray[np.float64], m: int
+) -> None:  # pragma: no cover - compiled
+    # out = vals * exp(expo): the vectorised exp, out-of-range lanes redone with np.exp.
+    for j in range(m):
+        out[j] = expo[j]
+    _exp_block(out, m)
+    for j in range(m):
+        e = expo[j]
+        if not ((e >= _EXP_LO) and (e <= _EXP_HI)):
+            out[j] = np.exp(e)
+        out[j] *= vals[j]
+
+
 @nb.njit(cache=True, fastmath=_FAST)
 def _contributions(
     signals: NDArray[np.int64],
@@ -112,19 +149,14 @@ def _contributions(
     landmark_ms: int,
     lam: NDArray[np.float64],
     expo: NDArray[np.float64],
+    vals: NDArray[np.float64],
     out: NDArray[np.float64],
 ) -> None:  # pragma: no cover - compiled
     for j in range(m):
         dt = ts_ms[i0 + j] - landmark_ms
-        e = 0.0 if dt == 0 else lam[signals[i0 + j]] * np.float64(dt)
-        expo[j] = e
-        out[j] = e
-    _exp_block(out, m)
-    for j in range(m):
-        e = expo[j]
-        if not ((e >= _EXP_LO) and (e <= _EXP_HI)):
-            out[j] = np.exp(e)
-        out[j] *= values[i0 + j]
+        expo[j] = 0.0 if dt == 0 else lam[signals[i0 + j]] * np.float64(dt)
+        vals[j] = values[i0 + j]
+    _exp_times(expo, vals, out, m)
 
 
 @nb.njit(cache=True)
@@ -135,10 +167,15 @@ def _apply(
     rf[w] += c
     rf[w + 1] += v
     ri[w + 2] += 1
-    if t < ri[w + 3]:
-        ri[w + 3] = t
-    if t > ri[w + 4]:
-        ri[w + 4] = t
+    ri[w + 3] = min(t, ri[w + 3])
+    ri[w + 4] = max(t, ri[w + 4])
+
+
+@nb.njit(cache=True)
+def _prefetch_cell(rf: NDArray[np.float64], cell: int) -> None:  # pragma: no cover - compiled
+    # A 40-byte record may straddle two cache lines: fetch both ends.
+    _prefetch(rf, cell * _WORDS)
+    _prefetch(rf, cell * _WORDS + _WORDS - 1)
 
 
 @nb.njit(cache=True)
@@ -154,7 +191,78 @@ def _first_bad(
 
 
 @nb.njit(cache=True)
-def _accumulate(
+def _accumulate_direct(
+    rf: NDArray[np.float64],
+    ri: NDArray[np.int64],
+    n_signals: int,
+    users: NDArray[np.int64],
+    signals: NDArray[np.int64],
+    ts_ms: NDArray[np.int64],
+    values: NDArray[np.float64],
+    landmark_ms: int,
+    lam: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    # Events in input order, each chunk's contributions first, the record _AHEAD events ahead prefetched.
+    n = users.shape[0]
+    expo = np.empty(_CHUNK)
+    vals = np.empty(_CHUNK)
+    contrib = np.empty(_CHUNK)
+    for i0 in range(0, n, _CHUNK):
+        m = min(_CHUNK, n - i0)
+        _contributions(signals, ts_ms, values, i0, m, landmark_ms, lam, expo, vals, contrib)
+        reach = min(n, i0 + m + _AHEAD)
+        for j in range(m):
+            i = i0 + j
+            a = i + _AHEAD
+            if a < reach:
+                _prefetch_cell(rf, users[a] * n_signals + signals[a])
+            _apply(rf, ri, users[i] * n_signals + signals[i], contrib[j], vals[j], ts_ms[i])
+
+
+@nb.njit(cache=True)
+def _apply_block(
+    rf: NDArray[np.float64],
+    ri: NDArray[np.int64],
+    base: int,
+    packed: NDArray[np.int64],
+    lo: int,
+    hi: int,
+    n_signals: int,
+    key_shift: int,
+    signal_bits: int,
+    landmark_ms: int,
+    lam: NDArray[np.float64],
+    expo: NDArray[np.float64],
+    vals: NDArray[np.float64],
+    contrib: NDArray[np.float64],
+    cell: NDArray[np.int64],
+    ts: NDArray[np.int64],
+) -> None:  # pragma: no cover - compiled
+    # One profile block's packed events: decode, vectorised exp, scatter with prefetch.
+    in_block_mask = (1 << (key_shift - signal_bits)) - 1
+    signal_mask = (1 << signal_bits) - 1
+    packed_f = packed.view(np.float64)
+    for e0 in range(lo, hi, _CHUNK):
+        m = min(_CHUNK, hi - e0)
+        reach = min(m + _AHEAD, hi - e0)
+        for j in range(reach):
+            key = packed[2 * (e0 + j)]
+            cell[j] = base + ((key >> signal_bits) & in_block_mask) * n_signals + (key & signal_mask)
+        for j in range(m):
+            key = packed[2 * (e0 + j)]
+            dt = key >> key_shift
+            expo[j] = 0.0 if dt == 0 else lam[key & signal_mask] * np.float64(dt)
+            vals[j] = packed_f[2 * (e0 + j) + 1]
+            ts[j] = landmark_ms + dt
+        _exp_times(expo, vals, contrib, m)
+        for j in range(m):
+            if j + _AHEAD < reach:
+                _prefetch_cell(rf, cell[j + _AHEAD])
+            _apply(rf, ri, cell[j], contrib[j], vals[j], ts[j])
+
+
+@nb.njit(cache=True)
+def _accumulate_partitioned(
     rf: NDArray[np.float64],
     ri: NDArray[np.int64],
     n_profiles: int,
@@ -165,55 +273,73 @@ def _accumulate(
     values: NDArray[np.float64],
     landmark_ms: int,
     lam: NDArray[np.float64],
-) -> None:  # pragma: no cover - compiled
+    shift: int,
+    signal_bits: int,
+    packed: NDArray[np.int64],
+) -> int:  # pragma: no cover - compiled
+    # Radix partition by profile block (see csrc/kernels.hpp accumulate), slice by slice. Returns
+    # how many events were applied: all of them, or fewer when a slice has a code out of range or a
+    # time too far from the landmark to pack (that slice and the later ones are left untouched).
     n = users.shape[0]
-    expo = np.empty(_CHUNK)
-    contrib = np.empty(_CHUNK)
-    row_bytes = n_signals * 40
-    shift = 0
-    while (2 << shift) * row_bytes <= _BLOCK_BYTES:
-        shift += 1
+    key_shift = shift + signal_bits
     n_blocks = ((n_profiles - 1) >> shift) + 1
-    if n_blocks <= 1 or n_profiles * row_bytes <= 4 * _BLOCK_BYTES or n < 4096:
-        for i0 in range(0, n, _CHUNK):
-            m = min(_CHUNK, n - i0)
-            _contributions(signals, ts_ms, values, i0, m, landmark_ms, lam, expo, contrib)
-            for j in range(m):
-                i = i0 + j
-                _apply(rf, ri, users[i] * n_signals + signals[i], contrib[j], values[i], ts_ms[i])
-        return
-    # Radix-partition events by profile block so each block's records stay in cache while applied.
-    size = min(n, _SLICE)
-    packed_i = np.empty((size, 4), dtype=np.int64)
-    packed_f = packed_i.view(np.float64)
+    slice_len = packed.shape[0] // 2
+    dt_half = np.int64(1) << (63 - key_shift)
+    mask = (1 << shift) - 1
     offset = np.empty(n_blocks + 1, dtype=np.int64)
     cursor = np.empty(n_blocks, dtype=np.int64)
-    mask = (1 << shift) - 1
-    for s0 in range(0, n, size):
-        m_slice = min(size, n - s0)
+    packed_f = packed.view(np.float64)
+    expo = np.empty(_CHUNK)
+    vals = np.empty(_CHUNK)
+    contrib = np.empty(_CHUNK)
+    cell = np.empty(_CHUNK + _AHEAD, dtype=np.int64)
+    ts = np.empty(_CHUNK, dtype=np.int64)
+    for s0 in range(0, n, slice_len):
+        m_slice = min(slice_len, n - s0)
         offset[:] = 0
+        bad = False
         for i in range(s0, s0 + m_slice):
-            offset[(users[i] >> shift) + 1] += 1
+            u = users[i]
+            out = (u < 0) | (u >= n_profiles)
+            bad |= out
+            offset[(0 if out else u >> shift) + 1] += 1
+        if bad:
+            return s0
         for b in range(n_blocks):
             offset[b + 1] += offset[b]
         cursor[:] = offset[:n_blocks]
-        for i0 in range(s0, s0 + m_slice, _CHUNK):
-            m = min(_CHUNK, s0 + m_slice - i0)
-            _contributions(signals, ts_ms, values, i0, m, landmark_ms, lam, expo, contrib)
-            for j in range(m):
-                i = i0 + j
-                u = users[i]
-                b = u >> shift
-                p = cursor[b]
-                cursor[b] = p + 1
-                packed_i[p, 0] = (u & mask) * n_signals + signals[i]
-                packed_f[p, 1] = contrib[j]
-                packed_f[p, 2] = values[i]
-                packed_i[p, 3] = ts_ms[i]
+        for i in range(s0, s0 + m_slice):
+            u = users[i]
+            sig = signals[i]
+            dt = ts_ms[i] - landmark_ms
+            bad |= (sig < 0) | (sig >= n_signals) | (dt < -dt_half) | (dt >= dt_half)
+            b = u >> shift
+            p = cursor[b]
+            cursor[b] = p + 1
+            packed[2 * p] = (dt << key_shift) | ((u & mask) << signal_bits) | (sig & ((1 << signal_bits) - 1))
+            packed_f[2 * p + 1] = values[i]
+        if bad:
+            return s0
         for b in range(n_blocks):
-            base = (b << shift) * n_signals
-            for e in range(offset[b], offset[b + 1]):
-                _apply(rf, ri, base + packed_i[e, 0], packed_f[e, 1], packed_f[e, 2], packed_i[e, 3])
+            _apply_block(
+                rf, ri, (b << shift) * n_signals, packed, offset[b], offset[b + 1], n_signals,
+                key_shift, signal_bits, landmark_ms, lam, expo, vals, contrib, cell, ts,
+            )  # fmt: skip
+    return int(n)
+
+
+def _plan(n: int, n_profiles: int, n_signals: int) -> tuple[int, int, int]:
+    """(profiles-per-block shift, signal bits, scratch events) of the partition; 0 events: go direct."""
+    row_bytes = n_signals * 40
+    shift = 0
+    while shift < 40 and (2 << shift) * row_bytes <= _BLOCK_BYTES:
+        shift += 1
+    signal_bits = max(n_signals - 1, 0).bit_length()
+    n_blocks = ((n_profiles - 1) >> shift) + 1
+    if n_blocks <= 2 or n_profiles * row_bytes <= 4 * _BLOCK_BYTES or n < 65536 or shift + signal_bits > 24:
+        return shift, signal_bits, 0
+    n_slices = -(-n // _SLICE)
+    return shift, signal_bits, -(-n // n_slices)
 
 
 def accumulate(
@@ -225,7 +351,12 @@ def accumulate(
     landmark_ms: int,
     lam_per_ms: NDArray[np.float64],
 ) -> None:
-    """Fold events into ``records[users, signals]`` in place (see :func:`._reference.accumulate`)."""
+    """Fold events into ``records[users, signals]`` in place (see :func:`._reference.accumulate`).
+
+    Large batches against a state bigger than the cache are radix-partitioned by profile block
+    (16 bytes of scratch per event, from numpy so it gets huge pages); otherwise events are
+    applied directly. Codes are checked before anything is written.
+    """
     rf, ri = _flat(records, writable=True)
     n_profiles, n_signals = records.shape
     n = users.shape[0]
@@ -236,13 +367,33 @@ def accumulate(
     _check("lam_per_ms", lam_per_ms, np.float64, n_signals)
     if n == 0:
         return
+    landmark = int(landmark_ms)
+    shift, signal_bits, scratch = _plan(n, n_profiles, n_signals)
+    if scratch and scratch < n:
+        _check_codes(users, signals, n_profiles, n_signals)  # later slices apply after the first
+    start = 0
+    if scratch:
+        packed = np.empty(2 * scratch, dtype=np.int64)
+        args = (rf, ri, n_profiles, n_signals, users, signals, ts_ms, values, landmark, lam_per_ms)
+        start = _accumulate_partitioned(*args, shift, signal_bits, packed)
+    if start == 0:
+        _check_codes(users, signals, n_profiles, n_signals)
+    if start < n:
+        rest = slice(start, n)
+        _accumulate_direct(
+            rf, ri, n_signals, users[rest], signals[rest], ts_ms[rest], values[rest], landmark, lam_per_ms
+        )
+
+
+def _check_codes(
+    users: NDArray[np.int64], signals: NDArray[np.int64], n_profiles: int, n_signals: int
+) -> None:
     bad = _first_bad(users, signals, n_profiles, n_signals)
     if bad >= 0:
         raise ValueError(
             f"event {bad} has profile {users[bad]} / signal {signals[bad]} outside the state's "
             f"{n_profiles} x {n_signals} records"
         )
-    _accumulate(rf, ri, n_profiles, n_signals, users, signals, ts_ms, values, int(landmark_ms), lam_per_ms)
 
 
 # ---------------------------------------------------------------------------------------------
