@@ -48,7 +48,7 @@ def run_demo(
 ) -> int:
     """Run the demo end to end and write ``scores.csv``, ``segments.csv`` (with a ``.meta.json``),
     ``affinities.csv`` and ``report.html`` into ``out``. Returns the exit status (0)."""
-    from .affinity import AffinityModel
+    from .affinity import DIMENSIONS, AffinityModel
     from .datasets import simulate_shop
     from .evaluate import roc_auc
     from .propensity import PropensityModel, build_training_set
@@ -82,11 +82,18 @@ def run_demo(
         affinity = AffinityModel(backend=backend)
         affinity.fit_price_bands(sim.batch)
         affinity.ingest(sim.batch)
-        top = {dim: affinity.top_affinities_all(dim, k=3, now_ms=sim.end_ms) for dim in ("category", "brand")}
+        top: dict[str, Any] = {
+            dim: affinity.top_affinities_all(dim, k=3, now_ms=sim.end_ms) for dim in DIMENSIONS
+        }
         discount = affinity.discount_sensitivity(sim.end_ms)
     active = _active_users(sim.batch, len(sim.truth.user_ids))
     truth = sim.truth
-    for dim, planted in (("category", truth.favourite_category), ("brand", truth.favourite_brand)):
+    planted_favourites: dict[str, NDArray[Any]] = {
+        "category": truth.favourite_category,
+        "brand": truth.favourite_brand,
+        "price_band": truth.price_band,
+    }
+    for dim, planted in planted_favourites.items():
         match = float(np.mean(top[dim].codes[active, 0] == planted[active]))
         echo(f"    favourite {dim}: recovered for {match:.0%} of {int(active.sum()):,} active customers")
     sensitive = truth.discount_sensitive & active

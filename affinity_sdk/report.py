@@ -128,15 +128,15 @@ def _score_chart(result: ScoreResult) -> str:
         ax.hist(
             result.score[result.tier_code == code], bins=bins, color=TIER_COLOURS[tier], label=tier.title()
         )
-    for code, tier in ((1, "medium"), (2, "high")):
+    for code, tier, height in ((1, "medium", 0.80), (2, "high", 0.95)):  # staggered: cut-offs may be close
         members = result.score[result.tier_code >= code]
         if members.size:
             cut = float(members.min())
             ax.axvline(cut, color=TIER_COLOURS[tier], linestyle="--", linewidth=1.2)
-            ax.text(cut, ax.get_ylim()[1] * 0.95, f" {tier} ≥ {cut:.1f}", color=INK, fontsize=8, va="top")
+            ax.text(cut, ax.get_ylim()[1] * height, f" {tier} ≥ {cut:.1f}", color=INK, fontsize=8, va="top")
     ax.set_xlabel("score (0-100)")
     ax.set_ylabel("users")
-    ax.legend(frameon=False, loc="upper right")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("Score distribution and tier cut-offs", loc="left")
     return _svg(fig)
 
@@ -151,7 +151,7 @@ def _affinity_chart(dimension: str, values: Sequence[tuple[str, float]]) -> str:
     ax.set_xlim(0, max([s for _, s in top] + [0.01]) * 1.3)
     ax.set_xticks([])
     ax.spines["bottom"].set_visible(False)
-    ax.set_title(f"Favourite {dimension}", loc="left")
+    ax.set_title(f"Favourite {dimension.replace('_', ' ')}", loc="left")
     return _svg(fig)
 
 
