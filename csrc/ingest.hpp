@@ -704,49 +704,56 @@ inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
 // YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM), the shape RFC 3339 producers emit; anything else
 // (lower-case separators, more than 6 fraction digits that msgspec would round, ...) is left to msgspec.
 inline bool parse_rfc3339_ms(std::string_view s, int64_t& ms) {
-    auto digits = [&](size_t at, size_t n, int64_t& out) {
-        if (at + n > s.size()) return false;
+    const size_t n = s.size();
+    if (n < 20) return false;
+    const char* c = s.data();
+    // value of the k digits at c[at..]; `bad` collects any non-digit (unsigned wrap makes it > 9)
+    unsigned bad = 0;
+    auto num = [&](size_t at, size_t k) {
         int64_t v = 0;
-        for (size_t i = at; i < at + n; ++i) {
-            if (s[i] < '0' || s[i] > '9') return false;
-            v = v * 10 + (s[i] - '0');
+        for (size_t i = at; i < at + k; ++i) {
+            const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(c[i])) - '0';
+            bad |= d > 9;
+            v = v * 10 + static_cast<int64_t>(d);
         }
-        out = v;
-        return true;
+        return v;
     };
-    int64_t y, mo, d, h, mi, se;
-    if (s.size() < 20 || !digits(0, 4, y) || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' ||
-        !digits(8, 2, d) || s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) ||
-        s[16] != ':' || !digits(17, 2, se))
-        return false;
+    const int64_t y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), se = num(17, 2);
+    if (bad || c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' || c[16] != ':') return false;
     static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59) return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
     size_t i = 19;
     int64_t us = 0;
-    if (i < s.size() && s[i] == '.') {
+    if (c[i] == '.') {  // n >= 20, so c[19] exists
         ++i;
-        size_t n = 0;
-        while (i + n < s.size() && s[i + n] >= '0' && s[i + n] <= '9') ++n;
-        if (n < 1 || n > 6) return false;
-        int64_t f = 0;
-        digits(i, n, f);
-        for (size_t k = n; k < 6; ++k) f *= 10;
+        size_t k = 0;
+        while (i + k < n && c[i + k] >= '0' && c[i + k] <= '9') ++k;
+        if (k < 1 || k > 6) return false;
+        int64_t f = num(i, k);
+        for (size_t z = k; z < 6; ++z) f *= 10;
         us = f;
-        i += n;
+        i += k;
     }
     int64_t offset_s = 0;
-    if (i + 1 == s.size() && s[i] == 'Z') {
+    if (i + 1 == n && c[i] == 'Z') {
         offset_s = 0;
-    } else if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        int64_t oh, om;
-        if (!digits(i + 1, 2, oh) || !digits(i + 4, 2, om) || oh > 23 || om > 59) return false;
-        offset_s = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+    } else if (i + 6 == n && (c[i] == '+' || c[i] == '-') && c[i + 3] == ':') {
+        const int64_t oh = num(i + 1, 2), om = num(i + 4, 2);
+        if (bad || oh > 23 || om > 59) return false;
+        offset_s = (oh * 3600 + om * 60) * (c[i] == '-' ? -1 : 1);
     } else {
         return false;
     }
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset_s;
+    // consecutive events mostly share the day: remember the last date
+    static thread_local int64_t last_ymd = -1, last_days = 0;
+    const int64_t ymd = (y * 100 + mo) * 100 + d;
+    if (ymd != last_ymd) {
+        last_days = days_from_civil(y, mo, d);
+        last_ymd = ymd;
+    }
+    const int64_t secs = last_days * 86400 + h * 3600 + mi * 60 + se - offset_s;
     ms = secs * 1000 + us / 1000;
     return true;
 }
