@@ -217,7 +217,7 @@ private:
         }
 #endif
         unsigned char buf[16] = {};
-        std::memcpy(buf, p, n);
+        if (n) std::memcpy(buf, p, n);
         std::memcpy(&w0, buf, 8);
         std::memcpy(&w1, buf + 8, 8);
     }
