@@ -12,6 +12,10 @@
 #include <string_view>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace affinity {
 namespace ingest {
 
@@ -70,44 +74,172 @@ inline uint64_t fast_hash(std::string_view s) {
     return h;
 }
 
+#if defined(__GNUC__)
+#define AFFINITY_INGEST_INLINE inline __attribute__((always_inline))
+#define AFFINITY_LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#define AFFINITY_INGEST_INLINE inline
+#define AFFINITY_LIKELY(x) (x)
+#endif
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define AFFINITY_INGEST_LE 1
+#else
+#define AFFINITY_INGEST_LE 0
+#endif
+
+inline int lowest_set_bit(uint64_t w) {
+#if defined(__GNUC__)
+    return __builtin_ctzll(w);
+#else
+    int i = 0;
+    while (!(w & 1)) w >>= 1, ++i;
+    return i;
+#endif
+}
+
+inline uint64_t load8(const char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+}
+
+// Byte equality of two ranges of length n, with word loads (no libc call for short keys).
+AFFINITY_INGEST_INLINE bool same_bytes(const char* a, const char* b, size_t n) {
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8)
+            if (load8(a + i) != load8(b + i)) return false;
+        return load8(a + n - 8) == load8(b + n - 8);
+    }
+    for (size_t i = 0; i < n; ++i)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+// `k` equals the literal `lit` (compile-time length).
+template <size_t N>
+AFFINITY_INGEST_INLINE bool is(std::string_view k, const char (&lit)[N]) {
+    return k.size() == N - 1 && same_bytes(k.data(), lit, N - 1);
+}
+
+// First byte at or after q that is '"', '\\', a control character or not ASCII, or `limit`.
+// `limit` is the end of the whole buffer, so the scan may look past the end of the current line;
+// callers check the result against the line end (a line always ends before its '\n').
+AFFINITY_INGEST_INLINE const unsigned char* plain_run(const unsigned char* q, const unsigned char* limit) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    while (limit - q >= 16) {
+        const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+        // signed compare: bytes >= 0x80 are negative, so "< 0x20" catches them as well
+        const __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                       _mm_cmplt_epi8(x, space));
+        const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(m));
+        if (mask) return q + lowest_set_bit(mask);
+        q += 16;
+    }
+#elif AFFINITY_INGEST_LE
+    constexpr uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (limit - q >= 8) {
+        uint64_t x;
+        std::memcpy(&x, q, 8);
+        const uint64_t xq = x ^ (ones * '"'), xb = x ^ (ones * '\\');
+        // exact for the lowest flagged byte (borrows only run upwards from a true hit)
+        const uint64_t m = (x | ((xq - ones) & ~xq) | ((xb - ones) & ~xb) | ((x - ones * 0x20) & ~x)) & high;
+        if (m) return q + lowest_set_bit(m) / 8;
+        q += 8;
+    }
+#endif
+    while (q < limit && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') ++q;
+    return q;
+}
+
 // Strings -> dense local codes in first-seen order; keys are views into the input buffer.
+// Open addressing; a slot keeps the hash, the length and (for keys of up to 16 bytes) the bytes
+// themselves, so a lookup of a short key touches one slot and never the input buffer.
 class LocalInterner {
 public:
     std::vector<std::string_view> names;
     std::vector<int64_t> first;  // where each name was first seen (slot or item index)
 
-    LocalInterner() : table_(1024, -1), mask_(1023) {}
+    LocalInterner() : table_(1024), mask_(1023) {}
 
-    int32_t intern(std::string_view s, int64_t where) {
-        uint64_t h = fast_hash(s);
+    // `limit`, when given, is the end of the buffer holding `s`: 16 bytes may be read from s.data()
+    // when they lie before it.
+    int32_t intern(std::string_view s, int64_t where, const char* limit = nullptr) {
+        const size_t n = s.size();
+        uint64_t w0 = 0, w1 = 0, h;
+        if (n <= 16) {
+            load16(s.data(), n, limit, w0, w1);
+            h = mix(w0, w1, n);
+        } else {
+            h = fast_hash(s);
+        }
         size_t i = h & mask_;
         while (true) {
-            int32_t code = table_[i];
-            if (code < 0) break;
-            if (hashes_[code] == h && names[code] == s) return code;
+            const Slot& sl = table_[i];
+            if (sl.code < 0) break;
+            if (sl.hash == h && sl.len == n &&
+                (n <= 16 ? (sl.w0 == w0 && sl.w1 == w1) : same_bytes(names[sl.code].data(), s.data(), n)))
+                return sl.code;
             i = (i + 1) & mask_;
         }
-        int32_t code = static_cast<int32_t>(names.size());
-        table_[i] = code;
+        const int32_t code = static_cast<int32_t>(names.size());
+        table_[i] = Slot{h, w0, w1, static_cast<uint32_t>(n), code};
         names.push_back(s);
-        hashes_.push_back(h);
         first.push_back(where);
         if (names.size() * 2 > table_.size()) grow();
         return code;
     }
 
 private:
-    std::vector<int32_t> table_;
-    std::vector<uint64_t> hashes_;
+    struct Slot {
+        uint64_t hash = 0, w0 = 0, w1 = 0;
+        uint32_t len = 0;
+        int32_t code = -1;
+    };
+    std::vector<Slot> table_;
     size_t mask_;
 
+    static AFFINITY_INGEST_INLINE void load16(const char* p, size_t n, const char* limit, uint64_t& w0,
+                                              uint64_t& w1) {
+#if AFFINITY_INGEST_LE
+        if (limit && limit - p >= 16) {
+            w0 = load8(p);
+            w1 = load8(p + 8);
+            if (n < 8) {
+                w0 &= n ? ~0ULL >> (64 - 8 * n) : 0;
+                w1 = 0;
+            } else if (n < 16) {
+                w1 &= n > 8 ? ~0ULL >> (64 - 8 * (n - 8)) : 0;
+            }
+            return;
+        }
+#endif
+        unsigned char buf[16] = {};
+        if (n) std::memcpy(buf, p, n);
+        std::memcpy(&w0, buf, 8);
+        std::memcpy(&w1, buf + 8, 8);
+    }
+
+    static AFFINITY_INGEST_INLINE uint64_t mix(uint64_t w0, uint64_t w1, size_t n) {
+        uint64_t h = (w0 ^ 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+        h = (h ^ w1 ^ (n * 0xFF51AFD7ED558CCDULL)) * 0x94D049BB133111EBULL;
+        h ^= h >> 29;
+        h *= 0xC2B2AE3D27D4EB4FULL;
+        h ^= h >> 32;
+        return h;
+    }
+
     void grow() {
-        std::vector<int32_t> bigger(table_.size() * 2, -1);
-        size_t mask = bigger.size() - 1;
-        for (size_t code = 0; code < names.size(); ++code) {
-            size_t i = hashes_[code] & mask;
-            while (bigger[i] >= 0) i = (i + 1) & mask;
-            bigger[i] = static_cast<int32_t>(code);
+        std::vector<Slot> bigger(table_.size() * 2);
+        const size_t mask = bigger.size() - 1;
+        for (const Slot& sl : table_) {
+            if (sl.code < 0) continue;
+            size_t i = sl.hash & mask;
+            while (bigger[i].code >= 0) i = (i + 1) & mask;
+            bigger[i] = sl;
         }
         table_.swap(bigger);
         mask_ = mask;
@@ -155,63 +287,99 @@ enum Field : int {
 
 inline int field_of(std::string_view k) {
     switch (k.size()) {
-        case 3: return k == "url" ? F_URL : -1;
-        case 4: return k == "type" ? F_TYPE : -1;
-        case 5: return k == "query" ? F_QUERY : -1;
-        case 6: return k == "coupon" ? F_COUPON : -1;
+        case 3: return is(k, "url") ? F_URL : -1;
+        case 4: return is(k, "type") ? F_TYPE : -1;
+        case 5: return is(k, "query") ? F_QUERY : -1;
+        case 6: return is(k, "coupon") ? F_COUPON : -1;
         case 7:
-            if (k == "user_id") return F_USER_ID;
-            if (k == "product") return F_PRODUCT;
-            if (k == "revenue") return F_REVENUE;
-            if (k == "channel") return F_CHANNEL;
-            if (k == "list_id") return F_LIST_ID;
-            if (k == "cart_id") return F_CART_ID;
-            if (k == "granted") return F_GRANTED;
-            return -1;
+            switch (k[0]) {
+                case 'u': return is(k, "user_id") ? F_USER_ID : -1;
+                case 'p': return is(k, "product") ? F_PRODUCT : -1;
+                case 'r': return is(k, "revenue") ? F_REVENUE : -1;
+                case 'c': return is(k, "channel") ? F_CHANNEL : is(k, "cart_id") ? F_CART_ID : -1;
+                case 'l': return is(k, "list_id") ? F_LIST_ID : -1;
+                case 'g': return is(k, "granted") ? F_GRANTED : -1;
+                default: return -1;
+            }
         case 8:
-            if (k == "event_id") return F_EVENT_ID;
-            if (k == "products") return F_PRODUCTS;
-            if (k == "discount") return F_DISCOUNT;
-            if (k == "currency") return F_CURRENCY;
-            if (k == "order_id") return F_ORDER_ID;
-            if (k == "category") return F_CATEGORY;
-            return -1;
-        case 9: return k == "timestamp" ? F_TIMESTAMP : -1;
-        case 10: return k == "session_id" ? F_SESSION_ID : -1;
+            switch (k[0]) {
+                case 'e': return is(k, "event_id") ? F_EVENT_ID : -1;
+                case 'p': return is(k, "products") ? F_PRODUCTS : -1;
+                case 'd': return is(k, "discount") ? F_DISCOUNT : -1;
+                case 'c': return is(k, "currency") ? F_CURRENCY : is(k, "category") ? F_CATEGORY : -1;
+                case 'o': return is(k, "order_id") ? F_ORDER_ID : -1;
+                default: return -1;
+            }
+        case 9: return is(k, "timestamp") ? F_TIMESTAMP : -1;
+        case 10: return is(k, "session_id") ? F_SESSION_ID : -1;
         case 11:
-            if (k == "campaign_id") return F_CAMPAIGN_ID;
-            if (k == "wishlist_id") return F_WISHLIST_ID;
-            if (k == "app_version") return F_APP_VERSION;
-            return -1;
+            switch (k[0]) {
+                case 'c': return is(k, "campaign_id") ? F_CAMPAIGN_ID : -1;
+                case 'w': return is(k, "wishlist_id") ? F_WISHLIST_ID : -1;
+                case 'a': return is(k, "app_version") ? F_APP_VERSION : -1;
+                default: return -1;
+            }
         default: return -1;
     }
 }
+
+// Index of a product field, or -1.
+inline int product_field_of(std::string_view k) {
+    switch (k.size()) {
+        case 10: return is(k, "product_id") ? 0 : -1;
+        case 8:
+            switch (k[0]) {
+                case 'c': return is(k, "category") ? 1 : -1;
+                case 'd': return is(k, "discount") ? 4 : -1;
+                case 'q': return is(k, "quantity") ? 5 : -1;
+                default: return -1;
+            }
+        case 5: return is(k, "brand") ? 2 : is(k, "price") ? 3 : -1;
+        default: return -1;
+    }
+}
+
+// Powers of ten exactly representable as doubles (10^22 is the largest).
+inline constexpr double kPow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 class Scanner {
 public:
     const char* p;
     const char* end;
     std::vector<Product>* items;
+    const char* limit;  // end of the whole buffer: reads up to here are safe (see plain_run)
 
-    Scanner(const char* b, const char* e, std::vector<Product>* it) : p(b), end(e), items(it) {}
+    Scanner(const char* b, const char* e, std::vector<Product>* it, const char* lim = nullptr)
+        : p(b), end(e), items(it), limit(lim ? lim : e) {}
 
-    void ws() {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) ++p;
+    AFFINITY_INGEST_INLINE void ws() {
+        while (p < end && static_cast<unsigned char>(*p) <= ' ' &&
+               (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+            ++p;
     }
 
     // A string without escapes; validates UTF-8 and counts code points.
-    bool string(Str& out) {
+    AFFINITY_INGEST_INLINE bool string(Str& out) {
         if (p >= end || *p != '"') return false;
-        const unsigned char* q = reinterpret_cast<const unsigned char*>(p + 1);
+        const unsigned char* start = reinterpret_cast<const unsigned char*>(p + 1);
+        const unsigned char* lim = reinterpret_cast<const unsigned char*>(limit);
+        const unsigned char* q = plain_run(start, lim);
+        if (AFFINITY_LIKELY(q < reinterpret_cast<const unsigned char*>(end) && *q == '"')) {
+            out.view = std::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(q - start));
+            out.chars = static_cast<int>(q - start);
+            p = reinterpret_cast<const char*>(q + 1);
+            return true;
+        }
+        return string_rest(out, start, q);
+    }
+
+    // string() past the first byte that is not plain ASCII: UTF-8 validation and code point count.
+    bool string_rest(Str& out, const unsigned char* start, const unsigned char* q) {
         const unsigned char* e = reinterpret_cast<const unsigned char*>(end);
-        const unsigned char* start = q;
-        int chars = 0;
+        const unsigned char* lim = reinterpret_cast<const unsigned char*>(limit);
+        int chars = static_cast<int>(q - start);
         while (true) {
-            // ASCII fast path
-            while (q < e && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') {
-                ++q;
-                ++chars;
-            }
             if (q >= e) return false;
             unsigned char c = *q;
             if (c == '"') break;
@@ -232,6 +400,9 @@ public:
                 return false;
             q += extra + 1;
             ++chars;
+            const unsigned char* r = plain_run(q, lim);
+            chars += static_cast<int>(r - q);
+            q = r;
         }
         out.view = std::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(q - start));
         out.chars = chars;
@@ -240,27 +411,44 @@ public:
     }
 
     // JSON number grammar; integers must fit 18 digits, floats must parse finite and normal-ish.
-    bool number(Num& out) {
+    // Integers are accumulated exactly; a decimal without exponent whose digits fit 2^53 and that
+    // has at most 22 fraction digits is m / 10^k, one correctly rounded IEEE division (exact like
+    // from_chars); everything else goes to std::from_chars.
+    AFFINITY_INGEST_INLINE bool number(Num& out) {
         const char* s = p;
-        if (p < end && *p == '-') ++p;
+        const bool neg = p < end && *p == '-';
+        p += neg;
         if (p >= end) return false;
+        uint64_t m = 0;
+        int nd = 0;  // digits accumulated in m (wraps harmlessly past 19; then unused)
         if (*p == '0') {
             ++p;
         } else if (*p >= '1' && *p <= '9') {
-            while (p < end && *p >= '0' && *p <= '9') ++p;
+            while (p < end && *p >= '0' && *p <= '9') {
+                m = m * 10 + static_cast<uint64_t>(*p - '0');
+                ++p;
+                ++nd;
+            }
         } else {
             return false;
         }
-        bool is_int = true;
+        bool is_int = true, simple = true;
+        int frac = 0;
         if (p < end && *p == '.') {
             is_int = false;
             ++p;
             const char* d = p;
-            while (p < end && *p >= '0' && *p <= '9') ++p;
-            if (p == d) return false;
+            while (p < end && *p >= '0' && *p <= '9') {
+                m = m * 10 + static_cast<uint64_t>(*p - '0');
+                ++p;
+            }
+            frac = static_cast<int>(p - d);
+            nd += frac;
+            if (frac == 0) return false;
         }
         if (p < end && (*p == 'e' || *p == 'E')) {
             is_int = false;
+            simple = false;
             ++p;
             if (p < end && (*p == '+' || *p == '-')) ++p;
             const char* d = p;
@@ -270,15 +458,20 @@ public:
         if (p - s > 40) return false;
         out.is_int = is_int;
         if (is_int) {
-            if (p - s > 18) return false;
-            auto r = std::from_chars(s, p, out.i);
-            if (r.ec != std::errc() || r.ptr != p) return false;
+            if (p - s > 18) return false;  // then m < 10^18: no overflow
+            out.i = neg ? -static_cast<int64_t>(m) : static_cast<int64_t>(m);
             out.d = static_cast<double>(out.i);
+            return true;
+        }
+        if (simple && nd <= 19 && frac <= 22 && m <= (uint64_t{1} << 53)) {
+            const double d = static_cast<double>(m) / kPow10[frac];
+            out.d = neg ? -d : d;
         } else {
             auto r = std::from_chars(s, p, out.d);
-            if (r.ec != std::errc() || r.ptr != p || !std::isfinite(out.d)) return false;
-            if (out.d != 0.0 && std::fabs(out.d) < 1e-300) return false;
+            if (r.ec != std::errc() || r.ptr != p) return false;
         }
+        if (!std::isfinite(out.d)) return false;
+        if (out.d != 0.0 && std::fabs(out.d) < 1e-300) return false;
         return true;
     }
 
@@ -361,7 +554,7 @@ public:
             if (end - p <= extra) return false;
             char buf[6] = {'"', 0, 0, 0, 0, '"'};
             std::memcpy(buf + 1, p, static_cast<size_t>(extra + 1));
-            Scanner one(buf, buf + extra + 3, nullptr);
+            Scanner one(buf, buf + extra + 3, nullptr, buf + extra + 3);
             Str tmp;
             if (!one.string(tmp) || one.p != buf + extra + 3) return false;
             p += extra + 1;
@@ -439,14 +632,7 @@ public:
             ws();
             if (p >= end || *p != ':') return false;
             ++p;
-            int idx = -1;
-            std::string_view k = key.view;
-            if (k == "product_id") idx = 0;
-            else if (k == "category") idx = 1;
-            else if (k == "brand") idx = 2;
-            else if (k == "price") idx = 3;
-            else if (k == "discount") idx = 4;
-            else if (k == "quantity") idx = 5;
+            const int idx = product_field_of(key.view);
             if (idx < 0) {
                 if (!skip(depth + 1)) return false;
             } else {
@@ -518,49 +704,56 @@ inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
 // YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM), the shape RFC 3339 producers emit; anything else
 // (lower-case separators, more than 6 fraction digits that msgspec would round, ...) is left to msgspec.
 inline bool parse_rfc3339_ms(std::string_view s, int64_t& ms) {
-    auto digits = [&](size_t at, size_t n, int64_t& out) {
-        if (at + n > s.size()) return false;
+    const size_t n = s.size();
+    if (n < 20) return false;
+    const char* c = s.data();
+    // value of the k digits at c[at..]; `bad` collects any non-digit (unsigned wrap makes it > 9)
+    unsigned bad = 0;
+    auto num = [&](size_t at, size_t k) {
         int64_t v = 0;
-        for (size_t i = at; i < at + n; ++i) {
-            if (s[i] < '0' || s[i] > '9') return false;
-            v = v * 10 + (s[i] - '0');
+        for (size_t i = at; i < at + k; ++i) {
+            const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(c[i])) - '0';
+            bad |= d > 9;
+            v = v * 10 + static_cast<int64_t>(d);
         }
-        out = v;
-        return true;
+        return v;
     };
-    int64_t y, mo, d, h, mi, se;
-    if (s.size() < 20 || !digits(0, 4, y) || s[4] != '-' || !digits(5, 2, mo) || s[7] != '-' ||
-        !digits(8, 2, d) || s[10] != 'T' || !digits(11, 2, h) || s[13] != ':' || !digits(14, 2, mi) ||
-        s[16] != ':' || !digits(17, 2, se))
-        return false;
+    const int64_t y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), se = num(17, 2);
+    if (bad || c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' || c[16] != ':') return false;
     static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59) return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
     size_t i = 19;
     int64_t us = 0;
-    if (i < s.size() && s[i] == '.') {
+    if (c[i] == '.') {  // n >= 20, so c[19] exists
         ++i;
-        size_t n = 0;
-        while (i + n < s.size() && s[i + n] >= '0' && s[i + n] <= '9') ++n;
-        if (n < 1 || n > 6) return false;
-        int64_t f = 0;
-        digits(i, n, f);
-        for (size_t k = n; k < 6; ++k) f *= 10;
+        size_t k = 0;
+        while (i + k < n && c[i + k] >= '0' && c[i + k] <= '9') ++k;
+        if (k < 1 || k > 6) return false;
+        int64_t f = num(i, k);
+        for (size_t z = k; z < 6; ++z) f *= 10;
         us = f;
-        i += n;
+        i += k;
     }
     int64_t offset_s = 0;
-    if (i + 1 == s.size() && s[i] == 'Z') {
+    if (i + 1 == n && c[i] == 'Z') {
         offset_s = 0;
-    } else if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        int64_t oh, om;
-        if (!digits(i + 1, 2, oh) || !digits(i + 4, 2, om) || oh > 23 || om > 59) return false;
-        offset_s = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+    } else if (i + 6 == n && (c[i] == '+' || c[i] == '-') && c[i + 3] == ':') {
+        const int64_t oh = num(i + 1, 2), om = num(i + 4, 2);
+        if (bad || oh > 23 || om > 59) return false;
+        offset_s = (oh * 3600 + om * 60) * (c[i] == '-' ? -1 : 1);
     } else {
         return false;
     }
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset_s;
+    // consecutive events mostly share the day: remember the last date
+    static thread_local int64_t last_ymd = -1, last_days = 0;
+    const int64_t ymd = (y * 100 + mo) * 100 + d;
+    if (ymd != last_ymd) {
+        last_days = days_from_civil(y, mo, d);
+        last_ymd = ymd;
+    }
+    const int64_t secs = last_days * 86400 + h * 3600 + mi * 60 + se - offset_s;
     ms = secs * 1000 + us / 1000;
     return true;
 }
@@ -605,18 +798,62 @@ inline bool opt_list(const Value& v) { return v.kind == ABSENT || (v.kind == ARR
 inline bool single_product(const Value& v) { return v.kind == OBJ && v.valid; }
 
 inline int event_type_of(std::string_view s) {
-    // Cache the last hit: real streams repeat types, and this runs once per line.
-    static thread_local int last = 0;
-    if (s == kEventTypeNames[last]) return last;
-    for (int t = 0; t < N_EVENT_TYPES; ++t)
-        if (s == kEventTypeNames[t]) return last = t;
-    return -1;
+    // Candidates by length (the names are 10 to 25 bytes long).
+    switch (s.size()) {
+        case 10: return is(s, "app_opened") ? APP_OPENED : -1;
+        case 11:
+            switch (s[0]) {
+                case 'p': return is(s, "page_viewed") ? PAGE_VIEWED : is(s, "push_opened") ? PUSH_OPENED : -1;
+                case 'c': return is(s, "cart_viewed") ? CART_VIEWED : -1;
+                case 's': return is(s, "sms_clicked") ? SMS_CLICKED : -1;
+                default: return -1;
+            }
+        case 12: return is(s, "email_opened") ? EMAIL_OPENED : is(s, "unsubscribed") ? UNSUBSCRIBED : -1;
+        case 13:
+            switch (s[0]) {
+                case 'p': return is(s, "product_added") ? PRODUCT_ADDED : -1;
+                case 'e': return is(s, "email_clicked") ? EMAIL_CLICKED : -1;
+                case 'a': return is(s, "app_installed") ? APP_INSTALLED : -1;
+                default: return -1;
+            }
+        case 14:
+            switch (s[0]) {
+                case 'p': return is(s, "product_viewed") ? PRODUCT_VIEWED : -1;
+                case 'c': return is(s, "coupon_applied") ? COUPON_APPLIED : -1;
+                case 'o': return is(s, "order_refunded") ? ORDER_REFUNDED : -1;
+                default: return -1;
+            }
+        case 15:
+            switch (s[0]) {
+                case 'p': return is(s, "product_removed") ? PRODUCT_REMOVED : -1;
+                case 'o': return is(s, "order_completed") ? ORDER_COMPLETED : -1;
+                case 'a': return is(s, "app_uninstalled") ? APP_UNINSTALLED : -1;
+                case 'c': return is(s, "consent_changed") ? CONSENT_CHANGED : -1;
+                default: return -1;
+            }
+        case 16: return is(s, "checkout_started") ? CHECKOUT_STARTED : -1;
+        case 17: return is(s, "products_searched") ? PRODUCTS_SEARCHED : -1;
+        case 19: return is(s, "product_list_viewed") ? PRODUCT_LIST_VIEWED : -1;
+        case 25: return is(s, "product_added_to_wishlist") ? PRODUCT_ADDED_TO_WISHLIST : -1;
+        default: return -1;
+    }
+}
+
+inline int channel_of(std::string_view s) {
+    switch (s.size()) {
+        case 3: return is(s, "web") ? 0 : is(s, "app") ? 1 : is(s, "sms") ? 3 : -1;
+        case 4: return is(s, "push") ? 4 : -1;
+        case 5: return is(s, "email") ? 2 : is(s, "store") ? 5 : -1;
+        default: return -1;
+    }
 }
 
 // Parse and validate one line; commit it to `out` only when every check passes.
-inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, std::vector<Product>& items) {
+// `limit` is the end of the buffer holding the line (see plain_run).
+inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, std::vector<Product>& items,
+                      const char* limit) {
     items.clear();
-    Scanner sc(b, e, &items);
+    Scanner sc(b, e, &items, limit);
     Value f[N_FIELDS];
     for (auto& v : f) v.kind = ABSENT;
     sc.ws();
@@ -652,8 +889,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     if (!Scanner::is_id(f[F_USER_ID]) || !opt_id(f[F_EVENT_ID]) || !opt_id(f[F_SESSION_ID])) return false;
     int channel = -1;
     if (f[F_CHANNEL].kind == STR) {
-        for (int c = 0; c < 6; ++c)
-            if (f[F_CHANNEL].s.view == kChannelNames[c]) channel = c;
+        channel = channel_of(f[F_CHANNEL].s.view);
         if (channel < 0) return false;
     } else if (f[F_CHANNEL].kind != ABSENT && f[F_CHANNEL].kind != NUL) {
         return false;
@@ -759,7 +995,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     }
 
     // Commit: everything below cannot fail.
-    out.user.back() = out.users.intern(f[F_USER_ID].s.view, slot);
+    out.user.back() = out.users.intern(f[F_USER_ID].s.view, slot, limit);
     out.status.back() = OK;
     out.event_type.back() = static_cast<uint8_t>(type);
     out.ts_ms.back() = ts;
@@ -767,16 +1003,16 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     out.revenue.back() = revenue;
     out.discount.back() = discount;
     out.has_coupon.back() = has_coupon;
-    out.campaign.back() = has_campaign ? out.campaigns.intern(f[F_CAMPAIGN_ID].s.view, slot) : -1;
+    out.campaign.back() = has_campaign ? out.campaigns.intern(f[F_CAMPAIGN_ID].s.view, slot, limit) : -1;
     out.event_id.back() = f[F_EVENT_ID].kind == STR ? fnv1a(f[F_EVENT_ID].s.view) : 0;
     out.consent.back() = consent;
     for (size_t k = 0; k < n_prods; ++k) {
         const Product& pr = prods[k];
         const int64_t at = static_cast<int64_t>(out.item_slot.size());
         out.item_slot.push_back(slot);
-        out.item_product.push_back(out.products.intern(pr.product_id.view, at));
-        out.item_category.push_back(out.categories.intern(pr.category.view, at));
-        out.item_brand.push_back(out.brands.intern(pr.brand.view, at));
+        out.item_product.push_back(out.products.intern(pr.product_id.view, at, limit));
+        out.item_category.push_back(out.categories.intern(pr.category.view, at, limit));
+        out.item_brand.push_back(out.brands.intern(pr.brand.view, at, limit));
         out.item_price.push_back(pr.price);
         out.item_discount.push_back(pr.discount);
         out.item_quantity.push_back(pr.quantity);
@@ -813,7 +1049,7 @@ inline void read_ndjson(const char* data, size_t size, Columns& out) {
             out.campaign.push_back(-1);
             out.event_id.push_back(0);
             out.consent.push_back(-1);
-            read_line(q, e, slot, out, items);
+            read_line(q, e, slot, out, items, end);
         }
         ++line;
         p = e + 1;
