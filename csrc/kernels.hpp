@@ -17,6 +17,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace affinity {
 namespace kernels {
@@ -159,7 +162,8 @@ struct Scratch {
             return;
         }
 #endif
-        data = static_cast<T*>(std::malloc(bytes > 0 ? bytes : 1));
+        // 64-byte aligned: the partition streams whole cache lines into it.
+        data = static_cast<T*>(std::aligned_alloc(64, bytes > 0 ? (bytes + 63) & ~std::size_t{63} : 64));
         if (!data) throw std::bad_alloc();
     }
     ~Scratch() {
@@ -174,6 +178,28 @@ struct Scratch {
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
 };
+
+// Copy one 64-byte line of 4 packed events (both 64-byte aligned) to memory with non-temporal
+// stores: the partition's destination is written once and read back much later, so it should
+// neither be read for ownership nor evict the write-combining buffers from the cache.
+inline void stream_line(Packed* dst, const Packed* src) {
+#if defined(__SSE2__)
+    const __m128i* s = reinterpret_cast<const __m128i*>(src);
+    __m128i* d = reinterpret_cast<__m128i*>(dst);
+    _mm_stream_si128(d, _mm_load_si128(s));
+    _mm_stream_si128(d + 1, _mm_load_si128(s + 1));
+    _mm_stream_si128(d + 2, _mm_load_si128(s + 2));
+    _mm_stream_si128(d + 3, _mm_load_si128(s + 3));
+#else
+    std::memcpy(dst, src, 4 * sizeof(Packed));
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
 
 // Events applied in input order, each chunk's contributions first, the record a few events ahead
 // prefetched (for states that fit in cache or batches too small to partition).
@@ -201,8 +227,15 @@ inline void accumulate_direct(Record* records, int64_t n_signals, const int64_t*
 
 // Apply one block's packed events (records of the block at `base`): exponents, the vectorised exp
 // and the scatter chunk by chunk, prefetching the record a few events ahead.
+//
+// The next block's records (`next`, `next_bytes`) are prefetched meanwhile, line by line,
+// one per event, so that they stream in from memory while this block is applied in cache.
 inline void apply_block(Record* base, const Packed* ev, int64_t m_events, int64_t n_signals, int key_shift,
-                        int signal_bits, int64_t landmark_ms, const double* lam) {
+                        int signal_bits, int64_t landmark_ms, const double* lam, const Record* next,
+                        std::size_t next_bytes) {
+    const char* pf = reinterpret_cast<const char*>(next);
+    const char* const pf_end = pf + next_bytes;
+
     double expo[kChunk];
     double vals[kChunk];
     double contrib[kChunk];
@@ -241,9 +274,14 @@ inline void apply_block(Record* base, const Packed* ev, int64_t m_events, int64_
                 __builtin_prefetch(q, 1);
                 __builtin_prefetch(q + sizeof(Record) - 1, 1);
             }
+            if (pf < pf_end) {
+                __builtin_prefetch(pf, 1);
+                pf += 64;
+            }
             apply(base[cell[j]], contrib[j], vals[j], ts[j]);
         }
     }
+    for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 1);
 }
 
 }  // namespace detail
@@ -265,12 +303,15 @@ inline int64_t first_bad_event(const int64_t* users, const int64_t* signals, int
 // Large batches against a state bigger than the cache are radix-partitioned by profile block: one
 // counting pass over the profiles, one pass packing each event into 16 bytes at its block's place
 // (checking the codes on the way: nothing is written to the state before the whole batch is
-// checked), then block by block the decay factors in a vectorised pass and the scatter, with the
-// block's records in cache. Otherwise (small state or batch, or times too far from the landmark
-// to pack) events are applied directly, prefetching a few ahead.
+// checked; each block's events gathered 4 at a time in a line buffer and streamed out in whole
+// cache lines), then block by block the decay factors in a vectorised pass and the scatter, with
+// the block's records prefetched during the previous block (blocks of a power of two of profiles,
+// at most half of block_bytes = 512 KiB by default, so that a block and the next stay in L2).
+// Otherwise (small state or batch, or times too far from the landmark to pack) events are applied
+// directly, prefetching a few ahead.
 inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals, const int64_t* users,
                           const int64_t* signals, const int64_t* ts_ms, const double* values, int64_t n,
-                          int64_t landmark_ms, const double* lam, std::size_t block_bytes = std::size_t{2} << 20,
+                          int64_t landmark_ms, const double* lam, std::size_t block_bytes = std::size_t{512} << 10,
                           int64_t max_slice = int64_t{1} << 24) {
     using namespace detail;
     if (n <= 0) return -1;
@@ -297,36 +338,67 @@ inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals
         const int64_t bad = first_bad_event(users, signals, n, n_profiles, n_signals);
         if (bad >= 0) return bad;
     }
-    Scratch<Packed> packed(static_cast<std::size_t>(slice));
-    std::vector<int64_t> offset(static_cast<std::size_t>(n_blocks) + 1);
-    std::vector<int64_t> cursor(static_cast<std::size_t>(n_blocks));
+    // Each block's events start on a 64-byte line (4 events), so the packing pass can gather them
+    // 4 at a time in a per-block line buffer (in L1/L2) and stream whole lines out.
+    Scratch<Packed> packed(static_cast<std::size_t>(slice) + 4 * static_cast<std::size_t>(n_blocks));
+    Scratch<Packed> line(4 * static_cast<std::size_t>(n_blocks));
+    std::unique_ptr<int64_t[]> offset(new int64_t[static_cast<std::size_t>(n_blocks) + 1]);
+    std::unique_ptr<int64_t[]> cursor(new int64_t[static_cast<std::size_t>(n_blocks)]);
     const int64_t in_block_mask = (int64_t{1} << shift) - 1;
     const uint64_t dt_half = uint64_t{1} << (63 - key_shift);  // t − L must lie in [-dt_half, dt_half)
     for (int64_t s0 = 0; s0 < n; s0 += slice) {
         const int64_t m_slice = std::min(slice, n - s0);
-        std::fill(offset.begin(), offset.end(), 0);
+        std::fill(offset.get(), offset.get() + n_blocks + 1, 0);
         uint64_t bad_code = 0;
-        for (int64_t i = s0; i < s0 + m_slice; ++i) {
-            const uint64_t u = static_cast<uint64_t>(users[i]);
-            const bool bad = u >= static_cast<uint64_t>(n_profiles);
-            bad_code |= bad;
-            ++offset[static_cast<std::size_t>(bad ? 0 : u >> shift) + 1];
+        {
+            int64_t* count = offset.get() + 1;
+            int64_t i = s0;
+            const int64_t end = s0 + m_slice;
+            for (; i + 4 <= end; i += 4) {
+                const uint64_t u0 = static_cast<uint64_t>(users[i]), u1 = static_cast<uint64_t>(users[i + 1]);
+                const uint64_t u2 = static_cast<uint64_t>(users[i + 2]), u3 = static_cast<uint64_t>(users[i + 3]);
+                const uint64_t np = static_cast<uint64_t>(n_profiles);
+                const bool b0 = u0 >= np, b1 = u1 >= np, b2 = u2 >= np, b3 = u3 >= np;
+                bad_code |= b0 | b1 | b2 | b3;
+                ++count[b0 ? 0 : u0 >> shift];
+                ++count[b1 ? 0 : u1 >> shift];
+                ++count[b2 ? 0 : u2 >> shift];
+                ++count[b3 ? 0 : u3 >> shift];
+            }
+            for (; i < end; ++i) {
+                const uint64_t u = static_cast<uint64_t>(users[i]);
+                const bool bad = u >= static_cast<uint64_t>(n_profiles);
+                bad_code |= bad;
+                ++count[bad ? 0 : u >> shift];
+            }
         }
         if (bad_code) return first_bad_event(users, signals, n, n_profiles, n_signals);
-        for (int64_t b = 0; b < n_blocks; ++b) offset[b + 1] += offset[b];
-        std::copy(offset.begin(), offset.end() - 1, cursor.begin());
+        // Block starts rounded up to a multiple of 4 events.
+        for (int64_t b = 0; b < n_blocks; ++b) offset[b + 1] = offset[b] + ((offset[b + 1] + 3) & ~int64_t{3});
+        std::copy(offset.get(), offset.get() + n_blocks, cursor.get());
         uint64_t bad_time = 0;
+        Packed* const dest = packed.data;
+        Packed* const lines = line.data;
         for (int64_t i = s0; i < s0 + m_slice; ++i) {
             const int64_t u = users[i];
             const uint64_t sig = static_cast<uint64_t>(signals[i]);
             const uint64_t dt = static_cast<uint64_t>(ts_ms[i]) - static_cast<uint64_t>(landmark_ms);
             bad_code |= sig >= static_cast<uint64_t>(n_signals);
             bad_time |= (dt + dt_half) >> (64 - key_shift);
-            Packed& p = packed.data[static_cast<std::size_t>(cursor[u >> shift]++)];
+            const int64_t b = u >> shift;
+            const int64_t pos = cursor[b]++;
+            Packed* const buf = lines + 4 * b;
+            Packed& p = buf[pos & 3];
             p.key = static_cast<int64_t>((dt << key_shift) | (static_cast<uint64_t>(u & in_block_mask) << signal_bits) |
                                          sig);
             p.value = values[i];
+            if ((pos & 3) == 3) stream_line(dest + (pos - 3), buf);
         }
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            const int64_t k = cursor[b] & 3;
+            if (k) std::memcpy(dest + (cursor[b] - k), lines + 4 * b, static_cast<std::size_t>(k) * sizeof(Packed));
+        }
+        stream_fence();
         if (bad_code) return first_bad_event(users, signals, n, n_profiles, n_signals);
         if (bad_time) {
             if (s0 == 0) return direct();
@@ -334,9 +406,14 @@ inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals
                               landmark_ms, lam);
             return -1;
         }
-        for (int64_t b = 0; b < n_blocks; ++b)
-            apply_block(records + (b << shift) * n_signals, packed.data + offset[b], offset[b + 1] - offset[b],
-                        n_signals, key_shift, signal_bits, landmark_ms, lam);
+        const int64_t block_cells = (int64_t{1} << shift) * n_signals;
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            const int64_t next_cells =
+                b + 1 < n_blocks ? std::min(block_cells, n_profiles * n_signals - (b + 1) * block_cells) : 0;
+            apply_block(records + b * block_cells, dest + offset[b], cursor[b] - offset[b], n_signals, key_shift,
+                        signal_bits, landmark_ms, lam, records + (b + 1) * block_cells,
+                        static_cast<std::size_t>(next_cells) * sizeof(Record));
+        }
     }
     return -1;
 }
