@@ -42,7 +42,7 @@ import math
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 from msgspec import Struct
@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 ValueField = Literal["count", "revenue"]
+_T = TypeVar("_T")
 
 
 class SignalConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,6 +98,27 @@ class ScoreMapping(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     ``raw_score == half_point``, approaching 100 for very active users, 0 for none."""
 
     half_point: float = 10.0
+
+
+def _read_config(path: str | Path) -> tuple[bytes, Literal["toml", "json"], str]:
+    """A config file's bytes, its format (by extension: ``.json``, else TOML) and its name."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    return raw, "json" if p.suffix.lower() == ".json" else "toml", str(p)
+
+
+def _decode(text: str | bytes, type: type[_T], fmt: Literal["toml", "json"], source: str) -> _T:
+    """Decode and validate TOML / JSON text as ``type``; every failure is a :class:`ConfigError`."""
+    decode = msgspec.toml.decode if fmt == "toml" else msgspec.json.decode
+    try:
+        return decode(text, type=type)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec decodes bytes itself
+        raise ConfigError(f"{source}: invalid {fmt.upper()}: {exc}") from None
 
 
 #: Event types that carry product lines and may feed affinity.
@@ -183,27 +205,13 @@ class AffinityConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     @classmethod
     def from_toml(cls, text: str | bytes, *, source: str = "config") -> AffinityConfig:
         """The ``[affinity]`` table of a TOML config file (the default when it has none)."""
-        try:
-            return msgspec.toml.decode(text, type=_ConfigFile, strict=True).affinity
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        return _decode(text, _ConfigFile, "toml", source).affinity
 
     @classmethod
     def load(cls, path: str | Path) -> AffinityConfig:
         """The ``[affinity]`` section of a ``.toml`` (or ``.json``) config file."""
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
-        if p.suffix.lower() == ".json":
-            try:
-                return msgspec.json.decode(raw, type=_ConfigFile).affinity
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ConfigError(f"{p}: {exc}") from None
-        return cls.from_toml(raw, source=str(p))
+        raw, fmt, source = _read_config(path)
+        return _decode(raw, _ConfigFile, fmt, source).affinity
 
     @property
     def signal_names(self) -> tuple[str, ...]:
@@ -278,34 +286,18 @@ class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     @classmethod
     def from_toml(cls, text: str | bytes, *, source: str = "config") -> ScoringConfig:
         """Parse and validate TOML text."""
-        try:
-            return msgspec.toml.decode(text, type=cls)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        return _decode(text, cls, "toml", source)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "config") -> ScoringConfig:
         """Parse and validate JSON text."""
-        try:
-            return msgspec.json.decode(text, type=cls)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: invalid JSON: {exc}") from None
+        return _decode(text, cls, "json", source)
 
     @classmethod
     def load(cls, path: str | Path) -> ScoringConfig:
         """Load a ``.toml`` or ``.json`` file; any problem is a one-line :class:`ConfigError`."""
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
-        if p.suffix.lower() == ".json":
-            return cls.from_json(raw, source=str(p))
-        return cls.from_toml(raw, source=str(p))
+        raw, fmt, source = _read_config(path)
+        return _decode(raw, cls, fmt, source)
 
     # --- derived views ---------------------------------------------------------------------
     @property
