@@ -52,30 +52,16 @@ def _add_score(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from .batch import EventBatch
-    from .scorer import Scorer
-
     started = time.perf_counter()
-    scorer = Scorer(args.config, backend=args.backend)
-    path: Path = args.events
-    if path.suffix.lower() == ".parquet":
-        report = scorer.ingest(EventBatch.from_parquet(path, scorer.interners))
-    else:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
-        report = scorer.ingest(data, errors=args.errors)
-    result = scorer.score(args.now)
+    scorer, result, _, accepted = _score_file(args, args.events, args.now)
     result.save(args.out)
     elapsed = time.perf_counter() - started
     counts = result.tier_counts()
     print(
-        f"scored {len(result):,} users from {report.accepted:,} events in {elapsed:.2f}s "
+        f"scored {len(result):,} users from {accepted:,} events in {elapsed:.2f}s "
         f"(backend {scorer.backend}, config {scorer.config.version}/{scorer.config.fingerprint})"
     )
     print(f"tiers: high {counts['high']:,} · medium {counts['medium']:,} · low {counts['low']:,}")
-    _print_rejected(report.rejected, len(report.rejected))
     print(f"wrote {args.out}")
     return 0
 
@@ -234,15 +220,17 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=_run_report)
 
 
-def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, EventBatch]:
-    """Score an event file: the scorer, its result at ``now`` and the batch read."""
+def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, EventBatch, int]:
+    """Score an event file: the scorer, its result at ``now``, the batch read and the number of
+    events accepted; bad events are handled by ``--errors`` and listed on stderr."""
     from .scorer import Scorer
 
     scorer = Scorer(args.config, backend=args.backend)
     batch = _read_batch(path, scorer.interners, args.errors)
-    _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
-    scorer.ingest(batch)
-    return scorer, scorer.score(now), batch
+    report = scorer.ingest(batch, errors=args.errors)
+    rejected = [*batch.rejects.errors, *report.rejected]
+    _print_rejected(rejected, batch.rejects.n_invalid + report.n_rejected)
+    return scorer, scorer.score(now), batch, report.accepted
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -252,14 +240,14 @@ def _run_report(args: argparse.Namespace) -> int:
     from .segments import compare_runs
 
     started = time.perf_counter()
-    scorer, result, batch = _score_file(args, args.events, args.now)
+    scorer, result, batch, _ = _score_file(args, args.events, args.now)
     model = AffinityModel(scorer.config.affinity, backend=args.backend).ingest(batch)
     favourites: dict[str, list[tuple[str, float]]] = {
         dim: favourite_shares(model.top_affinities_all(dim, 1)) for dim in affinity.DIMENSIONS
     }
     previous = drift = None
     if args.previous is not None:
-        _, previous, _ = _score_file(args, args.previous, None)
+        _, previous, _, _ = _score_file(args, args.previous, None)
         drift = compare_runs(previous, result)
     inputs = ReportInputs(
         result=result, title=args.title, top_affinities=favourites, previous=previous, drift=drift
