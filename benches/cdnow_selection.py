@@ -26,7 +26,6 @@ chosen configuration's holdout result.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import time
 from dataclasses import dataclass, replace
@@ -36,10 +35,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk import propensity as P
-from affinity_sdk.batch import EventBatch, Interners
+from affinity_sdk.batch import EventBatch
 from affinity_sdk.bgnbd import BGNBD, summary_from_batch
+from affinity_sdk.datasets import cdnow_orders
 from affinity_sdk.evaluate import roc_auc
-from affinity_sdk.events import EVENT_TYPE_CODES
 
 DAY = 86_400_000
 WEEK = 7 * DAY
@@ -106,31 +105,7 @@ GRID: tuple[Candidate, ...] = tuple(
 
 def load_cdnow(path: Path = DATA) -> EventBatch:
     """The CDNOW sample as ``order_completed`` events (one per record, revenue = dollars)."""
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    names = Interners()
-    user = np.array([names.users.intern(r["sample_id"]) for r in rows], dtype=np.int64)
-    n = user.shape[0]
-    return EventBatch(
-        user=user,
-        event_type=np.full(n, EVENT_TYPE_CODES["order_completed"], np.uint8),
-        ts_ms=np.array([r["date"] for r in rows], dtype="datetime64[ms]").astype(np.int64),
-        channel=np.zeros(n, np.uint8),
-        revenue=np.array([float(r["dollars"]) for r in rows]),
-        discount=np.zeros(n),
-        has_coupon=np.zeros(n, bool),
-        campaign=np.full(n, -1, np.int32),
-        event_id=np.zeros(n, np.uint64),
-        consent=np.full(n, -1, np.int8),
-        item_event=np.zeros(0, np.int64),
-        item_product=np.zeros(0, np.int32),
-        item_category=np.zeros(0, np.int32),
-        item_brand=np.zeros(0, np.int32),
-        item_price=np.zeros(0),
-        item_discount=np.zeros(0),
-        item_quantity=np.zeros(0, np.int32),
-        interners=names,
-    )
+    return cdnow_orders(path)
 
 
 def decay_score(batch: EventBatch, cutoff: int, half_life_w: float) -> NDArray[np.float64]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,11 +9,11 @@ import numpy as np
 import pytest
 
 from affinity_sdk import propensity as P
-from affinity_sdk.batch import EventBatch, Interners
-from affinity_sdk.datasets import simulate_shop
+from affinity_sdk.batch import EventBatch
+from affinity_sdk.datasets import cdnow_orders, simulate_shop
 from affinity_sdk.errors import ConfigError, StateError
 from affinity_sdk.evaluate import expected_calibration_error, roc_auc
-from affinity_sdk.events import EVENT_TYPE_CODES, AppInstalled, AppUninstalled, OrderCompleted, PageViewed
+from affinity_sdk.events import AppInstalled, AppUninstalled, OrderCompleted, PageViewed
 
 DAY = 86_400_000
 WEEK = 7 * DAY
@@ -231,32 +230,7 @@ HOLDOUT_END = int(np.datetime64("1998-06-30", "ms").astype(np.int64))
 
 
 def cdnow_batch() -> EventBatch:
-    with CDNOW.open() as f:
-        rows = list(csv.DictReader(f))
-    names = Interners()
-    user = np.array([names.users.intern(r["sample_id"]) for r in rows], dtype=np.int64)
-    ts = np.array([r["date"] for r in rows], dtype="datetime64[ms]").astype(np.int64)
-    n = user.shape[0]
-    return EventBatch(
-        user=user,
-        event_type=np.full(n, EVENT_TYPE_CODES["order_completed"], np.uint8),
-        ts_ms=ts,
-        channel=np.zeros(n, np.uint8),
-        revenue=np.array([float(r["dollars"]) for r in rows]),
-        discount=np.zeros(n),
-        has_coupon=np.zeros(n, bool),
-        campaign=np.full(n, -1, np.int32),
-        event_id=np.zeros(n, np.uint64),
-        consent=np.full(n, -1, np.int8),
-        item_event=np.zeros(0, np.int64),
-        item_product=np.zeros(0, np.int32),
-        item_category=np.zeros(0, np.int32),
-        item_brand=np.zeros(0, np.int32),
-        item_price=np.zeros(0),
-        item_discount=np.zeros(0),
-        item_quantity=np.zeros(0, np.int32),
-        interners=names,
-    )
+    return cdnow_orders(CDNOW)
 
 
 def decay_of_purchase_days(batch: EventBatch, cutoff: int, half_life_weeks: float) -> np.ndarray:
