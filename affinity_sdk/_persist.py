@@ -22,7 +22,7 @@ import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 import numpy as np
@@ -37,6 +37,24 @@ FORMAT_VERSION: Final = 1
 _PREFIX: Final = struct.Struct("<8sIQ")
 _DIGEST_SIZE: Final = 32
 
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _ArraySpec(msgspec.Struct, frozen=True):
+    """Where one array lies in the payload; typed so hostile metadata fails as a decode error."""
+
+    name: str
+    dtype: str | list[Any]  # numpy's ``dtype_to_descr`` form (a list for structured dtypes)
+    shape: list[_NonNegative]
+    offset: _NonNegative
+    nbytes: _NonNegative
+
+
+class _Meta(msgspec.Struct, frozen=True):
+    kind: str
+    header: dict[str, Any]
+    arrays: list[_ArraySpec]
+
 
 def write_container(
     path: str | Path, kind: str, header: dict[str, Any], arrays: dict[str, NDArray[Any]]
@@ -47,17 +65,10 @@ def write_container(
     offset = 0
     contiguous = {name: np.ascontiguousarray(arr) for name, arr in arrays.items()}
     for name, arr in contiguous.items():
-        layout.append(
-            {
-                "name": name,
-                "dtype": np.lib.format.dtype_to_descr(arr.dtype),
-                "shape": list(arr.shape),
-                "offset": offset,
-                "nbytes": int(arr.nbytes),
-            }
-        )
+        descr = np.lib.format.dtype_to_descr(arr.dtype)
+        layout.append(_ArraySpec(name, descr, list(arr.shape), offset, int(arr.nbytes)))
         offset += int(arr.nbytes)
-    meta = msgspec.msgpack.encode({"kind": kind, "header": header, "arrays": layout})
+    meta = msgspec.msgpack.encode(_Meta(kind, header, layout))
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
@@ -99,21 +110,21 @@ def read_container(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[st
         raise StateError(f"{p} is corrupt or truncated (checksum mismatch)")
     start = _PREFIX.size
     try:
-        meta = msgspec.msgpack.decode(body[start : start + meta_len])
-        if meta["kind"] != kind:
-            raise StateError(f"{p} holds a {meta['kind']!r}, not a {kind!r}")
+        meta = msgspec.msgpack.decode(body[start : start + meta_len], type=_Meta)
+        if meta.kind != kind:
+            raise StateError(f"{p} holds a {meta.kind!r}, not a {kind!r}")
         payload = memoryview(body)[start + meta_len :]
         arrays = {}
-        for spec in meta["arrays"]:
-            dtype = np.lib.format.descr_to_dtype(spec["dtype"])
-            chunk = payload[spec["offset"] : spec["offset"] + spec["nbytes"]]
-            arrays[spec["name"]] = np.frombuffer(chunk, dtype=dtype).reshape(spec["shape"]).copy()
-        header: dict[str, Any] = meta["header"]
+        for spec in meta.arrays:
+            # numpy's stubs list only the structured form; a plain "<f8" string is accepted too.
+            dtype = np.lib.format.descr_to_dtype(spec.dtype)  # type: ignore[arg-type]
+            chunk = payload[spec.offset : spec.offset + spec.nbytes]
+            arrays[spec.name] = np.frombuffer(chunk, dtype=dtype).reshape(spec.shape).copy()
     except StateError:
         raise
-    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+    except (msgspec.DecodeError, TypeError, ValueError) as exc:
         raise StateError(f"{p} has a malformed header: {exc}") from None
-    return header, arrays
+    return meta.header, arrays
 
 
 def _fsync_dir(folder: Path) -> None:

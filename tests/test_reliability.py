@@ -280,6 +280,18 @@ def test_state_loader_raises_only_state_error(saved_state: bytes, data: st.DataO
     targets.fuzz_state(bytes(blob))
 
 
+@pytest.mark.parametrize("shape", ["", None, [-1], [2**40], "3"])
+def test_state_loader_refuses_a_hostile_array_shape(saved_state: bytes, shape: Any, tmp_path: Path) -> None:
+    """Finding F3 (fixed): a string shape reached ``reshape`` and escaped as an IndexError."""
+    meta_len = struct.unpack_from("<Q", saved_state, 12)[0]
+    meta = msgspec.msgpack.decode(saved_state[20 : 20 + meta_len])
+    meta["arrays"][-1]["shape"] = shape
+    path = tmp_path / "hostile.afs"
+    path.write_bytes(_resign(msgspec.msgpack.encode(meta), saved_state[20 + meta_len : -32]))
+    with pytest.raises(StateError, match="malformed header"):
+        Scorer.load(path, backend="reference")
+
+
 def test_state_loader_refuses_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="cannot read"):
         Scorer.load(tmp_path / "nope.afs")
