@@ -14,7 +14,9 @@ Size and memory
     ``generation_size`` is the requested ``capacity`` rounded up to a power of two; each table has
     ``2 · generation_size`` slots of 8 bytes, so the window costs ``32 · generation_size`` bytes
     (32 bytes per guaranteed id, 16 per id at its fullest), allocated on the first event id seen.
-    The default, :data:`DEFAULT_WINDOW` = 2¹⁹ ids, costs 16 MiB.
+    The default, :data:`DEFAULT_WINDOW` = 2¹⁹ ids, costs 16 MiB; the largest,
+    :data:`MAX_WINDOW` = 2²⁸ ids, costs 8 GiB (a bigger request is a ``ValueError``, so a saved
+    state cannot ask for unbounded memory).
 
 Eviction (false negatives)
     The most recent ``generation_size`` distinct ids are always remembered, and up to
@@ -56,10 +58,11 @@ from . import events as ev
 if TYPE_CHECKING:
     from .batch import EventBatch
 
-__all__ = ["DEFAULT_WINDOW", "EventIdWindow", "screen_rows", "take_rows"]
+__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "EventIdWindow", "screen_rows", "take_rows"]
 
 #: Default number of most recent distinct event ids guaranteed to be remembered (16 MiB).
 DEFAULT_WINDOW: Final = 1 << 19
+MAX_WINDOW: Final = 1 << 28
 #: Fibonacci hashing multiplier (2⁶⁴ / φ): spreads the FNV hash's bits over the table index.
 _GOLDEN: Final = 0x9E3779B97F4A7C15
 
@@ -143,8 +146,8 @@ class EventIdWindow:
     __slots__ = ("_count", "_cur", "_old", "_shift", "generation_size")
 
     def __init__(self, capacity: int = DEFAULT_WINDOW) -> None:
-        if int(capacity) < 1:
-            raise ValueError(f"dedupe window capacity must be >= 1 (got {capacity})")
+        if not 1 <= int(capacity) <= MAX_WINDOW:
+            raise ValueError(f"dedupe window capacity must be in [1, {MAX_WINDOW}] (got {capacity})")
         bits = max(int(capacity) - 1, 1).bit_length()
         #: Ids per generation: the guaranteed window.
         self.generation_size = 1 << bits
@@ -231,6 +234,8 @@ class EventIdWindow:
         prev = np.asarray(previous, dtype=np.uint64)
         curr = np.asarray(current, dtype=np.uint64)
         size = window.generation_size
+        if prev.ndim != 1 or curr.ndim != 1:
+            raise ValueError("saved dedupe window arrays must be one-dimensional")
         if prev.shape[0] > size or curr.shape[0] > size or not (prev.all() and curr.all()):
             raise ValueError("saved dedupe window does not fit its capacity or holds id 0")
         if prev.shape[0] or curr.shape[0]:

@@ -968,11 +968,6 @@ class PropensityModel:
             raise StateError(
                 f"{path}: propensity model format {header.get('format')!r}, expected {MODEL_FORMAT}"
             )
-        if config_fingerprint is not None and header["config_fingerprint"] != config_fingerprint:
-            raise StateError(
-                f"{path}: model was trained under config {header['config_fingerprint']!r}, "
-                f"not {config_fingerprint!r}"
-            )
         try:
             spec = msgspec.convert(header["spec"], FeatureSpec)
             model = cls(
@@ -993,8 +988,16 @@ class PropensityModel:
             )
         except (KeyError, TypeError, ValueError, msgspec.ValidationError) as exc:
             raise StateError(f"{path}: malformed propensity model ({exc})") from exc
-        if model.feature_names != feature_names(spec) or model.coef_.shape != (len(model.feature_names),):
+        n_features = (len(model.feature_names),)
+        if model.feature_names != feature_names(spec) or any(
+            a.shape != n_features for a in (model.coef_, model.mean_, model.scale_)
+        ):
             raise StateError(f"{path}: the model's feature list does not match this SDK's features")
+        if config_fingerprint is not None and model.config_fingerprint != config_fingerprint:
+            raise StateError(
+                f"{path}: model was trained under config {model.config_fingerprint!r}, "
+                f"not {config_fingerprint!r}"
+            )
         return model
 
 

@@ -596,6 +596,11 @@ class Scorer:
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise StateError(f"{path}: stored dedupe window is invalid: {exc}") from None
+            except MemoryError:
+                # A hand-edited or foreign header can ask for any capacity.
+                raise StateError(
+                    f"{path}: stored dedupe window of {header['dedupe_window']} ids does not fit in memory"
+                ) from None
         return scorer
 
     def merge(self, other: Scorer) -> Scorer:

@@ -31,7 +31,7 @@ from affinity_sdk import ConfigError, DecayState, EventBatch, SchemaError, Score
 from affinity_sdk._persist import MAGIC
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.decode import decode_json, decode_msgpack, decode_ndjson
-from affinity_sdk.dedupe import EventIdWindow, take_rows
+from affinity_sdk.dedupe import MAX_WINDOW, EventIdWindow, take_rows
 from affinity_sdk.events import (
     MAX_AMOUNT,
     AppOpened,
@@ -280,15 +280,28 @@ def test_state_loader_raises_only_state_error(saved_state: bytes, data: st.DataO
     targets.fuzz_state(bytes(blob))
 
 
-@pytest.mark.parametrize("shape", ["", None, [-1], [2**40], "3"])
+@pytest.mark.parametrize("shape", ["", None, [-1], [2**40], "3", [], [1, 1]])
 def test_state_loader_refuses_a_hostile_array_shape(saved_state: bytes, shape: Any, tmp_path: Path) -> None:
-    """Finding F3 (fixed): a string shape reached ``reshape`` and escaped as an IndexError."""
+    """Finding F3 (fixed): a string or empty shape on the dedupe window's array escaped as an
+    IndexError (from ``reshape``, then from the window's loader)."""
     meta_len = struct.unpack_from("<Q", saved_state, 12)[0]
     meta = msgspec.msgpack.decode(saved_state[20 : 20 + meta_len])
     meta["arrays"][-1]["shape"] = shape
     path = tmp_path / "hostile.afs"
     path.write_bytes(_resign(msgspec.msgpack.encode(meta), saved_state[20 + meta_len : -32]))
-    with pytest.raises(StateError, match="malformed header"):
+    with pytest.raises(StateError, match=r"malformed header|dedupe window is invalid"):
+        Scorer.load(path, backend="reference")
+
+
+def test_state_loader_refuses_a_dedupe_window_too_big_for_memory(saved_state: bytes, tmp_path: Path) -> None:
+    """Finding F4 (fixed): a header asking for a 2**30-id window escaped as a MemoryError; the
+    window's capacity is now capped at MAX_WINDOW and a failed allocation is a StateError too."""
+    meta_len = struct.unpack_from("<Q", saved_state, 12)[0]
+    meta = msgspec.msgpack.decode(saved_state[20 : 20 + meta_len])
+    meta["header"]["dedupe_window"] = MAX_WINDOW + 1
+    path = tmp_path / "huge.afs"
+    path.write_bytes(_resign(msgspec.msgpack.encode(meta), saved_state[20 + meta_len : -32]))
+    with pytest.raises(StateError, match=r"dedupe window is invalid: .* must be in"):
         Scorer.load(path, backend="reference")
 
 
