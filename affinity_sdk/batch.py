@@ -30,7 +30,7 @@ from ._backends import native
 from .decode import _JSON_EVENT, _JSON_TAG, Errors, Rejects, UnknownTypes, _Collector, _decode_one, iter_lines
 from .errors import SchemaError
 
-__all__ = ["EventBatch", "Interner", "Interners", "event_id_hash"]
+__all__ = ["EventBatch", "Interner", "Interners", "SourcePositions", "event_id_hash"]
 
 NO_CAMPAIGN: Final = -1
 NO_CONSENT: Final = -1
@@ -156,6 +156,35 @@ class Interners:
     campaigns: Interner = field(default_factory=Interner)
 
 
+@dataclass(frozen=True, eq=False)
+class SourcePositions:
+    """Where each row of a batch came from in the bytes it was decoded from, so a problem found
+    after decoding (:func:`~affinity_sdk.dedupe.screen_rows`) is reported where a person finds it.
+
+    ``index`` holds per row the 0-based NDJSON line (``lines=True``) or the index in a JSON /
+    MessagePack array of events (``lines=False``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> SourcePositions(np.array([0, 3]), lines=True).locate(1, "timestamp")
+    '`$.timestamp` (line 4)'
+    >>> SourcePositions(np.array([0, 3]), lines=False).locate(1, "timestamp")
+    '`$[3].timestamp`'
+    """
+
+    index: NDArray[np.int64]
+    lines: bool
+
+    def locate(self, row: int, path: str) -> str:
+        """msgspec-style location of field ``path`` of ``row``, as the decoders write it."""
+        position = int(self.index[row])
+        return f"`$.{path}` (line {position + 1})" if self.lines else f"`$[{position}].{path}`"
+
+    def take(self, keep: NDArray[np.bool_]) -> SourcePositions:
+        return SourcePositions(self.index[keep], self.lines)
+
+
 @dataclass(eq=False)
 class EventBatch:
     """Events as numpy columns. Missing floats are NaN, missing codes are -1.
@@ -192,9 +221,34 @@ class EventBatch:
     interners: Interners
     #: What the decoder left out (bad lines, unknown types); empty for batches built from Structs.
     rejects: Rejects = field(default_factory=Rejects)
+    #: Per row, its place in the decoded bytes (set by :meth:`from_ndjson` and the Scorer's byte
+    #: decoders); ``None`` for batches built from Structs, Arrow or by hand.
+    source: SourcePositions | None = None
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
+
+    def position(self, row: int) -> int:
+        """The input position of ``row`` (NDJSON line or array index, 0-based), else ``row``.
+
+        Examples
+        --------
+        >>> batch = EventBatch.from_ndjson(b'\\n{"type":"app_opened","user_id":"u","timestamp":0}\\n')
+        >>> batch.position(0)
+        1
+        """
+        return row if self.source is None else int(self.source.index[row])
+
+    def locate(self, row: int, path: str) -> str:
+        """Where field ``path`` of ``row`` is, msgspec-style: ```$[row].path``` without a source.
+
+        Examples
+        --------
+        >>> batch = EventBatch.from_ndjson(b'\\n{"type":"app_opened","user_id":"u","timestamp":0}\\n')
+        >>> batch.locate(0, "timestamp")
+        '`$.timestamp` (line 2)'
+        """
+        return f"`$[{row}].{path}`" if self.source is None else self.source.locate(row, path)
 
     @property
     def n_items(self) -> int:
@@ -268,6 +322,7 @@ class EventBatch:
                 )
             batch = cls.from_events(out.events, names)
             batch.rejects = out.result().rejects
+            batch.source = SourcePositions(np.asarray(out.positions, dtype=np.int64), lines=True)
             return batch
         return _from_native(cls, mod.read_ndjson(buf), buf, names, errors, unknown_types)
 
@@ -538,7 +593,8 @@ def _from_native(
         final_items[k] = remap[_ITEM_INTERNER[k]][v].astype(np.int32) if k in _ITEM_INTERNER else v
     arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=_EVENT_COLUMNS[k]) for k, v in final.items()}
     arrays.update({k: np.ascontiguousarray(v, dtype=_ITEM_COLUMNS[k]) for k, v in final_items.items()})
-    return cls(**arrays, interners=names, rejects=rejects)
+    source = SourcePositions(np.ascontiguousarray(line if every else line[keep], dtype=np.int64), lines=True)
+    return cls(**arrays, interners=names, rejects=rejects, source=source)
 
 
 def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:

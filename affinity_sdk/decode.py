@@ -85,6 +85,8 @@ class DecodeResult(Sequence[ev.Event]):
 
     events: list[ev.Event]
     rejects: Rejects = field(default_factory=Rejects)
+    #: Per event, its position in the input: the 0-based NDJSON line, or the index in an array.
+    positions: list[int] = field(default_factory=list)
 
     @overload
     def __getitem__(self, index: int) -> ev.Event: ...
@@ -196,7 +198,9 @@ class _Collector:
             self.messages.append((position, message))
 
     def result(self) -> DecodeResult:
-        return DecodeResult(self.events, Rejects(self.messages, self.n_invalid, self.n_unknown))
+        return DecodeResult(
+            self.events, Rejects(self.messages, self.n_invalid, self.n_unknown), self.positions
+        )
 
 
 def iter_lines(data: bytes | bytearray | memoryview | str) -> Iterator[tuple[int, bytes]]:

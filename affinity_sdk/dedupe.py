@@ -270,6 +270,7 @@ def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:
     changes: dict[str, Any] = {name: getattr(batch, name)[keep] for name in event_columns.split()}
     changes.update({name: getattr(batch, name)[keep_items] for name in item_columns.split()})
     changes["item_event"] = new_row[batch.item_event[keep_items]]
+    changes["source"] = None if batch.source is None else batch.source.take(keep)
     return replace(batch, **changes)
 
 
@@ -316,30 +317,31 @@ def screen_rows(
     checks: list[tuple[NDArray[np.bool_], Callable[[int], str]]] = [
         (
             batch.event_type >= n_types,
-            lambda r: f"Unknown event type code {int(batch.event_type[r])} - at `$[{r}].type`",
+            lambda r: f"Unknown event type code {int(batch.event_type[r])} - at {batch.locate(r, 'type')}",
         ),
         (
             batch.channel >= n_channels,
-            lambda r: f"Unknown channel code {int(batch.channel[r])} - at `$[{r}].channel`",
+            lambda r: f"Unknown channel code {int(batch.channel[r])} - at {batch.locate(r, 'channel')}",
         ),
         (
             (ts < ev.MIN_TS_MS) | (ts > ev.MAX_TS_MS),
             lambda r: (
-                f"Timestamp {int(ts[r])} ms is outside 1900-01-01 .. 2200-01-01 - at `$[{r}].timestamp`"
+                f"Timestamp {int(ts[r])} ms is outside 1900-01-01 .. 2200-01-01 "
+                f"- at {batch.locate(r, 'timestamp')}"
             ),
         ),
         (
             _bad_amount(batch.revenue, MAX_ROW_REVENUE) | (np.isnan(batch.revenue) & revenue_required),
             lambda r: (
                 f"Expected a number in 0 .. {MAX_ROW_REVENUE:g} or nothing, got {batch.revenue[r]} "
-                f"- at `$[{r}].revenue`"
+                f"- at {batch.locate(r, 'revenue')}"
             ),
         ),
         (
             _bad_amount(batch.discount, ev.MAX_AMOUNT),
             lambda r: (
                 f"Expected a number in 0 .. {ev.MAX_AMOUNT:g} or nothing, got {batch.discount[r]} "
-                f"- at `$[{r}].discount`"
+                f"- at {batch.locate(r, 'discount')}"
             ),
         ),
     ]
@@ -356,7 +358,7 @@ def screen_rows(
             bad_items,
             lambda r: (
                 f"A product's price or discount is not a number in 0 .. {ev.MAX_AMOUNT:g}, or its "
-                f"quantity is below 1 - at `$[{r}].products`"
+                f"quantity is below 1 - at {batch.locate(r, 'products')}"
             ),
         )
     )
@@ -366,7 +368,7 @@ def screen_rows(
             future,
             lambda r: (
                 f"Timestamp {int(ts[r])} ms is later than {max_ts_ms} ms, the newest time accepted "
-                f"(max_future after the newest event or the clock) - at `$[{r}].timestamp`"
+                f"(max_future after the newest event or the clock) - at {batch.locate(r, 'timestamp')}"
             ),
         )
     )

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import kernels
-from .batch import TOMBSTONE, EventBatch, Interner, Interners
+from .batch import TOMBSTONE, EventBatch, Interner, Interners, SourcePositions
 from .config import ScoringConfig, default_config
 from .dedupe import DEFAULT_WINDOW, EventIdWindow, screen_rows, take_rows
 from .errors import ConfigError, SchemaError, StateError
@@ -208,7 +208,8 @@ class Scorer:
         self, batch: EventBatch, errors: Errors, rejected: list[tuple[int, str]]
     ) -> tuple[EventBatch, int]:
         """Drop rows :func:`~affinity_sdk.dedupe.screen_rows` flags (bad numbers, or later than
-        ``max_future`` past the newest event and the clock); positions are rows of the batch."""
+        ``max_future`` past the newest event and the clock); positions are input positions
+        (:meth:`EventBatch.position <affinity_sdk.batch.EventBatch.position>`)."""
         if len(batch) == 0:
             return batch, 0
         limit = None
@@ -219,9 +220,9 @@ class Scorer:
             return batch, 0
         rows = np.flatnonzero(bad).tolist()
         if errors == "raise":
-            raise SchemaError(message(rows[0]), rows[0])
+            raise SchemaError(message(rows[0]), batch.position(rows[0]))
         if errors == "collect":
-            rejected.extend((row, message(row)) for row in rows)
+            rejected.extend((batch.position(row), message(row)) for row in rows)
         return take_rows(batch, ~bad), int(future.sum())
 
     def _to_batch(self, data: Any, fmt: str, errors: Errors) -> tuple[EventBatch, int, list[tuple[int, str]]]:
@@ -232,15 +233,15 @@ class Scorer:
         if isinstance(data, bytes | bytearray | memoryview):
             from . import decode
 
-            decoders = {
-                "ndjson": decode.decode_ndjson,
-                "json": decode.decode_json,
-                "msgpack": decode.decode_msgpack,
-            }
+            if fmt == "ndjson":
+                batch = EventBatch.from_ndjson(data, self.interners, errors=errors)
+                return batch, batch.rejects.total, batch.rejects.errors
+            decoders = {"json": decode.decode_json, "msgpack": decode.decode_msgpack}
             if fmt not in decoders:
                 raise ValueError(f"unknown format {fmt!r}: use 'ndjson', 'json' or 'msgpack'")
             decoded = decoders[fmt](data, errors=errors)
             batch = EventBatch.from_events(decoded.events, self.interners)
+            batch.source = SourcePositions(np.asarray(decoded.positions, dtype=np.int64), lines=False)
             return batch, decoded.rejects.total, decoded.rejects.errors
         if isinstance(data, msgspec.Struct):
             data = [data]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from affinity_sdk import Scorer, StateError
+from affinity_sdk import SchemaError, Scorer, StateError
 from affinity_sdk.cli import main
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.events import (
@@ -324,6 +324,30 @@ def test_ingest_bytes_and_errors() -> None:
     msgpack_scorer = Scorer(CONFIG, backend="reference")
     msgpack_scorer.ingest(msgspec.msgpack.encode(events), format="msgpack")
     np.testing.assert_allclose(msgpack_scorer.score().raw_score, scorer.score().raw_score)
+
+
+def test_events_screened_after_decoding_are_reported_at_their_input_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line the schema accepts but the Scorer screens out (here: too far in the future) is
+    reported at its line in the file, counting blank and malformed lines, not at its batch row."""
+    ok = b'{"type":"app_opened","user_id":"a","timestamp":1700000000000}'
+    future = b'{"type":"app_opened","user_id":"c","timestamp":4000000000000}'
+    blob = b"\n".join([ok, b"not json", b"", future, ok])
+    report = Scorer(CONFIG, backend="reference").ingest(blob, errors="collect")
+    assert [position for position, _ in report.rejected] == [1, 3]
+    assert report.rejected[1][1].endswith("at `$.timestamp` (line 4)")
+    with pytest.raises(SchemaError, match=r"\(line 4\)") as raised:
+        Scorer(CONFIG, backend="reference").ingest(b"\n".join([ok, b"", b"", future]))
+    assert raised.value.position == 3
+    array = b"[" + b",".join([ok, future]) + b"]"
+    report = Scorer(CONFIG, backend="reference").ingest(array, format="json", errors="collect")
+    assert report.rejected == [(1, report.rejected[0][1])] and "`$[1].timestamp`" in report.rejected[0][1]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(blob)
+    assert main(["score", str(path), "--errors", "collect", "--out", str(tmp_path / "o.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "line 2: JSON is malformed" in err and "line 4: Timestamp 4000000000000 ms is later" in err
 
 
 def test_cli_score_agrees_with_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
