@@ -280,7 +280,7 @@ MAX_ROW_REVENUE: Final = ev.MAX_AMOUNT * 1_000_000
 
 def _bad_amount(values: NDArray[np.float64], limit: float) -> NDArray[np.bool_]:
     """Not missing (NaN) and not a number in ``0 .. limit`` (so ±inf and negatives are bad)."""
-    bad: NDArray[np.bool_] = ~(np.isnan(values) | ((values >= 0.0) & (values <= limit)))
+    bad: NDArray[np.bool_] = (values < 0.0) | (values > limit)  # NaN compares false both ways
     return bad
 
 

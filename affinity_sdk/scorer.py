@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 import msgspec
 import numpy as np
@@ -270,7 +270,8 @@ class Scorer:
         signal = self._signal_of_type[batch.event_type]
         keep = signal >= 0
         signal = signal[keep]
-        revenue = np.nan_to_num(batch.revenue[keep], nan=0.0)
+        revenue = batch.revenue[keep]
+        revenue = np.where(np.isnan(revenue), 0.0, revenue)
         values = np.where(self._decays_revenue[signal], revenue, 1.0)
         self._state.add(batch.user[keep], signal, batch.ts_ms[keep], values)
         newest = int(batch.ts_ms.max())
@@ -279,14 +280,20 @@ class Scorer:
         return int(keep.sum())
 
     def _grow_flags(self, n_users: int) -> None:
-        if self._opted_out.shape[0] < n_users:
-            grow = n_users - self._opted_out.shape[0]
-            self._opted_out = np.concatenate([self._opted_out, np.zeros(grow, dtype=np.bool_)])
-            self._forgotten = np.concatenate([self._forgotten, np.zeros(grow, dtype=np.bool_)])
-            self._tiers = np.concatenate([self._tiers, np.full(grow, _NO_TIER, dtype=np.int8)])
-            self._consent_ms = np.concatenate(
-                [self._consent_ms, np.full(grow, _NO_CONSENT_MS, dtype=np.int64)]
-            )
+        """Extend the per-user arrays to ``n_users`` rows. Each is a view of a buffer that doubles
+        when full, so a stream of new users costs amortised O(1) per user, not a copy per call."""
+        have = self._opted_out.shape[0]
+        if have >= n_users:
+            return
+        capacity = max(n_users, 2 * have, 1024)
+        fills = {"_opted_out": False, "_forgotten": False, "_tiers": _NO_TIER, "_consent_ms": _NO_CONSENT_MS}
+        for name, fill in fills.items():
+            current: NDArray[Any] = getattr(self, name)
+            buffer = current.base
+            if not _starts_with(buffer, current) or buffer.shape[0] < n_users:
+                buffer = np.full(capacity, fill, dtype=current.dtype)
+                buffer[:have] = current
+            setattr(self, name, buffer[:n_users])
 
     def _apply_consent(self, batch: EventBatch) -> None:
         rows = np.flatnonzero(batch.consent >= 0)
@@ -674,6 +681,17 @@ class _StoredHeader(msgspec.Struct):
     events_ingested: Annotated[int, msgspec.Meta(ge=0)]
     source_position: Any
     interners: _StoredInterners
+
+
+def _starts_with(buffer: Any, view: NDArray[Any]) -> TypeGuard[NDArray[Any]]:
+    """Whether ``view`` is ``buffer[:k]`` for some ``k`` (the rows past it are then spare)."""
+    return (
+        isinstance(buffer, np.ndarray)
+        and buffer.ndim == 1
+        and buffer.dtype == view.dtype
+        and buffer.strides == view.strides
+        and buffer.ctypes.data == view.ctypes.data
+    )
 
 
 def _check_state(path: str | Path, header: Any, arrays: dict[str, NDArray[Any]]) -> None:

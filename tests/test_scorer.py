@@ -275,6 +275,31 @@ def test_consent_and_forget(tmp_path: Path) -> None:
     assert scorer.explain("u4").raw_score == 0.0  # a fresh profile, nothing remembered
 
 
+def test_per_user_flags_survive_growth_one_new_user_at_a_time(tmp_path: Path) -> None:
+    """New users arrive one event at a time (the embedded case): the per-user arrays grow in
+    doubling buffers, and consent, forgetting and tiers stay with their users across each
+    reallocation, after save / load, and against a scorer fed the same events in one batch."""
+    streamed = Scorer(CONFIG, backend="reference")
+    streamed.ingest(AppOpened(user_id="first", timestamp=T0))
+    streamed.ingest(ConsentChanged(user_id="first", timestamp=T0 + 1, granted=False))
+    events = [AppOpened(user_id=f"u{i}", timestamp=T0 + i) for i in range(2_500)]
+    for i, event in enumerate(events):
+        streamed.ingest(event)
+        if i == 1_200:
+            streamed.score()  # tiers assigned for the users so far; later ones join at the next score
+            streamed = Scorer.load(streamed.save(tmp_path / "mid.afs"), backend="reference")
+    assert streamed.forget("u7")
+    batched = Scorer(CONFIG, backend="reference")
+    batched.ingest([AppOpened(user_id="first", timestamp=T0), *events])
+    batched.ingest(ConsentChanged(user_id="first", timestamp=T0 + 1, granted=False))
+    assert batched.forget("u7")
+    assert streamed.opted_out() == batched.opted_out() == ["first"]
+    a, b = streamed.score(), batched.score()
+    assert a.user_ids == b.user_ids and "u7" not in a.user_ids and "first" not in a.user_ids
+    np.testing.assert_array_equal(a.tier, b.tier)
+    assert streamed.tier_of("u2499") == batched.tier_of("u2499") is not None
+
+
 def test_concurrent_ingest_and_score_equal_serial() -> None:
     events = random_events(4_000, 100, seed=8)
     serial = Scorer(CONFIG, backend="reference")
