@@ -65,6 +65,7 @@ __all__ = [
     "TrainingSet",
     "assign_tiers",
     "build_training_set",
+    "decayed_order_days",
     "feature_names",
     "outcome_labels",
     "profile_features",
@@ -316,11 +317,7 @@ def _order_day_features(
     open gap since the only order day for one-day buyers), the days since the last order day over
     that mean gap (log1p; how overdue the next order is) and order days per week since the first
     (log1p). Profiles that never ordered get zeros (``never_ordered`` marks them)."""
-    orders = (etype == EVENT_TYPE_CODES["order_completed"]) & (user < n)
-    day_ms = np.int64(_DAY_MS)
-    pairs = np.unique(np.stack([user[orders], ts[orders] // day_ms], axis=1), axis=0)
-    who = pairs[:, 0]
-    age = (cutoff_ms - pairs[:, 1] * day_ms) / _DAY_MS  # days from the order day's start to T, >= 0
+    who, age = _order_days(user, etype, ts, cutoff_ms, n)
     count = np.bincount(who, minlength=n)[:n].astype(np.float64)
     since_first = np.zeros(n)
     since_last = np.full(n, np.inf)
@@ -339,6 +336,50 @@ def _order_day_features(
     out["log_gap_ratio"] = np.where(count > 0, np.log1p(since_last / np.maximum(mean_gap, 1.0)), 0.0)
     out["log_order_day_rate"] = np.log1p(7.0 * count / (since_first + 1.0))
     return out
+
+
+def _order_days(
+    user: NDArray[np.int64], etype: NDArray[np.int64], ts: NDArray[np.int64], cutoff_ms: int, n: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Each profile's distinct UTC order days among the given events (those at or before the
+    cutoff) as ``(profile, age in days from the day's start to the cutoff)``."""
+    orders = (etype == EVENT_TYPE_CODES["order_completed"]) & (user < n)
+    day_ms = np.int64(_DAY_MS)
+    pairs = np.unique(np.stack([user[orders], ts[orders] // day_ms], axis=1), axis=0)
+    return pairs[:, 0], (cutoff_ms - pairs[:, 1] * day_ms) / _DAY_MS
+
+
+def decayed_order_days(
+    batch: EventBatch,
+    cutoff: int | str | datetime,
+    half_life: str | float,
+    *,
+    n_profiles: int | None = None,
+) -> NDArray[np.float64]:
+    """The plain baseline a purchase propensity should beat: per profile, its distinct order days
+    (same-day orders count once) at or before ``cutoff``, each weighted ``0.5 ** (age / half_life)``
+    with the age counted from the day's start. ``half_life`` is a duration (``"13w"``) or seconds.
+
+    Examples
+    --------
+    >>> from affinity_sdk.events import OrderCompleted
+    >>> day = 86_400_000
+    >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=1.0)
+    ...           for t in (0, 0, 7, 30)]
+    >>> decayed_order_days(EventBatch.from_events(events), 14 * day, "7d").tolist()  # 2 ** -2 + 2 ** -1
+    [0.75]
+    """
+    cutoff_ms = _to_ms(cutoff)
+    half_life_days = parse_duration(half_life) / 86_400.0
+    if not half_life_days > 0:
+        raise ConfigError(f"half_life must be positive (got {half_life!r})")
+    n = len(batch.interners.users) if n_profiles is None else n_profiles
+    seen = batch.ts_ms <= cutoff_ms
+    who, age = _order_days(
+        batch.user[seen], batch.event_type[seen].astype(np.int64), batch.ts_ms[seen], cutoff_ms, n
+    )
+    weights = np.bincount(who, weights=0.5 ** (age / half_life_days), minlength=n)[:n]
+    return weights.astype(np.float64)
 
 
 def _count_of(user: NDArray[np.int64], etype: NDArray[np.int64], name: str, n: int) -> NDArray[np.float64]:

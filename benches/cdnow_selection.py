@@ -108,16 +108,6 @@ def load_cdnow(path: Path = DATA) -> EventBatch:
     return cdnow_orders(path)
 
 
-def decay_score(batch: EventBatch, cutoff: int, half_life_w: float) -> NDArray[np.float64]:
-    """Decayed count of distinct past purchase days at ``cutoff`` (the baseline)."""
-    keep = batch.ts_ms <= cutoff
-    days = np.unique(np.stack([batch.user[keep], batch.ts_ms[keep] // DAY], axis=1), axis=0)
-    age_days = cutoff // DAY - days[:, 1]
-    n = len(batch.interners.users)
-    weights = 0.5 ** (age_days / (7 * half_life_w))
-    return np.bincount(days[:, 0], weights=weights, minlength=n).astype(np.float64)
-
-
 def bgnbd_scores(
     batch: EventBatch, cutoff: int, weeks: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -234,7 +224,7 @@ def main() -> None:
     # 1-2. Selection on the inner split: nothing after 1997-09-30 is read, and the candidates'
     # training labels end at 1997-07-01.
     _, y_in = run.labels(INNER_END, INNER_WEEKS * WEEK)
-    decay_in = {h: roc_auc(y_in, decay_score(batch, INNER_END, h)) for h in DECAY_HALF_LIVES_W}
+    decay_in = {h: roc_auc(y_in, P.decayed_order_days(batch, INNER_END, f"{h}w")) for h in DECAY_HALF_LIVES_W}
     h_decay = max(DECAY_HALF_LIVES_W, key=lambda h: decay_in[h])
     exp_in, alive_in = bgnbd_scores(batch, INNER_END, INNER_WEEKS)
     inner = [(roc_auc(y_in, run.score(c, INNER_END)), i) for i, c in enumerate(GRID)]
@@ -268,7 +258,7 @@ def main() -> None:
     # 3. One evaluation on the holdout.
     _, y = run.labels(CAL_END, HOLDOUT_END - CAL_END)
     ours = fit_chosen(batch, chosen, CAL_END)
-    decay = decay_score(batch, CAL_END, h_decay)
+    decay = P.decayed_order_days(batch, CAL_END, f"{h_decay}w")
     expected, alive = bgnbd_scores(batch, CAL_END, (HOLDOUT_END - CAL_END) / WEEK)
     rows = [
         (f"decay score of past purchase days, half-life {h_decay} weeks (chosen on the inner split)", decay),

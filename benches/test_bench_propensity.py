@@ -6,14 +6,14 @@ outside the timed region; ratios come from the same run.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from affinity_sdk.bgnbd import BGNBD, RFMSummary, summary_from_transactions
+from affinity_sdk.bgnbd import BGNBD, RFMSummary, summary_from_batch
+from affinity_sdk.datasets import cdnow_orders
 from affinity_sdk.propensity import FeatureSpec, PropensityModel, TrainingSet, feature_names
 
 CDNOW = Path(__file__).parents[1] / "tests" / "data" / "cdnow" / "cdnow_sample.csv"
@@ -22,11 +22,7 @@ CAL_END = int(np.datetime64("1997-09-30", "ms").astype(np.int64))
 
 @pytest.fixture(scope="module")
 def cdnow() -> RFMSummary:
-    with CDNOW.open() as f:
-        rows = list(csv.DictReader(f))
-    customer = np.array([int(r["sample_id"]) for r in rows])
-    ts = np.array([r["date"] for r in rows], dtype="datetime64[ms]").astype(np.int64)
-    return summary_from_transactions(customer, ts, CAL_END)
+    return summary_from_batch(cdnow_orders(CDNOW), CAL_END)
 
 
 @pytest.mark.benchmark(group="bgnbd-fit-cdnow")

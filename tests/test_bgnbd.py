@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from scipy.special import betaln, gammaln
 from affinity_sdk import bgnbd
 from affinity_sdk.batch import EventBatch
 from affinity_sdk.bgnbd import BGNBD, summary_from_batch, summary_from_transactions
+from affinity_sdk.datasets import cdnow_orders
 from affinity_sdk.errors import AffinityError
 from affinity_sdk.events import OrderCompleted
 
@@ -23,11 +23,8 @@ HOLDOUT_END_MS = int(np.datetime64("1998-06-30", "ms").astype(np.int64))
 
 
 def load_cdnow() -> tuple[np.ndarray, np.ndarray]:
-    with CDNOW.open() as f:
-        rows = list(csv.DictReader(f))
-    customer = np.array([int(r["sample_id"]) for r in rows])
-    ts_ms = np.array([r["date"] for r in rows], dtype="datetime64[ms]").astype(np.int64)
-    return customer, ts_ms
+    batch = cdnow_orders(CDNOW)
+    return batch.user, batch.ts_ms
 
 
 @pytest.fixture(scope="module")

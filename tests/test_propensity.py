@@ -233,13 +233,6 @@ def cdnow_batch() -> EventBatch:
     return cdnow_orders(CDNOW)
 
 
-def decay_of_purchase_days(batch: EventBatch, cutoff: int, half_life_weeks: float) -> np.ndarray:
-    keep = batch.ts_ms <= cutoff
-    days = np.unique(np.stack([batch.user[keep], batch.ts_ms[keep] // DAY], axis=1), axis=0)
-    age_days = cutoff // DAY - days[:, 1]
-    return np.bincount(days[:, 0], weights=0.5 ** (age_days / (7 * half_life_weeks)), minlength=2357)
-
-
 def test_cdnow_purchase_propensity_vs_decay_baseline_honest_split() -> None:
     """The configuration ``benches/cdnow_selection.py`` chose on calibration data only (inner
     split: features at 1997-07-01, label = buys in the calibration period's last 13 weeks), refitted
@@ -251,10 +244,10 @@ def test_cdnow_purchase_propensity_vs_decay_baseline_honest_split() -> None:
     assert y.mean() == pytest.approx(0.29, abs=0.005)
     # The baseline's half-life is chosen like ours: on the inner split, never on the holdout.
     grid = (2, 4, 6, 8, 10, 13, 17, 26)
-    inner = {h: roc_auc(y_inner, decay_of_purchase_days(batch, inner_end, h)) for h in grid}
+    inner = {h: roc_auc(y_inner, P.decayed_order_days(batch, inner_end, f"{h}w")) for h in grid}
     h_decay = max(grid, key=lambda h: inner[h])
     assert h_decay == 13 and inner[13] == pytest.approx(0.7520, abs=5e-4)
-    baseline = roc_auc(y, decay_of_purchase_days(batch, CAL_END, h_decay))
+    baseline = roc_auc(y, P.decayed_order_days(batch, CAL_END, f"{h_decay}w"))
     assert baseline == pytest.approx(0.7820, abs=5e-4)
 
     # Ours, the chosen recipe: labels (T, T + 4w] at 4 weekly cutoffs ending at the scoring cutoff.
