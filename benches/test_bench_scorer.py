@@ -55,6 +55,27 @@ def test_single_event_ingest_then_tier_of(benchmark, backend, shop_batch) -> Non
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.benchmark(group="api-latency")
+def test_single_event_of_a_new_user_at_1m_users(benchmark, backend) -> None:  # type: ignore[no-untyped-def]
+    """Every call brings a user never seen before into a scorer that holds 1M users: what the
+    per-user arrays cost as they grow (amortised doubling, not a copy per call)."""
+    from affinity_sdk.batch import EventBatch
+    from affinity_sdk.events import AppOpened
+
+    scorer = Scorer(backend=backend)
+    scorer.ingest(
+        EventBatch.from_events([AppOpened(user_id=f"x{i}", timestamp=T0) for i in range(1_000_000)])
+    )
+    counter = iter(range(10**9))
+    benchmark.pedantic(
+        lambda: scorer.ingest(AppOpened(user_id=f"new{next(counter)}", timestamp=T0)),
+        rounds=2_000,
+        warmup_rounds=50,
+    )
+    _p99(benchmark)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.benchmark(group="api-latency")
 def test_tier_of_only(benchmark, backend, shop_batch) -> None:  # type: ignore[no-untyped-def]
     scorer = Scorer(backend=backend)
     scorer.ingest(shop_batch)
