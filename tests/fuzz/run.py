@@ -6,6 +6,7 @@ Usage::
 
     python tests/fuzz/run.py --seconds 60            # the whole budget, split across targets
     python tests/fuzz/run.py --seconds 30 --only ndjson state
+    python tests/fuzz/run.py --seconds 70 --seed 1    # what CI runs: a reproducible sequence
 
 Each target starts from a small seed corpus of valid inputs (written to a temporary folder, so the
 checkout stays clean); a crashing input is saved as ``crash-*`` in ``--artifacts`` (default: a
@@ -67,7 +68,7 @@ def _state_seed() -> bytes:
         return path.read_bytes()
 
 
-def _child(target: str, seconds: int, corpus: str, artifacts: str) -> None:
+def _child(target: str, seconds: int, corpus: str, artifacts: str, seed: int) -> None:
     import atheris
 
     # Numba compiles the original bytecode of its kernels; atheris's probes would break it.
@@ -85,6 +86,7 @@ def _child(target: str, seconds: int, corpus: str, artifacts: str) -> None:
         [
             sys.argv[0],
             f"-max_total_time={seconds}",
+            f"-seed={seed}",
             "-rss_limit_mb=3072",
             "-max_len=4096",
             "-print_final_stats=1",
@@ -102,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=int, default=60, help="total time budget, split across targets")
     parser.add_argument("--only", nargs="*", help="run only these targets")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="libFuzzer's random seed (default 0: a new one each run)"
+    )
     parser.add_argument("--artifacts", help="folder for crashing inputs (default: a temporary folder)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.seconds, args.corpus, args.artifacts)
+        _child(args.child, args.seconds, args.corpus, args.artifacts, args.seed)
         return 0
 
     sys.path.insert(0, str(HERE))
@@ -128,7 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"corpus-{name}-") as corpus:
             for i, seed in enumerate(seeds.get(name, [b""])):
                 Path(corpus, f"seed-{i}").write_bytes(seed)
-            cmd = [sys.executable, __file__, "--child", name, "--seconds", str(per_target)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--seconds",
+                str(per_target),
+                "--seed",
+                str(args.seed),
+            ]
             cmd += ["--corpus", corpus, "--artifacts", artifacts]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=per_target + 120)
         log = proc.stdout + proc.stderr
