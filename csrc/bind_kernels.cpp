@@ -54,7 +54,7 @@ void expect_len(const py::array& a, const char* name, py::ssize_t n) {
 }
 
 void accumulate(const py::array& records, const py::array& users, const py::array& signals, const py::array& ts_ms,
-                const py::array& values, int64_t landmark_ms, const py::array& lam_per_ms) {
+                const py::array& values, int64_t landmark_ms, const py::array& lam_per_ms, int64_t max_slice) {
     ak::Record* rec = records_of(records, "records", true);
     const int64_t n_profiles = records.shape(0), n_signals = records.shape(1);
     const auto* u = data_of<int64_t>(users, "users", false);
@@ -67,10 +67,12 @@ void accumulate(const py::array& records, const py::array& users, const py::arra
     expect_len(ts_ms, "ts_ms", n);
     expect_len(values, "values", n);
     expect_len(lam_per_ms, "lam_per_ms", n_signals);
+    if (max_slice < 1) fail("max_slice must be >= 1, got " + std::to_string(max_slice));
     int64_t bad;
     {
         py::gil_scoped_release release;
-        bad = ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam);
+        bad = ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam, std::size_t{512} << 10,
+                             max_slice);
     }
     if (bad >= 0)
         fail("event " + std::to_string(bad) + " has profile " + std::to_string(u[bad]) + " / signal " +
@@ -219,8 +221,9 @@ void topk_csr(const py::array& indptr, const py::array& indices, const py::array
 
 void register_kernels(py::module_& m) {
     m.def("accumulate", &accumulate, py::arg("records"), py::arg("users"), py::arg("signals"), py::arg("ts_ms"),
-          py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"),
-          "Fold events into the (profiles, signals) records in place.");
+          py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"), py::arg("max_slice") = int64_t{1} << 24,
+          "Fold events into the (profiles, signals) records in place; a partitioned batch is packed "
+          "max_slice events at a time (16 bytes of scratch each; smaller only to test the slicing).");
     m.def("rebase", &rebase, py::arg("records"), py::arg("factors"), "Multiply each signal's acc by its factor.");
     m.def("merge", &merge, py::arg("into"), py::arg("other"), "Add `other`'s records into `into`.");
     m.def("decayed", &decayed, py::arg("records"), py::arg("factors"), py::arg("out"),

@@ -59,17 +59,25 @@ def test_accumulate_partitioned_far_times_and_slices(
     fast_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A batch big enough to be partitioned, with times too far from the landmark to pack (the
-    # kernels fall back to applying events directly) and, for numba, several slices.
+    # kernels fall back to applying events directly) and several slices (packed 40,000 events at a
+    # time instead of 2**24, so the multi-slice path runs at test size).
+    from functools import partial
+
+    from affinity_sdk._backends import native
     from affinity_sdk.kernels import _numba
 
     monkeypatch.setattr(_numba, "_SLICE", 40_000)
+    module = native()
+    if module is not None:
+        monkeypatch.setattr(module, "accumulate", partial(module.accumulate, max_slice=40_000))
     rng = np.random.default_rng(7)
     n, n_profiles, n_signals = 100_000, 40_000, 8
     lam = np.full(n_signals, 1e-12)
-    for far in (0, 1, 99_999):
+    for far in (None, 0, 1, 99_999):  # None: every slice packed; 99_999: the second slice on, direct
         users, signals, ts, values = random_events(rng, n, n_profiles, n_signals, 40 * 86_400_000)
-        ts[far] = LANDMARK + (1 << 60)
-        ts[far // 2] = LANDMARK - (1 << 59)
+        if far is not None:
+            ts[far] = LANDMARK + (1 << 60)
+            ts[far // 2] = LANDMARK - (1 << 59)
         want = empty_records(n_profiles, n_signals)
         got = empty_records(n_profiles, n_signals)
         K.accumulate(want, users, signals, ts, values, LANDMARK, lam, backend="reference")
