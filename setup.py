@@ -36,6 +36,11 @@ class OptionalBuildExt(build_ext):  # type: ignore[misc]
             )
 
 
+# AFFINITY_SDK_SANITIZE=1 builds an AddressSanitizer + UndefinedBehaviorSanitizer variant for the
+# fuzz run (tests/fuzz/run.py --sanitized); any finding aborts the process.
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+sanitize = os.environ.get("AFFINITY_SDK_SANITIZE") == "1"
+
 ext_modules = []
 if os.environ.get("AFFINITY_SDK_NO_NATIVE") != "1":
     ext_modules.append(
@@ -45,7 +50,8 @@ if os.environ.get("AFFINITY_SDK_NO_NATIVE") != "1":
             include_dirs=["csrc"],
             depends=sorted(glob("csrc/*.hpp")),  # rebuild when a kernel header changes
             cxx_std=17,
-            extra_compile_args=["-O3", "-fno-math-errno"],
+            extra_compile_args=["-O1", *SANITIZE] if sanitize else ["-O3", "-fno-math-errno"],
+            extra_link_args=SANITIZE if sanitize else [],
         )
     )
 

@@ -7,10 +7,17 @@ Usage::
     python tests/fuzz/run.py --seconds 60            # the whole budget, split across targets
     python tests/fuzz/run.py --seconds 30 --only ndjson state
     python tests/fuzz/run.py --seconds 70 --seed 1    # what CI runs: a reproducible sequence
+    python tests/fuzz/run.py --seconds 70 --seed 1 --sanitized   # and against an ASan + UBSan build
 
 Each target starts from a small seed corpus of valid inputs (written to a temporary folder, so the
 checkout stays clean); a crashing input is saved as ``crash-*`` in ``--artifacts`` (default: a
 temporary folder, printed). The summary line per target gives libFuzzer's run count.
+
+``--sanitized`` first builds the C++ extension with AddressSanitizer and UndefinedBehaviorSanitizer
+(``AFFINITY_SDK_SANITIZE=1 python setup.py build_ext``, about two minutes) next to a copy of the
+package in a temporary folder, and runs the harnesses against it with the compiler's sanitizer
+runtimes preloaded: an out-of-bounds access, use-after-free or undefined behaviour in the C++ code
+aborts the target, which counts as a crash.
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -68,6 +78,30 @@ def _state_seed() -> bytes:
         return path.read_bytes()
 
 
+def _sanitized_package() -> tuple[str, str]:
+    """Build the ASan + UBSan extension beside a copy of the package; ``(folder, LD_PRELOAD)``."""
+    folder = Path(tempfile.mkdtemp(prefix="affinity-sanitized-"))
+    env = {**os.environ, "AFFINITY_SDK_SANITIZE": "1"}
+    cmd = [sys.executable, "setup.py", "build_ext", "--build-lib", str(folder / "build")]
+    cmd += ["--build-temp", str(folder / "obj")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    built = sorted((folder / "build" / "affinity_sdk").glob("_native*"))
+    if proc.returncode != 0 or not built:
+        raise SystemExit(f"sanitized build failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    package = folder / "pkg" / "affinity_sdk"
+    shutil.copytree(ROOT / "affinity_sdk", package, ignore=shutil.ignore_patterns("_native*", "__pycache__"))
+    shutil.copy(built[0], package)
+    # The runtimes of the compiler that built the extension must load before the interpreter's libc.
+    compiler = shlex.split(sysconfig.get_config_var("CXX") or "g++")[0]
+    runtimes = []
+    for name in ("libasan.so", "libubsan.so"):
+        found = subprocess.run([compiler, f"-print-file-name={name}"], capture_output=True, text=True)
+        runtimes.append(found.stdout.strip())
+    if not all(Path(r).is_absolute() and Path(r).exists() for r in runtimes):
+        raise SystemExit(f"{compiler} does not ship the sanitizer runtimes ({runtimes})")
+    return str(folder / "pkg"), " ".join(runtimes)
+
+
 def _child(target: str, seconds: int, corpus: str, artifacts: str, seed: int) -> None:
     import atheris
 
@@ -107,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=0, help="libFuzzer's random seed (default 0: a new one each run)"
     )
+    parser.add_argument(
+        "--sanitized", action="store_true", help="fuzz an ASan + UBSan build of the C++ extension"
+    )
     parser.add_argument("--artifacts", help="folder for crashing inputs (default: a temporary folder)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -128,7 +165,27 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {**SEEDS, "state": [_state_seed()]}
     failed = []
     total_runs = 0
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ)
+    if args.sanitized:
+        package, preload = _sanitized_package()
+        path.insert(0, package)
+        # Python itself is not instrumented: its allocations at exit are not leaks to report.
+        env.update(LD_PRELOAD=preload, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
+        check = "import affinity_sdk._native as n; print(n.__file__)"
+        probe = subprocess.run(
+            [sys.executable, "-c", check],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            env={**env, "PYTHONPATH": package},
+        )
+        if not probe.stdout.startswith(package):
+            raise SystemExit(
+                f"the sanitized extension does not load: {(probe.stdout + probe.stderr)[-2000:]}"
+            )
+        print(f"sanitized build: {probe.stdout.strip()} (preloading {preload})", flush=True)
+    env["PYTHONPATH"] = os.pathsep.join(path)
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"corpus-{name}-") as corpus:
             for i, seed in enumerate(seeds.get(name, [b""])):
