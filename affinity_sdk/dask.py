@@ -1242,7 +1242,7 @@ def score_affinities(
     elif isinstance(config, ScoringConfig):
         config = config.affinity
     elif not isinstance(config, AffinityConfig):
-        config = ScoringConfig.load(Path(config)).affinity
+        config = AffinityConfig.load(config)
     if backend not in (None, "auto"):
         resolve_backend(backend)
     delayed = dask.delayed

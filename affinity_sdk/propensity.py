@@ -326,9 +326,7 @@ def _order_day_features(
     since_last[count == 0] = 0.0
     mean_gap = np.where(count >= 2, (since_first - since_last) / np.maximum(count - 1, 1), since_first)
     out = {
-        f"order_days_decay_{name}": np.log1p(
-            np.bincount(who, weights=0.5 ** (age / (h / 86_400.0)), minlength=n)[:n]
-        )
+        f"order_days_decay_{name}": np.log1p(_decay_days(who, age, h / 86_400.0, n))
         for name, h in zip(spec.half_lives, spec.half_lives_s, strict=True)
     }
     out["log_order_days"] = np.log1p(count)
@@ -347,6 +345,13 @@ def _order_days(
     day_ms = np.int64(_DAY_MS)
     pairs = np.unique(np.stack([user[orders], ts[orders] // day_ms], axis=1), axis=0)
     return pairs[:, 0], (cutoff_ms - pairs[:, 1] * day_ms) / _DAY_MS
+
+
+def _decay_days(
+    who: NDArray[np.int64], age: NDArray[np.float64], half_life_days: float, n: int
+) -> NDArray[np.float64]:
+    """Per profile, the sum of ``0.5 ** (age / half_life_days)`` over its order days."""
+    return np.bincount(who, weights=0.5 ** (age / half_life_days), minlength=n)[:n].astype(np.float64)
 
 
 def decayed_order_days(
@@ -378,8 +383,7 @@ def decayed_order_days(
     who, age = _order_days(
         batch.user[seen], batch.event_type[seen].astype(np.int64), batch.ts_ms[seen], cutoff_ms, n
     )
-    weights = np.bincount(who, weights=0.5 ** (age / half_life_days), minlength=n)[:n]
-    return weights.astype(np.float64)
+    return _decay_days(who, age, half_life_days, n)
 
 
 def _count_of(user: NDArray[np.int64], etype: NDArray[np.int64], name: str, n: int) -> NDArray[np.float64]:

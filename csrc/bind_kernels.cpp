@@ -71,8 +71,7 @@ void accumulate(const py::array& records, const py::array& users, const py::arra
     int64_t bad;
     {
         py::gil_scoped_release release;
-        bad = ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam, std::size_t{512} << 10,
-                             max_slice);
+        bad = ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam, ak::kBlockBytes, max_slice);
     }
     if (bad >= 0)
         fail("event " + std::to_string(bad) + " has profile " + std::to_string(u[bad]) + " / signal " +
@@ -221,7 +220,7 @@ void topk_csr(const py::array& indptr, const py::array& indices, const py::array
 
 void register_kernels(py::module_& m) {
     m.def("accumulate", &accumulate, py::arg("records"), py::arg("users"), py::arg("signals"), py::arg("ts_ms"),
-          py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"), py::arg("max_slice") = int64_t{1} << 24,
+          py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"), py::arg("max_slice") = ak::kMaxSlice,
           "Fold events into the (profiles, signals) records in place; a partitioned batch is packed "
           "max_slice events at a time (16 bytes of scratch each; smaller only to test the slicing).");
     m.def("rebase", &rebase, py::arg("records"), py::arg("factors"), "Multiply each signal's acc by its factor.");

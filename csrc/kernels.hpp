@@ -327,6 +327,10 @@ inline int64_t first_bad_event(const int64_t* users, const int64_t* signals, int
     return -1;
 }
 
+// Defaults: records per profile block (L2-sized) and events packed per slice (16 bytes of scratch each).
+constexpr std::size_t kBlockBytes = std::size_t{512} << 10;
+constexpr int64_t kMaxSlice = int64_t{1} << 24;
+
 // Fold events into records; returns -1, or the index of the first event whose profile or signal
 // code is out of range, in which case nothing was written.
 //
@@ -342,8 +346,8 @@ inline int64_t first_bad_event(const int64_t* users, const int64_t* signals, int
 // directly, prefetching a few ahead.
 inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals, const int64_t* users,
                           const int64_t* signals, const int64_t* ts_ms, const double* values, int64_t n,
-                          int64_t landmark_ms, const double* lam, std::size_t block_bytes = std::size_t{512} << 10,
-                          int64_t max_slice = int64_t{1} << 24) {
+                          int64_t landmark_ms, const double* lam, std::size_t block_bytes = kBlockBytes,
+                          int64_t max_slice = kMaxSlice) {
     using namespace detail;
     if (n <= 0) return -1;
     if (n_profiles <= 0 || n_signals <= 0) return 0;
