@@ -240,9 +240,14 @@ def saved_state(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-def _resign(meta: bytes, payload: bytes) -> bytes:
-    """A container with a valid checksum around arbitrary metadata: only the content is hostile."""
-    body = struct.pack("<8sIQ", MAGIC, 1, len(meta)) + meta + payload
+def _with_meta(saved: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """``saved`` with its decoded metadata changed by ``edit`` and a valid checksum again: a
+    well-formed container whose content alone is hostile."""
+    meta_len = struct.unpack_from("<Q", saved, 12)[0]
+    meta = msgspec.msgpack.decode(saved[20 : 20 + meta_len])
+    edit(meta)
+    encoded = msgspec.msgpack.encode(meta)
+    body = struct.pack("<8sIQ", MAGIC, 1, len(encoded)) + encoded + saved[20 + meta_len : -32]
     return body + hashlib.sha256(body).digest()
 
 
@@ -260,23 +265,22 @@ def test_state_loader_raises_only_state_error(saved_state: bytes, data: st.DataO
         blob += data.draw(st.binary(min_size=1, max_size=64))
     else:
         # Well-formed container, hostile metadata: drop, retype or replace one key.
-        meta_len = struct.unpack_from("<Q", saved_state, 12)[0]
-        meta = msgspec.msgpack.decode(saved_state[20 : 20 + meta_len])
-        where = data.draw(st.sampled_from(["top", "header", "array"]))
-        junk = data.draw(st.one_of(st.none(), st.integers(-5, 2**40), st.text(max_size=5), st.just([])))
-        if where == "top":
-            meta[data.draw(st.sampled_from(sorted(meta)))] = junk
-        elif where == "header":
-            key = data.draw(st.sampled_from(sorted(meta["header"])))
-            if data.draw(st.booleans()):
-                del meta["header"][key]
+        def edit(meta: dict[str, Any]) -> None:
+            where = data.draw(st.sampled_from(["top", "header", "array"]))
+            junk = data.draw(st.one_of(st.none(), st.integers(-5, 2**40), st.text(max_size=5), st.just([])))
+            if where == "top":
+                meta[data.draw(st.sampled_from(sorted(meta)))] = junk
+            elif where == "header":
+                key = data.draw(st.sampled_from(sorted(meta["header"])))
+                if data.draw(st.booleans()):
+                    del meta["header"][key]
+                else:
+                    meta["header"][key] = junk
             else:
-                meta["header"][key] = junk
-        else:
-            spec = data.draw(st.sampled_from(meta["arrays"]))
-            spec[data.draw(st.sampled_from(sorted(spec)))] = junk
-        payload = saved_state[20 + meta_len : -32]
-        blob = bytearray(_resign(msgspec.msgpack.encode(meta), payload))
+                spec = data.draw(st.sampled_from(meta["arrays"]))
+                spec[data.draw(st.sampled_from(sorted(spec)))] = junk
+
+        blob = bytearray(_with_meta(saved_state, edit))
     targets.fuzz_state(bytes(blob))
 
 
@@ -284,11 +288,8 @@ def test_state_loader_raises_only_state_error(saved_state: bytes, data: st.DataO
 def test_state_loader_refuses_a_hostile_array_shape(saved_state: bytes, shape: Any, tmp_path: Path) -> None:
     """Finding F3 (fixed): a string or empty shape on the dedupe window's array escaped as an
     IndexError (from ``reshape``, then from the window's loader)."""
-    meta_len = struct.unpack_from("<Q", saved_state, 12)[0]
-    meta = msgspec.msgpack.decode(saved_state[20 : 20 + meta_len])
-    meta["arrays"][-1]["shape"] = shape
     path = tmp_path / "hostile.afs"
-    path.write_bytes(_resign(msgspec.msgpack.encode(meta), saved_state[20 + meta_len : -32]))
+    path.write_bytes(_with_meta(saved_state, lambda meta: meta["arrays"][-1].update(shape=shape)))
     with pytest.raises(StateError, match=r"malformed header|dedupe window is invalid"):
         Scorer.load(path, backend="reference")
 
@@ -296,11 +297,10 @@ def test_state_loader_refuses_a_hostile_array_shape(saved_state: bytes, shape: A
 def test_state_loader_refuses_a_dedupe_window_too_big_for_memory(saved_state: bytes, tmp_path: Path) -> None:
     """Finding F4 (fixed): a header asking for a 2**30-id window escaped as a MemoryError; the
     window's capacity is now capped at MAX_WINDOW and a failed allocation is a StateError too."""
-    meta_len = struct.unpack_from("<Q", saved_state, 12)[0]
-    meta = msgspec.msgpack.decode(saved_state[20 : 20 + meta_len])
-    meta["header"]["dedupe_window"] = MAX_WINDOW + 1
     path = tmp_path / "huge.afs"
-    path.write_bytes(_resign(msgspec.msgpack.encode(meta), saved_state[20 + meta_len : -32]))
+    path.write_bytes(
+        _with_meta(saved_state, lambda meta: meta["header"].update(dedupe_window=MAX_WINDOW + 1))
+    )
     with pytest.raises(StateError, match=r"dedupe window is invalid: .* must be in"):
         Scorer.load(path, backend="reference")
 
