@@ -138,6 +138,12 @@ class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: half-life, their count, the mean gap between them, the time since the last one relative to
     #: that gap, and the order-day rate since the first order. Per profile, from orders up to T.
     order_days: bool = False
+    #: Weight each order day in the ``order_days_decay_*`` features by ``max(revenue that day, 1)
+    #: ** power`` (0: every day counts 1). Bigger baskets often mean more loyal buyers.
+    order_day_value_power: float = 0.0
+    #: Keep only these features, in this order (empty: all of them). Few customers or weak signals
+    #: favour a small model: each extra coefficient is estimated from the same rows.
+    columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.half_lives) < 2:
@@ -148,6 +154,16 @@ class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ConfigError(f"`half_lives`: {exc}") from exc
         if any(not 0 < s < math.inf for s in seconds) or len(set(seconds)) != len(seconds):
             raise ConfigError("`half_lives`: need distinct, positive, finite half-lives")
+        if not 0.0 <= self.order_day_value_power <= 4.0:
+            raise ConfigError(
+                f"`order_day_value_power`: need a number in [0, 4] (got {self.order_day_value_power!r})"
+            )
+        available = _all_feature_names(self)
+        unknown = [c for c in self.columns if c not in available]
+        if unknown:
+            raise ConfigError(f"`columns`: no feature named {', '.join(map(repr, unknown))} in this spec")
+        if len(set(self.columns)) != len(self.columns):
+            raise ConfigError("`columns`: each feature at most once")
 
     @property
     def half_lives_s(self) -> tuple[float, ...]:
@@ -164,6 +180,11 @@ def feature_names(spec: FeatureSpec | None = None) -> tuple[str, ...]:
     (('activity_decay_7d', 'activity_decay_28d', 'browse_decay_7d'), True)
     """
     spec = spec or FeatureSpec()
+    return spec.columns or _all_feature_names(spec)
+
+
+def _all_feature_names(spec: FeatureSpec) -> tuple[str, ...]:
+    """Every feature ``spec`` computes, before ``spec.columns`` selects."""
     decayed = tuple(f"{group}_decay_{h}" for group in _GROUPS for h in spec.half_lives)
     extra: tuple[str, ...] = ("bgnbd_log_expected_orders", "bgnbd_p_alive") if spec.bgnbd else ()
     if spec.order_days:
@@ -274,12 +295,15 @@ def profile_features(
     if spec.bgnbd:
         scalars.update(_bgnbd_features(batch, cutoff_ms, spec, n))
     if spec.order_days:
-        scalars.update(_order_day_features(user, etype, ts, cutoff_ms, spec, n))
-    names = feature_names(spec)
+        scalars.update(_order_day_features(user, etype, ts, revenue, cutoff_ms, spec, n))
+    names = _all_feature_names(spec)
     X = np.empty((n, len(names)))
     X[:, : len(groups) * n_h] = np.log1p(np.maximum(decayed, 0.0))
     for j, name in enumerate(names[len(groups) * n_h :]):
         X[:, len(groups) * n_h + j] = scalars[name]
+    if spec.columns:
+        X = X[:, [names.index(c) for c in spec.columns]]
+        names = spec.columns
     return Features(X=X, seen=seen, names=names, cutoff_ms=cutoff_ms)
 
 
@@ -307,17 +331,20 @@ def _order_day_features(
     user: NDArray[np.int64],
     etype: NDArray[np.int64],
     ts: NDArray[np.int64],
+    revenue: NDArray[np.float64],
     cutoff_ms: int,
     spec: FeatureSpec,
     n: int,
 ) -> dict[str, NDArray[np.float64]]:
     """Inter-purchase structure from the distinct UTC order days at or before the cutoff (the
-    caller passes only those events): decayed order-day counts at each half-life (log1p), the
+    caller passes only those events): decayed order-day counts at each half-life (log1p; each day
+    weighted by ``spec.order_day_value_power``, see :func:`decayed_order_days`), the
     number of order days (log1p), the mean gap between consecutive order days in days (log1p; the
     open gap since the only order day for one-day buyers), the days since the last order day over
     that mean gap (log1p; how overdue the next order is) and order days per week since the first
     (log1p). Profiles that never ordered get zeros (``never_ordered`` marks them)."""
-    who, age = _order_days(user, etype, ts, cutoff_ms, n)
+    who, age, day_revenue = _order_days(user, etype, ts, revenue, cutoff_ms, n)
+    weight = _day_weight(day_revenue, spec.order_day_value_power)
     count = np.bincount(who, minlength=n)[:n].astype(np.float64)
     since_first = np.zeros(n)
     since_last = np.full(n, np.inf)
@@ -326,7 +353,7 @@ def _order_day_features(
     since_last[count == 0] = 0.0
     mean_gap = np.where(count >= 2, (since_first - since_last) / np.maximum(count - 1, 1), since_first)
     out = {
-        f"order_days_decay_{name}": np.log1p(_decay_days(who, age, h / 86_400.0, n))
+        f"order_days_decay_{name}": np.log1p(_decay_days(who, age, weight, h / 86_400.0, n))
         for name, h in zip(spec.half_lives, spec.half_lives_s, strict=True)
     }
     out["log_order_days"] = np.log1p(count)
@@ -337,21 +364,44 @@ def _order_day_features(
 
 
 def _order_days(
-    user: NDArray[np.int64], etype: NDArray[np.int64], ts: NDArray[np.int64], cutoff_ms: int, n: int
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    user: NDArray[np.int64],
+    etype: NDArray[np.int64],
+    ts: NDArray[np.int64],
+    revenue: NDArray[np.float64],
+    cutoff_ms: int,
+    n: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
     """Each profile's distinct UTC order days among the given events (those at or before the
-    cutoff) as ``(profile, age in days from the day's start to the cutoff)``."""
+    cutoff) as ``(profile, age in days from the day's start to the cutoff, revenue that day)``."""
     orders = (etype == EVENT_TYPE_CODES["order_completed"]) & (user < n)
     day_ms = np.int64(_DAY_MS)
-    pairs = np.unique(np.stack([user[orders], ts[orders] // day_ms], axis=1), axis=0)
-    return pairs[:, 0], (cutoff_ms - pairs[:, 1] * day_ms) / _DAY_MS
+    pairs, which = np.unique(
+        np.stack([user[orders], ts[orders] // day_ms], axis=1), axis=0, return_inverse=True
+    )
+    day_revenue: NDArray[np.float64] = np.bincount(
+        which.reshape(-1), weights=revenue[orders], minlength=pairs.shape[0]
+    ).astype(np.float64)
+    return pairs[:, 0], (cutoff_ms - pairs[:, 1] * day_ms) / _DAY_MS, day_revenue
+
+
+def _day_weight(day_revenue: NDArray[np.float64], power: float) -> NDArray[np.float64]:
+    """``max(revenue, 1) ** power`` per order day (all ones at power 0)."""
+    if power == 0.0:
+        return np.ones(day_revenue.shape[0])
+    weight: NDArray[np.float64] = np.maximum(day_revenue, 1.0) ** power
+    return weight
 
 
 def _decay_days(
-    who: NDArray[np.int64], age: NDArray[np.float64], half_life_days: float, n: int
+    who: NDArray[np.int64],
+    age: NDArray[np.float64],
+    weight: NDArray[np.float64],
+    half_life_days: float,
+    n: int,
 ) -> NDArray[np.float64]:
-    """Per profile, the sum of ``0.5 ** (age / half_life_days)`` over its order days."""
-    return np.bincount(who, weights=0.5 ** (age / half_life_days), minlength=n)[:n].astype(np.float64)
+    """Per profile, the sum of ``weight * 0.5 ** (age / half_life_days)`` over its order days."""
+    decayed = weight * 0.5 ** (age / half_life_days)
+    return np.bincount(who, weights=decayed, minlength=n)[:n].astype(np.float64)
 
 
 def decayed_order_days(
@@ -359,31 +409,43 @@ def decayed_order_days(
     cutoff: int | str | datetime,
     half_life: str | float,
     *,
+    value_power: float = 0.0,
     n_profiles: int | None = None,
 ) -> NDArray[np.float64]:
     """The plain baseline a purchase propensity should beat: per profile, its distinct order days
     (same-day orders count once) at or before ``cutoff``, each weighted ``0.5 ** (age / half_life)``
     with the age counted from the day's start. ``half_life`` is a duration (``"13w"``) or seconds.
+    ``value_power`` > 0 also weights each day by ``max(its revenue, 1) ** value_power``.
 
     Examples
     --------
     >>> from affinity_sdk.events import OrderCompleted
     >>> day = 86_400_000
-    >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=1.0)
+    >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=4.0)
     ...           for t in (0, 0, 7, 30)]
-    >>> decayed_order_days(EventBatch.from_events(events), 14 * day, "7d").tolist()  # 2 ** -2 + 2 ** -1
+    >>> batch = EventBatch.from_events(events)
+    >>> decayed_order_days(batch, 14 * day, "7d").tolist()  # 2 ** -2 + 2 ** -1
     [0.75]
+    >>> decayed_order_days(batch, 14 * day, "7d", value_power=0.5).tolist()  # 8 ** 0.5 / 4 + 4 ** 0.5 / 2
+    [1.7071067811865475]
     """
     cutoff_ms = _to_ms(cutoff)
     half_life_days = parse_duration(half_life) / 86_400.0
     if not half_life_days > 0:
         raise ConfigError(f"half_life must be positive (got {half_life!r})")
+    if not 0.0 <= value_power <= 4.0:
+        raise ConfigError(f"value_power must be in [0, 4] (got {value_power!r})")
     n = len(batch.interners.users) if n_profiles is None else n_profiles
     seen = batch.ts_ms <= cutoff_ms
-    who, age = _order_days(
-        batch.user[seen], batch.event_type[seen].astype(np.int64), batch.ts_ms[seen], cutoff_ms, n
+    who, age, day_revenue = _order_days(
+        batch.user[seen],
+        batch.event_type[seen].astype(np.int64),
+        batch.ts_ms[seen],
+        np.nan_to_num(batch.revenue[seen]),
+        cutoff_ms,
+        n,
     )
-    return _decay_days(who, age, half_life_days, n)
+    return _decay_days(who, age, _day_weight(day_revenue, value_power), half_life_days, n)
 
 
 def _count_of(user: NDArray[np.int64], etype: NDArray[np.int64], name: str, n: int) -> NDArray[np.float64]:
