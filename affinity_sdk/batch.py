@@ -162,7 +162,8 @@ class SourcePositions:
     after decoding (:func:`~affinity_sdk.dedupe.screen_rows`) is reported where a person finds it.
 
     ``index`` holds per row the 0-based NDJSON line (``lines=True``) or the index in a JSON /
-    MessagePack array of events (``lines=False``).
+    MessagePack array of events (``lines=False``); ``single=True`` marks one event decoded on its
+    own (not in an array), whose fields are at ``$.field``.
 
     Examples
     --------
@@ -171,18 +172,23 @@ class SourcePositions:
     '`$.timestamp` (line 4)'
     >>> SourcePositions(np.array([0, 3]), lines=False).locate(1, "timestamp")
     '`$[3].timestamp`'
+    >>> SourcePositions(np.array([0]), lines=False, single=True).locate(0, "timestamp")
+    '`$.timestamp`'
     """
 
     index: NDArray[np.int64]
     lines: bool
+    single: bool = False
 
     def locate(self, row: int, path: str) -> str:
         """msgspec-style location of field ``path`` of ``row``, as the decoders write it."""
         position = int(self.index[row])
-        return f"`$.{path}` (line {position + 1})" if self.lines else f"`$[{position}].{path}`"
+        if self.lines:
+            return f"`$.{path}` (line {position + 1})"
+        return f"`$.{path}`" if self.single else f"`$[{position}].{path}`"
 
     def take(self, keep: NDArray[np.bool_]) -> SourcePositions:
-        return SourcePositions(self.index[keep], self.lines)
+        return SourcePositions(self.index[keep], self.lines, self.single)
 
 
 @dataclass(eq=False)

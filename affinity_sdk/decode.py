@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypeAlias, overload
 
 import msgspec
@@ -87,6 +87,8 @@ class DecodeResult(Sequence[ev.Event]):
     rejects: Rejects = field(default_factory=Rejects)
     #: Per event, its position in the input: the 0-based NDJSON line, or the index in an array.
     positions: list[int] = field(default_factory=list)
+    #: The input was one event, not an array: its fields are at ``$.field`` (position 0).
+    single: bool = False
 
     @overload
     def __getitem__(self, index: int) -> ev.Event: ...
@@ -257,7 +259,7 @@ def _decode_document(
     buf = data.encode() if isinstance(data, str) else bytes(data)
     if not is_array(buf):
         out.add(_decode_one(buf, decode, decode_tag), 0, None, "")
-        return out.result()
+        return replace(out.result(), single=True)
     try:
         items = decode_list(buf)
     except (msgspec.MsgspecError, UnicodeDecodeError) as exc:

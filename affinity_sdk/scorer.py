@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeGuard
+from typing import Annotated, Any, Literal, TypeGuard, cast
 
 import msgspec
 import numpy as np
@@ -241,10 +241,14 @@ class Scorer:
                 raise ValueError(f"unknown format {fmt!r}: use 'ndjson', 'json' or 'msgpack'")
             decoded = decoders[fmt](data, errors=errors)
             batch = EventBatch.from_events(decoded.events, self.interners)
-            batch.source = SourcePositions(np.asarray(decoded.positions, dtype=np.int64), lines=False)
+            batch.source = SourcePositions(
+                np.asarray(decoded.positions, dtype=np.int64), lines=False, single=decoded.single
+            )
             return batch, decoded.rejects.total, decoded.rejects.errors
-        if isinstance(data, msgspec.Struct):
-            data = [data]
+        if isinstance(data, msgspec.Struct):  # one event: its fields are at `$.field`
+            batch = EventBatch.from_events([cast(EventStruct, data)], self.interners)
+            batch.source = SourcePositions(np.zeros(1, np.int64), lines=False, single=True)
+            return batch, 0, []
         return EventBatch.from_events(data, self.interners), 0, []
 
     def _adopt(self, batch: EventBatch) -> EventBatch:

@@ -437,8 +437,18 @@ def test_events_far_in_the_future_are_rejected_relative_to_newest_and_clock() ->
     scorer = Scorer(CONFIG, backend="reference", max_future="1d")
     scorer.ingest(AppOpened(user_id="a", timestamp=clock_ms))
     year_2199 = 7_226_582_400_000
-    with pytest.raises(SchemaError, match=r"later than .* - at `\$\[0\]\.timestamp`"):
+    with pytest.raises(SchemaError, match=r"later than .* - at `\$\.timestamp`$"):
         scorer.ingest(AppOpened(user_id="b", timestamp=year_2199))
+    # Located as the decoders locate schema errors: `$.field` for one event, `$[i].field` in an array.
+    one = msgspec.json.encode(AppOpened(user_id="b", timestamp=year_2199))
+    for data, fmt, where in (
+        (one, "json", r"`\$\.timestamp`$"),
+        (b"[" + one + b"]", "json", r"`\$\[0\]\.timestamp`$"),
+        (msgspec.msgpack.encode(AppOpened(user_id="b", timestamp=year_2199)), "msgpack", r"`\$\.timestamp`$"),
+        (b"\n" + one, "ndjson", r"`\$\.timestamp` \(line 2\)$"),
+    ):
+        with pytest.raises(SchemaError, match=r"later than .* - at " + where):
+            scorer.ingest(data, format=fmt)
     near = AppOpened(user_id="c", timestamp=clock_ms + DAY_MS // 2)
     report = scorer.ingest([near, AppOpened(user_id="b", timestamp=year_2199)], errors="skip")
     assert (report.accepted, report.n_rejected, report.n_future) == (1, 1, 1)
