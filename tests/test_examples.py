@@ -40,3 +40,12 @@ def test_nightly_plugin_job(tmp_path: Path) -> None:
 
 def test_dask_lake() -> None:
     assert "identical to the single-process Scorer" in _run("dask_lake.py")
+
+
+def test_order_log_propensity(tmp_path: Path) -> None:
+    out = _run("order_log_propensity.py", "--out", str(tmp_path / "tiers.csv"))
+    assert "ROC AUC 0.7838  this model" in out  # docs/propensity.md, stage 2
+    rates = [float(line.split(": ")[1].split("%")[0]) for line in out.splitlines() if "ordered again" in line]
+    assert len(rates) == 3 and rates[0] > rates[1] > rates[2]  # High > Medium > Low
+    rows = (tmp_path / "tiers.csv").read_text().splitlines()
+    assert rows[0] == "customer,probability,tier" and len(rows) == 1 + 2357
