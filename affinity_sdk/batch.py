@@ -971,10 +971,18 @@ def _item_rows(offsets: NDArray[Any]) -> NDArray[np.int64]:
 
 def _arrow_items(table: Any, names: Interners, n: int) -> dict[str, Any]:
     pa = _pyarrow()
-    if "products" not in table.column_names:
+    if "products" not in table.column_names or pa.types.is_null(table.schema.field("products").type):
         empty: dict[str, Any] = {k: np.zeros(0, dtype=v) for k, v in _ITEM_COLUMNS.items()}
         return {**empty, "offsets": np.zeros(n + 1, dtype=np.int64)}
     col = _one_array(table.column("products"))
+    kind = col.type
+    if not ((pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_struct(kind.value_type)):
+        raise SchemaError(
+            f"Expected `array` of product objects, got `{kind}` - at `$.products` (a column of "
+            "Python lists turned into strings on the way? Keep it an Arrow list, e.g. "
+            "`table.to_pandas(types_mapper=pandas.ArrowDtype)`)",
+            None,
+        )
     if col.null_count:
         col = col.fill_null(pa.scalar([], type=col.type))
     offsets = np.asarray(col.offsets.to_numpy(zero_copy_only=False))

@@ -194,16 +194,25 @@ def _parquet_parts(paths: list[str], rows_per_partition: int) -> list[tuple[str,
     return parts
 
 
+def _names_at(names: Sequence[str], codes: NDArray[np.integer[Any]]) -> Any:
+    """``names[codes]`` as a string Series (code -1: missing), taken in Arrow: no Python string
+    object per row, which is what dominated building the lean frame."""
+    import pandas as pd
+    import pyarrow as pa
+
+    values = pa.array(list(names), type=pa.large_string()).take(pa.array(codes, mask=codes < 0))
+    return pd.Series(pd.array(values, dtype=_STR))
+
+
 def _lean_from_batch(batch: EventBatch, detail: bool = False, part: int = 0) -> Any:
     """One row per event; with ``detail`` every event column plus one row per product line
     (``kind`` 1), tied to its event by ``ekey`` (unique per input part), so that a shuffle by
     user keeps an event and its lines together."""
     import pandas as pd
 
-    names = np.asarray(batch.interners.users.names, dtype=object)
     events = pd.DataFrame(
         {
-            "user_id": pd.Series(names[batch.user], dtype=_STR),
+            "user_id": _names_at(batch.interners.users.names, batch.user),
             "event_type": batch.event_type,
             "ts_ms": batch.ts_ms,
             "revenue": batch.revenue,
@@ -215,12 +224,11 @@ def _lean_from_batch(batch: EventBatch, detail: bool = False, part: int = 0) -> 
         return events
     n = len(batch)
     ekey = (np.int64(part) << np.int64(32)) + np.arange(n, dtype=np.int64)
-    campaigns = np.asarray([*batch.interners.campaigns.names, None], dtype=object)
     events = events.assign(
         channel=batch.channel,
         discount=batch.discount,
         has_coupon=batch.has_coupon,
-        campaign=pd.Series(campaigns[batch.campaign], dtype=_STR),
+        campaign=_names_at(batch.interners.campaigns.names, batch.campaign),
         kind=np.zeros(n, dtype=np.int8),
         ekey=ekey,
     )
@@ -232,8 +240,7 @@ def _lean_from_batch(batch: EventBatch, detail: bool = False, part: int = 0) -> 
         ("item_category", batch.item_category, batch.interners.categories),
         ("item_brand", batch.item_brand, batch.interners.brands),
     ):
-        values = np.asarray([*interner.names, None], dtype=object)[codes]
-        rows[column] = pd.Series(np.concatenate([np.full(n, None, dtype=object), values]), dtype=_STR)
+        rows[column] = _names_at(interner.names, np.concatenate([np.full(n, -1, dtype=codes.dtype), codes]))
     for column, values, fill in (
         ("item_price", batch.item_price, np.nan),
         ("item_discount", batch.item_discount, np.nan),
@@ -280,8 +287,10 @@ def read_events(
         and DataFrames use the layout of :meth:`EventBatch.from_arrow
         <affinity_sdk.batch.EventBatch.from_arrow>` (``type``, ``user_id``, ``timestamp``; the
         optional ``revenue``, ``granted`` and ``products`` are read, other columns skipped) and are
-        decoded by it, so every rule matches single-process ingestion. Remote URLs (``s3://...``)
-        work where pyarrow has the filesystem.
+        decoded by it, so every rule matches single-process ingestion (a DataFrame's ``products``
+        must stay Arrow lists, e.g. built with ``to_pandas(types_mapper=pandas.ArrowDtype)``: Dask
+        turns a column of Python lists into strings, which is refused). Remote URLs
+        (``s3://...``) work where pyarrow has the filesystem.
     format
         ``"auto"`` decides by suffix (a directory of NDJSON files is NDJSON, anything else Parquet).
     blocksize
@@ -605,6 +614,13 @@ def _absolute_cutoffs(config: ScoringConfig) -> tuple[NDArray[np.float64], NDArr
 # --------------------------------------------------------------------------------------------
 # the public entry points
 # --------------------------------------------------------------------------------------------
+def _by_user(events: Any, npartitions: int | None, shuffle_method: str | None) -> Any:
+    """``events`` hash-partitioned by ``user_id`` (whole users per partition)."""
+    return events.shuffle(
+        on="user_id", npartitions=npartitions or events.npartitions, shuffle_method=shuffle_method
+    )
+
+
 def _shuffle_and_score(
     events: Any,
     now: Any,
@@ -620,9 +636,7 @@ def _shuffle_and_score(
     dask = _dask()
     from ._units import to_epoch_ms
 
-    shuffled = events.shuffle(
-        on="user_id", npartitions=npartitions or events.npartitions, shuffle_method=shuffle_method
-    )
+    shuffled = _by_user(events, npartitions, shuffle_method)
     now_value: Any = events["ts_ms"].max() if now is None else to_epoch_ms(now)
     scored = shuffled.map_partitions(score, now_value, *args, meta=meta)
     if now is None:
@@ -957,9 +971,9 @@ def _catalogue_part(frame: Any, part: int) -> dict[str, Any]:
     lines = pd.DataFrame(
         {
             "pos": (np.int64(part) << np.int64(_POSITION_BITS)) + np.arange(len(items), dtype=np.int64),
-            "product": items["item_product"].to_numpy(),
-            "category": items["item_category"].to_numpy(),
-            "brand": items["item_brand"].to_numpy(),
+            "product": items["item_product"].array,
+            "category": items["item_category"].array,
+            "brand": items["item_brand"].array,
             "price": items["item_price"].to_numpy(dtype=np.float64),
         }
     )
@@ -1174,7 +1188,8 @@ def score_affinities(
        per-category price cut points, by the model's own
        :func:`~affinity_sdk.affinity.catalogue_price_cuts`) and the latest event time.
     2. **Fold**: the events of the configured affinity signals and their product lines are
-       shuffled by user; each partition is folded by an ``AffinityModel`` (compiled kernels)
+       shuffled by user (in the same pass over the input as step 1, and persisted until the
+       catalogue is known); each partition is folded by an ``AffinityModel`` (compiled kernels)
        given the global codes and cut points, which keeps each (user, value)'s decayed engagement
        :math:`d_{uv}` at ``now`` (persisted).
     3. **Totals**: per-value sums :math:`\\sum_u d_{uv}` are reduced over partitions.
@@ -1182,8 +1197,9 @@ def score_affinities(
        (:func:`~affinity_sdk.affinity.top_affinities_from_totals`: same formula, same kernel,
        ties to the value seen first in the lake).
 
-    The input is read twice (steps 1 and 2); only the catalogue, one float per value and the
-    engagement table (one row per (user, value) pair) are kept.
+    The input is read once; the shuffled signal events are held in the workers' memory from
+    step 1 to step 2, then only the catalogue, one float per value and the engagement table (one
+    row per (user, value) pair) are kept.
 
     Parameters
     ----------
@@ -1256,11 +1272,17 @@ def score_affinities(
         detail=True,
     )
 
-    # 1. catalogue pass over the input partitions, in lake order
+    # 1. catalogue pass over the input partitions, in lake order, in the same graph as the
+    # shuffle by user of the signal events (step 2), so each input partition is read once
+    signal_types = [EVENT_TYPE_CODES[name] for name in config.signal_names]
+    shuffled = _by_user(events[events["event_type"].isin(signal_types)], npartitions, shuffle_method)
     parts = [delayed(_catalogue_part)(p, i) for i, p in enumerate(events.to_delayed())]
     while len(parts) > 1:
         parts = [delayed(_merge_catalogues)(*parts[i : i + 8]) for i in range(0, len(parts), 8)]
-    catalogue = dask.compute(parts[0], **compute)[0]
+    # (its partitions as Delayed: persisting an Expression with Delayed objects warns)
+    *held, root = dask.persist(*shuffled.to_delayed(), parts[0], **compute)
+    shuffled = dd.from_delayed(held, meta=_lean_meta(True), verify_meta=False)
+    catalogue = dask.compute(root, **compute)[0]
     categories = tuple(catalogue["categories"]["category"].tolist())
     brands = tuple(catalogue["brands"]["brand"].tolist())
     products = catalogue["products"]
@@ -1278,20 +1300,13 @@ def score_affinities(
         now_ms = catalogue["max_ts"] if catalogue["max_ts"] is not None else 0
     names = {"category": categories, "brand": brands, "price_band": PRICE_BANDS}[dimension]
 
-    # 2. fold the product events of the affinity signals, shuffled by user
-    signal_types = [EVENT_TYPE_CODES[name] for name in config.signal_names]
-    product_events = events[events["event_type"].isin(signal_types)]
+    # 2. fold the persisted, shuffled signal events with the global codes and cut points
     shared = delayed((list(categories), list(brands), cuts), pure=True)
-    engagement, _ = _shuffle_and_score(
-        product_events,
-        now_ms,
-        npartitions,
-        shuffle_method,
-        compute,
-        _affinity_partition,
-        (config, backend, dimension, shared),
-        _affinity_meta(),
+    engagement = shuffled.map_partitions(
+        _affinity_partition, now_ms, config, backend, dimension, shared, meta=_affinity_meta()
     )
+    (engagement,) = dask.persist(engagement, **compute)
+    del shuffled, held  # the engagement table is all that steps 3 and 4 read
 
     # 3. population totals per value over all partitions
     n_values = len(names)

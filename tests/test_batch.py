@@ -114,6 +114,22 @@ def test_arrow_round_trip(evs: list[object]) -> None:
     assert_same(EventBatch.from_arrow(batch.to_arrow()), batch)
 
 
+def test_arrow_products_column_must_be_a_list_of_objects() -> None:
+    pa = pytest.importorskip("pyarrow")
+    base = {"type": ["product_viewed"], "user_id": ["u"], "timestamp": [1]}
+    # A column of Python lists that became strings on the way (Dask's string conversion does that).
+    as_text = pa.table({**base, "products": ["[{'product_id': 'p'}]"]})
+    with pytest.raises(
+        SchemaError, match=r"Expected `array` of product objects, got `string` - at `\$\.products`"
+    ):
+        EventBatch.from_arrow(as_text)
+    with pytest.raises(SchemaError, match="got `list<item: int64>`"):
+        EventBatch.from_arrow(pa.table({**base, "products": [[1]]}))
+    # An all-null column has Arrow type null: no product lines, like a missing column.
+    batch = EventBatch.from_arrow(pa.table({**base, "products": pa.array([None], pa.null())}))
+    assert len(batch) == 1 and batch.n_items == 0
+
+
 def test_arrow_plain_columns_and_errors(tmp_path: object) -> None:
     pa = pytest.importorskip("pyarrow")
     table = pa.table(

@@ -368,6 +368,51 @@ def test_exact_quantile_cutoffs_equal_the_single_process_kernel(
     assert got.tolist() == expected.tolist()  # -0.0 == 0.0, so a signed zero passes either way
 
 
+def test_affinities_read_each_input_partition_once(
+    sim: ShopSimulation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+
+    import affinity_sdk.dask as module
+
+    lake = _write_parquet_lake(sim, tmp_path, SEED + 11)
+    reads: list[tuple[str, tuple[int, ...]]] = []
+    read = module._read_parquet_part
+
+    def counted(path: str, row_groups: list[int], *args: Any) -> Any:
+        reads.append((path, tuple(row_groups)))
+        return read(path, row_groups, *args)
+
+    monkeypatch.setattr(module, "_read_parquet_part", counted)
+    with dask.config.set(scheduler="sync"):
+        result = score_affinities(
+            lake, dimension="brand", k=2, shuffle_method="tasks", rows_per_partition=1500
+        )
+        # The catalogue pass and the shuffle by user share the reads; the table is built on
+        # persisted engagement.
+        _check_affinities(
+            result, AffinityModel().ingest(EventBatch.from_arrow(pq.read_table(lake))), "brand", 2
+        )
+    assert len(reads) > 4 and len(set(reads)) == len(reads)
+
+
+def test_affinities_of_a_dask_dataframe_with_product_lists(sim: ShopSimulation) -> None:
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+
+    table = _shuffled_arrow(sim, SEED + 12)
+    # Product lists stay Arrow lists in pandas (ArrowDtype); a column of Python lists would be
+    # turned into strings by Dask and refused with a SchemaError naming `$.products`.
+    events = dd.from_pandas(table.to_pandas(types_mapper=pd.ArrowDtype), npartitions=3)
+    with dask.config.set(scheduler="sync"):
+        result = score_affinities(events, dimension="category", k=2, shuffle_method="tasks")
+        _check_affinities(result, AffinityModel().ingest(EventBatch.from_arrow(table)), "category", 2)
+        as_text = dd.from_pandas(table.to_pandas(), npartitions=3)
+        with pytest.raises(SchemaError, match=r"at `\$\.products`"):
+            score_affinities(as_text, dimension="category", k=2).compute()
+
+
 def test_unknown_event_type_names_row_and_value(tmp_path: Path) -> None:
     table = pa.table(
         {
