@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from cdnow_selection import CAL_END, DATA, DAY, WEEK
+from cdnow_selection import CAL_END, DATA, WEEK
 from numpy.typing import NDArray
 from scipy.optimize import minimize
 from scipy.special import gammaln
@@ -57,20 +57,8 @@ GAMMAS = (0.1, 0.2, 0.3)
 
 
 def labels(batch: EventBatch, cutoff: int, weeks: int) -> NDArray[np.bool_]:
-    n = len(batch.interners.users)
-    window = (batch.ts_ms > cutoff) & (batch.ts_ms <= cutoff + weeks * WEEK)
-    return np.bincount(batch.user[window], minlength=n) > 0
-
-
-def order_days(
-    batch: EventBatch, cutoff: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """(customer, day, dollars) per distinct order day up to ``cutoff``, sorted by customer then day."""
-    keep = batch.ts_ms <= cutoff
-    user = batch.user[keep].astype(np.int64)
-    key = user * 1_000_000 + batch.ts_ms[keep] // DAY
-    days, inverse = np.unique(key, return_inverse=True)
-    return days // 1_000_000, days % 1_000_000, np.bincount(inverse, batch.revenue[keep])
+    """Per customer: an order in ``(cutoff, cutoff + weeks]``."""
+    return P.outcome_labels(batch, "purchase", cutoff, f"{weeks}w")[1]
 
 
 def cross_validated(
@@ -117,10 +105,9 @@ def cross_validated(
 
 @dataclass
 class Customer:
-    """One customer's order days (in days) relative to the cutoff, for the self-exciting model."""
+    """One customer's order days for the self-exciting model, as ages at the cutoff (days)."""
 
-    days: NDArray[np.float64]  # order days, first = the trial purchase
-    tenure: float  # cutoff - first order day
+    ages: NDArray[np.float64]  # oldest first: ages[0] is the trial purchase, i.e. the tenure
 
 
 def _log_gamma_moments(d: NDArray[np.float64], r: float, log_s: tuple[float, ...]) -> list[float]:
@@ -150,15 +137,16 @@ class SelfExciting:
 
     @staticmethod
     def _excitation(c: Customer, eta: float, beta: float) -> NDArray[np.float64]:
-        h = c.days
-        return np.array([eta * beta * np.exp(-beta * (h[j] - h[:j])).sum() for j in range(1, h.shape[0])])
+        """The excitation of each repeat order day by the order days before it."""
+        a = c.ages
+        return np.array([eta * beta * np.exp(-beta * (a[:j] - a[j])).sum() for j in range(1, a.shape[0])])
 
     def neg_log_likelihood(self, params: NDArray[np.float64]) -> float:
         r, a, eta, beta = np.exp(params)
         total = 0.0
         for c in self.customers:
-            compensator = eta * (1 - np.exp(-beta * (c.tenure - (c.days - c.days[0])))).sum()
-            (moments,) = _log_gamma_moments(self._excitation(c, eta, beta), r, (np.log(a + c.tenure),))
+            compensator = eta * (1 - np.exp(-beta * c.ages)).sum()
+            (moments,) = _log_gamma_moments(self._excitation(c, eta, beta), r, (np.log(a + c.ages[0]),))
             total += -compensator + r * np.log(a) - gammaln(r) + moments
         return -total
 
@@ -172,11 +160,11 @@ class SelfExciting:
         r, a, eta, beta = np.exp(self.params)
         p = np.zeros(len(self.customers))
         for i, c in enumerate(self.customers):
+            tenure = c.ages[0]
             m0, m1 = _log_gamma_moments(
-                self._excitation(c, eta, beta), r, (np.log(a + c.tenure), np.log(a + c.tenure + horizon_days))
+                self._excitation(c, eta, beta), r, (np.log(a + tenure), np.log(a + tenure + horizon_days))
             )
-            age = c.tenure - (c.days - c.days[0])
-            excitation = eta * (np.exp(-beta * age) - np.exp(-beta * (age + horizon_days))).sum()
+            excitation = eta * (np.exp(-beta * c.ages) - np.exp(-beta * (c.ages + horizon_days))).sum()
             p[i] = 1 - np.exp(m1 - m0 - excitation)
         return p
 
@@ -184,13 +172,20 @@ class SelfExciting:
 def self_exciting_scores(
     batch: EventBatch, cutoff: int, weeks: int
 ) -> tuple[NDArray[np.float64], SelfExciting]:
-    user, day, _ = order_days(batch, cutoff)
-    starts = np.searchsorted(user, np.arange(len(batch.interners.users) + 1))
-    customers = [
-        Customer(days=day[s:e].astype(np.float64), tenure=float(cutoff / DAY - day[s]))
-        for s, e in itertools.pairwise(starts)
-    ]
-    assert all(c.days.shape[0] > 0 for c in customers)  # every CDNOW customer orders in week 1-12
+    n = len(batch.interners.users)
+    seen = batch.ts_ms <= cutoff
+    # Distinct order days sorted by customer, then day (so the oldest first), as the features see them.
+    user, ages, _ = P._order_days(
+        batch.user[seen],
+        batch.event_type[seen].astype(np.int64),
+        batch.ts_ms[seen],
+        batch.revenue[seen],
+        cutoff,
+        n,
+    )
+    starts = np.searchsorted(user, np.arange(n + 1))
+    customers = [Customer(ages=ages[s:e]) for s, e in itertools.pairwise(starts)]
+    assert all(c.ages.shape[0] > 0 for c in customers)  # every CDNOW customer orders in week 1-12
     model = SelfExciting(customers).fit()
     return model.probability_of_order(7 * weeks), model
 

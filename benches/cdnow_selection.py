@@ -236,29 +236,23 @@ def fit_one_feature(batch: EventBatch, half_life_w: int, power: float, end: int)
     return p
 
 
-def stage_two_selection(batch: EventBatch) -> tuple[int, tuple[int, float], dict[str, float]]:
-    """(baseline half-life, (half-life, power) of ours, mean validation AUC per candidate)."""
-    n = len(batch.interners.users)
+def stage_two_selection(
+    batch: EventBatch,
+) -> tuple[int, tuple[int, float], dict[tuple[int, float], float]]:
+    """(baseline half-life, (half-life, power) of ours, mean validation AUC per (half-life, power))."""
     splits = []
     for cutoff, weeks in VALIDATION_SPLITS:
         assert cutoff + weeks * WEEK <= CAL_END
-        window = (batch.ts_ms > cutoff) & (batch.ts_ms <= cutoff + weeks * WEEK)
-        splits.append((cutoff, np.bincount(batch.user[window], minlength=n) > 0))
-
-    def mean_auc(h: int, power: float) -> float:
-        return float(
-            np.mean(
-                [roc_auc(y, P.decayed_order_days(batch, c, f"{h}w", value_power=power)) for c, y in splits]
-            )
+        splits.append((cutoff, P.outcome_labels(batch, "purchase", cutoff, f"{weeks}w")[1]))
+    table = {
+        (h, g): float(
+            np.mean([roc_auc(y, P.decayed_order_days(batch, c, f"{h}w", value_power=g)) for c, y in splits])
         )
-
-    table = {f"{h}w, power {g:g}": mean_auc(h, g) for h in DECAY_HALF_LIVES_W for g in VALUE_POWERS}
-    h_base = max(DECAY_HALF_LIVES_W, key=lambda h: table[f"{h}w, power 0"])
-    ours = max(
-        ((h, g) for h in DECAY_HALF_LIVES_W for g in VALUE_POWERS),
-        key=lambda k: table[f"{k[0]}w, power {k[1]:g}"],
-    )
-    return h_base, ours, table
+        for h in DECAY_HALF_LIVES_W
+        for g in VALUE_POWERS
+    }
+    h_base = max(DECAY_HALF_LIVES_W, key=lambda h: table[h, 0.0])
+    return h_base, max(table, key=lambda k: table[k]), table
 
 
 def paired_bootstrap(
@@ -350,7 +344,7 @@ def main() -> None:
     print("\n| half-life | " + " | ".join(f"power {g:g}" for g in VALUE_POWERS) + " |")
     print("| --- |" + " ---: |" * len(VALUE_POWERS))
     for h in DECAY_HALF_LIVES_W:
-        print(f"| {h}w | " + " | ".join(f"{table[f'{h}w, power {g:g}']:.4f}" for g in VALUE_POWERS) + " |")
+        print(f"| {h}w | " + " | ".join(f"{table[h, g]:.4f}" for g in VALUE_POWERS) + " |")
     print(f"\nChosen: decay baseline {h_base} weeks; ours {h_ours} weeks, power {power:g}")
     ours2 = fit_one_feature(batch, h_ours, power, CAL_END)
     raw = P.decayed_order_days(batch, CAL_END, f"{h_ours}w", value_power=power)

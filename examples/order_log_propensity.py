@@ -84,8 +84,7 @@ def main() -> None:
     if int(batch.ts_ms.max()) <= cutoff:
         return
     # The file goes on: how well did the cutoff's ranking foresee the next --weeks weeks?
-    _, bought = outcome_labels(batch, "purchase", cutoff, f"{args.weeks}w")
-    bought, who = bought[seen], seen
+    bought = outcome_labels(batch, "purchase", cutoff, f"{args.weeks}w")[1][seen]
     summary = summary_from_batch(batch, cutoff)
     bgnbd = BGNBD().fit(summary.frequency, summary.recency, summary.T)
     expected = np.zeros(len(customers))
@@ -98,9 +97,9 @@ def main() -> None:
         ("plain decay score of order days, 10-week half-life", decayed_order_days(batch, cutoff, "10w")),
         ("BG/NBD expected purchases", expected),
     ):
-        print(f"ROC AUC {roc_auc(bought, score[who]):.4f}  {name}")
+        print(f"ROC AUC {roc_auc(bought, score[seen]):.4f}  {name}")
     for code in (2, 1, 0):
-        members = tiers[who] == code
+        members = tiers[seen] == code
         print(f"{TIER_NAMES[code]:>6}: {bought[members].mean():.1%} ordered again")
 
 

@@ -324,12 +324,10 @@ def test_cdnow_one_feature_propensity_stage_two_beats_decay_point_estimate() -> 
     by dollars ** power) and the decay baseline's half-life chosen by mean ROC AUC over three
     calibration splits, evaluated once on the holdout (docs/propensity.md)."""
     batch = cdnow_batch()
-    n = len(batch.interners.users)
     splits = []
     for cutoff, weeks in ((CAL_END - 13 * WEEK, 13), (CAL_END - 26 * WEEK, 13), (CAL_END - 26 * WEEK, 26)):
         assert cutoff + weeks * WEEK <= CAL_END  # selection reads calibration labels only
-        window = (batch.ts_ms > cutoff) & (batch.ts_ms <= cutoff + weeks * WEEK)
-        splits.append((cutoff, np.bincount(batch.user[window], minlength=n) > 0))
+        splits.append((cutoff, P.outcome_labels(batch, "purchase", cutoff, f"{weeks}w")[1]))
     half_lives, powers = (2, 4, 6, 8, 10, 13, 17, 26), (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
     mean_auc = {
         (h, g): np.mean(
