@@ -1,18 +1,18 @@
 """affinity_sdk: score e-commerce customers for affinity and propensity, in process, fast.
 
-Typed events (:mod:`affinity_sdk.events`) become columnar batches (:mod:`affinity_sdk.batch`),
+Typed events (:mod:`affinity_sdk.capture.events`) become columnar batches (:mod:`affinity_sdk.ingest.batch`),
 which compiled kernels (:mod:`affinity_sdk.kernels`) fold into exact, mergeable time-decayed
 state that is scored and bucketed into High / Medium / Low tiers.
 """
 
 from __future__ import annotations
 
-from ._backends import available_backends, resolve_backend
-from .batch import EventBatch, Interner, Interners
-from .config import ScoringConfig, default_config
-from .errors import AffinityError, BackendUnavailableError, ConfigError, SchemaError, StateError
-from .scorer import Scorer
-from .state import DecayState
+from affinity_sdk._backends import available_backends, resolve_backend
+from affinity_sdk.config import ScoringConfig, default_config
+from affinity_sdk.errors import AffinityError, BackendUnavailableError, ConfigError, SchemaError, StateError
+from affinity_sdk.ingest.batch import EventBatch, Interner, Interners
+from affinity_sdk.profile.decay import DecayState
+from affinity_sdk.score.scorer import Scorer
 
 __version__ = "0.1.0"
 

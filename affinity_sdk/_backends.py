@@ -13,7 +13,7 @@ import warnings
 from types import ModuleType
 from typing import Literal
 
-from .errors import BackendUnavailableError
+from affinity_sdk.errors import BackendUnavailableError
 
 BackendName = Literal["cpp", "numba", "reference"]
 BACKEND_PREFERENCE: tuple[BackendName, ...] = ("cpp", "numba", "reference")

@@ -28,7 +28,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import StateError
+from affinity_sdk.errors import StateError
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "read_container", "write_container"]
 

@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import AffinityError
+from affinity_sdk import __version__
+from affinity_sdk.errors import AffinityError
 
 if TYPE_CHECKING:
-    from .batch import EventBatch, Interners
+    from affinity_sdk.ingest.batch import EventBatch, Interners
 
 DIMENSIONS = ("category", "brand", "price_band")  # affinity.DIMENSIONS, without importing numpy
 
@@ -82,7 +82,7 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
 
 
 def _read_batch(path: Path, interners: Interners | None, errors: str) -> EventBatch:
-    from .batch import EventBatch
+    from affinity_sdk.ingest.batch import EventBatch
 
     if path.suffix.lower() == ".parquet":
         return EventBatch.from_parquet(path, interners)
@@ -103,9 +103,9 @@ def _print_rejected(rejected: Sequence[tuple[int, str]], n_dropped: int) -> None
 
 
 def _fit_affinity(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
-    """Read the events and fold them into an :class:`~affinity_sdk.affinity.AffinityModel`."""
-    from .affinity import AffinityModel
-    from .config import ScoringConfig, default_config
+    """Read the events and fold them into an :class:`~affinity_sdk.models.affinity.AffinityModel`."""
+    from affinity_sdk.config import ScoringConfig, default_config
+    from affinity_sdk.models.affinity import AffinityModel
 
     config = ScoringConfig.load(args.config) if args.config is not None else default_config()
     batch = _read_batch(args.events, None, args.errors)
@@ -139,8 +139,8 @@ def _add_affinities(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_affinities(args: argparse.Namespace) -> int:
-    from .affinity import affinities_table
-    from .results import write_columns
+    from affinity_sdk.models.affinity import affinities_table
+    from affinity_sdk.score.results import write_columns
 
     if args.top < 1:
         raise AffinityError(f"--top must be >= 1 (got {args.top})")
@@ -175,8 +175,8 @@ def _add_lookalikes(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_lookalikes(args: argparse.Namespace) -> int:
-    from .affinity import lookalikes_table
-    from .results import write_columns
+    from affinity_sdk.models.affinity import lookalikes_table
+    from affinity_sdk.score.results import write_columns
 
     if args.n < 1:
         raise AffinityError(f"--n must be >= 1 (got {args.n})")
@@ -223,7 +223,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, EventBatch, int]:
     """Score an event file: the scorer, its result at ``now``, the batch read and the number of
     events accepted; bad events are handled by ``--errors`` and listed on stderr."""
-    from .scorer import Scorer
+    from affinity_sdk.score.scorer import Scorer
 
     scorer = Scorer(args.config, backend=args.backend)
     batch = _read_batch(path, scorer.interners, args.errors)
@@ -234,10 +234,10 @@ def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from . import affinity
-    from .affinity import AffinityModel
-    from .report import ReportInputs, favourite_shares, write_report
-    from .segments import compare_runs
+    from affinity_sdk.activate.report import ReportInputs, favourite_shares, write_report
+    from affinity_sdk.activate.segments import compare_runs
+    from affinity_sdk.models import affinity
+    from affinity_sdk.models.affinity import AffinityModel
 
     started = time.perf_counter()
     scorer, result, batch, _ = _score_file(args, args.events, args.now)
@@ -280,7 +280,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from affinity_sdk.demo import run_demo
 
     return run_demo(
         customers=args.customers, weeks=args.weeks, seed=args.seed, out=args.out, backend=args.backend

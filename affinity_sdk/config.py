@@ -47,9 +47,9 @@ from typing import Any, Final, Literal, TypeVar
 import msgspec
 from msgspec import Struct
 
-from ._units import parse_duration
-from .errors import ConfigError
-from .events import EVENT_TYPE_CODES
+from affinity_sdk._units import parse_duration
+from affinity_sdk.capture.events import EVENT_TYPE_CODES
+from affinity_sdk.errors import ConfigError
 
 __all__ = [
     "PRODUCT_EVENT_TYPES",

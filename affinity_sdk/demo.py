@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from .propensity import Outcome
+    from affinity_sdk.models.propensity import Outcome
 
 __all__ = ["run_demo"]
 
@@ -48,12 +48,19 @@ def run_demo(
 ) -> int:
     """Run the demo end to end and write ``scores.csv``, ``segments.csv`` (with a ``.meta.json``),
     ``affinities.csv`` and ``report.html`` into ``out``. Returns the exit status (0)."""
-    from .affinity import DIMENSIONS, AffinityModel
-    from .datasets import simulate_shop
-    from .evaluate import roc_auc
-    from .propensity import PropensityModel, build_training_set
-    from .scorer import Scorer
-    from .segments import Segment, col, evaluate_segments, export_segments, frame_from_result, holdout_mask
+    from affinity_sdk.activate.evaluate import roc_auc
+    from affinity_sdk.activate.segments import (
+        Segment,
+        col,
+        evaluate_segments,
+        export_segments,
+        frame_from_result,
+        holdout_mask,
+    )
+    from affinity_sdk.models.affinity import DIMENSIONS, AffinityModel
+    from affinity_sdk.models.propensity import PropensityModel, build_training_set
+    from affinity_sdk.score.scorer import Scorer
+    from affinity_sdk.sim.datasets import simulate_shop
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -214,7 +221,7 @@ def _write_report(
     curves: dict[str, tuple[NDArray[Any], NDArray[np.float64]]],
     masks: dict[str, NDArray[np.bool_]],
 ) -> Path:
-    from .report import ReportInputs, favourite_shares, write_report
+    from affinity_sdk.activate.report import ReportInputs, favourite_shares, write_report
 
     favourites = {dim: favourite_shares(t, active) for dim, t in top.items()}
     inputs = ReportInputs(

@@ -9,7 +9,7 @@ it compares the decay score (half-life 13 weeks, chosen on the inner split) with
 1. *Same-cutoff cross-validation*: models trained on the very cutoff and horizon they are scored on,
    5-fold over customers, 3 repeats, out-of-fold predictions averaged. No time shift at all, so this
    is an optimistic ceiling for what a fitted model can learn from these features:
-   the SDK's logistic model (:class:`~affinity_sdk.propensity.PropensityModel`, base + order-day
+   the SDK's logistic model (:class:`~affinity_sdk.models.propensity.PropensityModel`, base + order-day
    features at 14d / 56d / 182d, l2 = 10) and, if scikit-learn is installed (``[bench]`` extra), a
    gradient-boosted tree model on the same features.
 2. *One-parameter variants of the decay score*: each order day weighted by its dollars ** gamma
@@ -41,10 +41,10 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
-from affinity_sdk import propensity as P
-from affinity_sdk.batch import EventBatch
-from affinity_sdk.datasets import cdnow_orders
-from affinity_sdk.evaluate import roc_auc
+from affinity_sdk.activate.evaluate import roc_auc
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.models import propensity as P
+from affinity_sdk.sim.datasets import cdnow_orders
 
 SPEC = P.FeatureSpec(half_lives=("14d", "56d", "182d"), order_days=True)
 #: (name, cutoff, label horizon in weeks): every label window ends by 1997-09-30.

@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk import propensity as P
-from affinity_sdk.batch import EventBatch
-from affinity_sdk.bgnbd import BGNBD, summary_from_batch
-from affinity_sdk.datasets import cdnow_orders
-from affinity_sdk.evaluate import roc_auc
+from affinity_sdk.activate.evaluate import roc_auc
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.models import propensity as P
+from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch
+from affinity_sdk.sim.datasets import cdnow_orders
 
 DAY = 86_400_000
 WEEK = 7 * DAY
@@ -169,7 +169,7 @@ class Runner:
         return self._labels[key]
 
     def training_set(self, c: Candidate, end: int) -> P.TrainingSet:
-        """What :func:`~affinity_sdk.propensity.build_training_set` builds, from the cache."""
+        """What :func:`~affinity_sdk.models.propensity.build_training_set` builds, from the cache."""
         spec, horizon_ms = c.spec(), c.horizon_w * WEEK
         cutoffs = c.cutoffs(end)
         assert max(cutoffs) + horizon_ms <= end  # labels never reach past ``end``

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from affinity_sdk import available_backends
-from affinity_sdk.affinity import AffinityModel
-from affinity_sdk.batch import EventBatch, Interners
-from affinity_sdk.events import EVENT_TYPE_CODES
+from affinity_sdk.capture.events import EVENT_TYPE_CODES
+from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.models.affinity import AffinityModel
 
 N_PROFILES = int(os.environ.get("AFFINITY_BENCH_PROFILES", "1000000"))
 FAST = [b for b in available_backends() if b != "reference"]

@@ -26,8 +26,8 @@ distributed = pytest.importorskip("distributed", reason="needs the [dask] extra"
 pq = pytest.importorskip("pyarrow.parquet")
 
 from affinity_sdk import EventBatch, Scorer  # noqa: E402
-from affinity_sdk.dask import score_dataset  # noqa: E402
-from affinity_sdk.datasets import simulate_shop  # noqa: E402
+from affinity_sdk.scale.dask import score_dataset  # noqa: E402
+from affinity_sdk.sim.datasets import simulate_shop  # noqa: E402
 
 N_EVENTS = int(float(os.environ.get("AFFINITY_BENCH_DASK_EVENTS", "10e6")))
 N_FILES = 8
@@ -120,7 +120,7 @@ def test_local_cluster_2_workers(benchmark: Any, lake: tuple[Path, int], client:
 def _single_process_affinities(path: Path) -> Any:
     import pyarrow as pa
 
-    from affinity_sdk.affinity import AffinityModel, affinities_table
+    from affinity_sdk.models.affinity import AffinityModel, affinities_table
 
     table = pa.concat_tables([pq.read_table(f) for f in sorted(path.glob("*.parquet"))])
     model = AffinityModel().ingest(EventBatch.from_arrow(table))  # one batch: cuts on the whole lake
@@ -137,7 +137,7 @@ def test_single_process_affinities(benchmark: Any, lake: tuple[Path, int]) -> No
 
 @pytest.mark.benchmark(group="dask-affinities")
 def test_local_cluster_affinities(benchmark: Any, lake: tuple[Path, int], client: Any) -> None:
-    from affinity_sdk.dask import score_affinities
+    from affinity_sdk.scale.dask import score_affinities
 
     path, n_events = lake
 

@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     import json, resource, sys, time
     import numpy as np
     from affinity_sdk import EventBatch, Interners, Scorer
-    from affinity_sdk.events import EVENT_TYPE_CODES
+    from affinity_sdk.capture.events import EVENT_TYPE_CODES
 
     n_events, n_profiles, chunk = int(sys.argv[1]), int(sys.argv[2]), 1_000_000
     scorer = Scorer(dedupe_window=int(sys.argv[3]) or None)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from affinity_sdk import Scorer, available_backends
-from affinity_sdk.datasets import simulate_shop
-from affinity_sdk.events import Product, ProductViewed
+from affinity_sdk.capture.events import Product, ProductViewed
+from affinity_sdk.sim.datasets import simulate_shop
 
 pytest.importorskip("pytest_benchmark")
 
@@ -58,8 +58,8 @@ def test_single_event_ingest_then_tier_of(benchmark, backend, shop_batch) -> Non
 def test_single_event_of_a_new_user_at_1m_users(benchmark, backend) -> None:  # type: ignore[no-untyped-def]
     """Every call brings a user never seen before into a scorer that holds 1M users: what the
     per-user arrays cost as they grow (amortised doubling, not a copy per call)."""
-    from affinity_sdk.batch import EventBatch
-    from affinity_sdk.events import AppOpened
+    from affinity_sdk.capture.events import AppOpened
+    from affinity_sdk.ingest.batch import EventBatch
 
     scorer = Scorer(backend=backend)
     scorer.ingest(

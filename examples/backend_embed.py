@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from affinity_sdk import Scorer
-from affinity_sdk.scorer import TierChange
+from affinity_sdk.score.scorer import TierChange
 
 scorer = Scorer()  # the built-in default config; pass a TOML path in production
 journeys: list[TierChange] = []

@@ -2,9 +2,9 @@
 
 Writes a small simulated lake (one Parquet file per week, as a date-partitioned lake is), starts
 a ``LocalCluster`` with two worker processes (or connects to a cluster given by address), scores
-every user with :func:`affinity_sdk.dask.score_dataset`, writes the scores as Parquet and checks a
+every user with :func:`affinity_sdk.scale.dask.score_dataset`, writes the scores as Parquet and checks a
 few users against a single-process ``Scorer``; then finds every user's top brands with
-:func:`affinity_sdk.dask.score_affinities` and checks them against one ``AffinityModel``.
+:func:`affinity_sdk.scale.dask.score_affinities` and checks them against one ``AffinityModel``.
 
 Run it::
 
@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster
 
 from affinity_sdk import EventBatch, Scorer, default_config
-from affinity_sdk.affinity import AffinityModel, affinities_table
-from affinity_sdk.dask import score_affinities, score_dataset
-from affinity_sdk.datasets import simulate_shop
+from affinity_sdk.models.affinity import AffinityModel, affinities_table
+from affinity_sdk.scale.dask import score_affinities, score_dataset
+from affinity_sdk.sim.datasets import simulate_shop
 
 
 def write_lake(root: Path, n_customers: int = 2_000, weeks: int = 4) -> Path:

@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from affinity_sdk import EventBatch, Scorer
-from affinity_sdk.datasets import simulate_shop
-from affinity_sdk.results import write_columns
-from affinity_sdk.segments import (
+from affinity_sdk.activate.segments import (
     Segment,
     col,
     diff_segments,
@@ -33,6 +31,8 @@ from affinity_sdk.segments import (
     frame_from_result,
     holdout_mask,
 )
+from affinity_sdk.score.results import write_columns
+from affinity_sdk.sim.datasets import simulate_shop
 
 SEGMENTS = [
     Segment("vip", (col("tier") == "high") & (col("order_completed") >= 1.0), "High and buying"),

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from affinity_sdk.bgnbd import BGNBD, summary_from_batch
-from affinity_sdk.datasets import cdnow_orders
-from affinity_sdk.evaluate import roc_auc
-from affinity_sdk.propensity import (
+from affinity_sdk.activate.evaluate import roc_auc
+from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch
+from affinity_sdk.models.propensity import (
     TIER_NAMES,
     FeatureSpec,
     PropensityModel,
@@ -36,6 +35,7 @@ from affinity_sdk.propensity import (
     decayed_order_days,
     outcome_labels,
 )
+from affinity_sdk.sim.datasets import cdnow_orders
 
 WEEK_MS = 7 * 86_400_000
 CDNOW = Path(__file__).resolve().parent.parent / "tests" / "data" / "cdnow" / "cdnow_sample.csv"

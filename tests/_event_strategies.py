@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
-from affinity_sdk import events as ev
+from affinity_sdk.capture import events as ev
 
 ids = st.text(min_size=1, max_size=12) | st.sampled_from(["u1", "u2", "sku-1", "cat", "Café", 'a"b'])
 texts = st.none() | st.text(max_size=8)

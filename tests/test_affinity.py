@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from affinity_sdk import available_backends
-from affinity_sdk.affinity import (
+from affinity_sdk.capture.events import EVENT_TYPE_CODES, Event, OrderCompleted, Product, ProductViewed
+from affinity_sdk.errors import ConfigError, StateError
+from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.models.affinity import (
     DIMENSIONS,
     AffinityConfig,
     AffinityModel,
@@ -23,10 +26,7 @@ from affinity_sdk.affinity import (
     affinities_table,
     lookalikes_table,
 )
-from affinity_sdk.batch import EventBatch, Interners
-from affinity_sdk.datasets import simulate_shop
-from affinity_sdk.errors import ConfigError, StateError
-from affinity_sdk.events import EVENT_TYPE_CODES, Event, OrderCompleted, Product, ProductViewed
+from affinity_sdk.sim.datasets import simulate_shop
 
 BACKENDS = available_backends()
 DAY_MS = 86_400_000

@@ -9,12 +9,12 @@ import pytest
 from scipy.optimize import check_grad
 from scipy.special import betaln, gammaln
 
-from affinity_sdk import bgnbd
-from affinity_sdk.batch import EventBatch
-from affinity_sdk.bgnbd import BGNBD, summary_from_batch, summary_from_transactions
-from affinity_sdk.datasets import cdnow_orders
+from affinity_sdk.capture.events import OrderCompleted
 from affinity_sdk.errors import AffinityError
-from affinity_sdk.events import OrderCompleted
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.models import bgnbd
+from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch, summary_from_transactions
+from affinity_sdk.sim.datasets import cdnow_orders
 
 CDNOW = Path(__file__).parent / "data" / "cdnow" / "cdnow_sample.csv"
 DAY_MS = 86_400_000
@@ -162,7 +162,7 @@ def test_probability_alive_properties(cdnow: tuple[np.ndarray, np.ndarray]) -> N
 
 
 def test_summary_from_batch_uses_orders_only() -> None:
-    from affinity_sdk.events import PageViewed
+    from affinity_sdk.capture.events import PageViewed
 
     events = [
         OrderCompleted(user_id="u", timestamp=0, order_id="1", products=[], revenue=10.0),

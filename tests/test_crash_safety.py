@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     from affinity_sdk import Scorer
-    from affinity_sdk.events import AppOpened, ProductViewed, Product
+    from affinity_sdk.capture.events import AppOpened, ProductViewed, Product
 
     path = Path(sys.argv[1])
     T0 = 1_767_225_600_000
@@ -107,7 +107,7 @@ def test_sigkill_during_save_never_leaves_a_broken_snapshot(tmp_path: Path) -> N
     assert last > 0
     # The dedupe window survived every restart: replaying everything folds nothing.
     scorer = Scorer.load(path, backend="reference")
-    from affinity_sdk.events import Product, ProductViewed
+    from affinity_sdk.capture.events import Product, ProductViewed
 
     product = Product(product_id="p", category="c", brand="b", price=5.0)
     replay = [

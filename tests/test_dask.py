@@ -27,10 +27,11 @@ pa = pytest.importorskip("pyarrow", reason="the [dask] extra (pyarrow) is not in
 pq = pytest.importorskip("pyarrow.parquet")
 
 from affinity_sdk import Scorer, ScoringConfig, default_config, kernels  # noqa: E402
-from affinity_sdk.affinity import AffinityModel, affinities_table  # noqa: E402
-from affinity_sdk.batch import EventBatch  # noqa: E402
 from affinity_sdk.config import AffinityConfig  # noqa: E402
-from affinity_sdk.dask import (  # noqa: E402
+from affinity_sdk.errors import SchemaError  # noqa: E402
+from affinity_sdk.ingest.batch import EventBatch  # noqa: E402
+from affinity_sdk.models.affinity import AffinityModel, affinities_table  # noqa: E402
+from affinity_sdk.scale.dask import (  # noqa: E402
     DaskAffinities,
     DaskScores,
     exact_quantile_cutoffs,
@@ -39,8 +40,7 @@ from affinity_sdk.dask import (  # noqa: E402
     score_dataset,
     score_propensity,
 )
-from affinity_sdk.datasets import ShopSimulation, simulate_shop  # noqa: E402
-from affinity_sdk.errors import SchemaError  # noqa: E402
+from affinity_sdk.sim.datasets import ShopSimulation, simulate_shop  # noqa: E402
 
 SEED = 20261123
 RTOL = 1e-9
@@ -196,7 +196,7 @@ def test_dask_dataframe_input_with_absolute_tiers(client: Any, sim: ShopSimulati
 def test_propensity_on_a_parquet_lake_matches_score_batch(
     client: Any, sim: ShopSimulation, tmp_path: Path
 ) -> None:
-    from affinity_sdk.propensity import PropensityModel, TierSpec, build_training_set
+    from affinity_sdk.models.propensity import PropensityModel, TierSpec, build_training_set
 
     data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
     model = PropensityModel.fit(data)
@@ -217,7 +217,7 @@ def test_propensity_on_a_parquet_lake_matches_score_batch(
 
 
 def test_propensity_refuses_population_fitted_features(sim: ShopSimulation) -> None:
-    from affinity_sdk.propensity import FeatureSpec, PropensityModel, build_training_set
+    from affinity_sdk.models.propensity import FeatureSpec, PropensityModel, build_training_set
 
     spec = FeatureSpec(bgnbd=True)
     data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w", spec=spec)
@@ -373,7 +373,7 @@ def test_affinities_read_each_input_partition_once(
 ) -> None:
     import dask
 
-    import affinity_sdk.dask as module
+    import affinity_sdk.scale.dask as module
 
     lake = _write_parquet_lake(sim, tmp_path, SEED + 11)
     reads: list[tuple[str, tuple[int, ...]]] = []
@@ -458,7 +458,7 @@ def test_functions_raise_a_clear_import_error_without_dask() -> None:
         import sys
         for name in ("dask", "dask.dataframe", "distributed"):
             sys.modules[name] = None
-        import affinity_sdk.dask as module
+        import affinity_sdk.scale.dask as module
         try:
             module.score_dataset("lake/")
         except ImportError as exc:

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from affinity_sdk import events as ev
-from affinity_sdk.batch import EventBatch
-from affinity_sdk.decode import decode_json, decode_msgpack, decode_ndjson
+from affinity_sdk.capture import events as ev
+from affinity_sdk.capture.decode import decode_json, decode_msgpack, decode_ndjson
+from affinity_sdk.capture.segment_adapter import from_segment
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.segment import from_segment
+from affinity_sdk.ingest.batch import EventBatch
 
 GOOD = b'{"type":"app_opened","user_id":"u","timestamp":1700000000000}'
 BAD_PRICE = (

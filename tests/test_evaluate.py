@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from affinity_sdk import evaluate as E
+from affinity_sdk.activate import evaluate as E
 
 labels_scores = st.integers(min_value=2, max_value=40).flatmap(
     lambda n: st.tuples(

@@ -9,8 +9,8 @@ import pytest
 from _event_strategies import event_of, events
 from hypothesis import given, settings
 
-from affinity_sdk import events as ev
-from affinity_sdk.decode import decode_json, decode_msgpack
+from affinity_sdk.capture import events as ev
+from affinity_sdk.capture.decode import decode_json, decode_msgpack
 
 P = ev.Product(product_id="p1", category="shoes", brand="acme", price=59.0, discount=5.0, quantity=2)
 T = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))

@@ -9,12 +9,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from affinity_sdk import propensity as P
-from affinity_sdk.batch import EventBatch
-from affinity_sdk.datasets import cdnow_orders, simulate_shop
+from affinity_sdk.activate.evaluate import expected_calibration_error, roc_auc
+from affinity_sdk.capture.events import AppInstalled, AppUninstalled, OrderCompleted, PageViewed
 from affinity_sdk.errors import ConfigError, StateError
-from affinity_sdk.evaluate import expected_calibration_error, roc_auc
-from affinity_sdk.events import AppInstalled, AppUninstalled, OrderCompleted, PageViewed
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.models import propensity as P
+from affinity_sdk.sim.datasets import cdnow_orders, simulate_shop
 
 DAY = 86_400_000
 WEEK = 7 * DAY

@@ -29,10 +29,8 @@ from hypothesis import strategies as st
 
 from affinity_sdk import ConfigError, DecayState, EventBatch, SchemaError, Scorer, StateError
 from affinity_sdk._persist import MAGIC
-from affinity_sdk.config import ScoringConfig
-from affinity_sdk.decode import decode_json, decode_msgpack, decode_ndjson
-from affinity_sdk.dedupe import MAX_WINDOW, EventIdWindow, take_rows
-from affinity_sdk.events import (
+from affinity_sdk.capture.decode import decode_json, decode_msgpack, decode_ndjson
+from affinity_sdk.capture.events import (
     MAX_AMOUNT,
     AppOpened,
     Event,
@@ -40,6 +38,8 @@ from affinity_sdk.events import (
     Product,
     ProductViewed,
 )
+from affinity_sdk.config import ScoringConfig
+from affinity_sdk.ingest.dedupe import MAX_WINDOW, EventIdWindow, take_rows
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 import targets  # the atheris harness bodies, driven here by hypothesis
@@ -224,7 +224,7 @@ def test_config_loader_rejects_invalid_utf8_with_config_error() -> None:
 
 def test_segment_adapter_rejects_a_non_string_call_type_with_schema_error() -> None:
     """Finding F2 (fixed): a call whose ``type`` is an object is a SchemaError, not a TypeError."""
-    from affinity_sdk.segment import from_segment
+    from affinity_sdk.capture.segment_adapter import from_segment
 
     with pytest.raises(SchemaError):
         from_segment(b'{"batch":[{"type":{"product_id":"p"}}],"sentAt":""}')

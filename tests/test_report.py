@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affinity_sdk.report import ReportInputs, write_report
-from affinity_sdk.results import ScoreResult
-from affinity_sdk.segments import compare_runs
+from affinity_sdk.activate.report import ReportInputs, write_report
+from affinity_sdk.activate.segments import compare_runs
+from affinity_sdk.score.results import ScoreResult
 
 ARTIFACTS = Path(
     os.environ.get("AFFINITY_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
@@ -122,7 +122,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 def test_report_command_scores_an_event_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from affinity_sdk.cli import main
-    from affinity_sdk.datasets import simulate_shop
+    from affinity_sdk.sim.datasets import simulate_shop
 
     sim = simulate_shop(300, weeks=4, seed=3)
     sim.write_ndjson(tmp_path / "now.ndjson")

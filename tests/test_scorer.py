@@ -15,9 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from affinity_sdk import SchemaError, Scorer, StateError
-from affinity_sdk.cli import main
-from affinity_sdk.config import ScoringConfig
-from affinity_sdk.events import (
+from affinity_sdk.capture.events import (
     AppOpened,
     ConsentChanged,
     Event,
@@ -27,6 +25,8 @@ from affinity_sdk.events import (
     ProductViewed,
     timestamp_ms,
 )
+from affinity_sdk.cli import main
+from affinity_sdk.config import ScoringConfig
 
 CONFIG = ScoringConfig.from_toml(
     """

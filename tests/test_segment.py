@@ -10,9 +10,9 @@ from typing import ClassVar
 
 import pytest
 
-from affinity_sdk import events as ev
+from affinity_sdk.capture import events as ev
+from affinity_sdk.capture.segment_adapter import from_segment, segment_event_type
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.segment import from_segment, segment_event_type
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affinity_sdk.results import ScoreResult
-from affinity_sdk.segments import (
+from affinity_sdk.activate.segments import (
     Segment,
     col,
     compare_runs,
@@ -20,6 +19,7 @@ from affinity_sdk.segments import (
     holdout_mask,
     psi,
 )
+from affinity_sdk.score.results import ScoreResult
 
 
 def make_result(scores: list[float], tiers: list[int], users: list[str] | None = None) -> ScoreResult:

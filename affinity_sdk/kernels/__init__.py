@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._backends import BackendName, native, resolve_backend
+from affinity_sdk._backends import BackendName, native, resolve_backend
+
 from . import _reference
 from ._layout import REBASE_EXPONENT, STATE_DTYPE, empty_records
 

@@ -107,7 +107,7 @@ def _child(target: str, seconds: int, corpus: str, artifacts: str, seed: int) ->
 
     # Numba compiles the original bytecode of its kernels; atheris's probes would break it.
     numba_modules = [
-        "affinity_sdk.dedupe",
+        "affinity_sdk.ingest.dedupe",
         "affinity_sdk.kernels._numba",
         "affinity_sdk.kernels._affinity_numba",
     ]

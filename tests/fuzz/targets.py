@@ -10,7 +10,7 @@ target                 entry point                                              
 ``json``               ``decode_json(data, errors=...)``                            ``SchemaError``
 ``ndjson``             ``decode_ndjson`` and ``EventBatch.from_ndjson`` (C++ reader)  ``SchemaError``
 ``msgpack``            ``decode_msgpack(data, errors=...)``                         ``SchemaError``
-``segment``            the Segment / RudderStack adapter (``affinity_sdk.segment``)  ``SchemaError``
+``segment``            the Segment / RudderStack adapter (``affinity_sdk.capture.segment_adapter``)  ``SchemaError``
 ``config``             ``ScoringConfig.from_toml`` / ``from_json``                  ``ConfigError``
 ``state``              ``Scorer.load`` on a file holding the bytes                  ``StateError``
 ``scorer``             ``Scorer.ingest(data, errors="skip")``, then ``score()``     ``SchemaError``
@@ -29,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from affinity_sdk import ConfigError, EventBatch, SchemaError, Scorer, ScoringConfig, StateError
-from affinity_sdk.decode import decode_json, decode_msgpack, decode_ndjson
+from affinity_sdk.capture.decode import decode_json, decode_msgpack, decode_ndjson
 
 _MODES: Final = ("raise", "skip", "collect")
 _SCRATCH: Final = tempfile.mkdtemp(prefix="affinity-fuzz-")
@@ -74,7 +74,7 @@ def fuzz_msgpack(data: bytes) -> None:
 
 def _segment_decoder() -> Callable[..., Any] | None:
     try:
-        module = importlib.import_module("affinity_sdk.segment")
+        module = importlib.import_module("affinity_sdk.capture.segment_adapter")
     except ImportError:
         return None
     for name in ("decode_segment", "from_segment", "decode_batch", "decode"):

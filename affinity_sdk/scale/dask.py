@@ -2,7 +2,7 @@
 
 :func:`score_dataset` reads a partitioned Parquet or NDJSON event dataset (or takes a Dask
 DataFrame), hash-partitions the events by ``user_id`` with Dask's own shuffle so that each
-partition holds *whole users*, runs one ordinary :class:`~affinity_sdk.scorer.Scorer` (compiled
+partition holds *whole users*, runs one ordinary :class:`~affinity_sdk.score.scorer.Scorer` (compiled
 kernels included) per partition inside the workers, and cuts High / Medium / Low tiers at the
 *exact* global quantiles of the raw score with a distributed radix selection (a few rounds of
 small histograms, never the scores themselves, travel to the client). The result matches a
@@ -14,7 +14,7 @@ user decides whether they are scored, and that needs all of the user's events in
 OR of partial opt-out flags would not be exact).
 
 :func:`score_propensity` does the same for a fitted
-:class:`~affinity_sdk.propensity.PropensityModel` (events and their product lines are shuffled,
+:class:`~affinity_sdk.models.propensity.PropensityModel` (events and their product lines are shuffled,
 features and probabilities are computed per user in the workers, tiers at exact quantiles).
 
 The module imports without Dask; its functions raise :class:`ImportError` naming the
@@ -25,7 +25,7 @@ Examples
 --------
 >>> import tempfile, pathlib
 >>> from affinity_sdk import Scorer
->>> from affinity_sdk.datasets import simulate_shop
+>>> from affinity_sdk.sim.datasets import simulate_shop
 >>> sim = simulate_shop(40, weeks=2, horizon_weeks=1, seed=5)
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     _ = sim.write_parquet(pathlib.Path(tmp) / "events.parquet")
@@ -52,9 +52,9 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .batch import EventBatch, Interner, Interners
-from .config import ScoringConfig, default_config
-from .results import TIER_LABELS
+from affinity_sdk.config import ScoringConfig, default_config
+from affinity_sdk.ingest.batch import EventBatch, Interner, Interners
+from affinity_sdk.score.results import TIER_LABELS
 
 __all__ = [
     "DaskAffinities",
@@ -96,7 +96,7 @@ def _require_dask() -> Any:
         dd = importlib.import_module("dask.dataframe")
     except ImportError as exc:
         raise ImportError(
-            "affinity_sdk.dask needs Dask: pip install 'affinity_sdk[dask]' "
+            "affinity_sdk.scale.dask needs Dask: pip install 'affinity_sdk[dask]' "
             "(dask[dataframe], distributed, pyarrow)"
         ) from exc
     return dd
@@ -131,7 +131,7 @@ def _lean_meta(detail: bool = False) -> Any:
 
 def _lean_from_arrow(table: Any, detail: bool = False, part: int = 0) -> Any:
     """The lean frame from a flat event table, decoded by
-    :meth:`EventBatch.from_arrow <affinity_sdk.batch.EventBatch.from_arrow>` (the layout and
+    :meth:`EventBatch.from_arrow <affinity_sdk.ingest.batch.EventBatch.from_arrow>` (the layout and
     rules a single-process ``Scorer`` sees, e.g. revenue = price × quantity when missing)."""
     wanted = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in table.column_names]
     return _lean_from_batch(EventBatch.from_arrow(table.select(wanted)), detail, part)
@@ -285,7 +285,7 @@ def read_events(
         A Parquet file, directory or glob; an NDJSON file, directory or glob (``.ndjson``,
         ``.jsonl``, ``.json``, optionally ``.gz``); a list of paths; or a Dask DataFrame. Parquet
         and DataFrames use the layout of :meth:`EventBatch.from_arrow
-        <affinity_sdk.batch.EventBatch.from_arrow>` (``type``, ``user_id``, ``timestamp``; the
+        <affinity_sdk.ingest.batch.EventBatch.from_arrow>` (``type``, ``user_id``, ``timestamp``; the
         optional ``revenue``, ``granted`` and ``products`` are read, other columns skipped) and are
         decoded by it, so every rule matches single-process ingestion (a DataFrame's ``products``
         must stay Arrow lists, e.g. built with ``to_pandas(types_mapper=pandas.ArrowDtype)``: Dask
@@ -300,7 +300,7 @@ def read_events(
     errors, reader
         For NDJSON: ``"raise"`` on the first bad line (its line number is within its block) or
         ``"skip"`` bad lines; the C++ or msgspec line reader; as
-        :meth:`EventBatch.from_ndjson <affinity_sdk.batch.EventBatch.from_ndjson>`.
+        :meth:`EventBatch.from_ndjson <affinity_sdk.ingest.batch.EventBatch.from_ndjson>`.
     detail
         Also carry every other event column and one row per product line (what affinity and
         propensity features read); the plain frame is what a ``Scorer`` folds.
@@ -309,14 +309,14 @@ def read_events(
     -------
     dask.dataframe.DataFrame
         Columns ``user_id`` (string), ``event_type`` (uint8 code in
-        :data:`~affinity_sdk.events.EVENT_TYPES`), ``ts_ms`` (int64), ``revenue`` (float64, NaN
+        :data:`~affinity_sdk.capture.events.EVENT_TYPES`), ``ts_ms`` (int64), ``revenue`` (float64, NaN
         where absent), ``consent`` (int8: 1 granted, 0 revoked, -1 not a consent event) and
         ``event_id`` (uint64 FNV-1a hash, 0 = none).
 
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from affinity_sdk.datasets import simulate_shop
+    >>> from affinity_sdk.sim.datasets import simulate_shop
     >>> sim = simulate_shop(10, weeks=1, horizon_weeks=1, seed=1)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = sim.write_ndjson(pathlib.Path(tmp) / "events.ndjson")
@@ -435,7 +435,7 @@ def _score_partition(
     """Score the whole users of one partition at ``now_ms`` with a fresh Scorer."""
     import pandas as pd
 
-    from .scorer import Scorer
+    from affinity_sdk.score.scorer import Scorer
 
     if dedupe and len(frame):
         # Every copy of a replayed event has the same user, so it is in this partition: dropping
@@ -465,7 +465,7 @@ def _with_tiers(
 ) -> Any:
     import pandas as pd
 
-    from . import kernels
+    from affinity_sdk import kernels
 
     raw = frame["raw_score"].to_numpy(dtype=np.float64)
     codes = kernels.assign_tiers(raw, cut_up, cut_down, backend=backend)
@@ -634,7 +634,7 @@ def _shuffle_and_score(
     """Hash-partition ``events`` by user, run ``score(partition, now_ms, *args)`` on every
     partition and persist the result; ``now=None`` takes the latest event time in the same pass."""
     dask = _dask()
-    from ._units import to_epoch_ms
+    from affinity_sdk._units import to_epoch_ms
 
     shuffled = _by_user(events, npartitions, shuffle_method)
     now_value: Any = events["ts_ms"].max() if now is None else to_epoch_ms(now)
@@ -653,7 +653,7 @@ class DaskScores:
     ``frame`` is a Dask DataFrame with one row per consenting user: ``user_id``, ``raw_score``,
     ``score`` (0-100), ``tier`` (``"high"`` / ``"medium"`` / ``"low"``) and the decayed value of
     each signal, in the column order of :meth:`ScoreResult.columns
-    <affinity_sdk.results.ScoreResult.columns>`. It is built on persisted per-partition scores,
+    <affinity_sdk.score.results.ScoreResult.columns>`. It is built on persisted per-partition scores,
     so computing or writing it does not re-read the events. ``cut_up`` / ``cut_down`` are the raw
     score thresholds to enter / stay in Medium and High (equal without hysteresis).
     """
@@ -668,7 +668,8 @@ class DaskScores:
 
     @property
     def metadata(self) -> dict[str, str]:
-        """Provenance written with :meth:`to_parquet` (as in :class:`~affinity_sdk.results.ScoreResult`)."""
+        """Provenance written with :meth:`to_parquet` (as in
+        :class:`~affinity_sdk.score.results.ScoreResult`)."""
         return {
             "config_version": self.config.version,
             "config_fingerprint": self.config.fingerprint,
@@ -705,7 +706,7 @@ def score_dataset(
     """Score every user of a partitioned event dataset on Dask, exactly as one ``Scorer`` would.
 
     Events are hash-partitioned by ``user_id`` (Dask's shuffle), each partition is folded and
-    scored at ``now`` by a fresh :class:`~affinity_sdk.scorer.Scorer` in a worker, the scored
+    scored at ``now`` by a fresh :class:`~affinity_sdk.score.scorer.Scorer` in a worker, the scored
     partitions are persisted, and tiers are cut at the exact global quantiles
     (:func:`exact_quantile_cutoffs`) or at the absolute thresholds of ``config``.
 
@@ -744,7 +745,7 @@ def score_dataset(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from affinity_sdk.datasets import simulate_shop
+    >>> from affinity_sdk.sim.datasets import simulate_shop
     >>> sim = simulate_shop(30, weeks=2, horizon_weeks=1, seed=2)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = sim.write_ndjson(pathlib.Path(tmp) / "events.ndjson")
@@ -756,7 +757,7 @@ def score_dataset(
     """
     dd = _require_dask()
     dask = _dask()
-    from ._backends import resolve_backend
+    from affinity_sdk._backends import resolve_backend
 
     if config is None:
         config = default_config()
@@ -832,7 +833,7 @@ def _propensity_meta(with_tier: bool) -> Any:
 def _propensity_tiers(frame: Any, cuts: NDArray[np.float64], backend: str | None) -> Any:
     import pandas as pd
 
-    from . import kernels
+    from affinity_sdk import kernels
 
     codes = kernels.assign_tiers(frame["probability"].to_numpy(dtype=np.float64), cuts, backend=backend)
     return frame.assign(tier=pd.Series(TIER_LABELS[codes], index=frame.index, dtype=_STR))
@@ -871,7 +872,7 @@ def score_propensity(
     reader: Reader = "auto",
     **compute: Any,
 ) -> DaskPropensity:
-    """Score a fitted :class:`~affinity_sdk.propensity.PropensityModel` on every user of an event
+    """Score a fitted :class:`~affinity_sdk.models.propensity.PropensityModel` on every user of an event
     dataset on Dask, as ``model.score_batch`` and ``model.tiers`` do in one process.
 
     Events and their product lines are shuffled by user (``read_events(detail=True)``), each
@@ -884,11 +885,11 @@ def score_propensity(
     Parameters
     ----------
     model
-        A fitted :class:`~affinity_sdk.propensity.PropensityModel`.
+        A fitted :class:`~affinity_sdk.models.propensity.PropensityModel`.
     now
         Feature cut-off (default: the latest event time in the dataset).
     tiers
-        A :class:`~affinity_sdk.propensity.TierSpec` (default ``TierSpec()``: quantile 0.9 / 0.6).
+        A :class:`~affinity_sdk.models.propensity.TierSpec` (default ``TierSpec()``: quantile 0.9 / 0.6).
     source, format, npartitions, backend, shuffle_method, blocksize, rows_per_partition, errors, reader
         As in :func:`score_dataset`.
 
@@ -899,8 +900,8 @@ def score_propensity(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from affinity_sdk.datasets import simulate_shop
-    >>> from affinity_sdk.propensity import PropensityModel, build_training_set
+    >>> from affinity_sdk.sim.datasets import simulate_shop
+    >>> from affinity_sdk.models.propensity import PropensityModel, build_training_set
     >>> sim = simulate_shop(200, weeks=6, horizon_weeks=1, seed=2)
     >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
     >>> model = PropensityModel.fit(data)
@@ -912,7 +913,7 @@ def score_propensity(
     (['probability', 'seen', 'tier', 'user_id'], True)
     """
     dd = _require_dask()
-    from .propensity import TierSpec
+    from affinity_sdk.models.propensity import TierSpec
 
     if getattr(model.spec, "bgnbd", False):
         raise ValueError(
@@ -1022,7 +1023,7 @@ def _affinity_partition(
 
     import pandas as pd
 
-    from .affinity import AffinityModel
+    from affinity_sdk.models.affinity import AffinityModel
 
     categories, brands, cuts = shared
     if len(frame) == 0:
@@ -1080,7 +1081,7 @@ def _affinity_topk(frame: Any, shared: Any, k: int, shrinkage: float, backend: s
     """Long-format top ``k`` of the partition's users with the global population totals."""
     import pandas as pd
 
-    from .affinity import top_affinities_from_totals
+    from affinity_sdk.models.affinity import top_affinities_from_totals
 
     totals, names = shared
     if len(frame) == 0:
@@ -1115,7 +1116,7 @@ class DaskAffinities:
     """What :func:`score_affinities` returns.
 
     ``frame`` is a Dask DataFrame in the long format of
-    :func:`~affinity_sdk.affinity.affinities_table`: ``user_id``, ``rank`` (1 = best),
+    :func:`~affinity_sdk.models.affinity.affinities_table`: ``user_id``, ``rank`` (1 = best),
     ``value`` and ``affinity``, rows grouped by user, built on persisted per-partition engagement
     (computing or writing it does not re-read the events). ``values`` are the dimension's value
     names (by code, in order of first appearance in the lake), ``population_share`` their
@@ -1176,8 +1177,8 @@ def score_affinities(
     **compute: Any,
 ) -> DaskAffinities:
     """Every user's top ``k`` values of ``dimension`` on Dask, exactly as one
-    :class:`~affinity_sdk.affinity.AffinityModel` fed the whole lake in one batch would give them
-    (:func:`~affinity_sdk.affinity.affinities_table`).
+    :class:`~affinity_sdk.models.affinity.AffinityModel` fed the whole lake in one batch would give them
+    (:func:`~affinity_sdk.models.affinity.affinities_table`).
 
     Affinities are lifts against the *population*, and price bands are cut at quantiles of the
     *whole catalogue*, so one partition alone cannot compute them. Four steps:
@@ -1186,7 +1187,7 @@ def score_affinities(
        first appearance in the lake of every category and brand (their global codes, in the
        order a single process interns them), every product's first listed price (the
        per-category price cut points, by the model's own
-       :func:`~affinity_sdk.affinity.catalogue_price_cuts`) and the latest event time.
+       :func:`~affinity_sdk.models.affinity.catalogue_price_cuts`) and the latest event time.
     2. **Fold**: the events of the configured affinity signals and their product lines are
        shuffled by user (in the same pass over the input as step 1, and persisted until the
        catalogue is known); each partition is folded by an ``AffinityModel`` (compiled kernels)
@@ -1194,7 +1195,7 @@ def score_affinities(
        :math:`d_{uv}` at ``now`` (persisted).
     3. **Totals**: per-value sums :math:`\\sum_u d_{uv}` are reduced over partitions.
     4. **Top-k** per partition with those totals
-       (:func:`~affinity_sdk.affinity.top_affinities_from_totals`: same formula, same kernel,
+       (:func:`~affinity_sdk.models.affinity.top_affinities_from_totals`: same formula, same kernel,
        ties to the value seen first in the lake).
 
     The input is read once; the shuffled signal events are held in the workers' memory from
@@ -1227,8 +1228,8 @@ def score_affinities(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from affinity_sdk.affinity import AffinityModel, affinities_table
-    >>> from affinity_sdk.datasets import simulate_shop
+    >>> from affinity_sdk.models.affinity import AffinityModel, affinities_table
+    >>> from affinity_sdk.sim.datasets import simulate_shop
     >>> sim = simulate_shop(40, weeks=2, horizon_weeks=1, seed=5)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = sim.write_parquet(pathlib.Path(tmp) / "events.parquet")
@@ -1243,11 +1244,11 @@ def score_affinities(
     """
     dd = _require_dask()
     dask = _dask()
-    from ._backends import resolve_backend
-    from ._units import to_epoch_ms
-    from .affinity import DIMENSIONS, PRICE_BANDS, catalogue_price_cuts
-    from .config import AffinityConfig
-    from .events import EVENT_TYPE_CODES
+    from affinity_sdk._backends import resolve_backend
+    from affinity_sdk._units import to_epoch_ms
+    from affinity_sdk.capture.events import EVENT_TYPE_CODES
+    from affinity_sdk.config import AffinityConfig
+    from affinity_sdk.models.affinity import DIMENSIONS, PRICE_BANDS, catalogue_price_cuts
 
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")

@@ -26,7 +26,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from .results import ScoreResult, write_columns
+from affinity_sdk.score.results import ScoreResult, write_columns
 
 __all__ = [
     "Col",

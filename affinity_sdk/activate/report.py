@@ -8,7 +8,7 @@ with matplotlib (extra ``[report]``), imported only when a report is written.
 Examples
 --------
 >>> import numpy as np, tempfile, os
->>> from affinity_sdk.results import ScoreResult
+>>> from affinity_sdk.score.results import ScoreResult
 >>> r = ScoreResult(user_ids=["a", "b", "c"], raw_score=np.array([9.0, 3.0, 0.0]),
 ...                 score=np.array([47.4, 23.1, 0.0]), tier_code=np.array([2, 1, 0], dtype=np.int8),
 ...                 signal_names=("order_completed",), decayed=np.array([[0.9], [0.3], [0.0]]),
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from .results import ScoreResult
-from .segments import DriftReport
+from affinity_sdk.activate.segments import DriftReport
+from affinity_sdk.score.results import ScoreResult
 
 if TYPE_CHECKING:
-    from .affinity import TopAffinities
+    from affinity_sdk.models.affinity import TopAffinities
 
 __all__ = ["ReportInputs", "favourite_shares", "write_report"]
 
@@ -156,7 +156,7 @@ def _affinity_chart(dimension: str, values: Sequence[tuple[str, float]]) -> str:
 
 
 def _propensity_chart(name: str, y: NDArray[Any], p: NDArray[np.float64]) -> tuple[str, str]:
-    from .evaluate import brier_score, gains_table, reliability_table, roc_auc
+    from affinity_sdk.activate.evaluate import brier_score, gains_table, reliability_table, roc_auc
 
     plt = _plt()
     table = gains_table(y, p, 10)
@@ -266,7 +266,7 @@ def favourite_shares(
     Examples
     --------
     >>> import numpy as np
-    >>> from affinity_sdk.affinity import TopAffinities
+    >>> from affinity_sdk.models.affinity import TopAffinities
     >>> top = TopAffinities("brand", np.array([[0], [1], [1], [-1]]), np.ones((4, 1)), ["acme", "zest"])
     >>> favourite_shares(top)
     [('zest', 0.6666666666666666), ('acme', 0.3333333333333333)]

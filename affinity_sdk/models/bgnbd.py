@@ -34,10 +34,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import hyp2f1
 
-from ._units import parse_duration
-from .batch import EventBatch
-from .errors import AffinityError
-from .events import EVENT_TYPE_CODES
+from affinity_sdk._units import parse_duration
+from affinity_sdk.capture.events import EVENT_TYPE_CODES
+from affinity_sdk.errors import AffinityError
+from affinity_sdk.ingest.batch import EventBatch
 
 __all__ = ["BGNBD", "BGNBDParams", "RFMSummary", "summary_from_batch", "summary_from_transactions"]
 
@@ -134,7 +134,7 @@ def summary_from_batch(batch: EventBatch, end_ms: int, *, period: str | float = 
 
     Examples
     --------
-    >>> from affinity_sdk.events import OrderCompleted
+    >>> from affinity_sdk.capture.events import OrderCompleted
     >>> day = 86_400_000
     >>> orders = [OrderCompleted(user_id="u", timestamp=t * day, order_id=str(t), products=[], revenue=5.0)
     ...           for t in (0, 7, 14)]

@@ -7,7 +7,7 @@ browsing sessions (views, searches, list views, cart adds and removals, wishlist
 shop-wide promotions, personal coupons and rare refunds), email / SMS / push campaigns with opens,
 clicks and unsubscribes, app installs, opens and uninstalls, consent revocations, and churn.
 
-Everything is generated with vectorized numpy straight into :class:`~affinity_sdk.batch.EventBatch`
+Everything is generated with vectorized numpy straight into :class:`~affinity_sdk.ingest.batch.EventBatch`
 columns (about half a million events per second on one busy core, so 10M events in well under a
 minute); :meth:`ShopSimulation.iter_events` rebuilds the typed events lazily for small simulations
 and for writing NDJSON.
@@ -66,9 +66,9 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from . import events as ev
-from ._units import to_epoch_ms
-from .batch import NO_CAMPAIGN, NO_CONSENT, EventBatch, Interners
+from affinity_sdk._units import to_epoch_ms
+from affinity_sdk.capture import events as ev
+from affinity_sdk.ingest.batch import NO_CAMPAIGN, NO_CONSENT, EventBatch, Interners
 
 __all__ = ["Catalogue", "CustomerTruth", "EventDetails", "ShopSimulation", "cdnow_orders", "simulate_shop"]
 
@@ -251,7 +251,7 @@ class ShopSimulation:
 
     ``batch`` holds every event with ``start_ms <= ts < end_ms``, ``future`` those with
     ``end_ms <= ts < end_ms + horizon_ms``; both are sorted by time and share one
-    :class:`~affinity_sdk.batch.Interners` whose users, products, categories, brands and
+    :class:`~affinity_sdk.ingest.batch.Interners` whose users, products, categories, brands and
     campaigns are interned up front (user code ``i`` is customer ``i`` of ``truth``).
     """
 
@@ -278,7 +278,7 @@ class ShopSimulation:
 
         Examples
         --------
-        >>> from affinity_sdk.batch import event_id_hash
+        >>> from affinity_sdk.ingest.batch import event_id_hash
         >>> sim = simulate_shop(50, weeks=2, horizon_weeks=1, seed=3)
         >>> event_id_hash(sim.event_ids()[0]) == int(sim.batch.event_id[0])
         True
@@ -288,7 +288,7 @@ class ShopSimulation:
         return [f"{prefix}{i:011d}" for i in range(details.first_id, details.first_id + len(batch))]
 
     def iter_events(self, which: Which = "history") -> Iterator[ev.Event]:
-        """Rebuild the typed events (:mod:`affinity_sdk.events` Structs) row by row.
+        """Rebuild the typed events (:mod:`affinity_sdk.capture.events` Structs) row by row.
 
         Meant for small simulations and for writing NDJSON: it builds one Struct per event.
         ``EventBatch.from_events(sim.iter_events(), sim.batch.interners)`` equals ``sim.batch``.
@@ -298,7 +298,7 @@ class ShopSimulation:
         >>> sim = simulate_shop(30, weeks=2, horizon_weeks=1, seed=2)
         >>> events = list(sim.iter_events())
         >>> len(events) == len(sim.batch), type(events[0]).__module__
-        (True, 'affinity_sdk.events')
+        (True, 'affinity_sdk.capture.events')
         """
         batch, details = self._pick(which)
         yield from _iter_events(batch, details, self.seed)
@@ -333,7 +333,7 @@ class ShopSimulation:
     def to_arrow(self, which: Which = "history") -> Any:
         """The events as a flat ``pyarrow.Table``, one row per event (needs ``pyarrow``).
 
-        The layout is the one :meth:`EventBatch.from_arrow <affinity_sdk.batch.EventBatch.from_arrow>`
+        The layout is the one :meth:`EventBatch.from_arrow <affinity_sdk.ingest.batch.EventBatch.from_arrow>`
         reads, so ``EventBatch.from_arrow(sim.to_arrow(), sim.batch.interners)`` rebuilds the batch:
         ``type``, ``user_id``, ``timestamp`` (``timestamp[ms, UTC]``), ``event_id`` (string),
         ``channel``, ``revenue``, ``discount``, ``coupon``, ``campaign_id``, ``granted`` and
@@ -1219,7 +1219,7 @@ def _id_prefix(seed: int) -> str:
 
 
 def _event_id_hashes(seed: int, first: int, n: int) -> NDArray[np.uint64]:
-    """FNV-1a (as :func:`affinity_sdk.batch.event_id_hash`) of ``f"s{seed}-{i:011d}"``, vectorized."""
+    """FNV-1a (as :func:`affinity_sdk.ingest.batch.event_id_hash`) of ``f"s{seed}-{i:011d}"``, vectorized."""
     prime = np.uint64(0x100000001B3)
     h = 0xCBF29CE484222325
     for byte in _id_prefix(seed).encode():

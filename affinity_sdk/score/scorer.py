@@ -1,7 +1,7 @@
 """``Scorer``: the in-process API an app backend embeds.
 
 Ingest events as they arrive (Structs, NDJSON / JSON / MessagePack bytes or an
-:class:`~affinity_sdk.batch.EventBatch`), ask for one user's tier in microseconds, score everyone
+:class:`~affinity_sdk.ingest.batch.EventBatch`), ask for one user's tier in microseconds, score everyone
 in one vectorized pass, explain a score, save and load state atomically, merge shards exactly.
 Late and out-of-order events give exactly the same state as in-order ones (forward decay).
 
@@ -33,16 +33,16 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from . import kernels
-from .batch import TOMBSTONE, EventBatch, Interner, Interners, SourcePositions
-from .config import ScoringConfig, default_config
-from .dedupe import DEFAULT_WINDOW, EventIdWindow, screen_rows, take_rows
-from .errors import ConfigError, SchemaError, StateError
-from .events import EVENT_TYPE_CODES, EVENT_TYPES
-from .events import Event as EventStruct
-from .kernels import empty_records
-from .results import TIER_LABELS, ScoreResult
-from .state import DecayState
+from affinity_sdk import kernels
+from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
+from affinity_sdk.capture.events import Event as EventStruct
+from affinity_sdk.config import ScoringConfig, default_config
+from affinity_sdk.errors import ConfigError, SchemaError, StateError
+from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interner, Interners, SourcePositions
+from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow, screen_rows, take_rows
+from affinity_sdk.kernels import empty_records
+from affinity_sdk.profile.decay import DecayState
+from affinity_sdk.score.results import TIER_LABELS, ScoreResult
 
 __all__ = ["Explanation", "IngestReport", "Scorer", "SignalExplanation", "TierChange"]
 
@@ -114,8 +114,8 @@ class Scorer:
         Kernel backend: ``"auto"`` (fastest available), ``"cpp"``, ``"numba"`` or ``"reference"``.
     dedupe_window:
         How many most recent distinct ``event_id`` values are remembered so a replayed event folds
-        only once (default :data:`~affinity_sdk.dedupe.DEFAULT_WINDOW`, 16 MiB once used; ``None``
-        turns it off). See :mod:`affinity_sdk.dedupe` for memory, eviction and collisions.
+        only once (default :data:`~affinity_sdk.ingest.dedupe.DEFAULT_WINDOW`, 16 MiB once used; ``None``
+        turns it off). See :mod:`affinity_sdk.ingest.dedupe` for memory, eviction and collisions.
     max_future:
         Events stamped more than this (``"366d"``, seconds, a timedelta) after both the newest
         accepted event and the wall clock are rejected like schema errors, so one bad clock cannot
@@ -207,9 +207,9 @@ class Scorer:
     def _drop_future(
         self, batch: EventBatch, errors: Errors, rejected: list[tuple[int, str]]
     ) -> tuple[EventBatch, int]:
-        """Drop rows :func:`~affinity_sdk.dedupe.screen_rows` flags (bad numbers, or later than
+        """Drop rows :func:`~affinity_sdk.ingest.dedupe.screen_rows` flags (bad numbers, or later than
         ``max_future`` past the newest event and the clock); positions are input positions
-        (:meth:`EventBatch.position <affinity_sdk.batch.EventBatch.position>`)."""
+        (:meth:`EventBatch.position <affinity_sdk.ingest.batch.EventBatch.position>`)."""
         if len(batch) == 0:
             return batch, 0
         limit = None
@@ -231,7 +231,7 @@ class Scorer:
         if isinstance(data, str):
             data = data.encode()
         if isinstance(data, bytes | bytearray | memoryview):
-            from . import decode
+            from affinity_sdk.capture import decode
 
             if fmt == "ndjson":
                 batch = EventBatch.from_ndjson(data, self.interners, errors=errors)
@@ -317,7 +317,7 @@ class Scorer:
     def _now_ms(self, now: datetime | str | int | None) -> int:
         if now is None:
             return self.latest_ms if self.latest_ms is not None else 0
-        from ._units import to_epoch_ms
+        from affinity_sdk._units import to_epoch_ms
 
         return to_epoch_ms(now)
 
@@ -499,7 +499,7 @@ class Scorer:
 
     def opted_out(self) -> list[str]:
         """The ids of the users now opted out: pass them as ``suppressed`` to
-        :func:`~affinity_sdk.segments.diff_segments` when memberships come from elsewhere.
+        :func:`~affinity_sdk.activate.segments.diff_segments` when memberships come from elsewhere.
 
         Examples
         --------
@@ -535,7 +535,7 @@ class Scorer:
         ``source_position`` (any MessagePack-able value, e.g. a Kafka offset) is stored so a
         restarted process can resume reading where this snapshot ends.
         """
-        from ._persist import write_container
+        from affinity_sdk._persist import write_container
 
         with self._lock:
             if source_position is not None:
@@ -570,7 +570,7 @@ class Scorer:
     def load(cls, path: str | Path, *, backend: str | None = "auto") -> Scorer:
         """Load a file written by :meth:`save`; a corrupt, truncated or foreign file raises
         :class:`StateError`."""
-        from ._persist import read_container
+        from affinity_sdk._persist import read_container
 
         header, arrays = read_container(path, _STATE_KIND)
         _check_state(path, header, arrays)
@@ -658,7 +658,7 @@ _INTERNERS = ("users", "products", "categories", "brands", "campaigns")
 
 
 def _max_future_ms(value: str | float | timedelta | None) -> int | None:
-    from ._units import parse_duration
+    from affinity_sdk._units import parse_duration
 
     if value is None:
         return None

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from . import kernels
-from ._backends import BackendName, resolve_backend
-from .kernels import REBASE_EXPONENT, decay_factors, empty_records
+from affinity_sdk import kernels
+from affinity_sdk._backends import BackendName, resolve_backend
+from affinity_sdk.kernels import REBASE_EXPONENT, decay_factors, empty_records
 
 __all__ = ["DecayState", "lam_per_ms"]
 

@@ -1,6 +1,6 @@
 """Decode events from JSON, NDJSON and MessagePack bytes into the typed Structs.
 
-Every decoder validates against :data:`affinity_sdk.events.Event` with msgspec and reports bad
+Every decoder validates against :data:`affinity_sdk.capture.events.Event` with msgspec and reports bad
 input as :class:`~affinity_sdk.errors.SchemaError` in msgspec's words plus where the event sits:
 ``(line N)`` for NDJSON (1-based), ``$[i]`` in the path for arrays. Batch inputs take
 
@@ -30,8 +30,8 @@ from typing import Final, Literal, TypeAlias, overload
 
 import msgspec
 
-from . import events as ev
-from .errors import SchemaError
+from affinity_sdk.capture import events as ev
+from affinity_sdk.errors import SchemaError
 
 __all__ = [
     "DecodeResult",

@@ -1,6 +1,6 @@
 """A bounded, memory-capped window of recently seen event ids, so replays fold only once.
 
-Keys are the ``uint64`` :attr:`EventBatch.event_id <affinity_sdk.batch.EventBatch>` column: the
+Keys are the ``uint64`` :attr:`EventBatch.event_id <affinity_sdk.ingest.batch.EventBatch>` column: the
 64-bit FNV-1a hash of each event's ``event_id`` (``0`` = the event has no id and is never treated
 as a duplicate). :class:`EventIdWindow` keeps two *generations*, each a fixed-size open-addressing
 hash table (linear probing, load factor at most 1/2) of raw ``uint64`` keys:
@@ -53,10 +53,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import events as ev
+from affinity_sdk.capture import events as ev
 
 if TYPE_CHECKING:
-    from .batch import EventBatch
+    from affinity_sdk.ingest.batch import EventBatch
 
 __all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "EventIdWindow", "screen_rows", "take_rows"]
 
@@ -252,8 +252,8 @@ def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:
     Examples
     --------
     >>> import numpy as np
-    >>> from affinity_sdk.batch import EventBatch
-    >>> from affinity_sdk.events import OrderCompleted, Product
+    >>> from affinity_sdk.ingest.batch import EventBatch
+    >>> from affinity_sdk.capture.events import OrderCompleted, Product
     >>> p = Product(product_id="p", category="c", brand="b", price=1.0)
     >>> orders = [OrderCompleted(user_id=u, timestamp=0, order_id=u, products=[p, p], revenue=2.0)
     ...           for u in ("a", "b")]
@@ -290,18 +290,18 @@ def screen_rows(
     """Rows whose numbers cannot be folded: ``(bad, future, message)``.
 
     The decoders already enforce the schema, but Structs built in Python skip validation and an
-    :class:`~affinity_sdk.batch.EventBatch` can be built by hand, so the Scorer checks every
+    :class:`~affinity_sdk.ingest.batch.EventBatch` can be built by hand, so the Scorer checks every
     batch before folding: event-type and channel codes in range; timestamps within
     1900-01-01 .. 2200-01-01; revenue, discounts and prices missing (NaN) or finite, non-negative
-    and at most :data:`~affinity_sdk.events.MAX_AMOUNT` (revenue: times the largest quantity;
+    and at most :data:`~affinity_sdk.capture.events.MAX_AMOUNT` (revenue: times the largest quantity;
     required for ``order_completed``); quantities at least 1. ``future`` marks the rows (also in
     ``bad``) stamped after ``max_ts_ms``; ``message(row)`` says what is wrong with a bad row,
     msgspec-style.
 
     Examples
     --------
-    >>> from affinity_sdk.batch import EventBatch
-    >>> from affinity_sdk.events import AppOpened, OrderCompleted
+    >>> from affinity_sdk.ingest.batch import EventBatch
+    >>> from affinity_sdk.capture.events import AppOpened, OrderCompleted
     >>> good = AppOpened(user_id="a", timestamp=5)
     >>> bad = OrderCompleted(user_id="b", timestamp=0, order_id="o", products=[], revenue=float("inf"))
     >>> flags, future, message = screen_rows(EventBatch.from_events([good, bad]), max_ts_ms=4)

@@ -6,7 +6,7 @@ nothing an event carried is lost and the kernels can scan contiguous arrays.
 
 Examples
 --------
->>> from affinity_sdk.events import ProductViewed, Product
+>>> from affinity_sdk.capture.events import ProductViewed, Product
 >>> ev = ProductViewed(user_id="u1", timestamp=1_700_000_000_000,
 ...                    product=Product(product_id="p", category="shoes", brand="acme", price=10.0))
 >>> batch = EventBatch.from_events([ev])
@@ -25,10 +25,19 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from . import events as ev
-from ._backends import native
-from .decode import _JSON_EVENT, _JSON_TAG, Errors, Rejects, UnknownTypes, _Collector, _decode_one, iter_lines
-from .errors import SchemaError
+from affinity_sdk._backends import native
+from affinity_sdk.capture import events as ev
+from affinity_sdk.capture.decode import (
+    _JSON_EVENT,
+    _JSON_TAG,
+    Errors,
+    Rejects,
+    UnknownTypes,
+    _Collector,
+    _decode_one,
+    iter_lines,
+)
+from affinity_sdk.errors import SchemaError
 
 __all__ = ["EventBatch", "Interner", "Interners", "SourcePositions", "event_id_hash"]
 
@@ -159,7 +168,7 @@ class Interners:
 @dataclass(frozen=True, eq=False)
 class SourcePositions:
     """Where each row of a batch came from in the bytes it was decoded from, so a problem found
-    after decoding (:func:`~affinity_sdk.dedupe.screen_rows`) is reported where a person finds it.
+    after decoding (:func:`~affinity_sdk.ingest.dedupe.screen_rows`) is reported where a person finds it.
 
     ``index`` holds per row the 0-based NDJSON line (``lines=True``) or the index in a JSON /
     MessagePack array of events (``lines=False``); ``single=True`` marks one event decoded on its
@@ -196,8 +205,8 @@ class EventBatch:
     """Events as numpy columns. Missing floats are NaN, missing codes are -1.
 
     Event columns (length ``n``): ``user`` (int64 code), ``event_type`` (uint8, index in
-    :data:`affinity_sdk.events.EVENT_TYPES`), ``ts_ms`` (int64 epoch ms), ``channel`` (uint8, index
-    in :data:`~affinity_sdk.events.CHANNELS`), ``revenue`` (float64: order revenue, refund amount,
+    :data:`affinity_sdk.capture.events.EVENT_TYPES`), ``ts_ms`` (int64 epoch ms), ``channel`` (uint8, index
+    in :data:`~affinity_sdk.capture.events.CHANNELS`), ``revenue`` (float64: order revenue, refund amount,
     checkout revenue, or price × quantity for single-product events), ``discount`` (float64),
     ``has_coupon`` (bool), ``campaign`` (int32 code), ``event_id`` (uint64 FNV-1a hash, 0 = none),
     ``consent`` (int8: 1 granted, 0 revoked, -1 not a consent event).
@@ -295,7 +304,7 @@ class EventBatch:
         """Build a batch straight from NDJSON bytes (one event per line, blank lines skipped).
 
         The result equals ``EventBatch.from_events(decode_ndjson(data, ...), interners)``, codes
-        included, with ``errors`` / ``unknown_types`` as in :func:`~affinity_sdk.decode.decode_ndjson`
+        included, with ``errors`` / ``unknown_types`` as in :func:`~affinity_sdk.capture.decode.decode_ndjson`
         and what was left out in :attr:`rejects`. With the compiled extension (``reader="auto"`` or
         ``"native"``) a C++ reader parses the lines it fully understands straight into columns and
         hands every other line to msgspec, so errors and edge cases match the Struct decoders
@@ -313,7 +322,7 @@ class EventBatch:
         mod = None if reader == "python" else native()
         if mod is None or not hasattr(mod, "read_ndjson"):
             if reader == "native":
-                from .errors import BackendUnavailableError
+                from affinity_sdk.errors import BackendUnavailableError
 
                 raise BackendUnavailableError(
                     "the compiled NDJSON reader (affinity_sdk._native) is not available"
@@ -338,7 +347,7 @@ class EventBatch:
 
         Columns (extra columns are ignored; string columns may be dictionary-encoded):
 
-        - ``type`` (string, required): an :data:`~affinity_sdk.events.EVENT_TYPES` name;
+        - ``type`` (string, required): an :data:`~affinity_sdk.capture.events.EVENT_TYPES` name;
         - ``user_id`` (string, required);
         - ``timestamp`` (required): ``timestamp[unit, tz]`` or int64 epoch milliseconds;
         - ``channel`` (string, optional; null = the type's default channel);

@@ -8,7 +8,7 @@ grows with the (profile, value) pairs actually seen, never with profiles × valu
 land as small sorted runs that are merged into the main run on demand (on a query, or when the
 pending runs grow past a quarter of it).
 
-Decay is exact forward decay (as in :class:`~affinity_sdk.state.DecayState`): an event of type
+Decay is exact forward decay (as in :class:`~affinity_sdk.profile.decay.DecayState`): an event of type
 ``e`` at time ``t`` adds :math:`w_e\, e^{\lambda_e (t - L)}` to its half-life group's accumulator,
 ``L`` the landmark, so updates are scatter-adds, event order does not matter, two models merge by
 addition and the landmark moves forward before any exponent nears float64's range.
@@ -53,8 +53,8 @@ similarity to the centroid of the seeds' vectors.
 
 Examples
 --------
->>> from affinity_sdk.events import Product, ProductViewed
->>> from affinity_sdk.batch import EventBatch
+>>> from affinity_sdk.capture.events import Product, ProductViewed
+>>> from affinity_sdk.ingest.batch import EventBatch
 >>> shoe = Product(product_id="p1", category="shoes", brand="acme", price=80.0)
 >>> hat = Product(product_id="p2", category="hats", brand="zed", price=20.0)
 >>> events = [ProductViewed(user_id="ann", timestamp=1_700_000_000_000 + i, product=shoe) for i in range(5)]
@@ -78,14 +78,14 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from ._backends import BackendName, native, resolve_backend
-from ._units import parse_duration
-from .batch import EventBatch, Interners
-from .config import AffinityConfig, AffinitySignal
-from .errors import ConfigError, StateError
-from .events import EVENT_TYPE_CODES, EVENT_TYPES
-from .kernels import REBASE_EXPONENT
-from .kernels import _affinity_reference as _reference
+from affinity_sdk._backends import BackendName, native, resolve_backend
+from affinity_sdk._units import parse_duration
+from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
+from affinity_sdk.config import AffinityConfig, AffinitySignal
+from affinity_sdk.errors import ConfigError, StateError
+from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.kernels import REBASE_EXPONENT
+from affinity_sdk.kernels import _affinity_reference as _reference
 
 __all__ = [
     "DIMENSIONS",
@@ -121,7 +121,7 @@ def _impl(backend: BackendName) -> Any:
     if backend == "reference":
         return _reference
     if backend == "numba":
-        from .kernels import _affinity_numba
+        from affinity_sdk.kernels import _affinity_numba
 
         return _affinity_numba
     module: ModuleType | None = native()
@@ -323,7 +323,7 @@ class AffinityModel:
     def ingest(self, batch: EventBatch) -> AffinityModel:
         """Fold a batch's product-level events into the state; returns ``self``.
 
-        All batches must share one :class:`~affinity_sdk.batch.Interners` (the first one seen).
+        All batches must share one :class:`~affinity_sdk.ingest.batch.Interners` (the first one seen).
         """
         self._adopt(batch.interners)
         if len(batch) == 0:
@@ -448,7 +448,7 @@ class AffinityModel:
 
         Examples
         --------
-        >>> from affinity_sdk.events import Product, ProductViewed
+        >>> from affinity_sdk.capture.events import Product, ProductViewed
         >>> events = [ProductViewed(user_id="u", timestamp=0, product=Product(
         ...     product_id=f"p{i}", category="c", brand="b", price=float(i))) for i in range(10)]
         >>> model = AffinityModel(backend="reference").fit_price_bands(EventBatch.from_events(events))
@@ -969,7 +969,7 @@ class AffinityModel:
         >>> AffinityModel.load(path, backend="reference").n_profiles
         0
         """
-        from ._persist import write_container
+        from affinity_sdk._persist import write_container
 
         header, arrays = self.to_arrays()
         write_container(path, _FORMAT_KIND, header, arrays)
@@ -979,7 +979,7 @@ class AffinityModel:
         cls, path: str | Path, interners: Interners | None = None, *, backend: str | None = "auto"
     ) -> AffinityModel:
         """Read a model written by :meth:`save`; corrupt or foreign files raise :class:`StateError`."""
-        from ._persist import read_container
+        from affinity_sdk._persist import read_container
 
         header, arrays = read_container(path, _FORMAT_KIND)
         return cls.from_arrays(header, arrays, interners, backend=backend)
@@ -1068,7 +1068,7 @@ def top_affinities_from_totals(
 
     Examples
     --------
-    >>> from affinity_sdk.events import Product, ProductViewed
+    >>> from affinity_sdk.capture.events import Product, ProductViewed
     >>> p = [Product(product_id=f"p{i}", category=c, brand="b", price=1.0) for i, c in enumerate("xyx")]
     >>> pairs = [("a", 0), ("a", 1), ("b", 2)]
     >>> events = [ProductViewed(user_id=u, timestamp=0, product=p[i]) for u, i in pairs]

@@ -1,4 +1,4 @@
-"""Adapter from Segment / RudderStack calls onto the typed events of :mod:`affinity_sdk.events`.
+"""Adapter from Segment / RudderStack calls onto the typed events of :mod:`affinity_sdk.capture.events`.
 
 Accepted input: one call (``{"type":"track","event":"Product Viewed","userId":..,"properties":{..}}``),
 a list of calls, or the ``/v1/batch`` envelope ``{"batch":[...],"sentAt":..}``, as JSON bytes or
@@ -21,7 +21,7 @@ already-parsed dicts. Mapping rules:
   ``order_completed.revenue`` falls back to ``total``.
 
 Errors name the call's position and the Segment path (``$.properties.price``), with the same
-``errors="raise" | "skip" | "collect"`` modes as :mod:`affinity_sdk.decode`.
+``errors="raise" | "skip" | "collect"`` modes as :mod:`affinity_sdk.capture.decode`.
 
 Examples
 --------
@@ -41,9 +41,9 @@ from typing import Any, Final
 
 import msgspec
 
-from . import events as ev
-from .decode import DecodeResult, Errors, UnknownTypes, _Collector, _where
-from .errors import SchemaError
+from affinity_sdk.capture import events as ev
+from affinity_sdk.capture.decode import DecodeResult, Errors, UnknownTypes, _Collector, _where
+from affinity_sdk.errors import SchemaError
 
 __all__ = ["from_segment", "segment_event_type"]
 

@@ -3,7 +3,7 @@
 The pipeline, each step a small function:
 
 1. :func:`profile_features` turns the events up to a cutoff ``T`` into one feature row per
-   profile, from the same forward-decay state (:class:`~affinity_sdk.state.DecayState`) the
+   profile, from the same forward-decay state (:class:`~affinity_sdk.profile.decay.DecayState`) the
    scorer keeps: each signal group decayed at two or more half-lives (so trend shows), recency,
    frequency, monetary value, tenure, category concentration and channel engagement. Nothing
    after ``T`` is read, by construction (events are filtered before the state is built).
@@ -19,7 +19,7 @@ The pipeline, each step a small function:
 
 Examples
 --------
->>> from affinity_sdk.datasets import simulate_shop
+>>> from affinity_sdk.sim.datasets import simulate_shop
 >>> sim = simulate_shop(400, weeks=8, horizon_weeks=2, seed=3)
 >>> week = 7 * 86_400_000
 >>> train = build_training_set(sim.batch, "purchase", [sim.end_ms - 4 * week, sim.end_ms - 2 * week], "2w")
@@ -45,13 +45,13 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import isotonic_regression, minimize
 from scipy.special import expit
 
-from . import kernels
-from ._persist import read_container, write_container
-from ._units import parse_duration, to_epoch_ms
-from .batch import EventBatch
-from .errors import AffinityError, ConfigError
-from .events import CHANNELS, EVENT_TYPE_CODES
-from .state import DecayState
+from affinity_sdk import kernels
+from affinity_sdk._persist import read_container, write_container
+from affinity_sdk._units import parse_duration, to_epoch_ms
+from affinity_sdk.capture.events import CHANNELS, EVENT_TYPE_CODES
+from affinity_sdk.errors import AffinityError, ConfigError
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.profile.decay import DecayState
 
 __all__ = [
     "OUTCOMES",
@@ -222,7 +222,7 @@ def profile_features(
 
     Examples
     --------
-    >>> from affinity_sdk.events import OrderCompleted, PageViewed
+    >>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
     >>> day = 86_400_000
     >>> events = [PageViewed(user_id="a", timestamp=0),
     ...           OrderCompleted(user_id="a", timestamp=2 * day, order_id="1", products=[], revenue=9.0),
@@ -310,7 +310,7 @@ def profile_features(
 def _bgnbd_features(
     batch: EventBatch, cutoff_ms: int, spec: FeatureSpec, n: int
 ) -> dict[str, NDArray[np.float64]]:
-    from .bgnbd import BGNBD, summary_from_batch
+    from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch
 
     expected = np.zeros(n)
     alive = np.zeros(n)
@@ -419,7 +419,7 @@ def decayed_order_days(
 
     Examples
     --------
-    >>> from affinity_sdk.events import OrderCompleted
+    >>> from affinity_sdk.capture.events import OrderCompleted
     >>> day = 86_400_000
     >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=4.0)
     ...           for t in (0, 0, 7, 30)]
@@ -498,7 +498,7 @@ def outcome_labels(
 
     Examples
     --------
-    >>> from affinity_sdk.events import OrderCompleted, PageViewed
+    >>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
     >>> day = 86_400_000
     >>> events = [PageViewed(user_id="a", timestamp=0), PageViewed(user_id="b", timestamp=0),
     ...           OrderCompleted(user_id="a", timestamp=3 * day, order_id="1", products=[], revenue=9.0)]
@@ -590,7 +590,7 @@ def build_training_set(
 
     Examples
     --------
-    >>> from affinity_sdk.datasets import simulate_shop
+    >>> from affinity_sdk.sim.datasets import simulate_shop
     >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
     >>> ts = build_training_set(sim.batch, "churn", [sim.end_ms - 14 * 86_400_000], "1w")
     >>> ts.X.shape[1] == len(ts.feature_names) and len(ts) <= 300
@@ -825,7 +825,7 @@ class PropensityModel:
         Examples
         --------
         >>> import numpy as np
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> model = PropensityModel.fit(data, config_fingerprint="cfg-1")
@@ -910,7 +910,7 @@ class PropensityModel:
 
         Examples
         --------
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> day = 86_400_000
         >>> old = build_training_set(sim.batch, "purchase", [sim.end_ms - 14 * day], "1w")
@@ -952,7 +952,7 @@ class PropensityModel:
         Examples
         --------
         >>> import numpy as np
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> model = PropensityModel.fit(data, calibration="platt")
@@ -981,7 +981,7 @@ class PropensityModel:
 
         Examples
         --------
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> p, seen = PropensityModel.fit(data).score_batch(sim.batch, sim.end_ms)
@@ -997,7 +997,7 @@ class PropensityModel:
 
         Examples
         --------
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> top = next(iter(PropensityModel.fit(data).explain()))
@@ -1019,7 +1019,7 @@ class PropensityModel:
         Examples
         --------
         >>> import numpy as np
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> m = PropensityModel.fit(data)
@@ -1035,7 +1035,7 @@ class PropensityModel:
         Examples
         --------
         >>> import tempfile, os
-        >>> from affinity_sdk.datasets import simulate_shop
+        >>> from affinity_sdk.sim.datasets import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> model = PropensityModel.fit(data, config_fingerprint="abc")
@@ -1068,7 +1068,7 @@ class PropensityModel:
         """Read a model written by :meth:`save`. With ``config_fingerprint``, refuse a model
         trained under another scoring configuration (:class:`~affinity_sdk.errors.StateError`).
         """
-        from .errors import StateError
+        from affinity_sdk.errors import StateError
 
         header, arrays = read_container(path, MODEL_KIND)
         if header.get("format") != MODEL_FORMAT:

@@ -1,0 +1,1 @@
+"""Activate: segments, evaluation metrics and the HTML report."""

@@ -1,0 +1,1 @@
+"""Capture: the typed event schema, decoders and source adapters."""

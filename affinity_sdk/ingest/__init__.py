@@ -1,0 +1,1 @@
+"""Ingest: columnar batches, interning, screening, dedupe and the one ingest pipeline."""

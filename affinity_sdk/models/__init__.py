@@ -1,0 +1,1 @@
+"""Models: affinity, propensity and BG/NBD on top of the profile store."""

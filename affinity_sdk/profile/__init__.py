@@ -1,0 +1,1 @@
+"""Profile: the one profile store and the views folded into it."""

@@ -1,0 +1,1 @@
+"""Scale-out: exact scoring of partitioned event lakes on Dask."""

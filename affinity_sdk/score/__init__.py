@@ -1,0 +1,1 @@
+"""Score: the embeddable scorer, tier plans and score results."""

@@ -1,0 +1,1 @@
+"""Simulated shops with ground truth, and real datasets (CDNOW)."""
