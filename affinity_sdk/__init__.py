@@ -10,7 +10,8 @@ from __future__ import annotations
 from affinity_sdk._backends import available_backends, resolve_backend
 from affinity_sdk.config import ScoringConfig, default_config
 from affinity_sdk.errors import AffinityError, BackendUnavailableError, ConfigError, SchemaError, StateError
-from affinity_sdk.ingest.batch import EventBatch, Interner, Interners
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import Interner, Interners
 from affinity_sdk.profile.decay import DecayState
 from affinity_sdk.score.scorer import Scorer
 

@@ -26,7 +26,8 @@ from affinity_sdk import __version__
 from affinity_sdk.errors import AffinityError
 
 if TYPE_CHECKING:
-    from affinity_sdk.ingest.batch import EventBatch, Interners
+    from affinity_sdk.ingest.batch import EventBatch
+    from affinity_sdk.ingest.interner import Interners
 
 DIMENSIONS = ("category", "brand", "price_band")  # affinity.DIMENSIONS, without importing numpy
 
@@ -46,14 +47,15 @@ def _add_score(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ),
     )
     _add_event_input(p)
-    p.add_argument("--now", default=None, help="score time, ISO-8601 with zone (default: latest event time)")
+    _add_now(p)
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
     p.set_defaults(handler=_run_score)
 
 
 def _run_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    scorer, result, _, accepted = _score_file(args, args.events, args.now)
+    scorer, accepted = _ingest_file(args, args.events, args.now)
+    result = scorer.score(args.now)
     result.save(args.out)
     elapsed = time.perf_counter() - started
     counts = result.tier_counts()
@@ -81,6 +83,15 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
 
 
+def _add_now(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--now",
+        default=None,
+        help="score as of this time (ISO-8601 with zone): later events are set aside and counted "
+        "(default: the latest event time)",
+    )
+
+
 def _read_batch(path: Path, interners: Interners | None, errors: str) -> EventBatch:
     from affinity_sdk.ingest.batch import EventBatch
 
@@ -103,19 +114,15 @@ def _print_rejected(rejected: Sequence[tuple[int, str]], n_dropped: int) -> None
 
 
 def _fit_affinity(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
-    """Read the events and fold them into an :class:`~affinity_sdk.models.affinity.AffinityModel`."""
-    from affinity_sdk.config import ScoringConfig, default_config
-    from affinity_sdk.models.affinity import AffinityModel
-
-    config = ScoringConfig.load(args.config) if args.config is not None else default_config()
-    batch = _read_batch(args.events, None, args.errors)
-    _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
-    model = AffinityModel(config.affinity, backend=args.backend).ingest(batch)
+    """Read the events into a profile store with the affinity view (consent and forget applied
+    once, in the pipeline) and return its :class:`~affinity_sdk.models.affinity.AffinityModel`."""
+    scorer, _ = _ingest_file(args, args.events, args.now, views=("signals", "affinity"))
+    model = scorer.affinity
     metadata = {
-        "config_version": config.version,
-        "config_fingerprint": config.fingerprint,
-        "now_ms": str(model.last_ms),
-        "backend": str(model.backend),
+        "config_version": scorer.config.version,
+        "config_fingerprint": scorer.config.fingerprint,
+        "now_ms": str(scorer.store.now_ms(args.now)),
+        "backend": str(scorer.backend),
     }
     return model, metadata
 
@@ -134,6 +141,7 @@ def _add_affinities(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dimension", choices=("category", "brand", "price_band"), required=True, help="what to rank"
     )
     p.add_argument("--top", type=int, default=3, help="values per user (default 3)")
+    _add_now(p)
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
     p.set_defaults(handler=_run_affinities)
 
@@ -170,6 +178,7 @@ def _add_lookalikes(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--seeds", type=Path, required=True, help="text file: one seed user id per line")
     p.add_argument("--n", type=int, default=100, help="lookalikes to return (default 100)")
     p.add_argument("--min-score", type=float, default=-1.0, help="leave out users below this similarity")
+    _add_now(p)
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
     p.set_defaults(handler=_run_lookalikes)
 
@@ -187,10 +196,12 @@ def _run_lookalikes(args: argparse.Namespace) -> int:
     seeds = [s for s in seeds if s]
     started = time.perf_counter()
     model, metadata = _fit_affinity(args)
-    users = model.interners.users if model.interners is not None else None
-    known = [s for s in seeds if users is not None and users.lookup(s) is not None]
+    # An opted-out or forgotten seed is not used (as if it were not in the events).
+    known = [s for s in seeds if model.store.code_of(s) is not None]
     if not known:
-        raise AffinityError(f"none of the {len(seeds):,} seed ids in {args.seeds} appear in the events")
+        raise AffinityError(
+            f"none of the {len(seeds):,} seed ids in {args.seeds} appear (with consent) in the events"
+        )
     table = lookalikes_table(model, known, args.n, min_score=args.min_score)
     write_columns(table, args.out, metadata={**metadata, "seeds": str(len(known))})
     print(
@@ -214,40 +225,59 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     _add_event_input(p)
     p.add_argument("--previous", type=Path, default=None, help="an earlier event file to compare with")
-    p.add_argument("--now", default=None, help="score time, ISO-8601 with zone (default: latest event time)")
+    _add_now(p)
     p.add_argument("--title", default="Customer affinity & propensity", help="report title")
     p.add_argument("--out", type=Path, default=Path("report.html"), help="output file (default report.html)")
     p.set_defaults(handler=_run_report)
 
 
-def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, EventBatch, int]:
-    """Score an event file: the scorer, its result at ``now``, the batch read and the number of
-    events accepted; bad events are handled by ``--errors`` and listed on stderr."""
+def _ingest_file(
+    args: argparse.Namespace, path: Path, now: str | None, views: tuple[str, ...] = ("signals",)
+) -> tuple[Any, int]:
+    """Read an event file into a new :class:`~affinity_sdk.score.scorer.Scorer` (its store keeps
+    ``views``); bad events are handled by ``--errors`` and listed on stderr. With ``now``, events
+    after it are set aside (and counted on stderr), so the state is the one as of ``now``.
+    Returns the scorer and the number of events accepted."""
+    from affinity_sdk._units import to_epoch_ms
+    from affinity_sdk.ingest.dedupe import take_rows
     from affinity_sdk.score.scorer import Scorer
 
-    scorer = Scorer(args.config, backend=args.backend)
+    scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
+    now_ms = to_epoch_ms(now) if now is not None else None
     batch = _read_batch(path, scorer.interners, args.errors)
+    if now_ms is not None:
+        later = batch.ts_ms > now_ms
+        n_later = int(later.sum())
+        if n_later:
+            batch = take_rows(batch, ~later)
+            print(f"set aside {n_later:,} events stamped after {now} (--now)", file=sys.stderr)
     report = scorer.ingest(batch, errors=args.errors)
     rejected = [*batch.rejects.errors, *report.rejected]
     _print_rejected(rejected, batch.rejects.n_invalid + report.n_rejected)
-    return scorer, scorer.score(now), batch, report.accepted
+    return scorer, report.accepted
+
+
+def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, int]:
+    """Score an event file at ``now`` (default: its latest event): the scorer, its result and
+    the number of events accepted."""
+    scorer, accepted = _ingest_file(args, path, now, views=("signals", "affinity"))
+    return scorer, scorer.score(now), accepted
 
 
 def _run_report(args: argparse.Namespace) -> int:
     from affinity_sdk.activate.report import ReportInputs, favourite_shares, write_report
     from affinity_sdk.activate.segments import compare_runs
     from affinity_sdk.models import affinity
-    from affinity_sdk.models.affinity import AffinityModel
 
     started = time.perf_counter()
-    scorer, result, batch, _ = _score_file(args, args.events, args.now)
-    model = AffinityModel(scorer.config.affinity, backend=args.backend).ingest(batch)
+    scorer, result, _ = _score_file(args, args.events, args.now)
+    model = scorer.affinity
     favourites: dict[str, list[tuple[str, float]]] = {
         dim: favourite_shares(model.top_affinities_all(dim, 1)) for dim in affinity.DIMENSIONS
     }
     previous = drift = None
     if args.previous is not None:
-        _, previous, _, _ = _score_file(args, args.previous, None)
+        _, previous, _ = _score_file(args, args.previous, None)
         drift = compare_runs(previous, result)
     inputs = ReportInputs(
         result=result, title=args.title, top_affinities=favourites, previous=previous, drift=drift

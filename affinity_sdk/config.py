@@ -60,6 +60,7 @@ __all__ = [
     "SignalConfig",
     "TierConfig",
     "default_config",
+    "load_scoring_config",
 ]
 
 ValueField = Literal["count", "revenue"]
@@ -387,3 +388,19 @@ def default_config() -> ScoringConfig:
     """
     text = resources.files("affinity_sdk").joinpath("data/default_config.toml").read_text()
     return ScoringConfig.from_toml(text, source="default_config.toml")
+
+
+def load_scoring_config(config: ScoringConfig | str | Path | None) -> ScoringConfig:
+    """The one way every API takes a config: a :class:`ScoringConfig` as is, a path to a TOML /
+    JSON file, or ``None`` for :func:`default_config`.
+
+    Examples
+    --------
+    >>> load_scoring_config(None) == default_config()
+    True
+    """
+    if config is None:
+        return default_config()
+    if isinstance(config, ScoringConfig):
+        return config
+    return ScoringConfig.load(config)

@@ -60,7 +60,7 @@ def run_demo(
     from affinity_sdk.models.affinity import DIMENSIONS, AffinityModel
     from affinity_sdk.models.propensity import PropensityModel, build_training_set
     from affinity_sdk.score.scorer import Scorer
-    from affinity_sdk.sim.datasets import simulate_shop
+    from affinity_sdk.sim.shop import simulate_shop
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,8 +117,10 @@ def run_demo(
             model = PropensityModel.fit(train, config_fingerprint=scorer.config.fingerprint)
             p, _ = model.score_batch(sim.batch, sim.end_ms, backend=backend)
             probabilities[outcome] = p
-            y = getattr(truth, f"y_{outcome}")
-            oracle = getattr(truth, f"p_{outcome}")
+            shown = ~np.isnan(p)  # opted-out customers get no probability
+            y = getattr(truth, f"y_{outcome}")[shown]
+            oracle = getattr(truth, f"p_{outcome}")[shown]
+            p = p[shown]
             model_curves[label] = (y, p)
             echo(
                 f"    {_bar(i, len(DEMO_OUTCOMES))} {label:<17} AUC {roc_auc(y, p):.3f} "

@@ -21,7 +21,8 @@ import pytest
 
 from affinity_sdk import available_backends
 from affinity_sdk.capture.events import EVENT_TYPE_CODES
-from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.models.affinity import AffinityModel
 
 N_PROFILES = int(os.environ.get("AFFINITY_BENCH_PROFILES", "1000000"))

@@ -27,7 +27,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from affinity_sdk import EventBatch, Scorer  # noqa: E402
 from affinity_sdk.scale.dask import score_dataset  # noqa: E402
-from affinity_sdk.sim.datasets import simulate_shop  # noqa: E402
+from affinity_sdk.sim.shop import simulate_shop  # noqa: E402
 
 N_EVENTS = int(float(os.environ.get("AFFINITY_BENCH_DASK_EVENTS", "10e6")))
 N_FILES = 8

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from affinity_sdk.sim.datasets import ShopSimulation, simulate_shop
+from affinity_sdk.sim.shop import ShopSimulation, simulate_shop
 
 EVENTS_PER_CUSTOMER = 87
 MAX_EVENTS = int(os.environ.get("DATASETS_BENCH_MAX_EVENTS", "20000000"))

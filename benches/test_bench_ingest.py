@@ -22,7 +22,8 @@ import pytest
 from affinity_sdk._backends import native
 from affinity_sdk.capture import events as ev
 from affinity_sdk.capture.decode import decode_ndjson
-from affinity_sdk.ingest.batch import EventBatch, event_id_hash
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import event_id_hash
 
 N_EVENTS = int(os.environ.get("AFFINITY_BENCH_EVENTS", "1000000"))
 
@@ -228,7 +229,7 @@ def sim_tables(n: int = N_EVENTS) -> tuple[Any, Any]:
     ``to_arrow`` writes them), and the same table with plain string columns (as another producer,
     or Parquet read without dictionaries, hands them over)."""
     pa = pytest.importorskip("pyarrow")
-    from affinity_sdk.sim.datasets import simulate_shop
+    from affinity_sdk.sim.shop import simulate_shop
 
     table = simulate_shop(max(50, n // 90), seed=1).batch.to_arrow().slice(0, n)
     table = pa.Table.from_batches(table.to_batches())

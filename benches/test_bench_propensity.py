@@ -14,7 +14,7 @@ import pytest
 
 from affinity_sdk.models.bgnbd import BGNBD, RFMSummary, summary_from_batch
 from affinity_sdk.models.propensity import FeatureSpec, PropensityModel, TrainingSet, feature_names
-from affinity_sdk.sim.datasets import cdnow_orders
+from affinity_sdk.sim.cdnow import cdnow_orders
 
 CDNOW = Path(__file__).parents[1] / "tests" / "data" / "cdnow" / "cdnow_sample.csv"
 CAL_END = int(np.datetime64("1997-09-30", "ms").astype(np.int64))

@@ -11,7 +11,7 @@ import pytest
 
 from affinity_sdk import Scorer, available_backends
 from affinity_sdk.capture.events import Product, ProductViewed
-from affinity_sdk.sim.datasets import simulate_shop
+from affinity_sdk.sim.shop import simulate_shop
 
 pytest.importorskip("pytest_benchmark")
 

@@ -28,7 +28,7 @@ from distributed import Client, LocalCluster
 from affinity_sdk import EventBatch, Scorer, default_config
 from affinity_sdk.models.affinity import AffinityModel, affinities_table
 from affinity_sdk.scale.dask import score_affinities, score_dataset
-from affinity_sdk.sim.datasets import simulate_shop
+from affinity_sdk.sim.shop import simulate_shop
 
 
 def write_lake(root: Path, n_customers: int = 2_000, weeks: int = 4) -> Path:

@@ -32,7 +32,7 @@ from affinity_sdk.activate.segments import (
     holdout_mask,
 )
 from affinity_sdk.score.results import write_columns
-from affinity_sdk.sim.datasets import simulate_shop
+from affinity_sdk.sim.shop import simulate_shop
 
 SEGMENTS = [
     Segment("vip", (col("tier") == "high") & (col("order_completed") >= 1.0), "High and buying"),

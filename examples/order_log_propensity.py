@@ -35,7 +35,7 @@ from affinity_sdk.models.propensity import (
     decayed_order_days,
     outcome_labels,
 )
-from affinity_sdk.sim.datasets import cdnow_orders
+from affinity_sdk.sim.cdnow import cdnow_orders
 
 WEEK_MS = 7 * 86_400_000
 CDNOW = Path(__file__).resolve().parent.parent / "tests" / "data" / "cdnow" / "cdnow_sample.csv"

@@ -15,7 +15,8 @@ from numpy.typing import NDArray
 from affinity_sdk import available_backends
 from affinity_sdk.capture.events import EVENT_TYPE_CODES, Event, OrderCompleted, Product, ProductViewed
 from affinity_sdk.errors import ConfigError, StateError
-from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.models.affinity import (
     DIMENSIONS,
     AffinityConfig,
@@ -26,7 +27,8 @@ from affinity_sdk.models.affinity import (
     affinities_table,
     lookalikes_table,
 )
-from affinity_sdk.sim.datasets import simulate_shop
+from affinity_sdk.profile.store import NowBeforeDataError
+from affinity_sdk.sim.shop import simulate_shop
 
 BACKENDS = available_backends()
 DAY_MS = 86_400_000
@@ -480,13 +482,17 @@ def test_from_arrays_rejects_malformed_state() -> None:
         AffinityModel.from_arrays({**header, "format": 99}, arrays)
 
 
-def test_batches_must_share_the_models_interners() -> None:
-    model = AffinityModel(backend="reference").ingest(random_batch(10))
-    with pytest.raises(StateError, match="other Interners"):
-        model.ingest(random_batch(10))
+def test_batches_with_other_interners_are_adopted_by_name() -> None:
+    """A batch interned elsewhere is matched by name (the store's pipeline adopts it), so two
+    batches of the same events fold like one batch twice; configs and times are still checked."""
+    first, again = random_batch(10), random_batch(10)
+    model = AffinityModel(backend="reference").ingest(first).ingest(again)
+    twice = AffinityModel(backend="reference").ingest(first).ingest(first)
+    for dim in DIMENSIONS:
+        np.testing.assert_allclose(model.scores(dim).dense(), twice.scores(dim).dense(), rtol=1e-12)
     with pytest.raises(StateError, match="different configs"):
         model.merge(AffinityModel(AffinityConfig(shrinkage=1.0), backend="reference"))
-    with pytest.raises(ValueError, match="too far before the decay landmark"):
+    with pytest.raises(NowBeforeDataError, match="cannot score at"):
         model.scores("brand", now_ms=-(10**15))
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from affinity_sdk._backends import native
 from affinity_sdk.capture.decode import decode_ndjson
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.ingest.batch import _EVENT_COLUMNS, _ITEM_COLUMNS, EventBatch, Interner, Interners
+from affinity_sdk.ingest.batch import _EVENT_COLUMNS, _ITEM_COLUMNS, EventBatch
+from affinity_sdk.ingest.interner import Interner, Interners
 
 HAS_READER = native() is not None and hasattr(native(), "read_ndjson")
 READERS = ["python", pytest.param("native", marks=pytest.mark.skipif(not HAS_READER, reason="no _native"))]
@@ -156,6 +157,6 @@ def test_arrow_plain_columns_and_errors(tmp_path: object) -> None:
     missing = table.set_column(1, "user_id", pa.array(["u1", None]))
     with pytest.raises(SchemaError, match=r"got `null` - at `\$\[1\]\.user_id`"):
         EventBatch.from_arrow(missing)
-    from affinity_sdk.ingest.batch import event_id_hash
+    from affinity_sdk.ingest.interner import event_id_hash
 
     assert int(batch.event_id[0]) == event_id_hash("e1")

@@ -14,7 +14,7 @@ from affinity_sdk.errors import AffinityError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models import bgnbd
 from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch, summary_from_transactions
-from affinity_sdk.sim.datasets import cdnow_orders
+from affinity_sdk.sim.cdnow import cdnow_orders
 
 CDNOW = Path(__file__).parent / "data" / "cdnow" / "cdnow_sample.csv"
 DAY_MS = 86_400_000

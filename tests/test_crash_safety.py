@@ -61,7 +61,7 @@ def _check_snapshot(path: Path, n_base: int) -> int:
     assert isinstance(position, int) and position >= 0
     assert scorer.events_ingested == n_base + position
     views = scorer.config.signal_names.index("product_viewed")
-    assert int(scorer._state.records["count"][:, views].sum()) == position
+    assert int(scorer.signals.state.records["count"][:, views].sum()) == position
     assert scorer.latest_ms == 1_767_225_600_000 + position or position == 0
     return position
 

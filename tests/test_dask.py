@@ -40,7 +40,7 @@ from affinity_sdk.scale.dask import (  # noqa: E402
     score_dataset,
     score_propensity,
 )
-from affinity_sdk.sim.datasets import ShopSimulation, simulate_shop  # noqa: E402
+from affinity_sdk.sim.shop import ShopSimulation, simulate_shop  # noqa: E402
 
 SEED = 20261123
 RTOL = 1e-9
@@ -205,7 +205,10 @@ def test_propensity_on_a_parquet_lake_matches_score_batch(
     result = score_propensity(lake, model, now=sim.end_ms, tiers=spec, npartitions=3, rows_per_partition=1500)
     got = result.compute().set_index("user_id")
 
-    batch = EventBatch.from_events(sim.iter_events())
+    # The simulation has opted-out users: they get no row, so compare with the consenting ones.
+    out = _opted_out(sim.batch)
+    assert out
+    batch = EventBatch.from_events(e for e in sim.iter_events() if e.user_id not in out)
     p, seen = model.score_batch(batch, sim.end_ms)
     tiers = model.tiers(p, spec)
     users = list(batch.interners.users.names)
@@ -373,7 +376,7 @@ def test_affinities_read_each_input_partition_once(
 ) -> None:
     import dask
 
-    import affinity_sdk.scale.dask as module
+    import affinity_sdk.scale.lake as module
 
     lake = _write_parquet_lake(sim, tmp_path, SEED + 11)
     reads: list[tuple[str, tuple[int, ...]]] = []
@@ -467,3 +470,183 @@ def test_functions_raise_a_clear_import_error_without_dask() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'affinity_sdk[dask]'" in done.stdout
+
+
+# --- consent: opted-out users are in no output and count in no population statistic ----------
+def _opted_out(events: Any) -> set[str]:
+    """The users a single-process profile store holds opted out after ``events``."""
+    from affinity_sdk.profile.store import ProfileStore
+
+    store = ProfileStore(views=("signals",), dedupe_window=None, max_future=None)
+    store.ingest(events)
+    return set(store.opted_out())
+
+
+def _without(table: Any, users: set[str]) -> Any:
+    """``table``'s rows of the users not in ``users``, in order."""
+    import pyarrow.compute as pc
+
+    return table.filter(pc.invert(pc.is_in(table["user_id"], value_set=pa.array(sorted(users)))))
+
+
+def _consent_flips(sim: ShopSimulation, schema: Any) -> tuple[Any, set[str], set[str]]:
+    """Consent events for busy simulated users (and for the simulation's own opt-outs), with the
+    users they leave opted out and those they leave (or make) visible again.
+
+    - ``revoked``: revokes after the lake's newest event (so the latest event is a revocation);
+    - ``early``: revokes before all of their events and never grants again;
+    - ``tie`` / ``tie2``: grant and revoke at the same instant, in either row order (the
+      revocation wins a tie);
+    - ``regrant``: revokes, then grants again; the simulation's first opted-out user grants
+      again after their revocation.
+    """
+    from affinity_sdk.capture.events import EVENT_TYPE_CODES
+
+    batch = sim.batch
+    names = batch.interners.users.names
+    already = sorted(_opted_out(batch))
+    signal = np.isin(batch.event_type, [EVENT_TYPE_CODES[n] for n in AffinityConfig().signal_names])
+    lines = np.bincount(batch.user[batch.item_event[signal[batch.item_event]]], minlength=len(names))
+    has_consent = np.zeros(len(names), dtype=np.bool_)
+    has_consent[batch.user[batch.consent >= 0]] = True
+    busy = [names[i] for i in np.argsort(-lines, kind="stable").tolist() if not has_consent[i]][:5]
+    revoked, early, tie, tie2, regrant = busy
+    day = 86_400_000
+    t0, t1 = int(batch.ts_ms.min()), int(batch.ts_ms.max())
+    back = already[0]
+    back_revoked = int(batch.ts_ms[(batch.consent == 0) & (batch.user == names.index(back))].max())
+
+    def consent(user: str, ts: int, granted: bool) -> dict[str, Any]:
+        return {"type": "consent_changed", "user_id": user, "timestamp": ts, "granted": granted}
+
+    rows = [
+        consent(revoked, t1 + 3_600_000, False),
+        consent(early, t0 - day, False),
+        consent(tie, t0 + 7 * day, True),
+        consent(tie, t0 + 7 * day, False),
+        consent(tie2, t0 + 9 * day, False),
+        consent(tie2, t0 + 9 * day, True),
+        consent(regrant, t0 + day, False),
+        consent(regrant, t0 + 2 * day, True),
+        consent(back, back_revoked + 1, True),
+    ]
+    out = {revoked, early, tie, tie2, *already[1:]}
+    return pa.Table.from_pylist(rows, schema=schema).cast(schema), out, {regrant, back}
+
+
+def _consent_lake(sim: ShopSimulation, root: Path, seed: int) -> tuple[Path, Any, set[str], set[str]]:
+    """The simulation plus consent flips, in random order over four Parquet files with small
+    row groups (a user's decision and their events land in different input partitions)."""
+    table = sim.to_arrow()
+    flips, out, back = _consent_flips(sim, table.schema)
+    table = pa.concat_tables([table, flips])
+    table = table.take(pa.array(np.random.default_rng(seed).permutation(table.num_rows)))
+    lake = root / "consent-lake"
+    lake.mkdir()
+    for i, chunk in enumerate(np.array_split(np.arange(table.num_rows), 4)):
+        pq.write_table(table.take(pa.array(chunk)), lake / f"part-{i}.parquet", row_group_size=500)
+    table = pq.read_table(lake)  # the lake in the order Dask reads it (files, then row groups)
+    assert _opted_out(EventBatch.from_arrow(table)) == out  # as designed, by the store's rule
+    return lake, table, out, back
+
+
+def test_opted_out_users_are_in_no_output_and_no_population_statistic(
+    client: Any, sim: ShopSimulation, tmp_path: Path
+) -> None:
+    from affinity_sdk.models.propensity import PropensityModel, TierSpec, build_training_set
+
+    lake, table, out, back = _consent_lake(sim, tmp_path, SEED + 13)
+    consenting = _without(table, out)
+    assert consenting.num_rows < table.num_rows and out.isdisjoint(set(consenting["user_id"].to_pylist()))
+
+    # Affinities: the single-process model over the whole lake (it hides opted-out users and
+    # computes the population shares over visible users only) ...
+    model = AffinityModel().ingest(EventBatch.from_arrow(table))
+    # ... and one fed only the consenting users' events: the same rows, affinities and shares.
+    visible_model = AffinityModel().ingest(EventBatch.from_arrow(consenting))
+    for dimension in ("category", "brand", "price_band"):
+        result = score_affinities(lake, dimension=dimension, k=3, npartitions=3, rows_per_partition=1500)
+        got = _check_affinities(result, model, dimension, 3)
+        assert result.now_ms == model.last_ms == int(table["timestamp"].cast(pa.int64()).to_numpy().max())
+        assert out.isdisjoint(set(got["user_id"])) and back <= set(got["user_id"])
+        names = model.interners.categories.names if model.interners is not None else ()
+        assert list(result.categories) == list(names)
+        np.testing.assert_array_equal(result.price_cuts, model.price_cuts_[: len(names)])
+        if dimension == "price_band":
+            continue  # cut points describe the whole catalogue (the lake's), as in the model
+        expected = affinities_table(visible_model, dimension, 3, result.now_ms)
+        assert got["user_id"].tolist() == sorted(expected["user_id"])  # one block per user
+        keys = list(zip(expected["user_id"], expected["rank"], strict=True))
+        again = got.set_index(["user_id", "rank"]).loc[keys]
+        assert again["value"].tolist() == expected["value"]
+        np.testing.assert_allclose(again["affinity"], expected["affinity"], rtol=RTOL, atol=0)
+        s = visible_model.scores(dimension, result.now_ms)
+        share = dict(zip(s.names, s.population_share.tolist(), strict=False))
+        np.testing.assert_allclose(
+            result.population_share, [share.get(v, 0.0) for v in result.values], rtol=RTOL, atol=0
+        )
+
+    # Propensity: no row for opted-out users; probabilities and quantile tiers are those of the
+    # consenting users alone.
+    data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
+    propensity = PropensityModel.fit(data)
+    spec = TierSpec(method="quantile", high=0.8, medium=0.5)
+    result_p = score_propensity(
+        lake, propensity, now=sim.end_ms, tiers=spec, npartitions=3, rows_per_partition=1500
+    )
+    got_p = result_p.compute().set_index("user_id")
+    batch = EventBatch.from_arrow(consenting)
+    p, seen = propensity.score_batch(batch, sim.end_ms)
+    users = list(batch.interners.users.names)
+    assert sorted(got_p.index) == sorted(users) and result_p.n_users == len(users)
+    assert out.isdisjoint(set(got_p.index)) and back <= set(got_p.index)
+    got_p = got_p.loc[users]
+    np.testing.assert_allclose(got_p["probability"], p, rtol=RTOL, atol=1e-15)
+    assert got_p["seen"].tolist() == seen.tolist()
+    tiers = propensity.tiers(p, spec)
+    assert got_p["tier"].tolist() == np.array(["low", "medium", "high"])[tiers].tolist()
+
+    # Scores: a Scorer fed the whole lake, and one fed the consenting users only.
+    config = default_config()
+    scores = score_dataset(lake, config, npartitions=3, rows_per_partition=1500)
+    for events in (table, consenting):
+        scorer = Scorer(config)
+        scorer.ingest(EventBatch.from_arrow(events))
+        got_s = _check_same(scores, scorer.score(scores.now_ms).to_pandas().set_index("user_id"), config)
+        assert out.isdisjoint(set(got_s.index)) and back <= set(got_s.index)
+
+
+def test_drop_opted_out_keeps_whole_users_by_their_latest_decision() -> None:
+    import pandas as pd
+
+    from affinity_sdk.scale.lake import drop_opted_out
+
+    # (user, ts, consent, kind): kind 1 rows are product lines (they repeat their event's columns)
+    rows = [
+        ("regrant", 5, 0, 0),
+        ("regrant", 9, 1, 0),
+        ("regrant", 7, -1, 1),
+        ("tie", 4, 1, 0),
+        ("tie", 4, 0, 0),
+        ("tie2", 4, 0, 0),
+        ("tie2", 4, 1, 0),
+        ("late", 1, -1, 0),
+        ("late", 2, 1, 0),
+        ("late", 3, 0, 0),
+        ("never", 3, -1, 0),
+        ("never", 3, -1, 1),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "ts_ms", "consent", "kind"]).astype(
+        {"ts_ms": np.int64, "consent": np.int8, "kind": np.int8}
+    )
+    kept = drop_opted_out(frame)
+    assert kept["user_id"].tolist() == ["regrant"] * 3 + ["never"] * 2
+    # The profile store decides the same from the same consent events.
+    decisions = [
+        {"type": "consent_changed", "user_id": u, "timestamp": t, "granted": bool(c)}
+        for u, t, c, k in rows
+        if c >= 0 and k == 0
+    ]
+    assert _opted_out(b"\n".join(map(msgspec.json.encode, decisions))) == {"tie", "tie2", "late"}
+    plain = frame[frame["consent"] < 0]
+    assert drop_opted_out(plain) is plain  # no consent rows: nothing to decide

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from affinity_sdk.capture import events as ev
-from affinity_sdk.ingest.batch import EventBatch, event_id_hash
-from affinity_sdk.sim.datasets import ShopSimulation, simulate_shop
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import event_id_hash
+from affinity_sdk.sim.shop import ShopSimulation, simulate_shop
 
 T = ev.EVENT_TYPE_CODES
 BATCH_FIELDS = [

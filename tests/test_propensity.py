@@ -14,7 +14,8 @@ from affinity_sdk.capture.events import AppInstalled, AppUninstalled, OrderCompl
 from affinity_sdk.errors import ConfigError, StateError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models import propensity as P
-from affinity_sdk.sim.datasets import cdnow_orders, simulate_shop
+from affinity_sdk.sim.cdnow import cdnow_orders
+from affinity_sdk.sim.shop import simulate_shop
 
 DAY = 86_400_000
 WEEK = 7 * DAY
@@ -286,7 +287,7 @@ def cdnow_batch() -> EventBatch:
 
 
 def test_cdnow_purchase_propensity_vs_decay_baseline_honest_split() -> None:
-    """The configuration ``benches/cdnow_selection.py`` chose on calibration data only (inner
+    """The configuration ``docs/research/cdnow_selection.py`` chose on calibration data only (inner
     split: features at 1997-07-01, label = buys in the calibration period's last 13 weeks), refitted
     on cutoffs up to 1997-09-30 and evaluated once on the 39-week holdout (docs/propensity.md)."""
     batch = cdnow_batch()
@@ -320,7 +321,7 @@ def test_cdnow_purchase_propensity_vs_decay_baseline_honest_split() -> None:
 
 
 def test_cdnow_one_feature_propensity_stage_two_beats_decay_point_estimate() -> None:
-    """Stage 2 of ``benches/cdnow_selection.py``: one-feature models (order-day decay, days weighted
+    """Stage 2 of ``docs/research/cdnow_selection.py``: one-feature models (order-day decay, days weighted
     by dollars ** power) and the decay baseline's half-life chosen by mean ROC AUC over three
     calibration splits, evaluated once on the holdout (docs/propensity.md)."""
     batch = cdnow_batch()

@@ -40,6 +40,7 @@ from affinity_sdk.capture.events import (
 )
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.ingest.dedupe import MAX_WINDOW, EventIdWindow, take_rows
+from affinity_sdk.profile.store import NowBeforeDataError
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 import targets  # the atheris harness bodies, driven here by hypothesis
@@ -461,7 +462,9 @@ def test_events_far_in_the_future_are_rejected_relative_to_newest_and_clock() ->
     result = lax.score()
     assert np.isfinite(result.raw_score).all()
     assert dict(zip(result.user_ids, result.raw_score.tolist(), strict=True))["a"] == 0.0
-    with pytest.raises(ValueError, match="too far before the decay landmark"):
+    with pytest.raises(
+        NowBeforeDataError, match=r"^cannot score at 2026-.*: the state already holds events up to 2199-"
+    ):
         lax.score(T0)
 
 
@@ -543,8 +546,8 @@ def _events_with_ids(n: int, seed: int, with_ids: bool = True) -> list[Event]:
 def _state(scorer: Scorer) -> dict[str, tuple[float, float, int]]:
     """(decayed at a fixed time, total, count) per live (user, signal): independent of the landmark
     each scorer happened to pick."""
-    records = scorer._state.records
-    decayed = scorer._state.decayed(T0 + 40 * DAY_MS)
+    records = scorer.signals.state.records
+    decayed = scorer.signals.state.decayed(T0 + 40 * DAY_MS)
     names = scorer.interners.users.names
     return {
         f"{names[u]}/{s}": (float(decayed[u, s]), float(records["total"][u, s]), int(records["count"][u, s]))

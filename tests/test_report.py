@@ -122,7 +122,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 def test_report_command_scores_an_event_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from affinity_sdk.cli import main
-    from affinity_sdk.sim.datasets import simulate_shop
+    from affinity_sdk.sim.shop import simulate_shop
 
     sim = simulate_shop(300, weeks=4, seed=3)
     sim.write_ndjson(tmp_path / "now.ndjson")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -171,8 +172,8 @@ def test_save_load_round_trip_is_bit_identical(tmp_path: Path) -> None:
     path = scorer.save(tmp_path / "state.afs", source_position={"partition": 0, "offset": 1234})
     loaded = Scorer.load(path, backend="reference")
     assert loaded.source_position == {"partition": 0, "offset": 1234}
-    assert loaded._state.records.tobytes() == scorer._state.records.tobytes()
-    assert loaded._state.landmark_ms == scorer._state.landmark_ms
+    assert loaded.signals.state.records.tobytes() == scorer.signals.state.records.tobytes()
+    assert loaded.signals.state.landmark_ms == scorer.signals.state.landmark_ms
     assert loaded.interners.users == scorer.interners.users
     a, b = scorer.score(), loaded.score()
     assert a.user_ids == b.user_ids and "u3" not in b.user_ids
@@ -271,8 +272,16 @@ def test_consent_and_forget(tmp_path: Path) -> None:
     assert "u4" not in scorer.score().user_ids
     saved = scorer.save(tmp_path / "s.afs")
     assert b"u4" not in saved.read_bytes()
-    scorer.ingest(AppOpened(user_id="u4", timestamp=T0))
-    assert scorer.explain("u4").raw_score == 0.0  # a fresh profile, nothing remembered
+    # Events stamped before the forget are dropped whenever they arrive, and create no profile.
+    assert scorer.ingest(AppOpened(user_id="u4", timestamp=T0)).n_suppressed == 1
+    assert scorer.interners.users.lookup("u4") is None
+    # A later one starts a fresh profile that stays hidden until a later consent grant.
+    later = int(time.time() * 1000) + 60_000
+    scorer.ingest(ProductAdded(user_id="u4", timestamp=later, product=_product(np.random.default_rng(0))))
+    assert "u4" in scorer.opted_out() and scorer.tier_of("u4") is None
+    scorer.ingest(ConsentChanged(user_id="u4", timestamp=later + 1, granted=True))
+    explained = scorer.explain("u4")
+    assert sum(s.count for s in explained.signals) == 1  # nothing remembered from before
 
 
 def test_per_user_flags_survive_growth_one_new_user_at_a_time(tmp_path: Path) -> None:
@@ -421,3 +430,47 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     events.write_text("")
     assert main(["score", str(events), "--config", str(bad), "--out", str(tmp_path / "o.csv")]) == 2
     assert "unknown event type 'nope'" in capsys.readouterr().err
+
+
+def test_cli_now_before_the_last_event_sets_later_events_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--now` inside the data (the README's own example): the score is the one as of `now`,
+    from the events at or before it, and the later ones are counted on stderr."""
+    events = random_events(1_500, 120, seed=12)  # spread over 60 days from T0
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(msgspec.json.encode(e) for e in events) + b"\n")
+    config_path = tmp_path / "config.json"
+    config_path.write_bytes(CONFIG.to_json())
+    now_ms = T0 + 30 * DAY_MS
+    earlier = [e for e in events if e.timestamp <= now_ms]
+    out = tmp_path / "scores.csv"
+    argv = [
+        "score",
+        str(path),
+        "--config",
+        str(config_path),
+        "--now",
+        "2026-01-31T00:00:00Z",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"set aside {len(events) - len(earlier):,} events stamped after 2026-01-31T00:00:00Z" in err
+    expected = reference_scores(earlier, now_ms)
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {row["user_id"] for row in rows} == {e.user_id for e in earlier}
+    for row in rows:
+        for signal in CONFIG.signal_names:
+            decayed = float(row[signal])
+            assert decayed == pytest.approx(
+                expected.get(row["user_id"], {}).get(signal, 0.0), rel=1e-9, abs=1e-300
+            )
+            assert decayed <= 1e9  # no weight above 1 from later events
+    # The API refuses the same question instead of answering it wrongly.
+    scorer = Scorer(CONFIG)
+    scorer.ingest(events)
+    with pytest.raises(ValueError, match="cannot score at 2026-01-31T00:00:00Z"):
+        scorer.score(now_ms)

@@ -32,6 +32,11 @@ Hash collisions (false positives)
 
 The window is not thread-safe on its own; :class:`~affinity_sdk.Scorer` calls it under its lock.
 
+Kernels
+    The probe runs on the window's ``backend``: ``"reference"`` is the plain-Python oracle
+    (:mod:`affinity_sdk.kernels._dedupe_reference`), ``"numba"`` its compiled twin; there is no C++
+    probe, so ``"cpp"`` runs the Numba one. Numba is imported when the window first probes.
+
 Examples
 --------
 >>> import numpy as np
@@ -53,76 +58,28 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from affinity_sdk._backends import BackendName, resolve_backend
 from affinity_sdk.capture import events as ev
+from affinity_sdk.kernels import _dedupe_reference
 
 if TYPE_CHECKING:
     from affinity_sdk.ingest.batch import EventBatch
+    from affinity_sdk.kernels.protocol import WindowKernels
 
 __all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "EventIdWindow", "screen_rows", "take_rows"]
 
 #: Default number of most recent distinct event ids guaranteed to be remembered (16 MiB).
 DEFAULT_WINDOW: Final = 1 << 19
 MAX_WINDOW: Final = 1 << 28
-#: Fibonacci hashing multiplier (2⁶⁴ / φ): spreads the FNV hash's bits over the table index.
-_GOLDEN: Final = 0x9E3779B97F4A7C15
-
-_kernel: Any = None
 
 
-def _kernels() -> Any:
-    """Compile (or load from cache) the Numba probe kernel on first use, not at import."""
-    global _kernel
-    if _kernel is None:
-        import numba
+def _impl(backend: BackendName) -> WindowKernels:
+    """The probe kernel of ``backend`` (no C++ twin: ``"cpp"`` runs the Numba kernel)."""
+    if backend == "reference":
+        return _dedupe_reference
+    from affinity_sdk.kernels import _dedupe_numba
 
-        golden = np.uint64(_GOLDEN)
-
-        @numba.njit(cache=True, nogil=True)
-        def probe_insert(  # type: ignore[no-untyped-def]
-            cur, old, keys, dup, start, room, shift
-        ):
-            # Stops before inserting an id past `room`, so the caller can rotate generations
-            # exactly when the current one is full and then resume at `i`.
-            mask = np.uint64(cur.shape[0] - 1)
-            zero = np.uint64(0)
-            one = np.uint64(1)
-            n = keys.shape[0]
-            inserted = 0
-            i = start
-            while i < n:
-                key = keys[i]
-                dup[i] = False
-                if key != zero:
-                    home = (key * golden) >> shift
-                    pos = home
-                    found = False
-                    while True:
-                        other = old[pos]
-                        if other == zero:
-                            break
-                        if other == key:
-                            found = True
-                            break
-                        pos = (pos + one) & mask
-                    if not found:
-                        pos = home
-                        while True:
-                            other = cur[pos]
-                            if other == zero or other == key:
-                                break
-                            pos = (pos + one) & mask
-                        found = other == key
-                        if not found:
-                            if inserted == room:
-                                break
-                            cur[pos] = key
-                            inserted += 1
-                    dup[i] = found
-                i += 1
-            return i, inserted
-
-        _kernel = probe_insert
-    return _kernel
+    return _dedupe_numba
 
 
 class EventIdWindow:
@@ -132,6 +89,9 @@ class EventIdWindow:
     ----------
     capacity:
         Number of most recent distinct ids guaranteed to be recognised as replays; at least 1.
+    backend:
+        Kernel backend for the probe (see :func:`affinity_sdk.resolve_backend`); the chosen one is
+        kept in ``backend``. Every backend gives the same answers.
 
     Examples
     --------
@@ -143,21 +103,28 @@ class EventIdWindow:
     [True, True]
     """
 
-    __slots__ = ("_count", "_cur", "_old", "_shift", "generation_size")
+    __slots__ = ("_count", "_cur", "_old", "_shift", "backend", "generation_size", "rotations")
 
-    def __init__(self, capacity: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, capacity: int = DEFAULT_WINDOW, *, backend: str | None = "auto") -> None:
         if not 1 <= int(capacity) <= MAX_WINDOW:
             raise ValueError(f"dedupe window capacity must be in [1, {MAX_WINDOW}] (got {capacity})")
         bits = max(int(capacity) - 1, 1).bit_length()
         #: Ids per generation: the guaranteed window.
         self.generation_size = 1 << bits
-        self._shift = np.uint64(64 - (bits + 1))
+        #: The kernel backend the probe runs on (``"cpp"`` runs the Numba probe).
+        self.backend: BackendName = resolve_backend(backend)
+        self._shift = 64 - (bits + 1)
         self._cur: NDArray[np.uint64] | None = None
         self._old: NDArray[np.uint64] | None = None
         self._count = 0
+        #: How many times the current generation became the previous one (the journal follows it).
+        self.rotations = 0
 
     def __repr__(self) -> str:
-        return f"EventIdWindow(generation_size={self.generation_size}, held={len(self)})"
+        return (
+            f"EventIdWindow(generation_size={self.generation_size}, held={len(self)}, "
+            f"backend={self.backend!r})"
+        )
 
     def __len__(self) -> int:
         """Number of ids currently remembered (both generations)."""
@@ -181,6 +148,7 @@ class EventIdWindow:
         old.fill(0)
         self._cur, self._old = old, cur
         self._count = 0
+        self.rotations += 1
 
     def seen(self, event_ids: ArrayLike) -> NDArray[np.bool_]:
         """Mark replays and remember the rest.
@@ -199,16 +167,34 @@ class EventIdWindow:
         if not keys.any():
             return dup
         cur, old = self._allocate()
-        probe = _kernels()
+        probe = _impl(self.backend).probe_insert
         start = 0
         while True:
             room = self.generation_size - self._count
             start, inserted = probe(cur, old, keys, dup, start, room, self._shift)
-            self._count += int(inserted)
+            self._count += inserted
             if start >= keys.shape[0]:
                 return dup
             self._rotate()
             cur, old = self._allocate()
+
+    def contains(self, event_ids: ArrayLike) -> NDArray[np.bool_]:
+        """Which ids the window holds now, without remembering anything (a set lookup over the
+        held ids: meant for merges, not for the per-event path).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> window = EventIdWindow(8)
+        >>> _ = window.seen(np.array([5, 6], dtype=np.uint64))
+        >>> window.contains(np.array([6, 7, 0], dtype=np.uint64)).tolist()
+        [True, False, False]
+        """
+        keys = np.ascontiguousarray(event_ids, dtype=np.uint64)
+        held = self.to_arrays()
+        found: NDArray[np.bool_] = np.isin(keys, np.concatenate([held["previous"], held["current"]]))
+        found &= keys != 0
+        return found
 
     def to_arrays(self) -> dict[str, NDArray[np.uint64]]:
         """The remembered ids, compactly (8 bytes each), for saving: ``{"previous", "current"}``."""
@@ -218,7 +204,9 @@ class EventIdWindow:
         return {"previous": self._old[self._old != 0], "current": self._cur[self._cur != 0]}
 
     @classmethod
-    def from_arrays(cls, capacity: int, previous: ArrayLike, current: ArrayLike) -> EventIdWindow:
+    def from_arrays(
+        cls, capacity: int, previous: ArrayLike, current: ArrayLike, *, backend: str | None = "auto"
+    ) -> EventIdWindow:
         """Rebuild a window saved with :meth:`to_arrays`.
 
         Examples
@@ -230,7 +218,7 @@ class EventIdWindow:
         >>> clone.seen(np.array([6, 5, 1, 9], dtype=np.uint64)).tolist()
         [True, True, True, False]
         """
-        window = cls(capacity)
+        window = cls(capacity, backend=backend)
         prev = np.asarray(previous, dtype=np.uint64)
         curr = np.asarray(current, dtype=np.uint64)
         size = window.generation_size

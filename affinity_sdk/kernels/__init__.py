@@ -15,7 +15,6 @@ Examples
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +23,7 @@ from affinity_sdk._backends import BackendName, native, resolve_backend
 
 from . import _reference
 from ._layout import REBASE_EXPONENT, STATE_DTYPE, empty_records
+from .protocol import Kernels
 
 __all__ = [
     "REBASE_EXPONENT",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def _impl(backend: str | None) -> Any:
+def _impl(backend: str | None) -> Kernels:
     name: BackendName = resolve_backend(backend)
     if name == "reference":
         return _reference

@@ -1,24 +1,22 @@
 r"""Affinity: what each customer loves (category, brand, price band), discount sensitivity, lookalikes.
 
 Product-level events (views, cart adds, wishlist adds, order lines) feed a time-decayed,
-weighted engagement :math:`d_{uv}` per (profile ``u``, dimension value ``v``). The state is
-*sparse*: per dimension a sorted run of int64 keys ``u << 32 | v`` with one forward-decay
-accumulator per half-life group (a CSR matrix whose row pointer comes from the keys), so memory
-grows with the (profile, value) pairs actually seen, never with profiles × values. New events
-land as small sorted runs that are merged into the main run on demand (on a query, or when the
-pending runs grow past a quarter of it).
-
-Decay is exact forward decay (as in :class:`~affinity_sdk.profile.decay.DecayState`): an event of type
-``e`` at time ``t`` adds :math:`w_e\, e^{\lambda_e (t - L)}` to its half-life group's accumulator,
-``L`` the landmark, so updates are scatter-adds, event order does not matter, two models merge by
-addition and the landmark moves forward before any exponent nears float64's range.
+weighted engagement :math:`d_{uv}` per (profile ``u``, dimension value ``v``), kept exactly and
+sparsely by the profile store's affinity view (:class:`~affinity_sdk.profile.affinity_view.AffinityView`:
+forward decay, sorted ``u << 32 | v`` keys, per-category price cut points). :class:`AffinityModel`
+answers the queries over a :class:`~affinity_sdk.profile.store.ProfileStore`, so **consent and
+forget hold in every output**: a user who opted out (an ``opt_out`` call or a ``consent_changed``
+event with ``granted=false``) or was forgotten appears in no score table, top list, audience,
+discount class or lookalike list, is no lookalike seed, and their data is not used at all: the
+population statistics (:math:`P_v`, the discount base rate, the behaviour standardisation) are
+computed over visible users only.
 
 **Affinity score** (a shrunk lift), at time ``now``:
 
 .. math::
 
     d_{uv} = \sum_h A_{uvh}\, e^{-\lambda_h (now - L)},\quad D_u = \sum_v d_{uv},\quad
-    P_v = \frac{\sum_u d_{uv}}{\sum_{u, v} d_{uv}},\quad
+    P_v = \frac{\sum_{u\ \mathrm{visible}} d_{uv}}{\sum_{u\ \mathrm{visible}, v} d_{uv}},\quad
     \mathrm{affinity}_{uv} = \frac{d_{uv} + \kappa}{D_u P_v + \kappa}
 
 Without ``κ`` this is the lift :math:`(d_{uv} / D_u) / P_v`: the profile's share of value ``v``
@@ -31,7 +29,8 @@ so thin profiles sit near 1 ("average"): one view of anything gives at most
 catalogue's product prices; a line is ``low`` below the first, ``premium`` at or above the second
 (``mid`` between), so "premium" is relative to the category. Cut points are fitted per category
 the first time it is seen (or explicitly with :meth:`AffinityModel.fit_price_bands`) and then kept,
-so the band of an ingested event never changes.
+so the band of an ingested event never changes. They describe the catalogue, not a customer, so
+a forget leaves them.
 
 **Discount sensitivity**: how much more likely a customer buys with a discount or coupon than
 without, against the population. With :math:`k_u` the decayed count of orders with a discount or
@@ -46,10 +45,10 @@ coupon (on the order or any line), :math:`n_u` all decayed orders, :math:`p = \s
 (the customer's discounted : full-price odds over the population's). High at or above
 ``discount_high``, Medium at or above ``discount_medium``, else Low; no orders is Low.
 
-**Lookalikes**: each profile is a vector of blocks (per dimension: the IDF-weighted shares
-:math:`s_{uv} / \sqrt{P_v}`; plus a standardised behaviour block: event-type mix, activity level
-and discount sensitivity), each block L2-normalised; non-seed profiles are ranked by cosine
-similarity to the centroid of the seeds' vectors.
+**Lookalikes** (:mod:`affinity_sdk.models.lookalikes`): each profile is a vector of blocks (per
+dimension: the IDF-weighted shares :math:`s_{uv} / \sqrt{P_v}`; plus a standardised behaviour
+block: event-type mix, activity level and discount sensitivity), each block L2-normalised;
+non-seed profiles are ranked by cosine similarity to the centroid of the seeds' vectors.
 
 Examples
 --------
@@ -64,28 +63,43 @@ Examples
 [('shoes', 1.09)]
 >>> model.audience("brand", "acme", min_affinity=1.05)
 ['ann']
+>>> model.opt_out("ann")
+>>> model.audience("brand", "acme", min_affinity=1.05), model.top_affinities("ann", "category")
+([], [])
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Final, Literal
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk._backends import BackendName, native, resolve_backend
-from affinity_sdk._units import parse_duration
-from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
-from affinity_sdk.config import AffinityConfig, AffinitySignal
+from affinity_sdk._backends import BackendName, resolve_backend
+from affinity_sdk.config import AffinityConfig, AffinitySignal, ScoringConfig, default_config
 from affinity_sdk.errors import ConfigError, StateError
-from affinity_sdk.ingest.batch import EventBatch, Interners
-from affinity_sdk.kernels import REBASE_EXPONENT
-from affinity_sdk.kernels import _affinity_reference as _reference
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import Interners
+from affinity_sdk.ingest.pipeline import Errors, IngestInput
+from affinity_sdk.models import lookalikes as _lookalikes
+from affinity_sdk.profile.affinity_view import (
+    DIMENSIONS,
+    PRICE_BANDS,
+    VALUE_BITS,
+    VALUE_MASK,
+    AffinityView,
+    Dimension,
+    _impl,
+    catalogue_price_cuts,
+    price_cuts_of,
+)
+from affinity_sdk.profile.store import ProfileStore
 
 __all__ = [
     "DIMENSIONS",
@@ -95,6 +109,7 @@ __all__ = [
     "AffinityModel",
     "AffinityScores",
     "AffinitySignal",
+    "AffinityView",
     "Dimension",
     "DiscountSensitivity",
     "TopAffinities",
@@ -104,104 +119,21 @@ __all__ = [
     "top_affinities_from_totals",
 ]
 
-Dimension = Literal["category", "brand", "price_band"]
-DIMENSIONS: Final[tuple[Dimension, ...]] = ("category", "brand", "price_band")
-PRICE_BANDS: Final[tuple[str, ...]] = ("low", "mid", "premium")
 #: Discount-sensitivity class names by code (0, 1, 2).
 DISCOUNT_CLASSES: Final[tuple[str, ...]] = ("Low", "Medium", "High")
-_ORDER: Final = EVENT_TYPE_CODES["order_completed"]
-_VALUE_BITS: Final = 32
-_VALUE_MASK: Final = (1 << _VALUE_BITS) - 1
 _FORMAT_KIND: Final = "affinity_sdk.AffinityModel"
-_FORMAT_VERSION: Final = 1
+_INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
+Now = int | datetime | str | None
 
 
-# --- kernel dispatch ----------------------------------------------------------------------------
-def _impl(backend: BackendName) -> Any:
-    if backend == "reference":
-        return _reference
-    if backend == "numba":
-        from affinity_sdk.kernels import _affinity_numba
-
-        return _affinity_numba
-    module: ModuleType | None = native()
-    assert module is not None  # resolve_backend checked it
-    return module.affinity
+@functools.cache
+def _base_config() -> ScoringConfig:
+    return default_config()
 
 
-def _lam_per_ms(half_lives_s: Sequence[float]) -> NDArray[np.float64]:
-    lam: NDArray[np.float64] = np.log(2.0) / (np.asarray(half_lives_s, dtype=np.float64) * 1000.0)
-    return lam
-
-
-def _decay(lam: NDArray[np.float64], delta_ms: int) -> NDArray[np.float64]:
-    if delta_ms == 0:
-        return np.ones_like(lam)
-    with np.errstate(over="ignore"):
-        return np.exp(-lam * float(delta_ms))
-
-
-# --- the sparse table ---------------------------------------------------------------------------
-class _Table:
-    """Sorted unique keys ``u << 32 | v`` with accumulator rows, plus pending sorted runs."""
-
-    __slots__ = ("acc", "keys", "pending", "pending_n")
-
-    def __init__(self, width: int) -> None:
-        self.keys = np.empty(0, dtype=np.int64)
-        self.acc = np.empty((0, width), dtype=np.float64)
-        self.pending: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
-        self.pending_n = 0
-
-    def add_run(self, keys: NDArray[np.int64], acc: NDArray[np.float64], impl: Any) -> None:
-        self.pending.append((keys, acc))
-        self.pending_n += keys.shape[0]
-        if self.pending_n > max(self.keys.shape[0] // 4, 1 << 20):
-            self.compact(impl)
-
-    def compact(self, impl: Any) -> None:
-        if not self.pending:
-            return
-        if len(self.pending) == 1:
-            run_keys, run_acc = self.pending[0]
-        else:
-            keys = np.concatenate([k for k, _ in self.pending])
-            acc = np.concatenate([a for _, a in self.pending])
-            run_keys = np.empty_like(keys)
-            run_acc = np.empty_like(acc)
-            m = impl.group_sum(keys, acc, run_keys, run_acc)
-            run_keys, run_acc = _trim(run_keys, run_acc, m)
-        if self.keys.shape[0] == 0:
-            self.keys, self.acc = run_keys, run_acc
-            self.pending, self.pending_n = [], 0
-            return
-        n = self.keys.shape[0] + run_keys.shape[0]
-        out_keys = np.empty(n, dtype=np.int64)
-        out_acc = np.empty((n, self.acc.shape[1]), dtype=np.float64)
-        m = impl.merge_runs(self.keys, self.acc, run_keys, run_acc, out_keys, out_acc)
-        self.keys, self.acc = _trim(out_keys, out_acc, m)
-        self.pending, self.pending_n = [], 0
-
-    def scale(self, factors: NDArray[np.float64]) -> None:
-        self.acc *= factors
-        for _, acc in self.pending:
-            acc *= factors
-
-    def copy(self) -> _Table:
-        clone = _Table(self.acc.shape[1])
-        clone.keys, clone.acc = self.keys.copy(), self.acc.copy()
-        clone.pending = [(k.copy(), a.copy()) for k, a in self.pending]
-        clone.pending_n = self.pending_n
-        return clone
-
-
-def _trim(
-    keys: NDArray[np.int64], acc: NDArray[np.float64], m: int
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """The first ``m`` rows; copied when that frees much of the buffer, else a view (no copy)."""
-    if 4 * m >= 3 * keys.shape[0]:
-        return keys[:m], acc[:m]
-    return keys[:m].copy(), acc[:m].copy()
+def _scoring_config(affinity: AffinityConfig) -> ScoringConfig:
+    """The built-in config with ``affinity`` as its ``[affinity]`` section (same fingerprint)."""
+    return msgspec.structs.replace(_base_config(), affinity=affinity)
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -212,7 +144,8 @@ class AffinityScores:
     Profile ``u``'s entries are ``indptr[u]:indptr[u + 1]``: value codes ``cols``, decayed
     engagement ``decayed`` and the shrunk lift ``affinity`` (see the module docstring); pairs not
     stored have affinity :math:`\\kappa / (D_u P_v + \\kappa) \\le 1`. ``population_share[v]`` is
-    :math:`P_v` and ``names[v]`` the value's name.
+    :math:`P_v` and ``names[v]`` the value's name. Hidden profiles (opted out, forgotten) have no
+    entries and take no part in :math:`P_v`.
     """
 
     dimension: Dimension
@@ -243,7 +176,8 @@ class AffinityScores:
 @dataclass(frozen=True, eq=False)
 class TopAffinities:
     """Each profile's ``k`` highest-affinity values: ``codes`` (-1 padded) and ``affinity``
-    (NaN padded), both shape ``(n_profiles, k)``, descending; ``names[code]`` is the value name."""
+    (NaN padded), both shape ``(n_profiles, k)``, descending; ``names[code]`` is the value name.
+    Rows of hidden profiles are all padding."""
 
     dimension: Dimension
     codes: NDArray[np.int64]
@@ -255,7 +189,8 @@ class TopAffinities:
 class DiscountSensitivity:
     """Per profile: decayed ``orders`` and ``discounted`` orders, the shrunk discounted-order
     ``rate``, ``sensitivity`` (its odds over the ``population_rate``'s odds; inf where every
-    order is discounted and there is no shrinkage) and ``tier`` (0 Low, 1 Medium, 2 High)."""
+    order is discounted and there is no shrinkage) and ``tier`` (0 Low, 1 Medium, 2 High).
+    Hidden profiles read as profiles without orders (Low) and are left out of the population rate."""
 
     orders: NDArray[np.float64]
     discounted: NDArray[np.float64]
@@ -267,7 +202,12 @@ class DiscountSensitivity:
 
 # --- the model ----------------------------------------------------------------------------------
 class AffinityModel:
-    """Sparse, exact, mergeable decayed affinity state over category, brand and price band.
+    """Affinity queries over the ``"affinity"`` view of a :class:`~affinity_sdk.profile.store.ProfileStore`.
+
+    ``AffinityModel(config)`` keeps a private store with only the affinity view (no event-id
+    window, no future-time screen) whose first batch's interners it shares, as before the store;
+    :meth:`of` reads an existing store (e.g. a Scorer's: ``scorer.affinity``). Every output leaves
+    out the users the store hides (opted out, forgotten); see the module docstring.
 
     Parameters
     ----------
@@ -283,168 +223,196 @@ class AffinityModel:
     AffinityModel(profiles=0, entries={'category': 0, 'brand': 0, 'price_band': 0}, backend='reference')
     """
 
+    store: ProfileStore
+    view: AffinityView
+
     def __init__(self, config: AffinityConfig | None = None, *, backend: str | None = "auto") -> None:
-        self.config = config if config is not None else AffinityConfig()
-        self.backend: BackendName = resolve_backend(backend)
-        self._impl = _impl(self.backend)
-        self.interners: Interners | None = None
-        self.landmark_ms: int | None = None
-        #: Newest event time seen (ms): the default ``now`` of every query.
-        self.last_ms: int | None = None
-        self.n_profiles = 0
-        groups = self.config.half_life_groups_s
-        self._group_lam = _lam_per_ms(groups)
-        names = self.config.signal_names
-        self._type_group = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
-        self._type_weight = np.zeros(len(EVENT_TYPES))
-        self._type_column = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
-        for column, name in enumerate(names):
-            code = EVENT_TYPE_CODES[name]
-            self._type_group[code] = groups.index(self.config.signals[name].half_life_s)
-            self._type_weight[code] = self.config.signals[name].weight
-            self._type_column[code] = 2 + column
-        # activity columns: orders, discounted orders, then one per configured event type
-        discount_lam = _lam_per_ms([parse_duration(self.config.discount_half_life)])[0]
-        self._activity_lam = np.concatenate(
-            [[discount_lam, discount_lam], _lam_per_ms([self.config.signals[n].half_life_s for n in names])]
+        affinity = config if config is not None else AffinityConfig()
+        store = ProfileStore(
+            _scoring_config(affinity),
+            views=("affinity",),
+            backend=backend,
+            dedupe_window=None,
+            max_future=None,
         )
-        self._activity = np.zeros((0, self._activity_lam.shape[0]))
-        self._tables = {dim: _Table(len(groups)) for dim in DIMENSIONS}
-        #: Per category code: the (low|mid, mid|premium) price cut points; NaN until fitted.
-        self.price_cuts_ = np.full((0, 2), np.nan)
-        self._version = 0
-        self._cache: dict[tuple[Any, ...], Any] = {}
+        self._attach(store, private=True)
+
+    @classmethod
+    def of(cls, store: ProfileStore) -> AffinityModel:
+        """A model reading ``store``'s affinity view (``KeyError`` if the store keeps none)."""
+        model = cls.__new__(cls)
+        model._attach(store, private=False)
+        return model
+
+    def _attach(self, store: ProfileStore, *, private: bool) -> None:
+        view = store.view("affinity")
+        if not isinstance(view, AffinityView):
+            raise TypeError(f"the store's affinity view is a {type(view).__name__}, not an AffinityView")
+        self.store, self.view, self._private = store, view, private
+        with store.lock:
+            view.interners = store.interners  # the view's codes are the store's
 
     def __repr__(self) -> str:
-        entries = {dim: int(t.keys.shape[0] + t.pending_n) for dim, t in self._tables.items()}
-        return f"AffinityModel(profiles={self.n_profiles}, entries={entries}, backend={self.backend!r})"
+        return (
+            f"AffinityModel(profiles={self.n_profiles}, entries={self.view.entries()}, "
+            f"backend={self.backend!r})"
+        )
 
-    # --- ingest -----------------------------------------------------------------------------
-    def ingest(self, batch: EventBatch) -> AffinityModel:
-        """Fold a batch's product-level events into the state; returns ``self``.
+    # --- what the model reads ---------------------------------------------------------------
+    @property
+    def config(self) -> AffinityConfig:
+        return self.view.config
 
-        All batches must share one :class:`~affinity_sdk.ingest.batch.Interners` (the first one seen).
+    @property
+    def backend(self) -> BackendName:
+        return self.view.backend
+
+    @property
+    def n_profiles(self) -> int:
+        """Profile codes in the store (hidden and retired ones included)."""
+        return self.store.n_users
+
+    @property
+    def last_ms(self) -> int | None:
+        """Newest event time folded into the store (ms): the default ``now`` of every query."""
+        return self.store.latest_ms
+
+    @property
+    def landmark_ms(self) -> int | None:
+        return self.view.landmark_ms
+
+    @property
+    def price_cuts_(self) -> NDArray[np.float64]:
+        """Per category code: the (low|mid, mid|premium) price cut points; NaN until fitted."""
+        return self.view.price_cuts_
+
+    @price_cuts_.setter
+    def price_cuts_(self, cuts: NDArray[np.float64]) -> None:
+        cuts = np.array(cuts, dtype=np.float64)
+        if cuts.ndim != 2 or cuts.shape[1] != 2:
+            raise ValueError(f"price cuts must have shape (categories, 2) (got {cuts.shape})")
+        with self.store.lock:
+            self.view.price_cuts_ = cuts
+            self.view.touch()
+
+    @property
+    def interners(self) -> Interners:
+        """The store's interners (build batches with them to skip re-interning on ingest)."""
+        return self.store.interners
+
+    @interners.setter
+    def interners(self, interners: Interners) -> None:
+        with self.store.lock:
+            if interners is self.store.interners:
+                return
+            if not self._can_share(interners):
+                raise StateError(
+                    "only a model's own store can take other interners, and only ones that extend "
+                    "its names (ingest batches with any interners instead: they are matched by name)"
+                )
+            self._share(interners)
+
+    def _can_share(self, interners: Interners) -> bool:
+        """May the private store use ``interners`` (every store name kept at its code)?"""
+        store = self.store
+        if not self._private or len(store.suppression):
+            return False
+        for kind in _INTERNERS:
+            ours, theirs = getattr(store.interners, kind), getattr(interners, kind)
+            if len(ours) > len(theirs) or list(ours.names) != list(theirs.names[: len(ours)]):
+                return False
+        return True
+
+    def _share(self, interners: Interners) -> None:
+        self.store.interners = interners
+        self.view.interners = interners
+        self.store.grow(len(interners.users))
+
+    # legacy handles on the state (benches and tests read them)
+    @property
+    def _tables(self) -> Any:
+        return self.view.tables
+
+    @property
+    def _impl(self) -> Any:
+        return self.view.impl
+
+    @property
+    def _cache(self) -> dict[tuple[Any, ...], Any]:
+        return self.view.cache
+
+    def _bands(self, category: NDArray[np.int64], price: NDArray[np.float64]) -> NDArray[np.int64]:
+        return self.view.bands(category, price)
+
+    # --- ingest, consent, forget, merge -------------------------------------------------------
+    def ingest(
+        self,
+        data: IngestInput,
+        *,
+        format: Literal["ndjson", "json", "msgpack"] = "ndjson",
+        errors: Errors = "raise",
+    ) -> AffinityModel:
+        """Take events through the store's pipeline (consent, forget, screening; see
+        :meth:`ProfileStore.ingest <affinity_sdk.profile.store.ProfileStore.ingest>`); returns ``self``.
+
+        A batch built with other interners is matched by name. A private model's first batch
+        lends the store its interners (when they extend the store's names), so profile and value
+        codes stay those of the batch.
         """
-        self._adopt(batch.interners)
-        if len(batch) == 0:
-            return self
-        self._ensure_profiles(int(batch.user.max()) + 1)
-        newest = int(batch.ts_ms.max())
-        self._maybe_rebase(newest)
-        self.last_ms = newest if self.last_ms is None else max(self.last_ms, newest)
-        landmark = self.landmark_ms
-        assert landmark is not None
-        self._fit_missing_price_cuts(batch)
-        self._ingest_items(batch, landmark)
-        self._ingest_activity(batch, landmark)
-        self._touch()
+        with self.store.lock:
+            store = self.store
+            if (
+                isinstance(data, EventBatch)
+                and data.interners is not store.interners
+                and store.n_users == 0
+                and store.events_ingested == 0
+                and self._can_share(data.interners)
+            ):
+                self._share(data.interners)
+            store.ingest(data, format=format, errors=errors)
         return self
 
-    def _adopt(self, interners: Interners) -> None:
-        if self.interners is None:
-            self.interners = interners
-        elif interners is not self.interners:
-            raise StateError(
-                "this batch was interned with other Interners than the model's; "
-                "build every batch with the model's `interners`"
-            )
+    def opt_out(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
+        """Revoke ``user_id``'s consent (:meth:`ProfileStore.opt_out
+        <affinity_sdk.profile.store.ProfileStore.opt_out>`): they leave every output."""
+        self.store.opt_out(user_id, at=at)
 
-    def _ingest_items(self, batch: EventBatch, landmark: int) -> None:
-        item_type = batch.event_type[batch.item_event].astype(np.int64)
-        keep = np.flatnonzero(self._type_group[item_type] >= 0)
-        if keep.shape[0] == 0:
-            return
-        rows = batch.item_event[keep]
-        users = batch.user[rows].astype(np.int64)
-        types = item_type[keep]
-        groups = self._type_group[types]
-        dt = (batch.ts_ms[rows] - landmark).astype(np.float64)
-        contrib = np.zeros((keep.shape[0], self._group_lam.shape[0]))
-        contrib[np.arange(keep.shape[0]), groups] = self._type_weight[types] * np.exp(
-            self._group_lam[groups] * dt
-        )
-        category = batch.item_category[keep].astype(np.int64)
-        bands = self._bands(category, batch.item_price[keep])
-        codes = {"category": category, "brand": batch.item_brand[keep].astype(np.int64), "price_band": bands}
-        prefix = users << _VALUE_BITS
-        for dim in DIMENSIONS:
-            valid = codes[dim] >= 0
-            keys = prefix | codes[dim]
-            part = contrib
-            if not valid.all():
-                keys, part = keys[valid], contrib[valid]
-            out_keys = np.empty_like(keys)
-            out_acc = np.empty_like(part)
-            m = self._impl.group_sum(keys, part, out_keys, out_acc)
-            self._tables[dim].add_run(*_trim(out_keys, out_acc, m), self._impl)
+    def opt_in(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
+        """Grant ``user_id``'s consent again (a later decision than the one in force)."""
+        self.store.opt_in(user_id, at=at)
 
-    def _ingest_activity(self, batch: EventBatch, landmark: int) -> None:
-        types = batch.event_type.astype(np.int64)
-        order = np.flatnonzero(types == _ORDER)
-        discounted = order[_discounted_orders(batch)[order]]
-        typed = np.flatnonzero(self._type_column[types] >= 0)
-        rows = np.concatenate([order, discounted, typed])
-        columns = np.concatenate(
-            [
-                np.zeros(order.shape[0], np.int64),
-                np.ones(discounted.shape[0], np.int64),
-                self._type_column[types[typed]],
-            ]
-        )
-        dt = (batch.ts_ms[rows] - landmark).astype(np.float64)
-        values = np.exp(self._activity_lam[columns] * dt)
-        width = self._activity.shape[1]
-        flat = self._activity[: self.n_profiles].reshape(-1)  # a view: rows are C-contiguous
-        cells = batch.user[rows].astype(np.int64) * width + columns
-        if rows.shape[0] * 8 >= flat.shape[0]:
-            # a big batch: one dense bincount pass beats ufunc.at's per-element dispatch
-            flat += np.bincount(cells, weights=values, minlength=flat.shape[0])
-        else:
-            np.add.at(flat, cells, values)
+    def forget(self, user_id: str, *, at: datetime | str | int | None = None) -> bool:
+        """Erase ``user_id`` from the store (:meth:`ProfileStore.forget
+        <affinity_sdk.profile.store.ProfileStore.forget>`); returns whether they had a profile."""
+        return self.store.forget(user_id, at=at)
 
-    def _ensure_profiles(self, n_profiles: int) -> None:
-        if n_profiles <= self.n_profiles:
-            return
-        if n_profiles > self._activity.shape[0]:
-            capacity = max(n_profiles, 2 * self._activity.shape[0], 1024)
-            grown = np.zeros((capacity, self._activity.shape[1]))
-            grown[: self.n_profiles] = self._activity[: self.n_profiles]
-            self._activity = grown
-        self.n_profiles = n_profiles
+    def merge(self, other: AffinityModel) -> AffinityModel:
+        """Add ``other``'s store into this one (:meth:`ProfileStore.merge
+        <affinity_sdk.profile.store.ProfileStore.merge>`: exact, users and values matched by
+        name, the later consent decision wins); returns ``self``.
 
-    def _maybe_rebase(self, newest_ms: int) -> None:
-        if self.landmark_ms is None:
-            self.landmark_ms = newest_ms
-            return
-        lam_max = float(max(self._group_lam.max(initial=0.0), self._activity_lam.max(initial=0.0)))
-        ahead = newest_ms - self.landmark_ms
-        if ahead > 0 and lam_max * ahead > REBASE_EXPONENT:
-            self.rebase(newest_ms)
+        Examples
+        --------
+        >>> AffinityModel(backend="reference").merge(AffinityModel(backend="reference")).n_profiles
+        0
+        """
+        if other.config != self.config:
+            raise StateError("cannot merge affinity models built with different configs")
+        self.store.merge(other.store)
+        return self
 
     def rebase(self, landmark_ms: int) -> None:
         """Move the decay landmark to ``landmark_ms``, rescaling every accumulator (exact)."""
-        if self.landmark_ms is None:
-            self.landmark_ms = int(landmark_ms)
-            return
-        delta = int(landmark_ms) - self.landmark_ms
-        if delta != 0:
-            factors = _decay(self._group_lam, delta)
-            for table in self._tables.values():
-                table.scale(factors)
-            self._activity *= _decay(self._activity_lam, delta)
-        self.landmark_ms = int(landmark_ms)
-        self._touch()
-
-    def _touch(self) -> None:
-        self._version += 1
-        self._cache.clear()
+        with self.store.lock:
+            self.view.rebase(landmark_ms)
 
     # --- price bands ------------------------------------------------------------------------
     def fit_price_bands(self, batch: EventBatch, *, refit: bool = True) -> AffinityModel:
         """Fit per-category price cut points from the catalogue in ``batch``'s item table.
 
         Each product counts once (its first listed price). With ``refit=False`` only categories
-        without cut points are fitted. Bands of events already ingested do not change.
+        without cut points are fitted. Bands of events already ingested do not change. Categories
+        are matched by name (new ones are added to the store's interners).
 
         Examples
         --------
@@ -455,140 +423,134 @@ class AffinityModel:
         >>> model.price_cuts_.round(2).tolist()
         [[3.0, 6.0]]
         """
-        self._adopt(batch.interners)
-        cuts = _price_cuts(batch, self.config.price_quantiles)
-        n = max(cuts.shape[0], self.price_cuts_.shape[0])
-        merged = np.full((n, 2), np.nan)
-        merged[: self.price_cuts_.shape[0]] = self.price_cuts_
-        fitted = ~np.isnan(cuts[:, 0])
-        if not refit:
-            fitted &= np.isnan(merged[: cuts.shape[0], 0])
-        merged[: cuts.shape[0]][fitted] = cuts[fitted]
-        self.price_cuts_ = merged
+        with self.store.lock:
+            cuts = price_cuts_of(batch, self.config.price_quantiles)
+            categories = self.store.interners.categories
+            if batch.interners.categories is not categories:
+                codes = categories.intern_many(list(batch.interners.categories.names))
+                ours = np.full((len(categories), 2), np.nan)
+                ours[codes] = cuts
+                cuts = ours
+            self.view.set_price_cuts(cuts, refit=refit)
         return self
 
-    def _fit_missing_price_cuts(self, batch: EventBatch) -> None:
-        if batch.n_items == 0:
-            return
-        seen = np.unique(batch.item_category[batch.item_category >= 0])
-        known = self.price_cuts_.shape[0]
-        if np.any(seen >= known) or np.any(np.isnan(self.price_cuts_[seen[seen < known], 0])):
-            self.fit_price_bands(batch, refit=False)
-
-    def _bands(self, category: NDArray[np.int64], price: NDArray[np.float64]) -> NDArray[np.int64]:
-        bands = np.full(category.shape[0], -1, dtype=np.int64)
-        ok = (category >= 0) & (category < self.price_cuts_.shape[0]) & np.isfinite(price)
-        cuts = self.price_cuts_[category[ok]]
-        p = price[ok]
-        with np.errstate(invalid="ignore"):
-            # ">" then ">=": a category whose products share one price is all "mid"
-            band = (p > cuts[:, 0]).astype(np.int64) + (p >= cuts[:, 1])
-        bands[ok] = np.where(np.isnan(cuts[:, 0]), -1, band)
-        return bands
-
     # --- queries ----------------------------------------------------------------------------
-    def _now(self, now_ms: int | None) -> int:
-        if now_ms is not None:
-            return int(now_ms)
-        return self.last_ms if self.last_ms is not None else 0
+    def _sync(self) -> NDArray[np.bool_]:
+        """Grow the view to the store's profiles and drop cached results if visibility changed
+        (the caller holds the lock); returns the visibility mask."""
+        store, view = self.store, self.view
+        view.interners = store.interners
+        view.grow(store.n_users)
+        mask = store.visible()
+        cached = view.cache_mask
+        if cached is None or cached.shape != mask.shape or not np.array_equal(cached, mask):
+            view.cache.clear()
+            view.cache_mask = mask
+            view.cache_all_visible = bool(mask.all())
+        return mask
 
-    def _factors(self, lam: NDArray[np.float64], now_ms: int) -> NDArray[np.float64]:
-        if self.landmark_ms is None:
-            return np.ones_like(lam)
-        factors = _decay(lam, now_ms - self.landmark_ms)
-        if not np.all(np.isfinite(factors)):
-            raise ValueError(
-                f"now={now_ms} ms is too far before the decay landmark {self.landmark_ms} ms "
-                "to evaluate (the decay factor overflows float64)"
-            )
-        return factors
+    def _now(self, now_ms: Now) -> int:
+        """``now_ms`` in epoch ms, default the newest event; earlier than it raises
+        :class:`~affinity_sdk.profile.store.NowBeforeDataError`."""
+        if isinstance(now_ms, np.integer):
+            now_ms = int(now_ms)
+        return self.store.now_ms(now_ms)
+
+    def _code(self, user_id: str) -> int | None:
+        """The profile code of a visible user, else None (after :meth:`_sync`)."""
+        code = self.store.interners.users.lookup(user_id)
+        visible = self.view.cache_mask
+        if code is None or visible is None or code >= visible.shape[0] or not visible[code]:
+            return None
+        return code
 
     def _names(self, dimension: str) -> Sequence[str]:
         if dimension == "price_band":
             return PRICE_BANDS
         if dimension not in DIMENSIONS:
             raise ValueError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
-        if self.interners is None:
-            return ()
-        return (self.interners.categories if dimension == "category" else self.interners.brands).names
-
-    def _profiles(self) -> int:
-        if self.interners is not None:
-            self._ensure_profiles(len(self.interners.users))
-        return self.n_profiles
+        interners = self.store.interners
+        return (interners.categories if dimension == "category" else interners.brands).names
 
     def _csr(self, dimension: Dimension) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-        n = self._profiles()  # the interners may have grown (shared with a Scorer)
+        """The visible profiles' entries of ``dimension`` as CSR (after :meth:`_sync`)."""
+        view = self.view
+        n = view.n_profiles
         key = ("csr", dimension, n)
-        if key not in self._cache:
-            table = self._tables[dimension]
-            table.compact(self._impl)
-            rows = table.keys >> _VALUE_BITS
+        if key not in view.cache:
+            table = view.tables[dimension]
+            table.compact(view.impl)
+            keys, acc = table.keys, table.acc
+            if not view.cache_all_visible:
+                assert view.cache_mask is not None
+                keep = view.cache_mask[keys >> VALUE_BITS]
+                keys, acc = keys[keep], acc[keep]
             indptr = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-            self._cache[key] = (indptr, table.keys & _VALUE_MASK, table.acc)
-        result: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]] = self._cache[key]
+            np.cumsum(np.bincount(keys >> VALUE_BITS, minlength=n), out=indptr[1:])
+            view.cache[key] = (indptr, keys & VALUE_MASK, acc)
+        result: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]] = view.cache[key]
         return result
 
-    def scores(self, dimension: Dimension, now_ms: int | None = None) -> AffinityScores:
-        """Affinity of every stored (profile, value) pair of ``dimension`` at ``now_ms``.
+    def scores(self, dimension: Dimension, now_ms: Now = None) -> AffinityScores:
+        """Affinity of every stored (visible profile, value) pair of ``dimension`` at ``now_ms``.
 
-        ``now_ms`` defaults to the newest event seen. Results are cached until the next ingest.
+        ``now_ms`` defaults to the newest event. Results are cached until the state or the
+        store's consent changes.
 
         Examples
         --------
         >>> AffinityModel(backend="reference").scores("brand").affinity.shape
         (0,)
         """
-        names = self._names(dimension)
-        now = self._now(now_ms)
-        key = ("scores", dimension, now, self._profiles())
-        if key not in self._cache:
-            indptr, cols, acc = self._csr(dimension)
-            n = cols.shape[0]
-            n_values = max(len(names), int(cols.max()) + 1 if n else 0)
-            totals = np.empty(n_values)
-            decayed = np.empty(n)
-            lift = np.empty(n)
-            self._impl.lift_scores(
-                indptr, cols, acc, self._factors(self._group_lam, now), float(self.config.shrinkage),
-                totals, decayed, lift,
-            )  # fmt: skip
-            grand = totals.sum()
-            share = totals / grand if grand > 0 else np.zeros_like(totals)
-            self._cache[key] = AffinityScores(
-                dimension, now, indptr, cols, decayed, lift, share, names, kappa=float(self.config.shrinkage)
-            )
-        result: AffinityScores = self._cache[key]
-        return result
+        with self.store.lock:
+            names = self._names(dimension)
+            now = self._now(now_ms)
+            self._sync()
+            view = self.view
+            key = ("scores", dimension, now, view.n_profiles)
+            if key not in view.cache:
+                indptr, cols, acc = self._csr(dimension)
+                n = cols.shape[0]
+                n_values = max(len(names), int(cols.max()) + 1 if n else 0)
+                totals = np.empty(n_values)
+                decayed = np.empty(n)
+                lift = np.empty(n)
+                kappa = float(self.config.shrinkage)
+                factors = view.factors(view.group_lam, now)
+                view.impl.lift_scores(indptr, cols, acc, factors, kappa, totals, decayed, lift)
+                grand = totals.sum()
+                share = totals / grand if grand > 0 else np.zeros_like(totals)
+                view.cache[key] = AffinityScores(
+                    dimension, now, indptr, cols, decayed, lift, share, names, kappa=kappa
+                )
+            result: AffinityScores = view.cache[key]
+            return result
 
     def top_affinities(
-        self, user_id: str, dimension: Dimension, k: int = 3, now_ms: int | None = None
+        self, user_id: str, dimension: Dimension, k: int = 3, now_ms: Now = None
     ) -> list[tuple[str, float]]:
         """The ``k`` values of ``dimension`` that ``user_id`` loves most, with their affinity.
 
-        An unknown user, or one without product events, gets ``[]``.
+        An unknown or hidden (opted-out, forgotten) user, or one without product events, gets ``[]``.
 
         Examples
         --------
         >>> AffinityModel(backend="reference").top_affinities("nobody", "brand")
         []
         """
-        code = None if self.interners is None else self.interners.users.lookup(user_id)
-        if code is None:
-            return []
-        s = self.scores(dimension, now_ms)
-        if code >= s.n_profiles:
-            return []
-        lo, hi = int(s.indptr[code]), int(s.indptr[code + 1])
-        seg = s.affinity[lo:hi]
-        order = np.argsort(-seg, kind="stable")[:k]
-        return [(s.names[int(s.cols[lo + j])], float(seg[j])) for j in order]
+        with self.store.lock:
+            s = self.scores(dimension, now_ms)
+            code = self._code(user_id)
+            if code is None or code >= s.n_profiles:
+                return []
+            lo, hi = int(s.indptr[code]), int(s.indptr[code + 1])
+            seg = s.affinity[lo:hi]
+            order = np.argsort(-seg, kind="stable")[:k]
+            return [(s.names[int(s.cols[lo + j])], float(seg[j])) for j in order]
 
-    def top_affinities_all(
-        self, dimension: Dimension, k: int = 3, now_ms: int | None = None
-    ) -> TopAffinities:
-        """Every profile's ``k`` highest-affinity values at once (compiled, one pass over the table).
+    def top_affinities_all(self, dimension: Dimension, k: int = 3, now_ms: Now = None) -> TopAffinities:
+        """Every profile's ``k`` highest-affinity values at once (compiled, one pass over the
+        table); hidden profiles get padding only.
 
         Examples
         --------
@@ -597,248 +559,196 @@ class AffinityModel:
         """
         if k < 0:
             raise ValueError(f"k must be >= 0 (got {k})")
-        s = self.scores(dimension, now_ms)
-        codes = np.empty((s.n_profiles, k), dtype=np.int64)
-        values = np.empty((s.n_profiles, k))
-        self._impl.topk_segments(s.indptr, s.cols, s.affinity, int(k), codes, values)
-        return TopAffinities(dimension, codes, values, s.names)
+        with self.store.lock:
+            s = self.scores(dimension, now_ms)
+            codes = np.empty((s.n_profiles, k), dtype=np.int64)
+            values = np.empty((s.n_profiles, k))
+            self.view.impl.topk_segments(s.indptr, s.cols, s.affinity, int(k), codes, values)
+            return TopAffinities(dimension, codes, values, s.names)
 
     def _value_index(
         self, dimension: Dimension, n_values: int
     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         key = ("by_value", dimension, n_values)
-        if key not in self._cache:
+        cache = self.view.cache
+        if key not in cache:
             _, cols, _ = self._csr(dimension)
             ptr = np.empty(n_values + 1, dtype=np.int64)
             order = np.empty(cols.shape[0], dtype=np.int64)
-            self._impl.transpose_index(cols, ptr, order)
-            self._cache[key] = (ptr, order)
-        result: tuple[NDArray[np.int64], NDArray[np.int64]] = self._cache[key]
+            self.view.impl.transpose_index(cols, ptr, order)
+            cache[key] = (ptr, order)
+        result: tuple[NDArray[np.int64], NDArray[np.int64]] = cache[key]
         return result
 
     def audience_codes(
-        self, dimension: Dimension, value: str | int, min_affinity: float = 2.0, now_ms: int | None = None
+        self, dimension: Dimension, value: str | int, min_affinity: float = 2.0, now_ms: Now = None
     ) -> NDArray[np.int64]:
-        """Profile codes (ascending) whose affinity to ``value`` is at least ``min_affinity``.
+        """Codes (ascending) of visible profiles whose affinity to ``value`` is at least ``min_affinity``.
 
-        Uses a by-value index built once per ingest, so a query touches only that value's entries.
+        Uses a by-value index built once per state, so a query touches only that value's entries.
 
         Examples
         --------
         >>> AffinityModel(backend="reference").audience_codes("price_band", "premium").tolist()
         []
         """
-        s = self.scores(dimension, now_ms)
-        code = self._value_code(dimension, value, s.names)
-        if code is None:
-            return np.empty(0, dtype=np.int64)
-        ptr, order = self._value_index(dimension, s.population_share.shape[0])
-        if code >= ptr.shape[0] - 1:
-            return np.empty(0, dtype=np.int64)
-        entries = order[ptr[code] : ptr[code + 1]]
-        hits = entries[s.affinity[entries] >= min_affinity]
-        # entries are in key order, i.e. by profile: the profile codes come out sorted
-        return np.searchsorted(s.indptr, hits, side="right") - 1
+        with self.store.lock:
+            s = self.scores(dimension, now_ms)
+            code = self._value_code(dimension, value)
+            if code is None:
+                return np.empty(0, dtype=np.int64)
+            ptr, order = self._value_index(dimension, s.population_share.shape[0])
+            if not 0 <= code < ptr.shape[0] - 1:
+                return np.empty(0, dtype=np.int64)
+            entries = order[ptr[code] : ptr[code + 1]]
+            hits = entries[s.affinity[entries] >= min_affinity]
+            # entries are in key order, i.e. by profile: the profile codes come out sorted
+            return np.searchsorted(s.indptr, hits, side="right") - 1
 
     def audience(
-        self, dimension: Dimension, value: str | int, min_affinity: float = 2.0, now_ms: int | None = None
+        self, dimension: Dimension, value: str | int, min_affinity: float = 2.0, now_ms: Now = None
     ) -> list[str]:
-        """User ids with affinity to ``value`` (a name, or a code) of at least ``min_affinity``.
+        """Ids of visible users with affinity to ``value`` (a name, or a code) of at least ``min_affinity``.
 
         Examples
         --------
         >>> AffinityModel(backend="reference").audience("brand", "acme")
         []
         """
-        codes = self.audience_codes(dimension, value, min_affinity, now_ms)
-        if self.interners is None:
-            return []
-        names = self.interners.users.names
-        return [names[c] for c in codes.tolist()]
+        with self.store.lock:
+            codes = self.audience_codes(dimension, value, min_affinity, now_ms)
+            names = self.store.interners.users.names
+            return [names[c] for c in codes.tolist()]
 
-    def _value_code(self, dimension: Dimension, value: str | int, names: Sequence[str]) -> int | None:
+    def _value_code(self, dimension: Dimension, value: str | int) -> int | None:
         if isinstance(value, int | np.integer):
             return int(value)
         if dimension == "price_band":
             return PRICE_BANDS.index(value) if value in PRICE_BANDS else None
-        if self.interners is None:
-            return None
-        interner = self.interners.categories if dimension == "category" else self.interners.brands
-        return interner.lookup(value)
+        interners = self.store.interners
+        return (interners.categories if dimension == "category" else interners.brands).lookup(value)
 
     # --- discount sensitivity ---------------------------------------------------------------
-    def discount_sensitivity(self, now_ms: int | None = None) -> DiscountSensitivity:
-        """Per-profile discount sensitivity with shrinkage and its High / Medium / Low tier.
+    def discount_sensitivity(self, now_ms: Now = None) -> DiscountSensitivity:
+        """Per-profile discount sensitivity with shrinkage and its High / Medium / Low tier
+        (hidden profiles: no orders, Low; the population rate is the visible profiles').
 
         Examples
         --------
         >>> AffinityModel(backend="reference").discount_sensitivity().population_rate
         0.0
         """
-        now = self._now(now_ms)
-        key = ("discount", now, self._profiles())
-        if key not in self._cache:
-            n = self._profiles()
-            factors = self._factors(self._activity_lam[:2], now)
-            orders = self._activity[:n, 0] * factors[0]
-            discounted = self._activity[:n, 1] * factors[1]
-            total = float(orders.sum())
-            p = float(discounted.sum()) / total if total > 0 else 0.0
-            m = self.config.discount_shrinkage
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rate = np.where(orders + m > 0, (discounted + m * p) / (orders + m), p)
-                odds = rate / (1.0 - rate)
-                sensitivity = odds / (p / (1.0 - p)) if 0.0 < p < 1.0 else np.ones(n)
-            sensitivity = np.where(np.isnan(sensitivity), 1.0, sensitivity)
-            tier = np.zeros(n, dtype=np.int8)
-            tier[sensitivity >= self.config.discount_medium] = 1
-            tier[sensitivity >= self.config.discount_high] = 2
-            tier[orders <= 0] = 0
-            self._cache[key] = DiscountSensitivity(orders, discounted, rate, sensitivity, tier, p)
-        result: DiscountSensitivity = self._cache[key]
-        return result
+        with self.store.lock:
+            now = self._now(now_ms)
+            visible = self._sync()
+            view = self.view
+            n = view.n_profiles
+            key = ("discount", now, n)
+            if key not in view.cache:
+                factors = view.factors(view.activity_lam[:2], now)
+                orders = view.activity[:, 0] * factors[0]
+                discounted = view.activity[:, 1] * factors[1]
+                if not view.cache_all_visible:
+                    orders = np.where(visible, orders, 0.0)
+                    discounted = np.where(visible, discounted, 0.0)
+                total = float(orders.sum())
+                p = float(discounted.sum()) / total if total > 0 else 0.0
+                m = self.config.discount_shrinkage
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rate = np.where(orders + m > 0, (discounted + m * p) / (orders + m), p)
+                    odds = rate / (1.0 - rate)
+                    sensitivity = odds / (p / (1.0 - p)) if 0.0 < p < 1.0 else np.ones(n)
+                sensitivity = np.where(np.isnan(sensitivity), 1.0, sensitivity)
+                tier = np.zeros(n, dtype=np.int8)
+                tier[sensitivity >= self.config.discount_medium] = 1
+                tier[sensitivity >= self.config.discount_high] = 2
+                tier[orders <= 0] = 0
+                view.cache[key] = DiscountSensitivity(orders, discounted, rate, sensitivity, tier, p)
+            result: DiscountSensitivity = view.cache[key]
+            return result
 
-    def discount_class(self, user_id: str, now_ms: int | None = None) -> str:
-        """``"High"``, ``"Medium"`` or ``"Low"`` discount sensitivity of one user (Low if unknown).
+    def discount_class(self, user_id: str, now_ms: Now = None) -> str:
+        """``"High"``, ``"Medium"`` or ``"Low"`` discount sensitivity of one user (Low if
+        unknown or hidden).
 
         Examples
         --------
         >>> AffinityModel(backend="reference").discount_class("nobody")
         'Low'
         """
-        code = None if self.interners is None else self.interners.users.lookup(user_id)
-        tiers = self.discount_sensitivity(now_ms).tier
-        if code is None or code >= tiers.shape[0]:
-            return DISCOUNT_CLASSES[0]
-        return DISCOUNT_CLASSES[int(tiers[code])]
+        with self.store.lock:
+            tiers = self.discount_sensitivity(now_ms).tier
+            code = self._code(user_id)
+            if code is None or code >= tiers.shape[0]:
+                return DISCOUNT_CLASSES[0]
+            return DISCOUNT_CLASSES[int(tiers[code])]
 
     # --- lookalikes -------------------------------------------------------------------------
-    def _behaviour(self, now: int) -> NDArray[np.float64]:
-        key = ("behaviour", now, self._profiles())
-        if key not in self._cache:
-            n = self._profiles()
-            factors = self._factors(self._activity_lam, now)
-            activity = self._activity[:n, 2:] * factors[2:]
-            total = activity.sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mix = np.where(total[:, None] > 0, activity / total[:, None], 0.0)
-            sens = self.discount_sensitivity(now).sensitivity
-            raw = np.column_stack([mix, np.log1p(total), np.log(np.clip(sens, 1e-3, 1e3))])
-            std = raw.std(axis=0)
-            z = (raw - raw.mean(axis=0)) / np.where(std > 0, std, 1.0)
-            self._cache[key] = np.ascontiguousarray(z)
-        result: NDArray[np.float64] = self._cache[key]
-        return result
-
-    def _features(self, dimension: Dimension, now: int) -> NDArray[np.float64]:
-        key = ("features", dimension, now, self._profiles())
-        if key not in self._cache:
-            s = self.scores(dimension, now)
-            rows = np.repeat(np.arange(s.n_profiles), np.diff(s.indptr))
-            totals = np.bincount(rows, weights=s.decayed, minlength=s.n_profiles)
-            share = s.population_share[s.cols]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x = np.where(share > 0, s.decayed / totals[rows] / np.sqrt(share), 0.0)
-            self._cache[key] = np.ascontiguousarray(x)
-        result: NDArray[np.float64] = self._cache[key]
-        return result
+    def _seeds(self, seed_codes: Iterable[int]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """The visible seeds (sorted, unique) and the visibility mask; ``ValueError`` for codes
+        outside the profiles (the caller holds the lock)."""
+        visible = self._sync()
+        n = self.view.n_profiles
+        seeds = np.unique(np.asarray(list(seed_codes), dtype=np.int64))
+        if seeds.shape[0] and (seeds[0] < 0 or seeds[-1] >= n):
+            raise ValueError(f"seed profile codes must lie in 0 .. {n - 1}")
+        return seeds[visible[seeds]], visible
 
     def lookalike_scores(
-        self,
-        seed_codes: Iterable[int],
-        *,
-        now_ms: int | None = None,
-        behaviour_weight: float = 0.5,
+        self, seed_codes: Iterable[int], *, now_ms: Now = None, behaviour_weight: float = 0.5
     ) -> NDArray[np.float64]:
-        """Cosine similarity of every profile to the seeds' centroid (see the module docstring).
+        """Cosine similarity of every profile to the seeds' centroid (see the module docstring);
+        hidden seeds are ignored and hidden profiles score NaN.
 
         Examples
         --------
         >>> AffinityModel(backend="reference").lookalike_scores([]).shape
         (0,)
         """
-        now = self._now(now_ms)
-        n = self._profiles()
-        seeds = np.unique(np.asarray(list(seed_codes), dtype=np.int64))
-        if seeds.shape[0] and (seeds[0] < 0 or seeds[-1] >= n):
-            raise ValueError(f"seed profile codes must lie in 0 .. {n - 1}")
-        dot = np.zeros(n)
-        sq_total = np.zeros(n)
-        centroid_sq = 0.0
-        if seeds.shape[0] == 0:
-            return dot
-        for dimension in DIMENSIONS:
-            s = self.scores(dimension, now)
-            x = self._features(dimension, now)
-            # the seeds' rows, gathered without a Python loop over seeds
-            counts = np.diff(s.indptr)[seeds]
-            entries = np.repeat(s.indptr[seeds] - np.cumsum(counts) + counts, counts) + np.arange(
-                counts.sum()
-            )
-            owner = np.repeat(np.arange(seeds.shape[0]), counts)
-            seed_norms = np.sqrt(np.bincount(owner, weights=x[entries] ** 2, minlength=seeds.shape[0]))
-            seed_x = x[entries]
-            unit = np.divide(
-                seed_x, seed_norms[owner], out=np.zeros_like(seed_x), where=seed_norms[owner] > 0
-            )
-            centroid: NDArray[np.float64] = np.bincount(
-                s.cols[entries], weights=unit, minlength=s.population_share.shape[0]
-            ).astype(np.float64)
-            centroid /= seeds.shape[0]
-            block_dot = np.zeros(n)
-            block_sq = np.zeros(n)
-            self._impl.csr_dot(s.indptr, s.cols, x, centroid, block_dot, block_sq)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dot += np.where(block_sq > 0, block_dot / np.sqrt(block_sq), 0.0)
-            sq_total += block_sq > 0
-            centroid_sq += float(centroid @ centroid)
-        if behaviour_weight > 0:
-            z = self._behaviour(now)
-            z_norm = np.sqrt((z * z).sum(axis=1))
-            unit = np.divide(z, z_norm[:, None], out=np.zeros_like(z), where=z_norm[:, None] > 0)
-            centroid_b = behaviour_weight * unit[seeds].mean(axis=0)
-            dot += behaviour_weight * (unit @ centroid_b)
-            sq_total += behaviour_weight**2 * (z_norm > 0)
-            centroid_sq += float(centroid_b @ centroid_b)
-        denominator = np.sqrt(sq_total * centroid_sq)
-        return np.divide(dot, denominator, out=np.zeros(n), where=denominator > 0)
+        with self.store.lock:
+            now = self._now(now_ms)
+            seeds, visible = self._seeds(seed_codes)
+            scores = _lookalikes.lookalike_scores(self, seeds, now, behaviour_weight)
+            if not self.view.cache_all_visible:
+                scores[~visible] = np.nan
+            return scores
 
     def lookalikes(
         self,
         seed_user_ids: Iterable[str],
         n: int = 100,
         *,
-        now_ms: int | None = None,
+        now_ms: Now = None,
         behaviour_weight: float = 0.5,
     ) -> list[tuple[str, float]]:
-        """The ``n`` non-seed users most similar to the seeds, with their cosine similarity.
+        """The ``n`` visible non-seed users most similar to the seeds, with their cosine similarity.
 
-        Unknown seed ids are ignored. Cut at a threshold on the returned scores if needed.
+        Unknown and hidden seed ids are ignored. Cut at a threshold on the returned scores if needed.
 
         Examples
         --------
         >>> AffinityModel(backend="reference").lookalikes(["nobody"], n=5)
         []
         """
-        if self.interners is None:
-            return []
-        users = self.interners.users
-        seeds = [c for c in (users.lookup(u) for u in seed_user_ids) if c is not None]
-        if not seeds:
-            return []
-        codes, scores = self.lookalike_codes(seeds, n, now_ms=now_ms, behaviour_weight=behaviour_weight)
-        names = users.names
-        return [(names[c], s) for c, s in zip(codes.tolist(), scores.tolist(), strict=True)]
+        with self.store.lock:
+            self._sync()
+            codes = [self._code(u) for u in seed_user_ids]
+            seeds = [c for c in codes if c is not None]
+            if not seeds:
+                return []
+            found, scores = self.lookalike_codes(seeds, n, now_ms=now_ms, behaviour_weight=behaviour_weight)
+            names = self.store.interners.users.names
+            return [(names[c], s) for c, s in zip(found.tolist(), scores.tolist(), strict=True)]
 
     def lookalike_codes(
         self,
         seed_codes: Iterable[int],
         n: int = 100,
         *,
-        now_ms: int | None = None,
+        now_ms: Now = None,
         behaviour_weight: float = 0.5,
     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Codes and scores of the ``n`` most similar non-seed profiles, best first.
+        """Codes and scores of the ``n`` most similar visible non-seed profiles, best first.
 
         Examples
         --------
@@ -846,120 +756,18 @@ class AffinityModel:
         >>> codes.tolist(), scores.tolist()
         ([], [])
         """
-        seeds = np.unique(np.asarray(list(seed_codes), dtype=np.int64))
-        scores = self.lookalike_scores(seeds, now_ms=now_ms, behaviour_weight=behaviour_weight)
-        if seeds.shape[0] == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        scores[seeds] = -np.inf
-        n = max(0, min(n, scores.shape[0] - seeds.shape[0]))
-        top = (
-            np.argpartition(-scores, n - 1)[:n] if 0 < n < scores.shape[0] else np.arange(scores.shape[0])[:n]
-        )
-        top = top[np.lexsort((top, -scores[top]))]
-        return top.astype(np.int64), scores[top]
+        with self.store.lock:
+            now = self._now(now_ms)
+            seeds, visible = self._seeds(seed_codes)
+            if seeds.shape[0] == 0:
+                return np.empty(0, dtype=np.int64), np.empty(0)
+            scores = _lookalikes.lookalike_scores(self, seeds, now, behaviour_weight)
+            return _lookalikes.top_lookalikes(scores, seeds, visible, n)
 
-    # --- merge and persistence --------------------------------------------------------------
-    def merge(self, other: AffinityModel) -> AffinityModel:
-        """Add ``other`` (same config, same interners) into this model; returns ``self``.
-
-        Examples
-        --------
-        >>> AffinityModel(backend="reference").merge(AffinityModel(backend="reference")).n_profiles
-        0
-        """
-        if other.config != self.config:
-            raise StateError("cannot merge affinity models built with different configs")
-        if other.interners is not None:
-            self._adopt(other.interners)
-        if other.landmark_ms is None:
-            return self
-        theirs = {dim: t.copy() for dim, t in other._tables.items()}
-        activity = other._activity[: other.n_profiles].copy()
-        if self.landmark_ms is None or self.landmark_ms < other.landmark_ms:
-            self.rebase(other.landmark_ms)
-        elif self.landmark_ms > other.landmark_ms:
-            delta = self.landmark_ms - other.landmark_ms
-            for t in theirs.values():
-                t.scale(_decay(self._group_lam, delta))
-            activity *= _decay(self._activity_lam, delta)
-        for dim, t in theirs.items():
-            t.compact(self._impl)
-            self._tables[dim].add_run(t.keys, t.acc, self._impl)
-        self._ensure_profiles(other.n_profiles)
-        self._activity[: other.n_profiles] += activity
-        if other.last_ms is not None:
-            self.last_ms = other.last_ms if self.last_ms is None else max(self.last_ms, other.last_ms)
-        n = max(self.price_cuts_.shape[0], other.price_cuts_.shape[0])
-        cuts = np.full((n, 2), np.nan)
-        cuts[: other.price_cuts_.shape[0]] = other.price_cuts_
-        mine = ~np.isnan(self.price_cuts_[:, 0])
-        cuts[: self.price_cuts_.shape[0]][mine] = self.price_cuts_[mine]
-        self.price_cuts_ = cuts
-        self._touch()
-        return self
-
-    def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-        """A MessagePack-able header and named arrays that :meth:`from_arrays` restores (for the
-        Scorer's container files; :meth:`save` writes them on their own)."""
-        arrays: dict[str, NDArray[Any]] = {
-            "activity": self._activity[: self.n_profiles],
-            "price_cuts": self.price_cuts_,
-        }
-        for dim, table in self._tables.items():
-            table.compact(self._impl)
-            arrays[f"{dim}.keys"] = table.keys
-            arrays[f"{dim}.acc"] = table.acc
-        header = {
-            "format": _FORMAT_VERSION,
-            "config": msgspec.to_builtins(self.config),
-            "landmark_ms": self.landmark_ms,
-            "last_ms": self.last_ms,
-            "n_profiles": self.n_profiles,
-        }
-        return header, arrays
-
-    @classmethod
-    def from_arrays(
-        cls,
-        header: Mapping[str, Any],
-        arrays: Mapping[str, NDArray[Any]],
-        interners: Interners | None = None,
-        *,
-        backend: str | None = "auto",
-    ) -> AffinityModel:
-        """Rebuild a model from :meth:`to_arrays` output; raises :class:`StateError` if invalid."""
-        try:
-            if header["format"] != _FORMAT_VERSION:
-                raise StateError(f"affinity state format {header['format']} is not supported")
-            model = cls(AffinityConfig.from_dict(header["config"]), backend=backend)
-            n = int(header["n_profiles"])
-            width = model._group_lam.shape[0]
-            activity = np.asarray(arrays["activity"], dtype=np.float64)
-            if activity.shape != (n, model._activity_lam.shape[0]):
-                raise StateError(f"affinity state: activity has shape {activity.shape}")
-            for dim in DIMENSIONS:
-                keys = np.ascontiguousarray(arrays[f"{dim}.keys"], dtype=np.int64)
-                acc = np.ascontiguousarray(arrays[f"{dim}.acc"], dtype=np.float64)
-                if acc.shape != (keys.shape[0], width) or np.any(np.diff(keys) <= 0):
-                    raise StateError(f"affinity state: the {dim} table is malformed")
-                if keys.shape[0] and not 0 <= keys[-1] >> _VALUE_BITS < n:
-                    raise StateError(f"affinity state: the {dim} table names unknown profiles")
-                model._tables[dim].keys, model._tables[dim].acc = keys.copy(), acc.copy()
-            cuts = np.asarray(arrays["price_cuts"], dtype=np.float64)
-            if cuts.ndim != 2 or cuts.shape[1] != 2:
-                raise StateError("affinity state: price cuts are malformed")
-        except (KeyError, TypeError, ConfigError) as exc:
-            raise StateError(f"affinity state is incomplete or foreign: {exc}") from None
-        model._ensure_profiles(n)
-        model._activity[:n] = activity
-        model.price_cuts_ = cuts.copy()
-        model.landmark_ms = header["landmark_ms"]
-        model.last_ms = header["last_ms"]
-        model.interners = interners
-        return model
-
+    # --- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the model atomically with a checksum (interners are not included).
+        """Write the model's store (profiles, consent, forget suppression, affinity state, the
+        interners) atomically with a checksum.
 
         Examples
         --------
@@ -971,82 +779,75 @@ class AffinityModel:
         """
         from affinity_sdk._persist import write_container
 
-        header, arrays = self.to_arrays()
+        header, arrays = self.store.to_container()
         write_container(path, _FORMAT_KIND, header, arrays)
 
     @classmethod
     def load(
-        cls, path: str | Path, interners: Interners | None = None, *, backend: str | None = "auto"
+        cls,
+        path: str | Path,
+        interners: Interners | None = None,
+        *,
+        backend: str | None = "auto",
+        suppression_key: bytes | None = None,
     ) -> AffinityModel:
-        """Read a model written by :meth:`save`; corrupt or foreign files raise :class:`StateError`."""
+        """Read a model written by :meth:`save`; corrupt or foreign files raise :class:`StateError`.
+
+        ``interners`` (optional) that extend the saved names are shared, as :meth:`ingest` shares
+        a first batch's; otherwise batches are matched by name.
+        """
         from affinity_sdk._persist import read_container
 
         header, arrays = read_container(path, _FORMAT_KIND)
-        return cls.from_arrays(header, arrays, interners, backend=backend)
+        store = ProfileStore.from_container(
+            path, header, arrays, backend=backend, suppression_key=suppression_key
+        )
+        if list(store.views) != ["affinity"]:
+            raise StateError(f"{path}: not an affinity model (its store keeps {list(store.views)})")
+        model = cls.of(store)
+        model._private = True
+        if interners is not None and model._can_share(interners):
+            model._share(interners)
+        return model
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """The affinity view's header and arrays (no users, consent or interners: :meth:`save`
+        writes the whole store)."""
+        with self.store.lock:
+            self._sync()
+            return self.view.to_arrays()
+
+    @classmethod
+    def from_arrays(
+        cls,
+        header: Mapping[str, Any],
+        arrays: Mapping[str, NDArray[Any]],
+        interners: Interners | None = None,
+        *,
+        backend: str | None = "auto",
+    ) -> AffinityModel:
+        """Rebuild a model from :meth:`to_arrays` output and the ``interners`` it was built with
+        (every profile visible); raises :class:`StateError` if invalid."""
+        try:
+            config = AffinityConfig.from_dict(header["config"])
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise StateError(f"affinity state is incomplete or foreign: {exc}") from None
+        model = cls(config, backend=backend)
+        if interners is not None:
+            model._share(interners)
+        model.view.interners = interners
+        n = header.get("n_profiles")
+        if not isinstance(n, int) or (interners is not None and n > len(interners.users)):
+            raise StateError("affinity state holds more profiles than its interners")
+        model.view.load_arrays(dict(header), dict(arrays), n)
+        model.view.interners = model.store.interners
+        if interners is None and n > 0:
+            raise StateError(f"affinity state of {n} profiles needs the Interners it was built with")
+        model.store.latest_ms = model.view.last_ms
+        return model
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _discounted_orders(batch: EventBatch) -> NDArray[np.bool_]:
-    """Per event: a discount or coupon on the order itself or on any of its lines."""
-    with np.errstate(invalid="ignore"):
-        flagged = batch.has_coupon | (batch.discount > 0)
-        line = np.zeros(len(batch), dtype=bool)
-        line[batch.item_event[batch.item_discount > 0]] = True
-    result: NDArray[np.bool_] = flagged | line
-    return result
-
-
-def _price_cuts(batch: EventBatch, quantiles: tuple[float, float]) -> NDArray[np.float64]:
-    """Per category code: price quantiles over distinct products (each at its first listed price)."""
-    n_categories = len(batch.interners.categories)
-    cuts = np.full((n_categories, 2), np.nan)
-    ok = np.flatnonzero(
-        (batch.item_product >= 0) & (batch.item_category >= 0) & np.isfinite(batch.item_price)
-    )
-    if ok.shape[0] == 0:
-        return cuts
-    product = batch.item_product[ok].astype(np.int64)
-    # one row per product, so best-sellers do not skew the bands (O(n), no sort of the lines)
-    first = np.full(int(product.max()) + 1, ok.shape[0], dtype=np.int64)
-    np.minimum.at(first, product, np.arange(ok.shape[0]))
-    first = ok[first[first < ok.shape[0]]]
-    return catalogue_price_cuts(batch.item_category[first], batch.item_price[first], n_categories, quantiles)
-
-
-def catalogue_price_cuts(
-    categories: NDArray[np.integer[Any]],
-    prices: NDArray[np.float64],
-    n_categories: int,
-    quantiles: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
-) -> NDArray[np.float64]:
-    """Per category code: the ``quantiles`` of a catalogue given as one (category code, finite
-    price) pair per product; NaN for categories without products. What
-    :meth:`AffinityModel.fit_price_bands` fits, for a catalogue gathered elsewhere (e.g. reduced
-    across the partitions of an event lake).
-
-    Examples
-    --------
-    >>> catalogue_price_cuts(np.array([0, 0, 0, 0]), np.array([4.0, 1.0, 3.0, 2.0]), 2).round(2).tolist()
-    [[2.0, 3.0], [nan, nan]]
-    """
-    cuts = np.full((n_categories, 2), np.nan)
-    if categories.shape[0] == 0:
-        return cuts
-    cat = np.asarray(categories, dtype=np.int64)
-    price = np.asarray(prices, dtype=np.float64)
-    order = np.lexsort((price, cat))
-    cat, price = cat[order], price[order]
-    start = np.flatnonzero(np.r_[True, cat[1:] != cat[:-1]])
-    count = np.diff(np.r_[start, cat.shape[0]])
-    for column, q in enumerate(quantiles):
-        pos = q * (count - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, count - 1)
-        frac = pos - lo
-        cuts[cat[start], column] = price[start + lo] * (1 - frac) + price[start + hi] * frac
-    return cuts
-
-
 def top_affinities_from_totals(
     indptr: NDArray[np.int64],
     cols: NDArray[np.int64],
@@ -1105,9 +906,9 @@ def top_affinities_from_totals(
 
 # --- tables for the CLI -------------------------------------------------------------------------
 def affinities_table(
-    model: AffinityModel, dimension: Dimension, top: int = 3, now_ms: int | None = None
+    model: AffinityModel, dimension: Dimension, top: int = 3, now_ms: Now = None
 ) -> dict[str, list[Any]]:
-    """Long-format columns ``user_id, rank, value, affinity`` of every profile's top values.
+    """Long-format columns ``user_id, rank, value, affinity`` of every visible profile's top values.
 
     Profiles without product events are left out. For ``affinity affinities ... --out F``.
 
@@ -1116,9 +917,10 @@ def affinities_table(
     >>> affinities_table(AffinityModel(backend="reference"), "brand")
     {'user_id': [], 'rank': [], 'value': [], 'affinity': []}
     """
-    result = model.top_affinities_all(dimension, top, now_ms)
+    with model.store.lock:
+        result = model.top_affinities_all(dimension, top, now_ms)
+        user_names = model.store.interners.users.names
     users, ranks = np.nonzero(result.codes >= 0)
-    user_names = model.interners.users.names if model.interners is not None else ()
     codes = result.codes[users, ranks].tolist()
     return {
         "user_id": [user_names[u] for u in users.tolist()],

@@ -7,8 +7,9 @@ Pareto/NBD Model", Marketing Science 24(2). While alive, a customer buys at Pois
 purchases, ``recency`` t_x = time of the last purchase since the first, ``T`` = time since the
 first purchase) it gives P(alive) and expected purchases in the next ``t`` periods.
 
-The log-likelihood and its gradient are compiled (Numba); the maximum-likelihood fit runs
-scipy's L-BFGS-B on log-parameters with that analytic gradient.
+The log-likelihood and its gradient are compiled (Numba), with a numpy reference twin
+(``BGNBD(backend="reference")``); the maximum-likelihood fit runs scipy's L-BFGS-B on
+log-parameters with that analytic gradient.
 
 Examples
 --------
@@ -23,21 +24,22 @@ True
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
-import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import hyp2f1
 
+from affinity_sdk._backends import BackendName, resolve_backend
 from affinity_sdk._units import parse_duration
 from affinity_sdk.capture.events import EVENT_TYPE_CODES
 from affinity_sdk.errors import AffinityError
 from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.kernels import _bgnbd_reference
+from affinity_sdk.kernels.protocol import BGNBDKernels
 
 __all__ = ["BGNBD", "BGNBDParams", "RFMSummary", "summary_from_batch", "summary_from_transactions"]
 
@@ -148,7 +150,16 @@ def summary_from_batch(batch: EventBatch, end_ms: int, *, period: str | float = 
     )
 
 
-@numba.njit(cache=True, nogil=True)
+def _impl(backend: BackendName) -> BGNBDKernels:
+    """The likelihood kernel of ``backend`` (no C++ twin: ``"cpp"`` runs the Numba kernel, which
+    is imported on first use)."""
+    if backend == "reference":
+        return _bgnbd_reference
+    from affinity_sdk.kernels import _bgnbd_numba
+
+    return _bgnbd_numba
+
+
 def _neg_ll_grad(
     log_params: NDArray[np.float64],
     x: NDArray[np.int64],
@@ -156,81 +167,17 @@ def _neg_ll_grad(
     big_t: NDArray[np.float64],
     weight: NDArray[np.float64],
     grad: NDArray[np.float64],
-) -> float:  # pragma: no cover - compiled
-    r"""Negative BG/NBD log-likelihood and its gradient in log-parameters.
+    *,
+    backend: str | None = "auto",
+) -> float:
+    r"""Negative BG/NBD log-likelihood and its gradient in log-parameters (into ``grad``).
 
     .. math:: \ell = \ln\frac{\Gamma(r+x)\alpha^r}{\Gamma(r)} + \ln\frac{B(a, b+x)}{B(a, b)}
               + \ln\Big[(\alpha+T)^{-(r+x)} + [x>0]\frac{a}{b+x-1}(\alpha+t_x)^{-(r+x)}\Big]
 
-    Frequencies are integers, so the gamma ratios are finite products: no special functions.
+    See :func:`affinity_sdk.kernels._bgnbd_reference.neg_ll_grad`; ``backend`` picks the kernel.
     """
-    r = math.exp(log_params[0])
-    alpha = math.exp(log_params[1])
-    a = math.exp(log_params[2])
-    b = math.exp(log_params[3])
-    ll = 0.0
-    g_r = 0.0
-    g_alpha = 0.0
-    g_a = 0.0
-    g_b = 0.0
-    log_alpha = math.log(alpha)
-    # Prefix sums over k < x of the gamma-ratio terms, shared by every customer with that x.
-    x_max = 0
-    for i in range(x.shape[0]):
-        x_max = max(x_max, x[i])
-    s_r = np.zeros(x_max + 1)
-    s_dr = np.zeros(x_max + 1)
-    s_b = np.zeros(x_max + 1)
-    s_da = np.zeros(x_max + 1)
-    s_db = np.zeros(x_max + 1)
-    for k in range(x_max):
-        s_r[k + 1] = s_r[k] + math.log(r + k)
-        s_dr[k + 1] = s_dr[k] + 1.0 / (r + k)
-        s_b[k + 1] = s_b[k] + math.log(b + k) - math.log(a + b + k)
-        s_da[k + 1] = s_da[k] - 1.0 / (a + b + k)
-        s_db[k + 1] = s_db[k] + 1.0 / (b + k) - 1.0 / (a + b + k)
-    for i in range(x.shape[0]):
-        xi = x[i]
-        w = weight[i]
-        a1 = r * log_alpha + s_r[xi]
-        d1_r = log_alpha + s_dr[xi]
-        a2 = s_b[xi]
-        d2_a = s_da[xi]
-        d2_b = s_db[xi]
-        rx = r + xi
-        log_at = math.log(alpha + big_t[i])
-        a3 = -rx * log_at
-        if xi > 0:
-            log_atx = math.log(alpha + tx[i])
-            a4 = math.log(a) - math.log(b + xi - 1.0) - rx * log_atx
-            top = max(a3, a4)
-            e3 = math.exp(a3 - top)
-            e4 = math.exp(a4 - top)
-            s = e3 + e4
-            l5 = top + math.log(s)
-            w3 = e3 / s
-            w4 = e4 / s
-            d5_r = -w3 * log_at - w4 * log_atx
-            d5_alpha = -w3 * rx / (alpha + big_t[i]) - w4 * rx / (alpha + tx[i])
-            d5_a = w4 / a
-            d5_b = -w4 / (b + xi - 1.0)
-        else:
-            l5 = a3
-            d5_r = -log_at
-            d5_alpha = -rx / (alpha + big_t[i])
-            d5_a = 0.0
-            d5_b = 0.0
-        ll += w * (a1 + a2 + l5)
-        g_r += w * (d1_r + d5_r)
-        g_alpha += w * (r / alpha + d5_alpha)
-        g_a += w * (d2_a + d5_a)
-        g_b += w * (d2_b + d5_b)
-    # Chain rule for log-parameters, and signs for minimisation.
-    grad[0] = -g_r * r
-    grad[1] = -g_alpha * alpha
-    grad[2] = -g_a * a
-    grad[3] = -g_b * b
-    return -ll
+    return _impl(resolve_backend(backend)).neg_ll_grad(log_params, x, tx, big_t, weight, grad)
 
 
 def _validate(
@@ -252,14 +199,18 @@ def _validate(
 class BGNBD:
     """The BG/NBD model: fit by maximum likelihood, then P(alive) and expected purchases.
 
-    Fitted parameters are in ``params_`` (a :class:`BGNBDParams`) after :meth:`fit`.
+    Fitted parameters are in ``params_`` (a :class:`BGNBDParams`) after :meth:`fit`. ``backend``
+    picks the likelihood kernel (see :func:`affinity_sdk.resolve_backend`): ``"reference"`` is the
+    numpy oracle; ``"numba"`` and ``"cpp"`` (no C++ twin) run the Numba kernel. The chosen one is
+    kept in ``backend``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, backend: str | None = "auto") -> None:
         self.params_: BGNBDParams | None = None
+        self.backend: BackendName = resolve_backend(backend)
 
     def __repr__(self) -> str:
-        return f"BGNBD(params_={self.params_!r})"
+        return f"BGNBD(params_={self.params_!r}, backend={self.backend!r})"
 
     def _params(self) -> BGNBDParams:
         if self.params_ is None:
@@ -296,10 +247,11 @@ class BGNBD:
         big_t = np.ascontiguousarray(big_t)
         total = float(w.sum())
         grad = np.empty(4)
+        kernel = _impl(self.backend).neg_ll_grad
 
         def objective(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
             # Per-customer scale keeps L-BFGS-B's tolerances independent of the sample size.
-            value = float(_neg_ll_grad(theta, xi, tx, big_t, w, grad)) / total
+            value = kernel(theta, xi, tx, big_t, w, grad) / total
             return value, grad / total
 
         result = minimize(
@@ -332,10 +284,8 @@ class BGNBD:
         theta = np.log([p.r, p.alpha, p.a, p.b])
         xi = np.ascontiguousarray(x, dtype=np.int64)
         grad = np.empty(4)
-        return -float(
-            _neg_ll_grad(
-                theta, xi, np.ascontiguousarray(tx), np.ascontiguousarray(big_t), np.ones(x.shape[0]), grad
-            )
+        return -_impl(self.backend).neg_ll_grad(
+            theta, xi, np.ascontiguousarray(tx), np.ascontiguousarray(big_t), np.ones(x.shape[0]), grad
         )
 
     def conditional_probability_alive(

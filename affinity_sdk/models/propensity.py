@@ -11,15 +11,26 @@ The pipeline, each step a small function:
 3. :meth:`PropensityModel.fit` fits an L2-regularised logistic regression on standardised features
    (scipy's L-BFGS-B with the analytic gradient), then calibrates it (Platt or isotonic, chosen on
    held-out rows). Coefficients are readable per feature (:meth:`PropensityModel.explain`).
-4. :meth:`PropensityModel.predict_proba` scores through a compiled (Numba) kernel;
+4. :meth:`PropensityModel.predict_proba` scores through a compiled (Numba) kernel, or its numpy
+   reference twin with ``backend="reference"``;
    :meth:`PropensityModel.tiers` buckets probabilities into High / Medium / Low.
 5. :meth:`PropensityModel.refit` warm-starts on newer cutoffs (campaign outcomes feed back);
    :meth:`PropensityModel.save` / :meth:`PropensityModel.load` keep the feature list, config
    fingerprint, training window and a model version.
+6. :meth:`PropensityModel.score_profiles` scores the visible users of a profile store from its
+   ``"propensity"`` view (:class:`~affinity_sdk.profile.propensity_view.PropensityView`), with the
+   same numbers :meth:`PropensityModel.score_batch` gives on the same events.
+
+Consent: the batch paths (:func:`build_training_set`, :meth:`PropensityModel.score_batch`) leave
+out every user whose latest consent decision in the batch is a revocation, and with ``visible``
+(a mask, a callable or a profile store / scorer, see :func:`visible_users`) the users it hides
+too: they get no training row, no probability, and their orders do not enter the population-fitted
+BG/NBD features. The features themselves live in :mod:`affinity_sdk.models.propensity_features`
+(re-exported here).
 
 Examples
 --------
->>> from affinity_sdk.sim.datasets import simulate_shop
+>>> from affinity_sdk.sim.shop import simulate_shop
 >>> sim = simulate_shop(400, weeks=8, horizon_weeks=2, seed=3)
 >>> week = 7 * 86_400_000
 >>> train = build_training_set(sim.batch, "purchase", [sim.end_ms - 4 * week, sim.end_ms - 2 * week], "2w")
@@ -32,26 +43,44 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
 
 import msgspec
-import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import isotonic_regression, minimize
 from scipy.special import expit
 
-from affinity_sdk import kernels
+from affinity_sdk._backends import BackendName, resolve_backend
 from affinity_sdk._persist import read_container, write_container
-from affinity_sdk._units import parse_duration, to_epoch_ms
-from affinity_sdk.capture.events import CHANNELS, EVENT_TYPE_CODES
+from affinity_sdk._units import parse_duration
 from affinity_sdk.errors import AffinityError, ConfigError
-from affinity_sdk.ingest.batch import EventBatch
-from affinity_sdk.profile.decay import DecayState
+from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch
+from affinity_sdk.kernels import _propensity_reference
+from affinity_sdk.kernels.protocol import PropensityKernels
+from affinity_sdk.models.propensity_features import _ORDER_DAY_FEATURES as _ORDER_DAY_FEATURES
+from affinity_sdk.models.propensity_features import _SCALAR_FEATURES as _SCALAR_FEATURES
+from affinity_sdk.models.propensity_features import (
+    OUTCOMES,
+    Features,
+    FeatureSpec,
+    Outcome,
+    decayed_order_days,
+    feature_names,
+    outcome_labels,
+    profile_features,
+)
+from affinity_sdk.models.propensity_features import _order_days as _order_days
+from affinity_sdk.profile.flags import opted_out_users
+from affinity_sdk.score.tiers import TierPlan
+
+if TYPE_CHECKING:
+    from affinity_sdk.profile.store import ProfileStore
+    from affinity_sdk.score.scorer import Scorer
 
 __all__ = [
     "OUTCOMES",
@@ -63,478 +92,20 @@ __all__ = [
     "PropensityModel",
     "TierSpec",
     "TrainingSet",
+    "Visibility",
     "assign_tiers",
     "build_training_set",
     "decayed_order_days",
     "feature_names",
     "outcome_labels",
     "profile_features",
+    "tier_plan",
+    "visible_users",
 ]
 
-Outcome = Literal["purchase", "repurchase", "churn", "unsubscribe", "uninstall"]
-OUTCOMES: Final[tuple[Outcome, ...]] = ("purchase", "repurchase", "churn", "unsubscribe", "uninstall")
 MODEL_KIND: Final = "propensity-model"
 #: Bumped when the saved layout or the feature definitions change; older files are refused.
 MODEL_FORMAT: Final = 1
-_DAY_MS: Final = 86_400_000.0
-
-# Signal groups: which event types feed each decayed signal. "revenue" sums order revenue.
-_GROUPS: Final[dict[str, tuple[str, ...]]] = {
-    "activity": tuple(EVENT_TYPE_CODES),
-    "browse": ("page_viewed", "product_viewed", "product_list_viewed", "products_searched"),
-    "cart": (
-        "product_added",
-        "product_removed",
-        "product_added_to_wishlist",
-        "cart_viewed",
-        "checkout_started",
-        "coupon_applied",
-    ),
-    "order": ("order_completed",),
-    "revenue": ("order_completed",),
-    "message": ("email_opened", "email_clicked", "sms_clicked", "push_opened"),
-    "app": ("app_installed", "app_opened"),
-}
-_SCALAR_FEATURES: Final[tuple[str, ...]] = (
-    "log_days_since_last_event",
-    "log_days_since_last_order",
-    "never_ordered",
-    "log_orders",
-    "log_events",
-    "log_revenue",
-    "log_avg_order_value",
-    "log_tenure_days",
-    "log_refunds",
-    "category_concentration",
-    "channels_used",
-    *(f"channel_share_{name}" for name in CHANNELS),
-    "unsubscribed",
-    "app_installed",
-)
-
-_ORDER_DAY_FEATURES: Final[tuple[str, ...]] = (
-    "log_order_days",
-    "log_mean_gap_days",
-    "log_gap_ratio",
-    "log_order_day_rate",
-)
-
-
-class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How features are computed: the half-lives every signal group is decayed at (two or more).
-
-    Examples
-    --------
-    >>> FeatureSpec(half_lives=("7d", "28d")).half_lives_s
-    (604800.0, 2419200.0)
-    """
-
-    half_lives: tuple[str, ...] = ("14d", "56d")
-    #: Add BG/NBD features (log expected orders in ``bgnbd_horizon``, P(alive)), the model fitted
-    #: on the orders up to each cutoff: repeat-buying structure a linear score cannot express.
-    bgnbd: bool = False
-    bgnbd_horizon: str = "13w"
-    #: Add order-day features: distinct order days (same-day orders count once) decayed at every
-    #: half-life, their count, the mean gap between them, the time since the last one relative to
-    #: that gap, and the order-day rate since the first order. Per profile, from orders up to T.
-    order_days: bool = False
-    #: Weight each order day in the ``order_days_decay_*`` features by ``max(revenue that day, 1)
-    #: ** power`` (0: every day counts 1). Bigger baskets often mean more loyal buyers.
-    order_day_value_power: float = 0.0
-    #: Keep only these features, in this order (empty: all of them). Few customers or weak signals
-    #: favour a small model: each extra coefficient is estimated from the same rows.
-    columns: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if len(self.half_lives) < 2:
-            raise ConfigError("`half_lives`: give two or more half-lives so trends show")
-        try:
-            seconds = [parse_duration(h) for h in self.half_lives]
-        except ValueError as exc:
-            raise ConfigError(f"`half_lives`: {exc}") from exc
-        if any(not 0 < s < math.inf for s in seconds) or len(set(seconds)) != len(seconds):
-            raise ConfigError("`half_lives`: need distinct, positive, finite half-lives")
-        if not 0.0 <= self.order_day_value_power <= 4.0:
-            raise ConfigError(
-                f"`order_day_value_power`: need a number in [0, 4] (got {self.order_day_value_power!r})"
-            )
-        available = _all_feature_names(self)
-        unknown = [c for c in self.columns if c not in available]
-        if unknown:
-            raise ConfigError(f"`columns`: no feature named {', '.join(map(repr, unknown))} in this spec")
-        if len(set(self.columns)) != len(self.columns):
-            raise ConfigError("`columns`: each feature at most once")
-
-    @property
-    def half_lives_s(self) -> tuple[float, ...]:
-        return tuple(parse_duration(h) for h in self.half_lives)
-
-
-def feature_names(spec: FeatureSpec | None = None) -> tuple[str, ...]:
-    """Feature names in column order for ``spec``.
-
-    Examples
-    --------
-    >>> names = feature_names(FeatureSpec(half_lives=("7d", "28d")))
-    >>> names[:3], len(names) == 2 * 7 + 19
-    (('activity_decay_7d', 'activity_decay_28d', 'browse_decay_7d'), True)
-    """
-    spec = spec or FeatureSpec()
-    return spec.columns or _all_feature_names(spec)
-
-
-def _all_feature_names(spec: FeatureSpec) -> tuple[str, ...]:
-    """Every feature ``spec`` computes, before ``spec.columns`` selects."""
-    decayed = tuple(f"{group}_decay_{h}" for group in _GROUPS for h in spec.half_lives)
-    extra: tuple[str, ...] = ("bgnbd_log_expected_orders", "bgnbd_p_alive") if spec.bgnbd else ()
-    if spec.order_days:
-        extra += (*(f"order_days_decay_{h}" for h in spec.half_lives), *_ORDER_DAY_FEATURES)
-    return decayed + _SCALAR_FEATURES + extra
-
-
-@dataclass(frozen=True)
-class Features:
-    """Feature rows for profiles ``0 .. n-1`` at ``cutoff_ms``; ``seen`` marks profiles with any
-    event at or before the cutoff (the others have all-default rows)."""
-
-    X: NDArray[np.float64]
-    seen: NDArray[np.bool_]
-    names: tuple[str, ...]
-    cutoff_ms: int
-
-
-def _to_ms(value: int | str | datetime) -> int:
-    return value if isinstance(value, int) else to_epoch_ms(value)
-
-
-def profile_features(
-    batch: EventBatch,
-    cutoff: int | str | datetime,
-    *,
-    spec: FeatureSpec | None = None,
-    n_profiles: int | None = None,
-    backend: str | None = "auto",
-) -> Features:
-    """One feature row per profile from the events at or before ``cutoff`` (later ones ignored).
-
-    Decayed signals enter as ``log1p``; recency and tenure in log-days; counts as ``log1p``.
-    ``n_profiles`` defaults to the number of interned users. ``backend`` picks the decay kernels.
-
-    Examples
-    --------
-    >>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
-    >>> day = 86_400_000
-    >>> events = [PageViewed(user_id="a", timestamp=0),
-    ...           OrderCompleted(user_id="a", timestamp=2 * day, order_id="1", products=[], revenue=9.0),
-    ...           PageViewed(user_id="b", timestamp=9 * day)]
-    >>> f = profile_features(EventBatch.from_events(events), 4 * day)
-    >>> f.seen.tolist(), float(f.X[0, f.names.index("log_orders")]) == math.log(2)
-    ([True, False], True)
-    """
-    spec = spec or FeatureSpec()
-    cutoff_ms = _to_ms(cutoff)
-    n = len(batch.interners.users) if n_profiles is None else n_profiles
-    keep = batch.ts_ms <= cutoff_ms
-    user, etype, ts = batch.user[keep], batch.event_type[keep].astype(np.int64), batch.ts_ms[keep]
-    revenue = np.nan_to_num(batch.revenue[keep])
-    half_lives = spec.half_lives_s
-    n_h = len(half_lives)
-    groups = list(_GROUPS)
-
-    # Event type -> group membership, then one (user, signal) row per (event, group, half-life).
-    member = np.zeros((len(EVENT_TYPE_CODES), len(groups)), dtype=bool)
-    for g, name in enumerate(groups):
-        member[[EVENT_TYPE_CODES[t] for t in _GROUPS[name]], g] = True
-    ev_idx, grp = np.nonzero(member[etype])
-    values = np.where(np.asarray(groups)[grp] == "revenue", revenue[ev_idx], 1.0)
-    state = DecayState([h for _ in groups for h in half_lives], backend=backend)
-    state.ensure_profiles(n)
-    if ev_idx.shape[0]:
-        rep_users = np.repeat(user[ev_idx], n_h)
-        rep_signals = (grp[:, None] * n_h + np.arange(n_h)[None, :]).reshape(-1).astype(np.int64)
-        state.add(rep_users, rep_signals, np.repeat(ts[ev_idx], n_h), np.repeat(values, n_h))
-    if state.landmark_ms is None:
-        state.rebase(cutoff_ms)
-    decayed = state.decayed(cutoff_ms)[:n]
-    records = state.records[:n]
-
-    def column(group: str) -> NDArray[np.void]:
-        # The counters (count, total, first / last seen) are the same at every half-life.
-        return records[:, groups.index(group) * n_h]
-
-    activity, orders = column("activity"), column("order")
-    seen = activity["count"] > 0
-    ordered = orders["count"] > 0
-    tenure_days = np.where(seen, (cutoff_ms - activity["first_ms"]) / _DAY_MS, 0.0)
-    since_event = np.where(seen, (cutoff_ms - activity["last_ms"]) / _DAY_MS, 0.0)
-    # Never ordered: as long ago as the whole tenure (the most pessimistic recency consistent with it).
-    since_order = np.where(ordered, (cutoff_ms - orders["last_ms"]) / _DAY_MS, tenure_days)
-    total_revenue = column("revenue")["total"]
-
-    chan_counts = np.bincount(
-        user * len(CHANNELS) + batch.channel[keep].astype(np.int64), minlength=n * len(CHANNELS)
-    ).reshape(n, len(CHANNELS))
-    n_events = np.maximum(activity["count"], 1)
-
-    scalars = {
-        "log_days_since_last_event": np.log1p(since_event),
-        "log_days_since_last_order": np.log1p(since_order),
-        "never_ordered": (~ordered).astype(np.float64),
-        "log_orders": np.log1p(orders["count"]),
-        "log_events": np.log1p(activity["count"]),
-        "log_revenue": np.log1p(np.maximum(total_revenue, 0.0)),
-        "log_avg_order_value": np.log1p(np.maximum(total_revenue, 0.0) / np.maximum(orders["count"], 1)),
-        "log_tenure_days": np.log1p(tenure_days),
-        "log_refunds": np.log1p(_count_of(user, etype, "order_refunded", n)),
-        "category_concentration": _category_concentration(batch, keep, n),
-        "channels_used": (chan_counts > 0).sum(axis=1).astype(np.float64),
-        **{f"channel_share_{name}": chan_counts[:, c] / n_events for c, name in enumerate(CHANNELS)},
-        "unsubscribed": (_count_of(user, etype, "unsubscribed", n) > 0).astype(np.float64),
-        "app_installed": _app_installed(user, etype, ts, n),
-    }
-    if spec.bgnbd:
-        scalars.update(_bgnbd_features(batch, cutoff_ms, spec, n))
-    if spec.order_days:
-        scalars.update(_order_day_features(user, etype, ts, revenue, cutoff_ms, spec, n))
-    names = _all_feature_names(spec)
-    X = np.empty((n, len(names)))
-    X[:, : len(groups) * n_h] = np.log1p(np.maximum(decayed, 0.0))
-    for j, name in enumerate(names[len(groups) * n_h :]):
-        X[:, len(groups) * n_h + j] = scalars[name]
-    if spec.columns:
-        X = X[:, [names.index(c) for c in spec.columns]]
-        names = spec.columns
-    return Features(X=X, seen=seen, names=names, cutoff_ms=cutoff_ms)
-
-
-def _bgnbd_features(
-    batch: EventBatch, cutoff_ms: int, spec: FeatureSpec, n: int
-) -> dict[str, NDArray[np.float64]]:
-    from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch
-
-    expected = np.zeros(n)
-    alive = np.zeros(n)
-    summary = summary_from_batch(batch, cutoff_ms)
-    # BG/NBD needs some repeat buying to be identified; without it the features stay 0.
-    if len(summary) >= 10 and summary.frequency.sum() > 0:
-        model = BGNBD().fit(summary.frequency, summary.recency, summary.T)
-        horizon_w = parse_duration(spec.bgnbd_horizon) / 604_800.0
-        who = summary.customer.astype(np.int64)
-        expected[who] = model.conditional_expected_purchases(
-            horizon_w, summary.frequency, summary.recency, summary.T
-        )
-        alive[who] = model.conditional_probability_alive(summary.frequency, summary.recency, summary.T)
-    return {"bgnbd_log_expected_orders": np.log1p(expected), "bgnbd_p_alive": alive}
-
-
-def _order_day_features(
-    user: NDArray[np.int64],
-    etype: NDArray[np.int64],
-    ts: NDArray[np.int64],
-    revenue: NDArray[np.float64],
-    cutoff_ms: int,
-    spec: FeatureSpec,
-    n: int,
-) -> dict[str, NDArray[np.float64]]:
-    """Inter-purchase structure from the distinct UTC order days at or before the cutoff (the
-    caller passes only those events): decayed order-day counts at each half-life (log1p; each day
-    weighted by ``spec.order_day_value_power``, see :func:`decayed_order_days`), the
-    number of order days (log1p), the mean gap between consecutive order days in days (log1p; the
-    open gap since the only order day for one-day buyers), the days since the last order day over
-    that mean gap (log1p; how overdue the next order is) and order days per week since the first
-    (log1p). Profiles that never ordered get zeros (``never_ordered`` marks them)."""
-    who, age, day_revenue = _order_days(user, etype, ts, revenue, cutoff_ms, n)
-    weight = _day_weight(day_revenue, spec.order_day_value_power)
-    count = np.bincount(who, minlength=n)[:n].astype(np.float64)
-    since_first = np.zeros(n)
-    since_last = np.full(n, np.inf)
-    np.maximum.at(since_first, who, age)
-    np.minimum.at(since_last, who, age)
-    since_last[count == 0] = 0.0
-    mean_gap = np.where(count >= 2, (since_first - since_last) / np.maximum(count - 1, 1), since_first)
-    out = {
-        f"order_days_decay_{name}": np.log1p(_decay_days(who, age, weight, h / 86_400.0, n))
-        for name, h in zip(spec.half_lives, spec.half_lives_s, strict=True)
-    }
-    out["log_order_days"] = np.log1p(count)
-    out["log_mean_gap_days"] = np.log1p(mean_gap)
-    out["log_gap_ratio"] = np.where(count > 0, np.log1p(since_last / np.maximum(mean_gap, 1.0)), 0.0)
-    out["log_order_day_rate"] = np.log1p(7.0 * count / (since_first + 1.0))
-    return out
-
-
-def _order_days(
-    user: NDArray[np.int64],
-    etype: NDArray[np.int64],
-    ts: NDArray[np.int64],
-    revenue: NDArray[np.float64],
-    cutoff_ms: int,
-    n: int,
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
-    """Each profile's distinct UTC order days among the given events (those at or before the
-    cutoff) as ``(profile, age in days from the day's start to the cutoff, revenue that day)``."""
-    orders = (etype == EVENT_TYPE_CODES["order_completed"]) & (user < n)
-    day_ms = np.int64(_DAY_MS)
-    pairs, which = np.unique(
-        np.stack([user[orders], ts[orders] // day_ms], axis=1), axis=0, return_inverse=True
-    )
-    day_revenue: NDArray[np.float64] = np.bincount(
-        which.reshape(-1), weights=revenue[orders], minlength=pairs.shape[0]
-    ).astype(np.float64)
-    return pairs[:, 0], (cutoff_ms - pairs[:, 1] * day_ms) / _DAY_MS, day_revenue
-
-
-def _day_weight(day_revenue: NDArray[np.float64], power: float) -> NDArray[np.float64]:
-    """``max(revenue, 1) ** power`` per order day (all ones at power 0)."""
-    if power == 0.0:
-        return np.ones(day_revenue.shape[0])
-    weight: NDArray[np.float64] = np.maximum(day_revenue, 1.0) ** power
-    return weight
-
-
-def _decay_days(
-    who: NDArray[np.int64],
-    age: NDArray[np.float64],
-    weight: NDArray[np.float64],
-    half_life_days: float,
-    n: int,
-) -> NDArray[np.float64]:
-    """Per profile, the sum of ``weight * 0.5 ** (age / half_life_days)`` over its order days."""
-    decayed = weight * 0.5 ** (age / half_life_days)
-    return np.bincount(who, weights=decayed, minlength=n)[:n].astype(np.float64)
-
-
-def decayed_order_days(
-    batch: EventBatch,
-    cutoff: int | str | datetime,
-    half_life: str | float,
-    *,
-    value_power: float = 0.0,
-    n_profiles: int | None = None,
-) -> NDArray[np.float64]:
-    """The plain baseline a purchase propensity should beat: per profile, its distinct order days
-    (same-day orders count once) at or before ``cutoff``, each weighted ``0.5 ** (age / half_life)``
-    with the age counted from the day's start. ``half_life`` is a duration (``"13w"``) or seconds.
-    ``value_power`` > 0 also weights each day by ``max(its revenue, 1) ** value_power``.
-
-    Examples
-    --------
-    >>> from affinity_sdk.capture.events import OrderCompleted
-    >>> day = 86_400_000
-    >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=4.0)
-    ...           for t in (0, 0, 7, 30)]
-    >>> batch = EventBatch.from_events(events)
-    >>> decayed_order_days(batch, 14 * day, "7d").tolist()  # 2 ** -2 + 2 ** -1
-    [0.75]
-    >>> decayed_order_days(batch, 14 * day, "7d", value_power=0.5).tolist()  # 8 ** 0.5 / 4 + 4 ** 0.5 / 2
-    [1.7071067811865475]
-    """
-    cutoff_ms = _to_ms(cutoff)
-    half_life_days = parse_duration(half_life) / 86_400.0
-    if not half_life_days > 0:
-        raise ConfigError(f"half_life must be positive (got {half_life!r})")
-    if not 0.0 <= value_power <= 4.0:
-        raise ConfigError(f"value_power must be in [0, 4] (got {value_power!r})")
-    n = len(batch.interners.users) if n_profiles is None else n_profiles
-    seen = batch.ts_ms <= cutoff_ms
-    who, age, day_revenue = _order_days(
-        batch.user[seen],
-        batch.event_type[seen].astype(np.int64),
-        batch.ts_ms[seen],
-        np.nan_to_num(batch.revenue[seen]),
-        cutoff_ms,
-        n,
-    )
-    return _decay_days(who, age, _day_weight(day_revenue, value_power), half_life_days, n)
-
-
-def _count_of(user: NDArray[np.int64], etype: NDArray[np.int64], name: str, n: int) -> NDArray[np.float64]:
-    return np.bincount(user[etype == EVENT_TYPE_CODES[name]], minlength=n)[:n].astype(np.float64)
-
-
-def _app_installed(
-    user: NDArray[np.int64], etype: NDArray[np.int64], ts: NDArray[np.int64], n: int
-) -> NDArray[np.float64]:
-    """1 where the last app install / open is later than the last uninstall."""
-    last_use = np.full(n, np.iinfo(np.int64).min)
-    last_gone = np.full(n, np.iinfo(np.int64).min)
-    use = (etype == EVENT_TYPE_CODES["app_installed"]) | (etype == EVENT_TYPE_CODES["app_opened"])
-    gone = etype == EVENT_TYPE_CODES["app_uninstalled"]
-    np.maximum.at(last_use, user[use], ts[use])
-    np.maximum.at(last_gone, user[gone], ts[gone])
-    return ((last_use > last_gone) & (last_use > np.iinfo(np.int64).min)).astype(np.float64)
-
-
-def _category_concentration(batch: EventBatch, keep: NDArray[np.bool_], n: int) -> NDArray[np.float64]:
-    """Herfindahl index of each profile's product lines over categories (0 with no product lines)."""
-    rows = keep[batch.item_event]
-    user = batch.user[batch.item_event[rows]]
-    cat = batch.item_category[rows].astype(np.int64)
-    if user.shape[0] == 0:
-        return np.zeros(n)
-    n_cat = int(cat.max()) + 1
-    pairs, counts = np.unique(user * n_cat + cat, return_counts=True)
-    owner = pairs // n_cat
-    per_user = np.bincount(owner, weights=counts, minlength=n)
-    share = counts / per_user[owner]
-    hhi: NDArray[np.float64] = np.bincount(owner, weights=share * share, minlength=n)[:n].astype(np.float64)
-    return hhi
-
-
-def outcome_labels(
-    batch: EventBatch,
-    outcome: Outcome,
-    cutoff: int | str | datetime,
-    horizon: str | float,
-    *,
-    future: EventBatch | None = None,
-    n_profiles: int | None = None,
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """``(eligible, label)`` per profile for ``outcome`` in ``(T, T + H]``.
-
-    Eligible profiles have an event at or before ``T``; repurchase also needs an order before
-    ``T``, uninstall an installed app at ``T``. Labels read events in the window from ``batch``
-    and, if given, ``future`` (horizon events with the same interners).
-
-    Examples
-    --------
-    >>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
-    >>> day = 86_400_000
-    >>> events = [PageViewed(user_id="a", timestamp=0), PageViewed(user_id="b", timestamp=0),
-    ...           OrderCompleted(user_id="a", timestamp=3 * day, order_id="1", products=[], revenue=9.0)]
-    >>> eligible, y = outcome_labels(EventBatch.from_events(events), "purchase", day, "7d")
-    >>> eligible.tolist(), y.tolist()
-    ([True, True], [True, False])
-    """
-    if outcome not in OUTCOMES:
-        raise ConfigError(f"unknown outcome {outcome!r}; choose one of {', '.join(OUTCOMES)}")
-    cutoff_ms = _to_ms(cutoff)
-    horizon_ms = round(parse_duration(horizon) * 1000)
-    if horizon_ms <= 0:
-        raise ConfigError(f"horizon must be positive (got {horizon!r})")
-    n = len(batch.interners.users) if n_profiles is None else n_profiles
-    parts = [batch] if future is None else [batch, future]
-    user = np.concatenate([b.user for b in parts])
-    etype = np.concatenate([b.event_type for b in parts]).astype(np.int64)
-    ts = np.concatenate([b.ts_ms for b in parts])
-    before = ts <= cutoff_ms
-    window = (ts > cutoff_ms) & (ts <= cutoff_ms + horizon_ms)
-
-    def any_of(mask: NDArray[np.bool_], *names: str) -> NDArray[np.bool_]:
-        hit = mask & np.isin(etype, [EVENT_TYPE_CODES[x] for x in names]) if names else mask
-        return np.bincount(user[hit], minlength=n)[:n] > 0
-
-    active_before = any_of(before)
-    if outcome == "purchase":
-        return active_before, any_of(window, "order_completed")
-    if outcome == "repurchase":
-        return any_of(before, "order_completed"), any_of(window, "order_completed")
-    if outcome == "churn":
-        return active_before, ~any_of(window)
-    if outcome == "unsubscribe":
-        return active_before, any_of(window, "unsubscribed")
-    installed = _app_installed(user[before], etype[before], ts[before], n) > 0
-    return installed, any_of(window, "app_uninstalled")
 
 
 @dataclass(frozen=True)
@@ -575,6 +146,74 @@ class TrainingSet:
         )
 
 
+#: Who may appear in outputs and feed population fits, besides the batch's consent decisions:
+#: a mask per user code of the batch, a callable taking the batch's user ids and returning such a
+#: mask, or a :class:`~affinity_sdk.profile.store.ProfileStore` / :class:`~affinity_sdk.score.scorer.Scorer`.
+Visibility: TypeAlias = "NDArray[np.bool_] | Callable[[list[str]], ArrayLike] | ProfileStore | Scorer | None"
+
+
+def visible_users(
+    batch: EventBatch, visible: Visibility = None, *, future: EventBatch | None = None
+) -> NDArray[np.bool_]:
+    """Per user code of ``batch.interners``: may the user appear in outputs (and their data feed
+    population fits)? Not when their latest consent decision in ``batch`` (and ``future``) is a
+    revocation (:func:`~affinity_sdk.profile.flags.opted_out_users`), nor when ``visible`` hides them:
+
+    - a boolean mask per user code of the batch;
+    - a callable taking the batch's user ids (a list of str) and returning such a mask;
+    - a :class:`~affinity_sdk.profile.store.ProfileStore` (or a
+      :class:`~affinity_sdk.score.scorer.Scorer`): a user the store knows must be visible there
+      (not opted out, e.g. by :meth:`~affinity_sdk.profile.store.ProfileStore.opt_out`), and an id
+      the store forgot (it holds a forget suppression entry for it) is hidden, whatever its batch
+      events; ids new to the store are left to the batch's own consent decisions.
+
+    Examples
+    --------
+    >>> lines = [b'{"type":"app_opened","user_id":"a","timestamp":1}',
+    ...          b'{"type":"consent_changed","user_id":"b","timestamp":2,"granted":false}',
+    ...          b'{"type":"app_opened","user_id":"c","timestamp":3}']
+    >>> batch = EventBatch.from_ndjson(b"\\n".join(lines))
+    >>> visible_users(batch).tolist(), visible_users(batch, lambda ids: [i != "c" for i in ids]).tolist()
+    ([True, False, True], [True, False, False])
+    """
+    names = list(batch.interners.users.names)
+    n = len(names)
+    batches = [batch] if future is None else [batch, future]
+    allowed: NDArray[np.bool_] = ~opted_out_users(*batches)[:n]
+    allowed &= np.array([name != TOMBSTONE for name in names], dtype=np.bool_)
+    if visible is None:
+        return allowed
+    store = getattr(visible, "store", visible)
+    from affinity_sdk.profile.store import ProfileStore
+
+    if isinstance(store, ProfileStore):
+        mask = _visible_in_store(store, names)
+    elif callable(visible):
+        mask = np.asarray(visible(names), dtype=np.bool_)
+    else:
+        mask = np.asarray(visible, dtype=np.bool_)
+    if mask.shape != (n,):
+        raise ValueError(f"visible must give one flag per user of the batch ({n}), got shape {mask.shape}")
+    return allowed & mask
+
+
+def _visible_in_store(store: ProfileStore, names: list[str]) -> NDArray[np.bool_]:
+    from affinity_sdk.profile.suppression import NOT_SUPPRESSED
+
+    with store.lock:
+        shown = store.visible()
+        lookup = store.interners.users.lookup
+        codes = np.array([-1 if (c := lookup(name)) is None else c for name in names], dtype=np.int64)
+        known = codes >= 0
+        mask = np.ones(len(names), dtype=np.bool_)
+        mask[known] = shown[codes[known]]
+        unknown = np.flatnonzero(~known)
+        if unknown.shape[0] and len(store.suppression):
+            forget_ms = store.suppression.forget_ms_of([names[i] for i in unknown.tolist()])
+            mask[unknown] = forget_ms == NOT_SUPPRESSED
+    return mask
+
+
 def build_training_set(
     batch: EventBatch,
     outcome: Outcome,
@@ -584,13 +223,18 @@ def build_training_set(
     future: EventBatch | None = None,
     spec: FeatureSpec | None = None,
     backend: str | None = "auto",
+    visible: Visibility = None,
 ) -> TrainingSet:
     """Features at each cutoff ``T`` and the outcome in ``(T, T + H]``, eligible profiles only,
     stacked over ``cutoffs``. Features never see events after their cutoff.
 
+    Users whose latest consent decision in ``batch`` / ``future`` is a revocation, or whom
+    ``visible`` hides (see :func:`visible_users`), get no rows, and their orders do not enter
+    the BG/NBD fit (``spec.bgnbd``).
+
     Examples
     --------
-    >>> from affinity_sdk.sim.datasets import simulate_shop
+    >>> from affinity_sdk.sim.shop import simulate_shop
     >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
     >>> ts = build_training_set(sim.batch, "churn", [sim.end_ms - 14 * 86_400_000], "1w")
     >>> ts.X.shape[1] == len(ts.feature_names) and len(ts) <= 300
@@ -601,11 +245,12 @@ def build_training_set(
         raise ConfigError("give at least one cutoff")
     horizon_ms = round(parse_duration(horizon) * 1000)
     n = len(batch.interners.users)
+    allowed = visible_users(batch, visible, future=future)
     blocks: list[tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.int64], int]] = []
     for cutoff in cutoffs:
-        feats = profile_features(batch, cutoff, spec=spec, n_profiles=n, backend=backend)
+        feats = profile_features(batch, cutoff, spec=spec, n_profiles=n, backend=backend, population=allowed)
         eligible, label = outcome_labels(batch, outcome, cutoff, horizon, future=future, n_profiles=n)
-        rows = np.flatnonzero(eligible & feats.seen)
+        rows = np.flatnonzero(eligible & feats.seen & allowed)
         blocks.append((feats.X[rows], label[rows], rows.astype(np.int64), feats.cutoff_ms))
     return TrainingSet(
         X=np.concatenate([b[0] for b in blocks]),
@@ -622,28 +267,14 @@ def build_training_set(
 # --- the model ------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True, nogil=True, fastmath={"contract", "reassoc"})
-def _score_kernel(
-    X: NDArray[np.float64],
-    weight: NDArray[np.float64],
-    bias: float,
-    platt_a: float,
-    platt_b: float,
-    out: NDArray[np.float64],
-) -> None:  # pragma: no cover - compiled
-    r"""``out_i = σ(A (b + Σ_j w_j x_ij) + B)``: standardisation folded into ``w, b``; Platt's
-    ``A, B`` (1, 0 for none) folded into the same pass."""
-    n, f = X.shape
-    for i in numba.prange(n):
-        z = bias
-        for j in range(f):
-            z += weight[j] * X[i, j]
-        z = platt_a * z + platt_b
-        if z >= 0:
-            out[i] = 1.0 / (1.0 + math.exp(-z))
-        else:
-            e = math.exp(z)
-            out[i] = e / (1.0 + e)
+def _impl(backend: BackendName) -> PropensityKernels:
+    """The scoring kernel of ``backend`` (no C++ twin: ``"cpp"`` runs the Numba kernel, which
+    is imported on first use)."""
+    if backend == "reference":
+        return _propensity_reference
+    from affinity_sdk.kernels import _propensity_numba
+
+    return _propensity_numba
 
 
 def _fit_logistic(
@@ -825,7 +456,7 @@ class PropensityModel:
         Examples
         --------
         >>> import numpy as np
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> model = PropensityModel.fit(data, config_fingerprint="cfg-1")
@@ -910,7 +541,7 @@ class PropensityModel:
 
         Examples
         --------
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> day = 86_400_000
         >>> old = build_training_set(sim.batch, "purchase", [sim.end_ms - 14 * day], "1w")
@@ -946,13 +577,18 @@ class PropensityModel:
         weight = np.ascontiguousarray(self.coef_ / self.scale_)
         return weight, self.intercept_ - float(weight @ self.mean_)
 
-    def predict_proba(self, X: ArrayLike, *, calibrated: bool = True) -> NDArray[np.float64]:
+    def predict_proba(
+        self, X: ArrayLike, *, calibrated: bool = True, backend: str | None = "auto"
+    ) -> NDArray[np.float64]:
         """Probability of the outcome for each feature row (compiled, parallel).
+
+        ``backend`` picks the scoring kernel: ``"reference"`` is the numpy oracle; ``"numba"``
+        and ``"cpp"`` (no C++ twin) run the parallel Numba kernel. They agree up to rounding.
 
         Examples
         --------
         >>> import numpy as np
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> model = PropensityModel.fit(data, calibration="platt")
@@ -969,27 +605,86 @@ class PropensityModel:
         cal = self.calibrator_ if calibrated else Calibrator()
         a, b = (cal.a, cal.b) if cal.kind == "platt" else (1.0, 0.0)
         out = np.empty(rows.shape[0])
-        _score_kernel(rows, weight, bias, a, b, out)
+        _impl(resolve_backend(backend)).logistic_scores(rows, weight, bias, a, b, out)
         if cal.kind == "isotonic":
             out = cal.apply(out)
         return out
 
     def score_batch(
-        self, batch: EventBatch, now: int | str | datetime, *, backend: str | None = "auto"
+        self,
+        batch: EventBatch,
+        now: int | str | datetime,
+        *,
+        backend: str | None = "auto",
+        visible: Visibility = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """``(probability, seen)`` for every interned user from ``batch``'s events up to ``now``.
 
+        Users whose latest consent decision in ``batch`` is a revocation, or whom ``visible``
+        hides (a mask, a callable or a profile store / scorer: see :func:`visible_users`), are
+        left out: probability NaN, ``seen`` False, and their orders do not enter the BG/NBD fit.
+        Keep ``p[seen]`` (and ``users[seen]``) for the users to act on; :meth:`tiers` ranks only
+        the users with a probability.
+
         Examples
         --------
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> p, seen = PropensityModel.fit(data).score_batch(sim.batch, sim.end_ms)
         >>> p.shape, seen.dtype
         ((300,), dtype('bool'))
         """
-        feats = profile_features(batch, now, spec=self.spec, backend=backend)
-        return self.predict_proba(feats.X), feats.seen
+        allowed = visible_users(batch, visible)
+        feats = profile_features(batch, now, spec=self.spec, backend=backend, population=allowed)
+        p = self.predict_proba(feats.X, backend=backend)
+        p[~allowed] = np.nan
+        return p, feats.seen & allowed
+
+    def score_profiles(
+        self,
+        store: ProfileStore | Scorer,
+        now: datetime | str | int | None = None,
+        *,
+        backend: str | None = "auto",
+    ) -> tuple[list[str], NDArray[np.float64]]:
+        """``(user_ids, probabilities)`` of every visible user with events in a profile store (or
+        a :class:`~affinity_sdk.score.scorer.Scorer`'s store) that keeps the ``"propensity"`` view,
+        at ``now`` (default: the newest folded event; not before it). Users in store code order.
+
+        The same numbers :meth:`score_batch` gives for those users on the same events (up to
+        rounding), opted-out and forgotten users left out; the view must decay at this model's
+        ``spec.half_lives`` (the store's view uses the default :class:`FeatureSpec`'s).
+
+        Examples
+        --------
+        >>> from affinity_sdk.profile.store import ProfileStore
+        >>> from affinity_sdk.sim.shop import simulate_shop
+        >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
+        >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
+        >>> model = PropensityModel.fit(data)
+        >>> store = ProfileStore(views=("propensity",))
+        >>> _ = store.ingest(sim.batch)
+        >>> users, p = model.score_profiles(store, now=sim.end_ms)
+        >>> p_batch, seen = model.score_batch(sim.batch, sim.end_ms)
+        >>> codes = [sim.batch.interners.users.lookup(u) for u in users]
+        >>> len(users) == int(seen.sum()) and bool(np.allclose(p, p_batch[codes], rtol=0, atol=1e-9))
+        True
+        """
+        from affinity_sdk.profile.store import ProfileStore
+
+        if not isinstance(store, ProfileStore):
+            store = store.store
+        with store.lock:
+            view = store.view("propensity")
+            now_ms = store.now_ms(now)
+            store.grow(store.n_users)
+            shown = store.visible()
+            feats = view.features(now_ms, self.spec, population=shown)
+            codes = np.flatnonzero(shown & feats.seen)
+            names = store.interners.users.names
+            users = [names[c] for c in codes.tolist()]
+        return users, self.predict_proba(feats.X[codes], backend=backend)
 
     def explain(self) -> dict[str, float]:
         """Coefficient per standardised feature (log-odds per standard deviation), largest
@@ -997,7 +692,7 @@ class PropensityModel:
 
         Examples
         --------
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> top = next(iter(PropensityModel.fit(data).explain()))
@@ -1019,7 +714,7 @@ class PropensityModel:
         Examples
         --------
         >>> import numpy as np
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> m = PropensityModel.fit(data)
@@ -1035,7 +730,7 @@ class PropensityModel:
         Examples
         --------
         >>> import tempfile, os
-        >>> from affinity_sdk.sim.datasets import simulate_shop
+        >>> from affinity_sdk.sim.shop import simulate_shop
         >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
         >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
         >>> model = PropensityModel.fit(data, config_fingerprint="abc")
@@ -1112,6 +807,8 @@ def assign_tiers(
     p: NDArray[np.float64], spec: TierSpec | _TierLike | None = None, *, backend: str | None = "auto"
 ) -> NDArray[np.int8]:
     """Tier codes 0 / 1 / 2 (Low / Medium / High) from probabilities by threshold or quantile.
+    A NaN probability (a user left out, see :meth:`PropensityModel.score_batch`) is Low and does
+    not count in the quantiles.
 
     Examples
     --------
@@ -1119,15 +816,27 @@ def assign_tiers(
     >>> assign_tiers(np.arange(1, 11) / 10, TierSpec(method="quantile", high=0.8, medium=0.5)).tolist()
     [0, 0, 0, 0, 0, 1, 1, 1, 2, 2]
     """
-    spec = spec or TierSpec()
+    plan = tier_plan(spec)
     values = np.ascontiguousarray(p, dtype=np.float64)
+    scored = ~np.isnan(values)
+    up, down = plan.cutoffs(values if scored.all() else values[scored], backend=backend)
+    return plan.assign(values, up, down, backend=backend)
+
+
+def tier_plan(spec: TierSpec | _TierLike | None = None) -> TierPlan:
+    """The :class:`~affinity_sdk.score.tiers.TierPlan` of a tier spec (default ``TierSpec()``):
+    cut-offs on the probability itself (no score mapping, no hysteresis; ``threshold`` and
+    ``absolute`` are the same). Raises :class:`ConfigError` unless ``0 <= medium <= high <= 1``.
+
+    Examples
+    --------
+    >>> tier_plan(TierSpec(method="threshold", high=0.7, medium=0.3)).absolute_cutoffs()[0].tolist()
+    [0.3, 0.7]
+    """
+    spec = spec or TierSpec()
     if not 0.0 <= spec.medium <= spec.high <= 1.0:
         raise ConfigError(f"tiers need 0 <= medium <= high <= 1 (got medium={spec.medium}, high={spec.high})")
-    fractions = np.array([spec.medium, spec.high])
-    if spec.method == "quantile":
-        cuts = kernels.quantile_cutoffs(values, fractions, backend=backend)
-    elif spec.method in ("threshold", "absolute"):
-        cuts = fractions
-    else:
+    if spec.method not in ("quantile", "threshold", "absolute"):
         raise ConfigError(f"unknown tier method {spec.method!r}")
-    return kernels.assign_tiers(values, np.ascontiguousarray(cuts), backend=backend)
+    method: Literal["quantile", "absolute"] = "quantile" if spec.method == "quantile" else "absolute"
+    return TierPlan(method=method, high=float(spec.high), medium=float(spec.medium), half_point=None)

@@ -15,10 +15,10 @@ Every modelling choice is made on calibration-period data only (purchases up to 
    bootstrap over customers gives the AUC differences' intervals.
 
 Stage 1 (steps 1-3 over :data:`GRID`) chose a model that trails the decay score. Stage 2 was added
-after ``benches/cdnow_ceiling.py`` showed, on calibration data only, that no fitted multi-feature
-model beats the decay score even without a time shift, while weighting order days by their dollars
-helped on two of three calibration splits. Its candidates are one-feature propensity models (the
-logistic of one decayed order-day feature, so they rank exactly as that feature):
+after ``docs/research/cdnow_ceiling.py`` showed, on calibration data only, that no fitted
+multi-feature model beats the decay score even without a time shift, while weighting order days by
+their dollars helped on two of three calibration splits. Its candidates are one-feature propensity
+models (the logistic of one decayed order-day feature, so they rank exactly as that feature):
 
 4. Every (half-life, value power) in :data:`DECAY_HALF_LIVES_W` x :data:`VALUE_POWERS`, and the
    decay baseline's half-life, is chosen by mean ROC AUC over the three calibration splits in
@@ -29,7 +29,7 @@ logistic of one decayed order-day feature, so they rank exactly as that feature)
 
 Run from the repository root (about a minute on two cores)::
 
-    .venv/bin/python benches/cdnow_selection.py
+    .venv/bin/python docs/research/cdnow_selection.py
 
 It prints the tables quoted in ``docs/propensity.md`` (section "CDNOW time split");
 ``tests/test_propensity.py::test_cdnow_purchase_propensity_vs_decay_baseline_honest_split`` re-checks the
@@ -51,11 +51,11 @@ from affinity_sdk.activate.evaluate import roc_auc
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models import propensity as P
 from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch
-from affinity_sdk.sim.datasets import cdnow_orders
+from affinity_sdk.sim.cdnow import cdnow_orders
 
 DAY = 86_400_000
 WEEK = 7 * DAY
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "cdnow" / "cdnow_sample.csv"
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "cdnow" / "cdnow_sample.csv"
 CAL_END = int(np.datetime64("1997-09-30", "ms").astype(np.int64))
 HOLDOUT_END = int(np.datetime64("1998-06-30", "ms").astype(np.int64))
 #: The inner validation window: the calibration period's last 13 weeks.

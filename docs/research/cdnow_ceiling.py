@@ -1,10 +1,11 @@
 """How much room is there above the decay score on CDNOW? Checks that read calibration data only.
 
-``benches/cdnow_selection.py`` found that no propensity candidate beats the plain decay score of past
-purchase days on the CDNOW time split, and put part of the blame on the time shift between training
-cutoffs and the scoring cutoff. This script removes that excuse and asks whether the information is
-there at all. On three splits that end inside the calibration period (nothing after 1997-09-30 is read)
-it compares the decay score (half-life 13 weeks, chosen on the inner split) with:
+``docs/research/cdnow_selection.py`` found that no propensity candidate beats the plain decay score
+of past purchase days on the CDNOW time split, and put part of the blame on the time shift between
+training cutoffs and the scoring cutoff. This script removes that excuse and asks whether the
+information is there at all. On three splits that end inside the calibration period (nothing after
+1997-09-30 is read) it compares the decay score (half-life 13 weeks, chosen on the inner split)
+with:
 
 1. *Same-cutoff cross-validation*: models trained on the very cutoff and horizon they are scored on,
    5-fold over customers, 3 repeats, out-of-fold predictions averaged. No time shift at all, so this
@@ -24,7 +25,7 @@ it compares the decay score (half-life 13 weeks, chosen on the inner split) with
 
 Run from the repository root (about a minute on two cores)::
 
-    .venv/bin/python benches/cdnow_ceiling.py
+    .venv/bin/python docs/research/cdnow_ceiling.py
 
 It prints the table quoted in ``docs/propensity.md`` (section "Is there room above the decay score?").
 """
@@ -44,7 +45,7 @@ from scipy.special import gammaln
 from affinity_sdk.activate.evaluate import roc_auc
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models import propensity as P
-from affinity_sdk.sim.datasets import cdnow_orders
+from affinity_sdk.sim.cdnow import cdnow_orders
 
 SPEC = P.FeatureSpec(half_lives=("14d", "56d", "182d"), order_days=True)
 #: (name, cutoff, label horizon in weeks): every label window ends by 1997-09-30.

@@ -1,0 +1,175 @@
+"""The events behind the dedupe window, so a merge can count an event both shards folded once.
+
+The event-id window (:mod:`affinity_sdk.ingest.dedupe`) remembers ids; this journal keeps the
+folded events that carry them, in the same two generations (it rotates when the window does, so
+it holds at least every event whose id the window holds, and at most one generation more). When
+two stores merge, an id held by both windows is an event both folded: the merge takes the other
+store's copy back out of every view (:meth:`~affinity_sdk.profile.store.ProfileStore.merge`), so
+the merged store equals one store that saw the union, within the window.
+
+Memory: the events' columns, about 48 bytes per event plus 37 per product line, for the events
+whose ids are in the window (events without an ``event_id`` are not kept). ``dedupe_window=None``
+turns the window and the journal off.
+
+Examples
+--------
+>>> import numpy as np
+>>> from affinity_sdk.ingest.batch import EventBatch
+>>> lines = b'{"type":"app_opened","user_id":"a","timestamp":0,"event_id":"x"}\\n'
+>>> lines += b'{"type":"app_opened","user_id":"b","timestamp":0}\\n'
+>>> journal = EventJournal()
+>>> journal.append(EventBatch.from_ndjson(lines), rotations=0)
+>>> len(journal), len(journal.take(np.array([journal.batch().event_id[0]], dtype=np.uint64)))
+(1, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk.ingest.batch import _EVENT_COLUMNS as EVENT_COLUMNS
+from affinity_sdk.ingest.batch import _ITEM_COLUMNS as ITEM_COLUMNS
+from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.ingest.dedupe import take_rows
+
+__all__ = ["EventJournal", "concat_batches"]
+
+_EVENT_COLUMNS: Final = tuple(EVENT_COLUMNS)
+_ITEM_COLUMNS: Final = tuple(name for name in ITEM_COLUMNS if name != "item_event")
+
+
+def concat_batches(batches: list[EventBatch], interners: Interners) -> EventBatch:
+    """One batch of ``batches`` (all coded in ``interners``), item rows renumbered.
+
+    Examples
+    --------
+    >>> names = Interners()
+    >>> one = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"a","timestamp":1}', names)
+    >>> len(concat_batches([one, one], names))
+    2
+    """
+    if not batches:
+        return EventBatch.empty(interners)
+    offsets = np.cumsum([0] + [len(b) for b in batches[:-1]])
+    columns: dict[str, Any] = {
+        name: np.concatenate([getattr(b, name) for b in batches]) for name in _EVENT_COLUMNS
+    }
+    columns.update({name: np.concatenate([getattr(b, name) for b in batches]) for name in _ITEM_COLUMNS})
+    columns["item_event"] = np.concatenate(
+        [b.item_event + off for b, off in zip(batches, offsets, strict=True)]
+    )
+    return EventBatch(**columns, interners=interners)
+
+
+class EventJournal:
+    """Folded events with an ``event_id``, in two generations that follow the window's."""
+
+    def __init__(self) -> None:
+        self._current: list[EventBatch] = []
+        self._previous: list[EventBatch] = []
+        self._rotations = 0
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._current) + sum(len(b) for b in self._previous)
+
+    def _follow(self, rotations: int) -> None:
+        behind = rotations - self._rotations
+        if behind >= 2:
+            self._previous, self._current = [], []
+        elif behind == 1:
+            self._previous, self._current = self._current, []
+        self._rotations = rotations
+
+    def append(self, batch: EventBatch, *, rotations: int) -> None:
+        """Keep ``batch``'s events that carry an id; ``rotations`` is the window's counter now."""
+        self._follow(rotations)
+        has_id = batch.event_id != 0
+        if not has_id.any():
+            return
+        kept = batch if has_id.all() else take_rows(batch, has_id)
+        self._current.append(replace(kept, source=None))
+
+    def batch(self) -> EventBatch | None:
+        """Every kept event as one batch (``None`` when empty); compacts the generations."""
+        parts = [*self._previous, *self._current]
+        if not parts:
+            return None
+        interners = parts[0].interners
+        if len(self._previous) > 1:
+            self._previous = [concat_batches(self._previous, interners)]
+        if len(self._current) > 1:
+            self._current = [concat_batches(self._current, interners)]
+        return concat_batches([*self._previous, *self._current], interners)
+
+    def take(self, event_ids: NDArray[np.uint64]) -> EventBatch:
+        """The kept events with these ids, one per id (the first kept copy)."""
+        whole = self.batch()
+        if whole is None:
+            raise KeyError("the journal is empty")
+        wanted = np.isin(whole.event_id, event_ids)
+        first = np.zeros(len(whole), dtype=np.bool_)
+        _, index = np.unique(whole.event_id, return_index=True)
+        first[index] = True
+        return take_rows(whole, wanted & first)
+
+    def erase_users(self, codes: NDArray[np.int64]) -> None:
+        """Drop every kept event of these profiles (a forget)."""
+        for generation in (self._previous, self._current):
+            for i, part in enumerate(generation):
+                hit = np.isin(part.user, codes)
+                if hit.any():
+                    generation[i] = take_rows(part, ~hit)
+
+    def extend(self, batch: EventBatch | None, *, rotations: int) -> None:
+        """Add ``batch`` (another store's journal, already coded in this store) as current events."""
+        self._follow(rotations)
+        if batch is not None and len(batch):
+            self._current.append(batch)
+
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        """The kept events' columns, for a state file (with ``generation``: 0 previous, 1 current)."""
+        parts = [*self._previous, *self._current]
+        if not parts:
+            return {}
+        whole = concat_batches(parts, parts[0].interners)
+        n_previous = sum(len(b) for b in self._previous)
+        arrays: dict[str, NDArray[Any]] = {name: getattr(whole, name) for name in _EVENT_COLUMNS}
+        arrays.update({name: getattr(whole, name) for name in (*_ITEM_COLUMNS, "item_event")})
+        arrays["generation"] = (np.arange(len(whole)) >= n_previous).astype(np.int8)
+        return arrays
+
+    def load_arrays(self, arrays: dict[str, NDArray[Any]], interners: Interners, rotations: int) -> None:
+        """Restore :meth:`to_arrays` output (codes in ``interners``); ``ValueError`` if malformed."""
+        self._previous, self._current, self._rotations = [], [], rotations
+        if not arrays:
+            return
+        try:
+            names = (*_EVENT_COLUMNS, *_ITEM_COLUMNS, "item_event")
+            columns: dict[str, Any] = {name: arrays[name] for name in names}
+            generation = arrays["generation"]
+        except KeyError as exc:
+            raise ValueError(f"journal column {exc} is missing") from None
+        n = generation.shape[0]
+        n_items = columns["item_event"].shape[0]
+        if any(columns[k].ndim != 1 or columns[k].shape[0] != n for k in _EVENT_COLUMNS) or any(
+            columns[k].ndim != 1 or columns[k].shape[0] != n_items for k in _ITEM_COLUMNS
+        ):
+            raise ValueError("journal columns have mismatched lengths")
+        dtypes = {**EVENT_COLUMNS, **ITEM_COLUMNS}
+        if any(columns[k].dtype != np.dtype(dtypes[k]) for k in columns):
+            raise ValueError("journal columns have the wrong types")
+        users, item_event = columns["user"], columns["item_event"]
+        if (n and (users.min() < 0 or users.max() >= len(interners.users))) or (
+            n_items and (item_event.min() < 0 or item_event.max() >= n)
+        ):
+            raise ValueError("journal rows refer to unknown users or events")
+        whole = EventBatch(**columns, interners=interners)
+        previous = generation == 0
+        if previous.any():
+            self._previous = [take_rows(whole, previous)]
+        if not previous.all():
+            self._current = [take_rows(whole, ~previous)]

@@ -1,0 +1,265 @@
+"""The one ingest pipeline: every input takes the same path into the profile store.
+
+``decode -> screen (bad numbers, future events) -> forget suppression -> dedupe (event_id) ->
+consent -> fold into every view``. A call that raises changes nothing: ids interned while decoding
+are rolled back, the dedupe window and the flags are touched only after the last step that can
+raise, and the views fold last. Users whose events were all dropped (replays, suppressed,
+rejected) are not interned, so a dropped event never creates a profile.
+
+Examples
+--------
+>>> from affinity_sdk.profile.store import ProfileStore
+>>> store = ProfileStore()
+>>> line = b'{"type":"app_opened","user_id":"ann","timestamp":1767225600000,"event_id":"e1"}'
+>>> report = store.ingest(line + b"\\n" + line)
+>>> report.accepted, report.n_duplicates, store.n_users
+(1, 1, 1)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk.capture.events import Event as EventStruct
+from affinity_sdk.errors import SchemaError
+from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions
+from affinity_sdk.ingest.dedupe import screen_rows, take_rows
+from affinity_sdk.profile.suppression import NOT_SUPPRESSED
+
+if TYPE_CHECKING:
+    from affinity_sdk.profile.store import ProfileStore
+
+__all__ = ["Errors", "IngestInput", "IngestReport", "run_ingest"]
+
+Errors = Literal["raise", "skip", "collect"]
+IngestInput = EventBatch | EventStruct | Iterable[EventStruct] | bytes | bytearray | memoryview | str
+_INTERNERS = ("users", "products", "categories", "brands", "campaigns")
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ``ingest`` call did: events accepted (folded), how many of them matched a scored
+    signal, how many were rejected (``errors="skip"`` / ``"collect"``) and, with ``"collect"``,
+    the ``(position, message)`` of each rejected one. ``n_duplicates`` counts replays dropped by
+    the event-id window and ``n_suppressed`` events of forgotten users stamped before the forget
+    (neither is a rejection); ``n_future`` the events dropped (and counted in ``n_rejected``) for
+    lying more than ``max_future`` ahead."""
+
+    accepted: int
+    scored: int
+    n_rejected: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    n_duplicates: int = 0
+    n_future: int = 0
+    n_suppressed: int = 0
+
+
+def run_ingest(
+    store: ProfileStore,
+    data: IngestInput,
+    *,
+    format: Literal["ndjson", "json", "msgpack"] = "ndjson",
+    errors: Errors = "raise",
+) -> IngestReport:
+    """Take ``data`` through the pipeline into ``store`` (the caller holds the store's lock)."""
+    if errors not in ("raise", "skip", "collect"):
+        raise ValueError(f"errors must be 'raise', 'skip' or 'collect' (got {errors!r})")
+    names = store.interners
+    marks = {name: len(getattr(names, name)) for name in _INTERNERS}
+    try:
+        batch, n_rejected, rejected = _decode(data, names, format, errors)
+        n_decoded = len(batch)
+        batch, n_future = _screen(store, batch, errors, rejected)
+        n_rejected += n_decoded - len(batch)
+    except BaseException:
+        for name, mark in marks.items():
+            getattr(names, name).truncate(mark)
+        raise
+    n_users_before = marks["users"]
+    batch, reborn_ms, n_suppressed = _drop_suppressed(store, batch, n_users_before)
+    n_duplicates = 0
+    if store.dedupe is not None and len(batch):
+        replay = store.dedupe.seen(batch.event_id)
+        n_duplicates = int(np.count_nonzero(replay))
+        if n_duplicates:
+            batch = take_rows(batch, ~replay)
+    batch, reborn_ms = _keep_used_new_users(names, batch, n_users_before, reborn_ms)
+    scored = _fold(store, batch, n_users_before, reborn_ms)
+    return IngestReport(
+        accepted=len(batch),
+        scored=scored,
+        n_rejected=n_rejected,
+        rejected=rejected,
+        n_duplicates=n_duplicates,
+        n_future=n_future,
+        n_suppressed=n_suppressed,
+    )
+
+
+def _decode(
+    data: Any, names: Interners, fmt: str, errors: Errors
+) -> tuple[EventBatch, int, list[tuple[int, str]]]:
+    """Any accepted input as a batch in the store's interners, with the decoder's rejects."""
+    if isinstance(data, EventBatch):
+        return adopt(data, names), 0, []
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(data, bytes | bytearray | memoryview):
+        from affinity_sdk.capture import decode
+
+        if fmt == "ndjson":
+            batch = EventBatch.from_ndjson(data, names, errors=errors)
+            return batch, batch.rejects.total, batch.rejects.errors
+        decoders = {"json": decode.decode_json, "msgpack": decode.decode_msgpack}
+        if fmt not in decoders:
+            raise ValueError(f"unknown format {fmt!r}: use 'ndjson', 'json' or 'msgpack'")
+        decoded = decoders[fmt](data, errors=errors)
+        batch = EventBatch.from_events(decoded.events, names)
+        batch.source = SourcePositions(
+            np.asarray(decoded.positions, dtype=np.int64), lines=False, single=decoded.single
+        )
+        return batch, decoded.rejects.total, decoded.rejects.errors
+    if isinstance(data, msgspec.Struct):  # one event: its fields are at `$.field`
+        batch = EventBatch.from_events([cast(EventStruct, data)], names)
+        batch.source = SourcePositions(np.zeros(1, np.int64), lines=False, single=True)
+        return batch, 0, []
+    return EventBatch.from_events(data, names), 0, []
+
+
+def adopt(batch: EventBatch, names: Interners, *, user_map: NDArray[np.int64] | None = None) -> EventBatch:
+    """``batch`` with every code column expressed in ``names`` (interning what is new); with
+    ``user_map`` (batch user code -> code in ``names``) users are mapped by it instead.
+
+    Examples
+    --------
+    >>> ours = Interners()
+    >>> _ = ours.users.intern("zed")
+    >>> batch = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"ann","timestamp":0}')
+    >>> adopt(batch, ours).user.tolist()
+    [1]
+    """
+    if batch.interners is names or len(batch) == 0:
+        return batch
+    theirs = batch.interners
+    users = user_map[batch.user] if user_map is not None else None
+
+    def remap(codes: NDArray[Any], kind: str) -> NDArray[Any]:
+        mapping = getattr(names, kind).intern_many(getattr(theirs, kind).names)
+        mapping = np.append(mapping, -1)  # code -1 (missing) stays -1
+        remapped: NDArray[Any] = mapping[codes].astype(codes.dtype, copy=False)
+        return remapped
+
+    adopted = replace(
+        batch,
+        user=remap(batch.user, "users") if users is None else users,
+        campaign=remap(batch.campaign, "campaigns"),
+        item_product=remap(batch.item_product, "products"),
+        item_category=remap(batch.item_category, "categories"),
+        item_brand=remap(batch.item_brand, "brands"),
+    )
+    adopted.interners = names
+    return adopted
+
+
+def _screen(
+    store: ProfileStore, batch: EventBatch, errors: Errors, rejected: list[tuple[int, str]]
+) -> tuple[EventBatch, int]:
+    """Drop rows :func:`~affinity_sdk.ingest.dedupe.screen_rows` flags (bad numbers, or later than
+    ``max_future`` past the newest event and the clock); positions are input positions."""
+    if len(batch) == 0:
+        return batch, 0
+    limit = None
+    if store.max_future_ms is not None:
+        limit = max(int(time.time() * 1000), store.latest_ms or 0) + store.max_future_ms
+    bad, future, message = screen_rows(batch, max_ts_ms=limit)
+    if not bad.any():
+        return batch, 0
+    rows = np.flatnonzero(bad).tolist()
+    if errors == "raise":
+        raise SchemaError(message(rows[0]), batch.position(rows[0]))
+    if errors == "collect":
+        rejected.extend((batch.position(row), message(row)) for row in rows)
+    return take_rows(batch, ~bad), int(future.sum())
+
+
+def _drop_suppressed(
+    store: ProfileStore, batch: EventBatch, n_before: int
+) -> tuple[EventBatch, NDArray[np.int64], int]:
+    """Drop events of forgotten ids stamped at or before their forget. Returns the batch, the
+    forget time of each user new to this call (``NOT_SUPPRESSED`` if never forgotten) and the
+    number of events dropped."""
+    n_new = len(store.interners.users) - n_before
+    if len(store.suppression) == 0:
+        return batch, np.full(n_new, NOT_SUPPRESSED, dtype=np.int64), 0
+    new_names = store.interners.users.names[n_before:]
+    reborn_new = store.suppression.forget_ms_of(new_names)
+    if len(batch) == 0:
+        return batch, reborn_new, 0
+    until = np.concatenate([store.flags.reborn_ms[:n_before], reborn_new])
+    suppressed = batch.ts_ms <= until[batch.user]
+    n = int(np.count_nonzero(suppressed))
+    return (take_rows(batch, ~suppressed) if n else batch), reborn_new, n
+
+
+def _keep_used_new_users(
+    names: Interners, batch: EventBatch, n_before: int, reborn_ms: NDArray[np.int64]
+) -> tuple[EventBatch, NDArray[np.int64]]:
+    """Un-intern the users new to this call whose every event was dropped, renumbering the rest."""
+    users = names.users
+    n_new = len(users) - n_before
+    if n_new == 0:
+        return batch, reborn_ms
+    used = np.zeros(n_new, dtype=np.bool_)
+    fresh = batch.user >= n_before
+    used[batch.user[fresh] - n_before] = True
+    if used.all():
+        return batch, reborn_ms
+    kept = np.flatnonzero(used)
+    new_names = users.names[n_before:]
+    users.truncate(n_before)
+    users.intern_many([new_names[i] for i in kept.tolist()])
+    renumber = np.full(n_new, -1, dtype=np.int64)
+    renumber[kept] = np.arange(n_before, n_before + kept.shape[0])
+    user = batch.user.copy()
+    user[fresh] = renumber[batch.user[fresh] - n_before]
+    return replace(batch, user=user), reborn_ms[kept]
+
+
+def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDArray[np.int64]) -> int:
+    """Grow the flags and views to the interner, set up reborn profiles, apply consent, fold."""
+    n_users = len(store.interners.users)
+    store.grow(n_users)
+    reborn = np.flatnonzero(reborn_ms != NOT_SUPPRESSED)
+    if reborn.shape[0]:
+        # A profile started after a forget stays opted out until a later consent grant.
+        codes = n_before + reborn
+        flags = store.flags
+        flags.reborn_ms[codes] = reborn_ms[reborn]
+        flags.consent_ms[codes] = reborn_ms[reborn]
+        flags.opted_out[codes] = True
+    if len(batch) == 0:
+        return 0
+    consent_rows = batch.consent >= 0
+    if consent_rows.any():
+        store.flags.apply_consent(
+            batch.user[consent_rows], batch.ts_ms[consent_rows], batch.consent[consent_rows]
+        )
+    store.flags.touch(batch.user, batch.ts_ms)
+    scored = 0
+    for view in store.views.values():
+        used = view.fold(batch)
+        if view.name == "signals":
+            scored = used
+    if store.journal is not None and store.dedupe is not None:
+        store.journal.append(batch, rotations=store.dedupe.rotations)
+    newest = int(batch.ts_ms.max())
+    store.latest_ms = newest if store.latest_ms is None else max(store.latest_ms, newest)
+    store.events_ingested += len(batch)
+    return scored

@@ -1,0 +1,688 @@
+"""Propensity features and outcome labels: what :mod:`affinity_sdk.models.propensity` fits on.
+
+Every feature is read from :class:`ProfileCounts`, a handful of exact, additive (or max-merged)
+per-profile sums, so the same numbers come out whether the counts were built from a whole
+:class:`~affinity_sdk.ingest.batch.EventBatch` at a cutoff (:func:`profile_features`) or kept
+incrementally by the profile store's propensity view
+(:class:`~affinity_sdk.profile.propensity_view.PropensityView`):
+
+- per (profile, signal group, half-life) a forward-decay record
+  (:class:`~affinity_sdk.profile.decay.DecayState`: decayed sum, count, undecayed total, first and
+  last time) for the groups of :data:`GROUPS`;
+- per (profile, channel) event counts; per profile refund and unsubscribe counts and the last app
+  install-or-open and uninstall times;
+- per (profile, category) product-line counts, as a sorted key table ``profile << 32 | category``;
+- per (profile, UTC order day) order revenue, as a sorted key table
+  ``profile << 32 | (day + DAY_BIAS)``: the order-day and BG/NBD features.
+
+The public names are re-exported by :mod:`affinity_sdk.models.propensity`.
+
+Examples
+--------
+>>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
+>>> day = 86_400_000
+>>> events = [PageViewed(user_id="a", timestamp=0),
+...           OrderCompleted(user_id="a", timestamp=day, order_id="1", products=[], revenue=9.0)]
+>>> f = profile_features(EventBatch.from_events(events), 3 * day)
+>>> round(float(np.expm1(f.X[0, f.names.index("log_days_since_last_order")])), 9)  # days
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk._units import parse_duration, to_epoch_ms
+from affinity_sdk.capture.events import CHANNELS, EVENT_TYPE_CODES, EVENT_TYPES
+from affinity_sdk.errors import ConfigError
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.profile.decay import DecayState
+
+__all__ = [
+    "DAY_BIAS",
+    "GROUPS",
+    "KEY_BITS",
+    "OUTCOMES",
+    "FeatureSpec",
+    "Features",
+    "Outcome",
+    "ProfileCounts",
+    "batch_counts",
+    "decay_signals",
+    "decayed_order_days",
+    "feature_names",
+    "features_from_counts",
+    "order_day_keys",
+    "outcome_labels",
+    "profile_features",
+    "signal_rows",
+    "sum_by_key",
+]
+
+Outcome = Literal["purchase", "repurchase", "churn", "unsubscribe", "uninstall"]
+OUTCOMES: Final[tuple[Outcome, ...]] = ("purchase", "repurchase", "churn", "unsubscribe", "uninstall")
+_DAY_MS: Final = 86_400_000.0
+_DAY_MS_INT: Final = np.int64(86_400_000)
+#: Bits of a key-table key below the profile code (``profile << KEY_BITS | value``).
+KEY_BITS: Final = 32
+_VALUE_MASK: Final = (1 << KEY_BITS) - 1
+#: Added to a UTC day number (``ts_ms // 86_400_000``, negative before 1970) in an order-day key,
+#: so keys sort by (profile, day) and stay non-negative.
+DAY_BIAS: Final = 1 << 31
+_NO_TIME: Final = int(np.iinfo(np.int64).min)
+_ORDER: Final = EVENT_TYPE_CODES["order_completed"]
+
+#: Signal groups: which event types feed each decayed signal. "revenue" sums order revenue.
+GROUPS: Final[dict[str, tuple[str, ...]]] = {
+    "activity": tuple(EVENT_TYPE_CODES),
+    "browse": ("page_viewed", "product_viewed", "product_list_viewed", "products_searched"),
+    "cart": (
+        "product_added",
+        "product_removed",
+        "product_added_to_wishlist",
+        "cart_viewed",
+        "checkout_started",
+        "coupon_applied",
+    ),
+    "order": ("order_completed",),
+    "revenue": ("order_completed",),
+    "message": ("email_opened", "email_clicked", "sms_clicked", "push_opened"),
+    "app": ("app_installed", "app_opened"),
+}
+_GROUP_NAMES: Final = tuple(GROUPS)
+#: Event type code x group: does the type feed the group?
+_MEMBER: Final = np.zeros((len(EVENT_TYPES), len(_GROUP_NAMES)), dtype=np.bool_)
+for _g, _name in enumerate(_GROUP_NAMES):
+    _MEMBER[[EVENT_TYPE_CODES[t] for t in GROUPS[_name]], _g] = True
+_REVENUE_GROUP: Final = np.array([name == "revenue" for name in _GROUP_NAMES], dtype=np.bool_)
+
+_SCALAR_FEATURES: Final[tuple[str, ...]] = (
+    "log_days_since_last_event",
+    "log_days_since_last_order",
+    "never_ordered",
+    "log_orders",
+    "log_events",
+    "log_revenue",
+    "log_avg_order_value",
+    "log_tenure_days",
+    "log_refunds",
+    "category_concentration",
+    "channels_used",
+    *(f"channel_share_{name}" for name in CHANNELS),
+    "unsubscribed",
+    "app_installed",
+)
+
+_ORDER_DAY_FEATURES: Final[tuple[str, ...]] = (
+    "log_order_days",
+    "log_mean_gap_days",
+    "log_gap_ratio",
+    "log_order_day_rate",
+)
+
+
+class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How features are computed: the half-lives every signal group is decayed at (two or more).
+
+    Examples
+    --------
+    >>> FeatureSpec(half_lives=("7d", "28d")).half_lives_s
+    (604800.0, 2419200.0)
+    """
+
+    half_lives: tuple[str, ...] = ("14d", "56d")
+    #: Add BG/NBD features (log expected orders in ``bgnbd_horizon``, P(alive)), the model fitted
+    #: on the orders up to each cutoff: repeat-buying structure a linear score cannot express.
+    bgnbd: bool = False
+    bgnbd_horizon: str = "13w"
+    #: Add order-day features: distinct order days (same-day orders count once) decayed at every
+    #: half-life, their count, the mean gap between them, the time since the last one relative to
+    #: that gap, and the order-day rate since the first order. Per profile, from orders up to T.
+    order_days: bool = False
+    #: Weight each order day in the ``order_days_decay_*`` features by ``max(revenue that day, 1)
+    #: ** power`` (0: every day counts 1). Bigger baskets often mean more loyal buyers.
+    order_day_value_power: float = 0.0
+    #: Keep only these features, in this order (empty: all of them). Few customers or weak signals
+    #: favour a small model: each extra coefficient is estimated from the same rows.
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.half_lives) < 2:
+            raise ConfigError("`half_lives`: give two or more half-lives so trends show")
+        try:
+            seconds = [parse_duration(h) for h in self.half_lives]
+        except ValueError as exc:
+            raise ConfigError(f"`half_lives`: {exc}") from exc
+        if any(not 0 < s < math.inf for s in seconds) or len(set(seconds)) != len(seconds):
+            raise ConfigError("`half_lives`: need distinct, positive, finite half-lives")
+        if not 0.0 <= self.order_day_value_power <= 4.0:
+            raise ConfigError(
+                f"`order_day_value_power`: need a number in [0, 4] (got {self.order_day_value_power!r})"
+            )
+        available = _all_feature_names(self)
+        unknown = [c for c in self.columns if c not in available]
+        if unknown:
+            raise ConfigError(f"`columns`: no feature named {', '.join(map(repr, unknown))} in this spec")
+        if len(set(self.columns)) != len(self.columns):
+            raise ConfigError("`columns`: each feature at most once")
+
+    @property
+    def half_lives_s(self) -> tuple[float, ...]:
+        return tuple(parse_duration(h) for h in self.half_lives)
+
+
+def feature_names(spec: FeatureSpec | None = None) -> tuple[str, ...]:
+    """Feature names in column order for ``spec``.
+
+    Examples
+    --------
+    >>> names = feature_names(FeatureSpec(half_lives=("7d", "28d")))
+    >>> names[:3], len(names) == 2 * 7 + 19
+    (('activity_decay_7d', 'activity_decay_28d', 'browse_decay_7d'), True)
+    """
+    spec = spec or FeatureSpec()
+    return spec.columns or _all_feature_names(spec)
+
+
+def _all_feature_names(spec: FeatureSpec) -> tuple[str, ...]:
+    """Every feature ``spec`` computes, before ``spec.columns`` selects."""
+    decayed = tuple(f"{group}_decay_{h}" for group in GROUPS for h in spec.half_lives)
+    extra: tuple[str, ...] = ("bgnbd_log_expected_orders", "bgnbd_p_alive") if spec.bgnbd else ()
+    if spec.order_days:
+        extra += (*(f"order_days_decay_{h}" for h in spec.half_lives), *_ORDER_DAY_FEATURES)
+    return decayed + _SCALAR_FEATURES + extra
+
+
+@dataclass(frozen=True)
+class Features:
+    """Feature rows for profiles ``0 .. n-1`` at ``cutoff_ms``; ``seen`` marks profiles with any
+    event at or before the cutoff (the others have all-default rows)."""
+
+    X: NDArray[np.float64]
+    seen: NDArray[np.bool_]
+    names: tuple[str, ...]
+    cutoff_ms: int
+
+
+def _to_ms(value: int | str | datetime) -> int:
+    return value if isinstance(value, int) else to_epoch_ms(value)
+
+
+# --- the counts every feature reads -----------------------------------------------------------
+@dataclass(frozen=True)
+class ProfileCounts:
+    """What the features of profiles ``0 .. n - 1`` read, from the events at or before a cutoff.
+
+    ``decayed`` (n, groups x half-lives) holds the decayed signals at the cutoff and ``records``
+    the same signals' :data:`~affinity_sdk.kernels.STATE_DTYPE` records (their counts, totals and
+    first / last times are the same at every half-life). ``category_keys`` / ``day_keys`` are
+    sorted, unique key tables (see the module docstring) with ``category_counts`` /
+    ``day_revenue`` their values.
+    """
+
+    decayed: NDArray[np.float64]
+    records: NDArray[np.void]
+    channels: NDArray[np.int64]
+    refunds: NDArray[np.int64]
+    unsubscribes: NDArray[np.int64]
+    last_use_ms: NDArray[np.int64]
+    last_gone_ms: NDArray[np.int64]
+    category_keys: NDArray[np.int64]
+    category_counts: NDArray[np.int64]
+    day_keys: NDArray[np.int64]
+    day_revenue: NDArray[np.float64]
+
+    @property
+    def n(self) -> int:
+        return int(self.decayed.shape[0])
+
+
+def signal_rows(
+    user: NDArray[np.int64],
+    etype: NDArray[np.int64],
+    ts: NDArray[np.int64],
+    revenue: NDArray[np.float64],
+    n_half_lives: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """``(users, signals, ts_ms, values)`` rows for a :class:`DecayState` over the groups of
+    :data:`GROUPS` x ``n_half_lives`` half-lives (signal ``group * n_half_lives + h``): one row per
+    (event, group it feeds, half-life); value 1, or the order revenue for the ``revenue`` group."""
+    ev_idx, grp = np.nonzero(_MEMBER[etype])
+    values = np.where(_REVENUE_GROUP[grp], revenue[ev_idx], 1.0)
+    signals = (grp[:, None] * n_half_lives + np.arange(n_half_lives)[None, :]).reshape(-1)
+    return (
+        np.repeat(user[ev_idx], n_half_lives).astype(np.int64, copy=False),
+        signals.astype(np.int64, copy=False),
+        np.repeat(ts[ev_idx], n_half_lives).astype(np.int64, copy=False),
+        np.repeat(values, n_half_lives).astype(np.float64, copy=False),
+    )
+
+
+def decay_signals(half_lives_s: tuple[float, ...]) -> list[float]:
+    """The half-life of every signal of :func:`signal_rows` (groups x half-lives)."""
+    return [h for _ in _GROUP_NAMES for h in half_lives_s]
+
+
+def order_day_keys(user: NDArray[np.int64], ts: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Order-day keys ``user << 32 | (UTC day + DAY_BIAS)`` of orders by ``user`` at ``ts``."""
+    day = np.floor_divide(ts.astype(np.int64, copy=False), _DAY_MS_INT) + DAY_BIAS
+    keys: NDArray[np.int64] = (user.astype(np.int64) << KEY_BITS) | day
+    return keys
+
+
+def sum_by_key(
+    keys: NDArray[np.int64], values: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Sorted unique ``keys`` and the sum of ``values`` per key."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    sums = np.bincount(inverse.reshape(-1), weights=values, minlength=unique.shape[0])
+    return unique.astype(np.int64, copy=False), sums.astype(np.float64, copy=False)
+
+
+def batch_counts(
+    batch: EventBatch,
+    cutoff_ms: int,
+    half_lives_s: tuple[float, ...],
+    n: int,
+    *,
+    backend: str | None = "auto",
+) -> ProfileCounts:
+    """:class:`ProfileCounts` of profiles ``0 .. n - 1`` from ``batch``'s events at or before
+    ``cutoff_ms`` (later events, and profiles ``>= n``, are not read)."""
+    keep = (batch.ts_ms <= cutoff_ms) & (batch.user < n)
+    user = batch.user[keep].astype(np.int64)
+    etype = batch.event_type[keep].astype(np.int64)
+    ts = batch.ts_ms[keep].astype(np.int64)
+    revenue = np.nan_to_num(batch.revenue[keep])
+    state = DecayState(decay_signals(half_lives_s), backend=backend)
+    state.ensure_profiles(n)
+    state.rebase(cutoff_ms)  # the landmark at the cutoff: every exponent is <= 0
+    state.add(*signal_rows(user, etype, ts, revenue, len(half_lives_s)))
+    n_channels = len(CHANNELS)
+    channels = np.bincount(
+        user * n_channels + batch.channel[keep].astype(np.int64), minlength=n * n_channels
+    ).reshape(n, n_channels)
+    last_use = np.full(n, _NO_TIME, dtype=np.int64)
+    last_gone = np.full(n, _NO_TIME, dtype=np.int64)
+    use, gone = _app_use(etype)
+    np.maximum.at(last_use, user[use], ts[use])
+    np.maximum.at(last_gone, user[gone], ts[gone])
+    # Product lines of the kept events with a category.
+    lines = keep[batch.item_event] & (batch.item_category >= 0)
+    line_user = batch.user[batch.item_event[lines]].astype(np.int64)
+    category_keys, category_counts = sum_by_key(
+        (line_user << KEY_BITS) | batch.item_category[lines].astype(np.int64), np.ones(line_user.shape[0])
+    )
+    orders = etype == _ORDER
+    day_keys, day_revenue = sum_by_key(order_day_keys(user[orders], ts[orders]), revenue[orders])
+    return ProfileCounts(
+        decayed=state.decayed(cutoff_ms)[:n],
+        records=state.records[:n],
+        channels=channels.astype(np.int64, copy=False),
+        refunds=_count_of(user, etype, "order_refunded", n),
+        unsubscribes=_count_of(user, etype, "unsubscribed", n),
+        last_use_ms=last_use,
+        last_gone_ms=last_gone,
+        category_keys=category_keys,
+        category_counts=np.rint(category_counts).astype(np.int64),
+        day_keys=day_keys,
+        day_revenue=day_revenue,
+    )
+
+
+def _count_of(user: NDArray[np.int64], etype: NDArray[np.int64], name: str, n: int) -> NDArray[np.int64]:
+    return np.bincount(user[etype == EVENT_TYPE_CODES[name]], minlength=n)[:n].astype(np.int64)
+
+
+def _app_use(etype: NDArray[np.int64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Events that show the app installed (install or open) and uninstalls."""
+    use = (etype == EVENT_TYPE_CODES["app_installed"]) | (etype == EVENT_TYPE_CODES["app_opened"])
+    return use, etype == EVENT_TYPE_CODES["app_uninstalled"]
+
+
+# --- features ------------------------------------------------------------------------------------
+def profile_features(
+    batch: EventBatch,
+    cutoff: int | str | datetime,
+    *,
+    spec: FeatureSpec | None = None,
+    n_profiles: int | None = None,
+    backend: str | None = "auto",
+    population: NDArray[np.bool_] | None = None,
+) -> Features:
+    """One feature row per profile from the events at or before ``cutoff`` (later ones ignored).
+
+    Decayed signals enter as ``log1p``; recency and tenure in log-days; counts as ``log1p``.
+    ``n_profiles`` defaults to the number of interned users. ``backend`` picks the decay kernels.
+    ``population`` (a mask per profile, default all) limits whose orders the population-fitted
+    BG/NBD model (``spec.bgnbd``) is fitted on and who gets its features: pass the consenting
+    profiles (see :func:`~affinity_sdk.models.propensity.visible_users`).
+
+    Examples
+    --------
+    >>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
+    >>> day = 86_400_000
+    >>> events = [PageViewed(user_id="a", timestamp=0),
+    ...           OrderCompleted(user_id="a", timestamp=2 * day, order_id="1", products=[], revenue=9.0),
+    ...           PageViewed(user_id="b", timestamp=9 * day)]
+    >>> f = profile_features(EventBatch.from_events(events), 4 * day)
+    >>> f.seen.tolist(), float(f.X[0, f.names.index("log_orders")]) == math.log(2)
+    ([True, False], True)
+    """
+    spec = spec or FeatureSpec()
+    cutoff_ms = _to_ms(cutoff)
+    n = len(batch.interners.users) if n_profiles is None else n_profiles
+    counts = batch_counts(batch, cutoff_ms, spec.half_lives_s, n, backend=backend)
+    return features_from_counts(counts, cutoff_ms, spec, population=population)
+
+
+def features_from_counts(
+    counts: ProfileCounts,
+    cutoff_ms: int,
+    spec: FeatureSpec | None = None,
+    *,
+    population: NDArray[np.bool_] | None = None,
+) -> Features:
+    """The feature rows of :func:`profile_features` from ``counts`` (built from the events at or
+    before ``cutoff_ms``; ``counts.decayed`` decayed to it)."""
+    spec = spec or FeatureSpec()
+    n = counts.n
+    n_h = len(spec.half_lives)
+    n_groups = len(_GROUP_NAMES)
+    if counts.records.shape != (n, n_groups * n_h):
+        raise ValueError(f"counts hold {counts.records.shape[1]} signals, the spec needs {n_groups * n_h}")
+    if population is not None and population.shape != (n,):
+        raise ValueError(f"population must be a mask of shape ({n},) (got {population.shape})")
+
+    def column(group: str) -> NDArray[np.void]:
+        # The counters (count, total, first / last seen) are the same at every half-life.
+        return counts.records[:, _GROUP_NAMES.index(group) * n_h]
+
+    activity, orders = column("activity"), column("order")
+    seen = activity["count"] > 0
+    ordered = orders["count"] > 0
+    tenure_days = np.where(seen, (cutoff_ms - activity["first_ms"]) / _DAY_MS, 0.0)
+    since_event = np.where(seen, (cutoff_ms - activity["last_ms"]) / _DAY_MS, 0.0)
+    # Never ordered: as long ago as the whole tenure (the most pessimistic recency consistent with it).
+    since_order = np.where(ordered, (cutoff_ms - orders["last_ms"]) / _DAY_MS, tenure_days)
+    total_revenue = column("revenue")["total"]
+    chan_counts = counts.channels
+    n_events = np.maximum(activity["count"], 1)
+    last_use, last_gone = counts.last_use_ms, counts.last_gone_ms
+
+    scalars = {
+        "log_days_since_last_event": np.log1p(since_event),
+        "log_days_since_last_order": np.log1p(since_order),
+        "never_ordered": (~ordered).astype(np.float64),
+        "log_orders": np.log1p(orders["count"]),
+        "log_events": np.log1p(activity["count"]),
+        "log_revenue": np.log1p(np.maximum(total_revenue, 0.0)),
+        "log_avg_order_value": np.log1p(np.maximum(total_revenue, 0.0) / np.maximum(orders["count"], 1)),
+        "log_tenure_days": np.log1p(tenure_days),
+        "log_refunds": np.log1p(counts.refunds.astype(np.float64)),
+        "category_concentration": _category_concentration(counts.category_keys, counts.category_counts, n),
+        "channels_used": (chan_counts > 0).sum(axis=1).astype(np.float64),
+        **{f"channel_share_{name}": chan_counts[:, c] / n_events for c, name in enumerate(CHANNELS)},
+        "unsubscribed": (counts.unsubscribes > 0).astype(np.float64),
+        "app_installed": ((last_use > last_gone) & (last_use > _NO_TIME)).astype(np.float64),
+    }
+    if spec.bgnbd:
+        scalars.update(_bgnbd_features(counts.day_keys, cutoff_ms, spec, n, population))
+    if spec.order_days:
+        scalars.update(_order_day_features(counts.day_keys, counts.day_revenue, cutoff_ms, spec, n))
+    names = _all_feature_names(spec)
+    X = np.empty((n, len(names)))
+    X[:, : n_groups * n_h] = np.log1p(np.maximum(counts.decayed, 0.0))
+    for j, name in enumerate(names[n_groups * n_h :]):
+        X[:, n_groups * n_h + j] = scalars[name]
+    if spec.columns:
+        X = X[:, [names.index(c) for c in spec.columns]]
+        names = spec.columns
+    return Features(X=X, seen=seen, names=names, cutoff_ms=cutoff_ms)
+
+
+def _bgnbd_features(
+    day_keys: NDArray[np.int64],
+    cutoff_ms: int,
+    spec: FeatureSpec,
+    n: int,
+    population: NDArray[np.bool_] | None = None,
+) -> dict[str, NDArray[np.float64]]:
+    """BG/NBD fitted on the (frequency, recency, T) summaries in weeks of the ``population``'s
+    order days (as :func:`~affinity_sdk.models.bgnbd.summary_from_transactions`); the summaries
+    are sorted before the fit so the fit does not depend on how profiles are numbered."""
+    from affinity_sdk.models.bgnbd import BGNBD
+
+    expected = np.zeros(n)
+    alive = np.zeros(n)
+    who = day_keys >> KEY_BITS
+    day = (day_keys & _VALUE_MASK) - DAY_BIAS
+    if population is not None:
+        mask = population[who]
+        who, day = who[mask], day[mask]
+    customer, start, n_days = np.unique(who, return_index=True, return_counts=True)
+    period_days = 7.0  # the summaries' default period, one week
+    first, last = day[start], day[start + n_days - 1]
+    frequency = (n_days - 1).astype(np.float64)
+    recency = (last - first) / period_days
+    big_t = (cutoff_ms // int(_DAY_MS_INT) - first) / period_days
+    # BG/NBD needs some repeat buying to be identified; without it the features stay 0.
+    if customer.shape[0] >= 10 and frequency.sum() > 0:
+        order = np.lexsort((big_t, recency, frequency))
+        model = BGNBD().fit(frequency[order], recency[order], big_t[order])
+        horizon_w = parse_duration(spec.bgnbd_horizon) / 604_800.0
+        expected[customer] = model.conditional_expected_purchases(horizon_w, frequency, recency, big_t)
+        alive[customer] = model.conditional_probability_alive(frequency, recency, big_t)
+    return {"bgnbd_log_expected_orders": np.log1p(expected), "bgnbd_p_alive": alive}
+
+
+def _order_day_features(
+    day_keys: NDArray[np.int64],
+    day_revenue: NDArray[np.float64],
+    cutoff_ms: int,
+    spec: FeatureSpec,
+    n: int,
+) -> dict[str, NDArray[np.float64]]:
+    """Inter-purchase structure from the distinct UTC order days at or before the cutoff (the
+    caller passes only those): decayed order-day counts at each half-life (log1p; each day
+    weighted by ``spec.order_day_value_power``, see :func:`decayed_order_days`), the
+    number of order days (log1p), the mean gap between consecutive order days in days (log1p; the
+    open gap since the only order day for one-day buyers), the days since the last order day over
+    that mean gap (log1p; how overdue the next order is) and order days per week since the first
+    (log1p). Profiles that never ordered get zeros (``never_ordered`` marks them)."""
+    who, age, day_revenue = _days_of(day_keys, day_revenue, cutoff_ms)
+    weight = _day_weight(day_revenue, spec.order_day_value_power)
+    count = np.bincount(who, minlength=n)[:n].astype(np.float64)
+    since_first = np.zeros(n)
+    since_last = np.full(n, np.inf)
+    np.maximum.at(since_first, who, age)
+    np.minimum.at(since_last, who, age)
+    since_last[count == 0] = 0.0
+    mean_gap = np.where(count >= 2, (since_first - since_last) / np.maximum(count - 1, 1), since_first)
+    out = {
+        f"order_days_decay_{name}": np.log1p(_decay_days(who, age, weight, h / 86_400.0, n))
+        for name, h in zip(spec.half_lives, spec.half_lives_s, strict=True)
+    }
+    out["log_order_days"] = np.log1p(count)
+    out["log_mean_gap_days"] = np.log1p(mean_gap)
+    out["log_gap_ratio"] = np.where(count > 0, np.log1p(since_last / np.maximum(mean_gap, 1.0)), 0.0)
+    out["log_order_day_rate"] = np.log1p(7.0 * count / (since_first + 1.0))
+    return out
+
+
+def _days_of(
+    day_keys: NDArray[np.int64], day_revenue: NDArray[np.float64], cutoff_ms: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """``(profile, age in days from the day's start to the cutoff, revenue that day)`` per key."""
+    day = (day_keys & _VALUE_MASK) - DAY_BIAS
+    return day_keys >> KEY_BITS, (cutoff_ms - day * _DAY_MS_INT) / _DAY_MS, day_revenue
+
+
+def _order_days(
+    user: NDArray[np.int64],
+    etype: NDArray[np.int64],
+    ts: NDArray[np.int64],
+    revenue: NDArray[np.float64],
+    cutoff_ms: int,
+    n: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Each profile's distinct UTC order days among the given events (those at or before the
+    cutoff) as ``(profile, age in days from the day's start to the cutoff, revenue that day)``,
+    sorted by profile, then day."""
+    orders = (etype == _ORDER) & (user < n)
+    keys, day_revenue = sum_by_key(order_day_keys(user[orders], ts[orders]), revenue[orders])
+    return _days_of(keys, day_revenue, cutoff_ms)
+
+
+def _day_weight(day_revenue: NDArray[np.float64], power: float) -> NDArray[np.float64]:
+    """``max(revenue, 1) ** power`` per order day (all ones at power 0)."""
+    if power == 0.0:
+        return np.ones(day_revenue.shape[0])
+    weight: NDArray[np.float64] = np.maximum(day_revenue, 1.0) ** power
+    return weight
+
+
+def _decay_days(
+    who: NDArray[np.int64],
+    age: NDArray[np.float64],
+    weight: NDArray[np.float64],
+    half_life_days: float,
+    n: int,
+) -> NDArray[np.float64]:
+    """Per profile, the sum of ``weight * 0.5 ** (age / half_life_days)`` over its order days."""
+    decayed = weight * 0.5 ** (age / half_life_days)
+    return np.bincount(who, weights=decayed, minlength=n)[:n].astype(np.float64)
+
+
+def decayed_order_days(
+    batch: EventBatch,
+    cutoff: int | str | datetime,
+    half_life: str | float,
+    *,
+    value_power: float = 0.0,
+    n_profiles: int | None = None,
+) -> NDArray[np.float64]:
+    """The plain baseline a purchase propensity should beat: per profile, its distinct order days
+    (same-day orders count once) at or before ``cutoff``, each weighted ``0.5 ** (age / half_life)``
+    with the age counted from the day's start. ``half_life`` is a duration (``"13w"``) or seconds.
+    ``value_power`` > 0 also weights each day by ``max(its revenue, 1) ** value_power``.
+
+    Examples
+    --------
+    >>> from affinity_sdk.capture.events import OrderCompleted
+    >>> day = 86_400_000
+    >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=4.0)
+    ...           for t in (0, 0, 7, 30)]
+    >>> batch = EventBatch.from_events(events)
+    >>> decayed_order_days(batch, 14 * day, "7d").tolist()  # 2 ** -2 + 2 ** -1
+    [0.75]
+    >>> decayed_order_days(batch, 14 * day, "7d", value_power=0.5).tolist()  # 8 ** 0.5 / 4 + 4 ** 0.5 / 2
+    [1.7071067811865475]
+    """
+    cutoff_ms = _to_ms(cutoff)
+    half_life_days = parse_duration(half_life) / 86_400.0
+    if not half_life_days > 0:
+        raise ConfigError(f"half_life must be positive (got {half_life!r})")
+    if not 0.0 <= value_power <= 4.0:
+        raise ConfigError(f"value_power must be in [0, 4] (got {value_power!r})")
+    n = len(batch.interners.users) if n_profiles is None else n_profiles
+    seen = batch.ts_ms <= cutoff_ms
+    who, age, day_revenue = _order_days(
+        batch.user[seen],
+        batch.event_type[seen].astype(np.int64),
+        batch.ts_ms[seen],
+        np.nan_to_num(batch.revenue[seen]),
+        cutoff_ms,
+        n,
+    )
+    return _decay_days(who, age, _day_weight(day_revenue, value_power), half_life_days, n)
+
+
+def _app_installed(
+    user: NDArray[np.int64], etype: NDArray[np.int64], ts: NDArray[np.int64], n: int
+) -> NDArray[np.float64]:
+    """1 where the last app install / open is later than the last uninstall."""
+    last_use = np.full(n, _NO_TIME, dtype=np.int64)
+    last_gone = np.full(n, _NO_TIME, dtype=np.int64)
+    use, gone = _app_use(etype)
+    np.maximum.at(last_use, user[use], ts[use])
+    np.maximum.at(last_gone, user[gone], ts[gone])
+    return ((last_use > last_gone) & (last_use > _NO_TIME)).astype(np.float64)
+
+
+def _category_concentration(
+    keys: NDArray[np.int64], counts: NDArray[np.int64], n: int
+) -> NDArray[np.float64]:
+    """Herfindahl index of each profile's product lines over categories (0 with no product lines),
+    from the sorted (profile, category) key table and its line counts."""
+    if keys.shape[0] == 0:
+        return np.zeros(n)
+    owner = keys >> KEY_BITS
+    weights = counts.astype(np.float64)
+    per_user = np.bincount(owner, weights=weights, minlength=n)
+    share = weights / per_user[owner]
+    hhi: NDArray[np.float64] = np.bincount(owner, weights=share * share, minlength=n)[:n].astype(np.float64)
+    return hhi
+
+
+def outcome_labels(
+    batch: EventBatch,
+    outcome: Outcome,
+    cutoff: int | str | datetime,
+    horizon: str | float,
+    *,
+    future: EventBatch | None = None,
+    n_profiles: int | None = None,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """``(eligible, label)`` per profile for ``outcome`` in ``(T, T + H]``.
+
+    Eligible profiles have an event at or before ``T``; repurchase also needs an order before
+    ``T``, uninstall an installed app at ``T``. Labels read events in the window from ``batch``
+    and, if given, ``future`` (horizon events with the same interners).
+
+    Examples
+    --------
+    >>> from affinity_sdk.capture.events import OrderCompleted, PageViewed
+    >>> day = 86_400_000
+    >>> events = [PageViewed(user_id="a", timestamp=0), PageViewed(user_id="b", timestamp=0),
+    ...           OrderCompleted(user_id="a", timestamp=3 * day, order_id="1", products=[], revenue=9.0)]
+    >>> eligible, y = outcome_labels(EventBatch.from_events(events), "purchase", day, "7d")
+    >>> eligible.tolist(), y.tolist()
+    ([True, True], [True, False])
+    """
+    if outcome not in OUTCOMES:
+        raise ConfigError(f"unknown outcome {outcome!r}; choose one of {', '.join(OUTCOMES)}")
+    cutoff_ms = _to_ms(cutoff)
+    horizon_ms = round(parse_duration(horizon) * 1000)
+    if horizon_ms <= 0:
+        raise ConfigError(f"horizon must be positive (got {horizon!r})")
+    n = len(batch.interners.users) if n_profiles is None else n_profiles
+    parts = [batch] if future is None else [batch, future]
+    user = np.concatenate([b.user for b in parts])
+    etype = np.concatenate([b.event_type for b in parts]).astype(np.int64)
+    ts = np.concatenate([b.ts_ms for b in parts])
+    before = ts <= cutoff_ms
+    window = (ts > cutoff_ms) & (ts <= cutoff_ms + horizon_ms)
+
+    def any_of(mask: NDArray[np.bool_], *names: str) -> NDArray[np.bool_]:
+        hit = mask & np.isin(etype, [EVENT_TYPE_CODES[x] for x in names]) if names else mask
+        return np.bincount(user[hit], minlength=n)[:n] > 0
+
+    active_before = any_of(before)
+    if outcome == "purchase":
+        return active_before, any_of(window, "order_completed")
+    if outcome == "repurchase":
+        return any_of(before, "order_completed"), any_of(window, "order_completed")
+    if outcome == "churn":
+        return active_before, ~any_of(window)
+    if outcome == "unsubscribe":
+        return active_before, any_of(window, "unsubscribed")
+    installed = _app_installed(user[before], etype[before], ts[before], n) > 0
+    return installed, any_of(window, "app_uninstalled")

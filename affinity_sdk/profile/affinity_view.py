@@ -1,0 +1,766 @@
+r"""The affinity view of the profile store: sparse decayed engagement per (profile, category /
+brand / price band), per-profile activity counters and per-category price cut points.
+
+This module keeps the *state* and implements the store's
+:class:`~affinity_sdk.profile.views.View` protocol (fold, erase, merge, save, load); the queries
+(lift, top values, audiences, discount sensitivity, lookalikes) are
+:class:`~affinity_sdk.models.affinity.AffinityModel`'s, whose docstring has the formulas.
+
+- **tables**: per dimension, a sorted run of unique int64 keys ``u << 32 | v`` (profile ``u``,
+  value code ``v``: a category or brand code of the store's interners, or a price band 0 low,
+  1 mid, 2 premium) with one forward-decay accumulator per half-life group: a CSR matrix whose
+  row pointer comes from the keys, so memory grows with the pairs seen, never with profiles ×
+  values. New events land as small sorted runs that are merged in on demand.
+- **activity**: per profile, decayed orders, discounted orders and one count per configured
+  event type (discount sensitivity and the lookalikes' behaviour block).
+- **price cuts**: per category code, the (low|mid, mid|premium) cut points, fitted the first time
+  the category is seen (or explicitly) and then kept, so the band of a folded event never changes.
+
+Decay is exact forward decay (as in :class:`~affinity_sdk.profile.decay.DecayState`): an event
+of type ``e`` at ``t`` adds :math:`w_e\, e^{\lambda_e (t - L)}` to its group's accumulator, ``L``
+the landmark, so folding is adding, event order does not matter, views merge by addition and the
+landmark moves forward before any exponent nears float64's range.
+
+Examples
+--------
+>>> from affinity_sdk.capture.events import Product, ProductViewed
+>>> from affinity_sdk.ingest.batch import EventBatch
+>>> shoe = Product(product_id="p1", category="shoes", brand="acme", price=80.0)
+>>> view = AffinityView(backend="reference")
+>>> view.fold(EventBatch.from_events([ProductViewed(user_id="ann", timestamp=0, product=shoe)]))
+1
+>>> view.entries()
+{'category': 1, 'brand': 1, 'price_band': 1}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, Final, Literal
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk._backends import BackendName, native, resolve_backend
+from affinity_sdk._units import parse_duration
+from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
+from affinity_sdk.config import AffinityConfig
+from affinity_sdk.errors import StateError
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.interner import Interners
+from affinity_sdk.kernels import REBASE_EXPONENT
+from affinity_sdk.kernels import _affinity_reference as _reference
+from affinity_sdk.profile.rows import ensure_capacity
+
+__all__ = [
+    "DIMENSIONS",
+    "PRICE_BANDS",
+    "VALUE_BITS",
+    "VALUE_MASK",
+    "AffinityView",
+    "Dimension",
+    "catalogue_price_cuts",
+    "price_cuts_of",
+]
+
+Dimension = Literal["category", "brand", "price_band"]
+DIMENSIONS: Final[tuple[Dimension, ...]] = ("category", "brand", "price_band")
+PRICE_BANDS: Final[tuple[str, ...]] = ("low", "mid", "premium")
+#: Bits of a table key holding the value code (the profile code sits above them).
+VALUE_BITS: Final = 32
+VALUE_MASK: Final = (1 << VALUE_BITS) - 1
+_ORDER: Final = EVENT_TYPE_CODES["order_completed"]
+_VIEW_FORMAT: Final = 1
+#: The interner each dimension's value codes refer to (price bands are fixed codes).
+_VALUE_INTERNER: Final[dict[str, str]] = {"category": "categories", "brand": "brands"}
+
+
+# --- kernel dispatch ----------------------------------------------------------------------------
+def _impl(backend: BackendName) -> Any:
+    if backend == "reference":
+        return _reference
+    if backend == "numba":
+        from affinity_sdk.kernels import _affinity_numba
+
+        return _affinity_numba
+    module: ModuleType | None = native()
+    assert module is not None  # resolve_backend checked it
+    return module.affinity
+
+
+def _lam_per_ms(half_lives_s: Sequence[float]) -> NDArray[np.float64]:
+    lam: NDArray[np.float64] = np.log(2.0) / (np.asarray(half_lives_s, dtype=np.float64) * 1000.0)
+    return lam
+
+
+def _decay(lam: NDArray[np.float64], delta_ms: int) -> NDArray[np.float64]:
+    if delta_ms == 0:
+        return np.ones_like(lam)
+    with np.errstate(over="ignore"):
+        return np.exp(-lam * float(delta_ms))
+
+
+# --- the sparse table ---------------------------------------------------------------------------
+class _Table:
+    """Sorted unique keys ``u << 32 | v`` with accumulator rows, plus pending sorted runs."""
+
+    __slots__ = ("acc", "keys", "pending", "pending_n")
+
+    def __init__(self, width: int) -> None:
+        self.keys = np.empty(0, dtype=np.int64)
+        self.acc = np.empty((0, width), dtype=np.float64)
+        self.pending: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
+        self.pending_n = 0
+
+    def add_run(self, keys: NDArray[np.int64], acc: NDArray[np.float64], impl: Any) -> None:
+        self.pending.append((keys, acc))
+        self.pending_n += keys.shape[0]
+        if self.pending_n > max(self.keys.shape[0] // 4, 1 << 20):
+            self.compact(impl)
+
+    def compact(self, impl: Any) -> None:
+        if not self.pending:
+            return
+        if len(self.pending) == 1:
+            run_keys, run_acc = self.pending[0]
+        else:
+            keys = np.concatenate([k for k, _ in self.pending])
+            acc = np.concatenate([a for _, a in self.pending])
+            run_keys = np.empty_like(keys)
+            run_acc = np.empty_like(acc)
+            m = impl.group_sum(keys, acc, run_keys, run_acc)
+            run_keys, run_acc = _trim(run_keys, run_acc, m)
+        if self.keys.shape[0] == 0:
+            self.keys, self.acc = run_keys, run_acc
+            self.pending, self.pending_n = [], 0
+            return
+        n = self.keys.shape[0] + run_keys.shape[0]
+        out_keys = np.empty(n, dtype=np.int64)
+        out_acc = np.empty((n, self.acc.shape[1]), dtype=np.float64)
+        m = impl.merge_runs(self.keys, self.acc, run_keys, run_acc, out_keys, out_acc)
+        self.keys, self.acc = _trim(out_keys, out_acc, m)
+        self.pending, self.pending_n = [], 0
+
+    def keep(self, rows: NDArray[np.bool_]) -> None:
+        """Keep only the (compacted) entries where ``rows`` is True."""
+        self.keys, self.acc = self.keys[rows], self.acc[rows]
+
+    def scale(self, factors: NDArray[np.float64]) -> None:
+        self.acc *= factors
+        for _, acc in self.pending:
+            acc *= factors
+
+
+def _trim(
+    keys: NDArray[np.int64], acc: NDArray[np.float64], m: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The first ``m`` rows; copied when that frees much of the buffer, else a view (no copy)."""
+    if 4 * m >= 3 * keys.shape[0]:
+        return keys[:m], acc[:m]
+    return keys[:m].copy(), acc[:m].copy()
+
+
+# --- the view -----------------------------------------------------------------------------------
+class AffinityView:
+    """The affinity state of every profile: sparse, exact, mergeable (a store view).
+
+    Parameters
+    ----------
+    config
+        The ``[affinity]`` configuration (built-in default when None).
+    backend
+        ``"auto"`` (fastest available), ``"cpp"``, ``"numba"`` or ``"reference"``.
+
+    ``interners`` is the store's :class:`~affinity_sdk.ingest.interner.Interners` (the value codes
+    of the category and brand tables and the rows of the price cuts are its codes); a view that
+    has none takes the first folded batch's. :meth:`merge_rows` interns the other view's category
+    and brand names into it, so a store must set it before merging into a view that never folded.
+    Query caches (``cache``, kept by :class:`~affinity_sdk.models.affinity.AffinityModel`) are
+    dropped whenever the state changes.
+    """
+
+    name = "affinity"
+
+    def __init__(
+        self,
+        config: AffinityConfig | None = None,
+        *,
+        backend: str | None = "auto",
+        interners: Interners | None = None,
+    ) -> None:
+        self.config = config if config is not None else AffinityConfig()
+        self.backend: BackendName = resolve_backend(backend)
+        self.impl: Any = _impl(self.backend)
+        self.interners = interners
+        self.landmark_ms: int | None = None
+        #: Newest event time folded (ms).
+        self.last_ms: int | None = None
+        self.n_profiles = 0
+        groups = self.config.half_life_groups_s
+        self.group_lam = _lam_per_ms(groups)
+        names = self.config.signal_names
+        self._type_group = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+        self._type_weight = np.zeros(len(EVENT_TYPES))
+        self._type_column = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+        for column, name in enumerate(names):
+            code = EVENT_TYPE_CODES[name]
+            self._type_group[code] = groups.index(self.config.signals[name].half_life_s)
+            self._type_weight[code] = self.config.signals[name].weight
+            self._type_column[code] = 2 + column
+        # activity columns: orders, discounted orders, then one per configured event type
+        discount_lam = _lam_per_ms([parse_duration(self.config.discount_half_life)])[0]
+        self.activity_lam = np.concatenate(
+            [[discount_lam, discount_lam], _lam_per_ms([self.config.signals[n].half_life_s for n in names])]
+        )
+        self._activity = np.zeros((0, self.activity_lam.shape[0]))
+        self.tables = {dim: _Table(len(groups)) for dim in DIMENSIONS}
+        #: Per category code: the (low|mid, mid|premium) price cut points; NaN until fitted.
+        self.price_cuts_ = np.full((0, 2), np.nan)
+        #: The cut points of the view merged in last (our codes), for :meth:`unfold`.
+        self._their_cuts: NDArray[np.float64] | None = None
+        #: Query results of the current state (see the class docstring).
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        #: The visibility mask the cached results were computed under (the model's business).
+        self.cache_mask: NDArray[np.bool_] | None = None
+        self.cache_all_visible = True
+
+    def __repr__(self) -> str:
+        return f"AffinityView(profiles={self.n_profiles}, entries={self.entries()}, backend={self.backend!r})"
+
+    def entries(self) -> dict[str, int]:
+        """Stored (profile, value) pairs per dimension (pending runs counted as they are)."""
+        return {dim: int(t.keys.shape[0] + t.pending_n) for dim, t in self.tables.items()}
+
+    @property
+    def activity(self) -> NDArray[np.float64]:
+        """Per profile: decayed orders, discounted orders, then one column per configured type."""
+        return self._activity[: self.n_profiles]
+
+    def touch(self) -> None:
+        """The state changed: drop cached query results."""
+        self.cache.clear()
+
+    # --- View protocol: grow / fold -------------------------------------------------------------
+    def grow(self, n_profiles: int) -> None:
+        """Make room for profile codes below ``n_profiles`` (empty rows)."""
+        if n_profiles <= self.n_profiles:
+            return
+        width = self._activity.shape[1]
+        self._activity = ensure_capacity(
+            self._activity, self.n_profiles, n_profiles, lambda size: np.zeros((size, width))
+        )
+        self._activity[self.n_profiles : n_profiles] = 0.0
+        self.n_profiles = n_profiles
+
+    def shrink(self, n_profiles: int) -> None:
+        """Drop profiles ``n_profiles ..`` (their entries included)."""
+        if n_profiles < self.n_profiles:
+            self.erase(np.arange(n_profiles, self.n_profiles, dtype=np.int64))
+            self.n_profiles = n_profiles
+
+    def fold(self, batch: EventBatch) -> int:
+        """Fold a batch's events (codes in :attr:`interners`); returns how many it used: events
+        of a configured affinity type (their product lines feed the tables) and orders."""
+        if len(batch) == 0:
+            return 0
+        self._adopt(batch.interners)
+        self.grow(int(batch.user.max()) + 1)
+        newest = int(batch.ts_ms.max())
+        self._maybe_rebase(newest)
+        self.last_ms = newest if self.last_ms is None else max(self.last_ms, newest)
+        landmark = self.landmark_ms
+        assert landmark is not None
+        self._their_cuts = None
+        self._fit_missing_price_cuts(batch)
+        self._fold_items(batch, landmark)
+        used = self._fold_activity(batch, landmark)
+        self.touch()
+        return used
+
+    def _adopt(self, interners: Interners) -> None:
+        if self.interners is None:
+            self.interners = interners
+        elif interners is not self.interners:
+            raise StateError(
+                "this batch was interned with other Interners than the affinity view's; "
+                "fold batches in the store's interners"
+            )
+
+    def _fold_items(self, batch: EventBatch, landmark: int) -> None:
+        for dim, (keys, contrib) in self._item_runs(batch, landmark, self.price_cuts_).items():
+            self._add_unsorted(dim, keys, contrib)
+
+    def _item_runs(
+        self, batch: EventBatch, landmark: int, cuts: NDArray[np.float64]
+    ) -> dict[Dimension, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+        """Per dimension, the (unsorted) keys and accumulator rows the batch's lines add."""
+        item_type = batch.event_type[batch.item_event].astype(np.int64)
+        keep = np.flatnonzero(self._type_group[item_type] >= 0)
+        if keep.shape[0] == 0:
+            return {}
+        rows = batch.item_event[keep]
+        users = batch.user[rows].astype(np.int64)
+        types = item_type[keep]
+        groups = self._type_group[types]
+        dt = (batch.ts_ms[rows] - landmark).astype(np.float64)
+        contrib = np.zeros((keep.shape[0], self.group_lam.shape[0]))
+        contrib[np.arange(keep.shape[0]), groups] = self._type_weight[types] * np.exp(
+            self.group_lam[groups] * dt
+        )
+        category = batch.item_category[keep].astype(np.int64)
+        bands = _bands(cuts, category, batch.item_price[keep])
+        codes = {"category": category, "brand": batch.item_brand[keep].astype(np.int64), "price_band": bands}
+        prefix = users << VALUE_BITS
+        runs = {}
+        for dim in DIMENSIONS:
+            valid = codes[dim] >= 0
+            keys = prefix | codes[dim]
+            part = contrib
+            if not valid.all():
+                keys, part = keys[valid], contrib[valid]
+            runs[dim] = (keys, part)
+        return runs
+
+    def _add_unsorted(self, dim: Dimension, keys: NDArray[np.int64], acc: NDArray[np.float64]) -> None:
+        out_keys = np.empty_like(keys)
+        out_acc = np.empty_like(acc)
+        m = self.impl.group_sum(keys, acc, out_keys, out_acc)
+        self.tables[dim].add_run(*_trim(out_keys, out_acc, m), self.impl)
+
+    def _fold_activity(self, batch: EventBatch, landmark: int) -> int:
+        cells, values, used = self._activity_cells(batch, landmark)
+        flat = self._activity[: self.n_profiles].reshape(-1)  # a view: rows are C-contiguous
+        if cells.shape[0] * 8 >= flat.shape[0]:
+            # a big batch: one dense bincount pass beats ufunc.at's per-element dispatch
+            flat += np.bincount(cells, weights=values, minlength=flat.shape[0])
+        else:
+            np.add.at(flat, cells, values)
+        return used
+
+    def _activity_cells(
+        self, batch: EventBatch, landmark: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], int]:
+        """Flat activity cells and the values the batch adds, and how many events it uses."""
+        types = batch.event_type.astype(np.int64)
+        is_order = types == _ORDER
+        order = np.flatnonzero(is_order)
+        discounted = order[_discounted_orders(batch)[order]]
+        typed_mask = self._type_column[types] >= 0
+        typed = np.flatnonzero(typed_mask)
+        rows = np.concatenate([order, discounted, typed])
+        columns = np.concatenate(
+            [
+                np.zeros(order.shape[0], np.int64),
+                np.ones(discounted.shape[0], np.int64),
+                self._type_column[types[typed]],
+            ]
+        )
+        dt = (batch.ts_ms[rows] - landmark).astype(np.float64)
+        values = np.exp(self.activity_lam[columns] * dt)
+        cells = batch.user[rows].astype(np.int64) * self._activity.shape[1] + columns
+        return cells, values, int(np.count_nonzero(is_order | typed_mask))
+
+    # --- View protocol: unfold ------------------------------------------------------------------
+    def unfold(self, batch: EventBatch) -> None:
+        """Take back events :meth:`fold` folded before (a copy both merged shards folded, in
+        this view's codes): each table entry and activity cell goes down by what the events
+        added. Lines are banded with the cut points of the view merged in last where it had
+        some (its copy was banded with them), else with this view's.
+
+        Without per-entry counts, a value left at most ``1e-12`` of what was taken out (float
+        cancellation: no other event, or only ones some 40 half-lives older) is taken as 0,
+        and an entry whose every accumulator is 0 is dropped, as if never folded."""
+        if len(batch) == 0 or self.landmark_ms is None:
+            return
+        self._adopt(batch.interners)
+        landmark = self.landmark_ms
+        cuts = self.price_cuts_
+        if self._their_cuts is not None:
+            cuts = _overlay(cuts, self._their_cuts)
+        for dim, (keys, contrib) in self._item_runs(batch, landmark, cuts).items():
+            self._subtract(dim, keys, contrib)
+        cells, values, _ = self._activity_cells(batch, landmark)
+        cells_ok = cells < self.n_profiles * self._activity.shape[1]
+        cells, values = cells[cells_ok], values[cells_ok]
+        taken = np.bincount(cells, weights=values).astype(np.float64, copy=False)
+        touched = np.flatnonzero(taken)
+        flat = self._activity[: self.n_profiles].reshape(-1)
+        flat[touched] = _minus(flat[touched], taken[touched])
+        self.touch()
+
+    def _subtract(self, dim: Dimension, keys: NDArray[np.int64], contrib: NDArray[np.float64]) -> None:
+        if keys.shape[0] == 0:
+            return
+        run_keys = np.empty_like(keys)
+        run_acc = np.empty_like(contrib)
+        m = self.impl.group_sum(keys, contrib, run_keys, run_acc)
+        run_keys, run_acc = run_keys[:m], run_acc[:m]
+        table = self.tables[dim]
+        table.compact(self.impl)
+        if table.keys.shape[0] == 0:
+            return
+        at = np.minimum(np.searchsorted(table.keys, run_keys), table.keys.shape[0] - 1)
+        found = table.keys[at] == run_keys  # a key never folded has nothing to take back
+        at, run_acc = at[found], run_acc[found]
+        if not table.acc.flags.writeable:
+            table.acc = table.acc.copy()
+        table.acc[at] = _minus(table.acc[at], run_acc)
+        empty = np.zeros(table.keys.shape[0], dtype=np.bool_)
+        empty[at] = ~table.acc[at].any(axis=1)
+        if empty.any():
+            table.keep(~empty)
+
+    # --- decay landmark -------------------------------------------------------------------------
+    def _maybe_rebase(self, newest_ms: int) -> None:
+        if self.landmark_ms is None:
+            self.landmark_ms = newest_ms
+            return
+        lam_max = float(max(self.group_lam.max(initial=0.0), self.activity_lam.max(initial=0.0)))
+        ahead = newest_ms - self.landmark_ms
+        if ahead > 0 and lam_max * ahead > REBASE_EXPONENT:
+            self.rebase(newest_ms)
+
+    def rebase(self, landmark_ms: int) -> None:
+        """Move the decay landmark to ``landmark_ms``, rescaling every accumulator (exact)."""
+        if self.landmark_ms is None:
+            self.landmark_ms = int(landmark_ms)
+            return
+        delta = int(landmark_ms) - self.landmark_ms
+        if delta != 0:
+            factors = _decay(self.group_lam, delta)
+            for table in self.tables.values():
+                table.scale(factors)
+            self._activity *= _decay(self.activity_lam, delta)
+        self.landmark_ms = int(landmark_ms)
+        self.touch()
+
+    def factors(self, lam: NDArray[np.float64], now_ms: int) -> NDArray[np.float64]:
+        """Decay factors from the landmark to ``now_ms``; ``ValueError`` if they overflow."""
+        if self.landmark_ms is None:
+            return np.ones_like(lam)
+        factors = _decay(lam, now_ms - self.landmark_ms)
+        if not np.all(np.isfinite(factors)):
+            raise ValueError(
+                f"now={now_ms} ms is too far before the decay landmark {self.landmark_ms} ms "
+                "to evaluate (the decay factor overflows float64)"
+            )
+        return factors
+
+    # --- price bands ----------------------------------------------------------------------------
+    def set_price_cuts(self, cuts: NDArray[np.float64], *, refit: bool = True) -> None:
+        """Take the fitted (non-NaN) rows of ``cuts`` (per category code of :attr:`interners`);
+        with ``refit=False`` only for categories without cut points yet."""
+        n = max(cuts.shape[0], self.price_cuts_.shape[0])
+        merged = np.full((n, 2), np.nan)
+        merged[: self.price_cuts_.shape[0]] = self.price_cuts_
+        fitted = ~np.isnan(cuts[:, 0])
+        if not refit:
+            fitted &= np.isnan(merged[: cuts.shape[0], 0])
+        merged[: cuts.shape[0]][fitted] = cuts[fitted]
+        self.price_cuts_ = merged
+
+    def _fit_missing_price_cuts(self, batch: EventBatch) -> None:
+        if batch.n_items == 0:
+            return
+        seen = np.unique(batch.item_category[batch.item_category >= 0])
+        known = self.price_cuts_.shape[0]
+        if np.any(seen >= known) or np.any(np.isnan(self.price_cuts_[seen[seen < known], 0])):
+            self.set_price_cuts(price_cuts_of(batch, self.config.price_quantiles), refit=False)
+
+    def bands(self, category: NDArray[np.int64], price: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Price band code (0 low, 1 mid, 2 premium; -1 unknown) of lines by category and price."""
+        return _bands(self.price_cuts_, category, price)
+
+    # --- View protocol: erase / merge -----------------------------------------------------------
+    def erase(self, codes: NDArray[np.int64]) -> None:
+        """Remove every entry of profiles ``codes`` and zero their activity (exactly)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        codes = codes[(codes >= 0) & (codes < self.n_profiles)]
+        if codes.shape[0] == 0:
+            return
+        gone = np.zeros(self.n_profiles, dtype=np.bool_)
+        gone[codes] = True
+        for table in self.tables.values():
+            table.compact(self.impl)
+            drop = gone[table.keys >> VALUE_BITS]
+            if drop.any():
+                table.keep(~drop)
+        self._activity[codes] = 0.0
+        self.touch()
+
+    def merge_rows(self, other: AffinityView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
+        """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (one to one),
+        exactly: landmarks aligned, category and brand codes matched by name (new names interned
+        into :attr:`interners`), price cuts taken for categories this view has none for."""
+        if other.config != self.config:
+            raise StateError("cannot merge affinity views built with different configs")
+        theirs = np.asarray(theirs, dtype=np.int64)
+        mine = np.asarray(mine, dtype=np.int64)
+        if theirs.shape != mine.shape:
+            raise ValueError("theirs and mine must have the same length")
+        if mine.shape[0]:
+            self.grow(int(mine.max()) + 1)
+        value_maps = {dim: self._value_map(other, kind) for dim, kind in _VALUE_INTERNER.items()}
+        self._merge_cuts(other, value_maps["category"])
+        if other.landmark_ms is not None and mine.shape[0]:
+            self._merge_entries(other, theirs, mine, value_maps)
+        if other.last_ms is not None:
+            self.last_ms = other.last_ms if self.last_ms is None else max(self.last_ms, other.last_ms)
+        self.touch()
+
+    def _merge_entries(
+        self,
+        other: AffinityView,
+        theirs: NDArray[np.int64],
+        mine: NDArray[np.int64],
+        value_maps: dict[str, NDArray[np.int64] | None],
+    ) -> None:
+        assert other.landmark_ms is not None
+        group_scale = activity_scale = None
+        if self.landmark_ms is None or self.landmark_ms < other.landmark_ms:
+            self.rebase(other.landmark_ms)
+        elif self.landmark_ms > other.landmark_ms:
+            delta = self.landmark_ms - other.landmark_ms
+            group_scale = _decay(self.group_lam, delta)
+            activity_scale = _decay(self.activity_lam, delta)
+        row_map = np.full(other.n_profiles, -1, dtype=np.int64)
+        row_map[theirs] = mine
+        for dim, table in other.tables.items():
+            table.compact(other.impl)
+            users = row_map[table.keys >> VALUE_BITS]
+            keep = users >= 0
+            values = table.keys[keep] & VALUE_MASK
+            value_map = value_maps.get(dim)
+            if value_map is not None:
+                values = value_map[values]
+            keys = (users[keep] << VALUE_BITS) | values
+            acc = table.acc[keep] if group_scale is None else table.acc[keep] * group_scale
+            if keys.shape[0] > 1 and not np.all(keys[1:] > keys[:-1]):
+                self._add_unsorted(dim, keys, acc)  # remapped codes: sort (keys stay unique)
+            elif keys.shape[0]:
+                self.tables[dim].add_run(keys, acc, self.impl)
+        activity = other.activity[theirs]
+        self._activity[mine] += activity if activity_scale is None else activity * activity_scale
+
+    def _value_map(self, other: AffinityView, kind: str) -> NDArray[np.int64] | None:
+        """Codes in this view's interner ``kind`` of ``other``'s codes (None: the same interner)."""
+        if other.interners is None or other.interners is self.interners:
+            return None
+        if self.interners is None:
+            raise StateError("the affinity view has no interners to merge into (set view.interners)")
+        names = list(getattr(other.interners, kind).names)
+        codes: NDArray[np.int64] = getattr(self.interners, kind).intern_many(names)
+        return codes
+
+    def _merge_cuts(self, other: AffinityView, category_map: NDArray[np.int64] | None) -> None:
+        theirs = other.price_cuts_
+        fitted = np.flatnonzero(~np.isnan(theirs[:, 0]))
+        if category_map is not None:
+            fitted = fitted[fitted < category_map.shape[0]]
+        self._their_cuts = None
+        if fitted.shape[0] == 0:
+            return
+        codes = fitted if category_map is None else category_map[fitted]
+        self._their_cuts = np.full((int(codes.max()) + 1, 2), np.nan)
+        self._their_cuts[codes] = theirs[fitted]
+        cuts = np.full((max(self.price_cuts_.shape[0], int(codes.max()) + 1), 2), np.nan)
+        cuts[: self.price_cuts_.shape[0]] = self.price_cuts_
+        missing = np.isnan(cuts[codes, 0])  # ours are kept where we have them
+        cuts[codes[missing]] = theirs[fitted[missing]]
+        self.price_cuts_ = cuts
+
+    # --- View protocol: save / load -------------------------------------------------------------
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """A MessagePack-able header and named arrays that :meth:`load_arrays` restores."""
+        arrays: dict[str, NDArray[Any]] = {"activity": self.activity, "price_cuts": self.price_cuts_}
+        for dim, table in self.tables.items():
+            table.compact(self.impl)
+            arrays[f"{dim}.keys"] = table.keys
+            arrays[f"{dim}.acc"] = table.acc
+        header = {
+            "format": _VIEW_FORMAT,
+            "config": msgspec.to_builtins(self.config),
+            "landmark_ms": self.landmark_ms,
+            "last_ms": self.last_ms,
+            "n_profiles": self.n_profiles,
+        }
+        return header, arrays
+
+    def load_arrays(self, header: dict[str, Any], arrays: dict[str, NDArray[Any]], n_profiles: int) -> None:
+        """Restore :meth:`to_arrays` output for ``n_profiles`` profiles (fewer stored profiles
+        are padded with empty ones); :class:`StateError` if it is malformed or foreign."""
+        try:
+            if header["format"] != _VIEW_FORMAT:
+                raise StateError(f"affinity state format {header['format']} is not supported")
+            if AffinityConfig.from_dict(header["config"]) != self.config:
+                raise StateError("affinity state was built with another [affinity] config")
+            stored_n = header["n_profiles"]
+            landmark, last = header["landmark_ms"], header["last_ms"]
+            activity = np.array(arrays["activity"], dtype=np.float64, order="C")
+            cuts = np.array(arrays["price_cuts"], dtype=np.float64, order="C")
+            tables = {
+                dim: (
+                    np.array(arrays[f"{dim}.keys"], dtype=np.int64, order="C"),
+                    np.array(arrays[f"{dim}.acc"], dtype=np.float64, order="C"),
+                )
+                for dim in DIMENSIONS
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(f"affinity state is incomplete or foreign: {exc}") from None
+        for value in (stored_n, landmark, last):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise StateError("affinity state: header times and sizes must be integers")
+        if not isinstance(stored_n, int) or not 0 <= stored_n <= n_profiles:
+            raise StateError(f"affinity state holds {stored_n} profiles, the store {n_profiles}")
+        if activity.shape != (stored_n, self.activity_lam.shape[0]) or not _finite_nonnegative(activity):
+            raise StateError(f"affinity state: activity of shape {activity.shape} is malformed")
+        for dim, (keys, acc) in tables.items():
+            self._check_table(dim, keys, acc, stored_n)
+        if cuts.ndim != 2 or cuts.shape[1] != 2 or not _valid_cuts(cuts):
+            raise StateError("affinity state: price cuts are malformed")
+        has_state = activity.any() or any(keys.shape[0] for keys, _ in tables.values())
+        if has_state and (landmark is None or last is None or landmark > last):
+            raise StateError("affinity state: the decay landmark is missing or after the newest event")
+        self.n_profiles = 0
+        self._activity = np.zeros((0, self.activity_lam.shape[0]))
+        self.grow(n_profiles)
+        self._activity[:stored_n] = activity
+        for dim, (keys, acc) in tables.items():
+            table = self.tables[dim] = _Table(self.group_lam.shape[0])
+            table.keys, table.acc = keys, acc
+        self.price_cuts_ = cuts
+        self._their_cuts = None
+        self.landmark_ms, self.last_ms = landmark, last
+        self.touch()
+
+    def _check_table(self, dim: str, keys: NDArray[np.int64], acc: NDArray[np.float64], n: int) -> None:
+        width = self.group_lam.shape[0]
+        if keys.ndim != 1 or acc.shape != (keys.shape[0], width) or np.any(keys[1:] <= keys[:-1]):
+            raise StateError(f"affinity state: the {dim} table is malformed")
+        if not _finite_nonnegative(acc):
+            raise StateError(f"affinity state: the {dim} table holds negative or non-finite values")
+        if keys.shape[0] == 0:
+            return
+        if keys[0] < 0 or keys[-1] >> VALUE_BITS >= n:
+            raise StateError(f"affinity state: the {dim} table names unknown profiles")
+        kind = _VALUE_INTERNER.get(dim)
+        if kind is None:
+            n_values: int | None = len(PRICE_BANDS)
+        else:
+            n_values = None if self.interners is None else len(getattr(self.interners, kind))
+        if n_values is not None and int((keys & VALUE_MASK).max()) >= n_values:
+            raise StateError(f"affinity state: the {dim} table names unknown values")
+
+
+def _bands(
+    cuts: NDArray[np.float64], category: NDArray[np.int64], price: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    bands = np.full(category.shape[0], -1, dtype=np.int64)
+    ok = (category >= 0) & (category < cuts.shape[0]) & np.isfinite(price)
+    line_cuts = cuts[category[ok]]
+    p = price[ok]
+    with np.errstate(invalid="ignore"):
+        # ">" then ">=": a category whose products share one price is all "mid"
+        band = (p > line_cuts[:, 0]).astype(np.int64) + (p >= line_cuts[:, 1])
+    bands[ok] = np.where(np.isnan(line_cuts[:, 0]), -1, band)
+    return bands
+
+
+def _overlay(cuts: NDArray[np.float64], over: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``cuts`` with the fitted rows of ``over`` on top."""
+    out = np.full((max(cuts.shape[0], over.shape[0]), 2), np.nan)
+    out[: cuts.shape[0]] = cuts
+    fitted = np.flatnonzero(~np.isnan(over[:, 0]))
+    out[fitted] = over[fitted]
+    return out
+
+
+def _minus(values: NDArray[np.float64], taken: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values - taken``, at least 0, and 0 where at most ``1e-12 * taken`` is left."""
+    left = values - taken
+    result: NDArray[np.float64] = np.where(left <= 1e-12 * taken, 0.0, left)
+    return result
+
+
+def _finite_nonnegative(values: NDArray[np.float64]) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values >= 0.0))
+
+
+def _valid_cuts(cuts: NDArray[np.float64]) -> bool:
+    unfitted = np.isnan(cuts).all(axis=1)
+    fitted = cuts[~unfitted]
+    return bool(np.all(np.isfinite(fitted)) and np.all(fitted[:, 0] <= fitted[:, 1]))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _discounted_orders(batch: EventBatch) -> NDArray[np.bool_]:
+    """Per event: a discount or coupon on the order itself or on any of its lines."""
+    with np.errstate(invalid="ignore"):
+        flagged = batch.has_coupon | (batch.discount > 0)
+        line = np.zeros(len(batch), dtype=bool)
+        line[batch.item_event[batch.item_discount > 0]] = True
+    result: NDArray[np.bool_] = flagged | line
+    return result
+
+
+def price_cuts_of(batch: EventBatch, quantiles: tuple[float, float]) -> NDArray[np.float64]:
+    """Per category code of ``batch.interners``: price quantiles over the distinct products of
+    its item table (each at its first listed price).
+
+    Examples
+    --------
+    >>> from affinity_sdk.capture.events import Product, ProductViewed
+    >>> events = [ProductViewed(user_id="u", timestamp=0, product=Product(
+    ...     product_id=f"p{i}", category="c", brand="b", price=float(i))) for i in range(4)]
+    >>> price_cuts_of(EventBatch.from_events(events), (0.5, 0.5)).tolist()
+    [[1.5, 1.5]]
+    """
+    n_categories = len(batch.interners.categories)
+    cuts = np.full((n_categories, 2), np.nan)
+    ok = np.flatnonzero(
+        (batch.item_product >= 0) & (batch.item_category >= 0) & np.isfinite(batch.item_price)
+    )
+    if ok.shape[0] == 0:
+        return cuts
+    product = batch.item_product[ok].astype(np.int64)
+    # one row per product, so best-sellers do not skew the bands (O(n), no sort of the lines)
+    first = np.full(int(product.max()) + 1, ok.shape[0], dtype=np.int64)
+    np.minimum.at(first, product, np.arange(ok.shape[0]))
+    first = ok[first[first < ok.shape[0]]]
+    return catalogue_price_cuts(batch.item_category[first], batch.item_price[first], n_categories, quantiles)
+
+
+def catalogue_price_cuts(
+    categories: NDArray[np.integer[Any]],
+    prices: NDArray[np.float64],
+    n_categories: int,
+    quantiles: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
+) -> NDArray[np.float64]:
+    """Per category code: the ``quantiles`` of a catalogue given as one (category code, finite
+    price) pair per product; NaN for categories without products. What
+    :meth:`~affinity_sdk.models.affinity.AffinityModel.fit_price_bands` fits, for a catalogue
+    gathered elsewhere (e.g. reduced across the partitions of an event lake).
+
+    Examples
+    --------
+    >>> catalogue_price_cuts(np.array([0, 0, 0, 0]), np.array([4.0, 1.0, 3.0, 2.0]), 2).round(2).tolist()
+    [[2.0, 3.0], [nan, nan]]
+    """
+    cuts = np.full((n_categories, 2), np.nan)
+    if categories.shape[0] == 0:
+        return cuts
+    cat = np.asarray(categories, dtype=np.int64)
+    price = np.asarray(prices, dtype=np.float64)
+    order = np.lexsort((price, cat))
+    cat, price = cat[order], price[order]
+    start = np.flatnonzero(np.r_[True, cat[1:] != cat[:-1]])
+    count = np.diff(np.r_[start, cat.shape[0]])
+    for column, q in enumerate(quantiles):
+        pos = q * (count - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, count - 1)
+        frac = pos - lo
+        cuts[cat[start], column] = price[start + lo] * (1 - frac) + price[start + hi] * frac
+    return cuts

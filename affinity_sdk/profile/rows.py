@@ -1,0 +1,34 @@
+"""Per-profile row buffers that grow by doubling: the one home of amortised O(1) profile growth.
+
+Examples
+--------
+>>> import numpy as np
+>>> buf = np.zeros(0)
+>>> buf = ensure_capacity(buf, n_live=0, n_needed=3, make=np.zeros)
+>>> buf.shape[0] >= 3, ensure_capacity(buf, 3, 3, np.zeros) is buf
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import numpy as np
+
+__all__ = ["MIN_CAPACITY", "ensure_capacity"]
+
+#: Rows allocated at least, so a stream of single new profiles does not reallocate every time.
+MIN_CAPACITY: Final = 1024
+
+_A = TypeVar("_A", bound=np.ndarray[Any, Any])
+
+
+def ensure_capacity(buffer: _A, n_live: int, n_needed: int, make: Callable[[int], _A]) -> _A:
+    """``buffer`` if it has ``n_needed`` rows, else a buffer from ``make(capacity)`` (capacity
+    at least doubled) holding a copy of the ``n_live`` first rows; rows past them are ``make``'s."""
+    if n_needed <= buffer.shape[0]:
+        return buffer
+    grown = make(max(n_needed, 2 * buffer.shape[0], MIN_CAPACITY))
+    grown[:n_live] = buffer[:n_live]
+    return grown

@@ -1,0 +1,134 @@
+"""The scored-signals view: exact decayed value, count, total and first / last seen per
+(profile, signal), folded from the event types the config scores.
+
+Examples
+--------
+>>> from affinity_sdk.config import default_config
+>>> from affinity_sdk.ingest.batch import EventBatch
+>>> view = SignalView(default_config(), backend="reference")
+>>> batch = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"u","timestamp":0}')
+>>> view.grow(1)
+>>> view.fold(batch)
+1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk import kernels
+from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
+from affinity_sdk.config import ScoringConfig
+from affinity_sdk.errors import StateError
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.kernels import empty_records
+from affinity_sdk.profile.decay import DecayState
+
+__all__ = ["SignalView"]
+
+
+class SignalView:
+    """Per-(profile, signal) forward-decay records for the config's signals."""
+
+    name = "signals"
+
+    def __init__(self, config: ScoringConfig, *, backend: str | None = "auto") -> None:
+        self.config = config
+        self.state = DecayState(config.half_lives_s, backend=backend)
+        self.weights = np.asarray(config.weights, dtype=np.float64)
+        self._signal_of_type = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+        for i, name in enumerate(config.signal_names):
+            self._signal_of_type[EVENT_TYPE_CODES[name]] = i
+        self._decays_revenue = np.array([v == "revenue" for v in config.value_fields], dtype=np.bool_)
+
+    @property
+    def backend(self) -> str:
+        return self.state.backend
+
+    def grow(self, n_profiles: int) -> None:
+        self.state.ensure_profiles(n_profiles)
+
+    def shrink(self, n_profiles: int) -> None:
+        self.state.n_profiles = min(self.state.n_profiles, n_profiles)
+
+    def fold(self, batch: EventBatch) -> int:
+        """Fold the events of scored types; returns how many there were."""
+        signal = self._signal_of_type[batch.event_type]
+        keep = signal >= 0
+        if not keep.all():
+            signal = signal[keep]
+        n = int(signal.shape[0])
+        if n == 0:
+            return 0
+        revenue = batch.revenue[keep] if n != len(batch) else batch.revenue
+        values = np.where(self._decays_revenue[signal], np.nan_to_num(revenue, nan=0.0), 1.0)
+        users = batch.user[keep] if n != len(batch) else batch.user
+        ts_ms = batch.ts_ms[keep] if n != len(batch) else batch.ts_ms
+        self.state.add(users, signal, ts_ms, values)
+        return n
+
+    def unfold(self, batch: EventBatch) -> None:
+        """Take back events folded earlier (a copy both merged shards folded): acc, count and
+        total go down by what :meth:`fold` added; first / last seen stay, as the other copy of
+        each event remains."""
+        signal = self._signal_of_type[batch.event_type]
+        keep = signal >= 0
+        if not keep.any() or self.state.landmark_ms is None:
+            return
+        signal, users, ts_ms = signal[keep], batch.user[keep], batch.ts_ms[keep]
+        values = np.where(self._decays_revenue[signal], np.nan_to_num(batch.revenue[keep], nan=0.0), 1.0)
+        dt = (ts_ms - self.state.landmark_ms).astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            exponent = np.where(dt == 0.0, 0.0, self.state.lam_per_ms[signal] * dt)
+        records = self.state.records
+        cell = (users, signal)
+        np.subtract.at(records["acc"], cell, values * np.exp(exponent))
+        np.subtract.at(records["total"], cell, values)
+        np.subtract.at(records["count"], cell, 1)
+        # Rounding may leave -1e-17 where a sum should be 0: clamp, and zero emptied cells exactly.
+        rows, cols = users, signal
+        for name in ("acc", "total"):
+            field = records[name]
+            field[rows, cols] = np.where(
+                records["count"][rows, cols] > 0, np.maximum(field[rows, cols], 0.0), 0.0
+            )
+
+    def erase(self, codes: NDArray[np.int64]) -> None:
+        self.state.records[codes] = empty_records(1, self.state.n_signals)[0]
+
+    def merge_rows(self, other: SignalView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
+        """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (exactly)."""
+        shifted = DecayState(self.config.half_lives_s, backend=self.backend)
+        shifted.ensure_profiles(self.state.n_profiles)
+        shifted.records[mine] = other.state.records[theirs]
+        shifted.landmark_ms = other.state.landmark_ms
+        self.state.merge(shifted)
+
+    def raw_scores(self, now_ms: int) -> NDArray[np.float64]:
+        return self.state.raw_scores(self.weights, now_ms)
+
+    def raw_of(self, code: int, now_ms: int) -> float:
+        coefs = self.weights * self.state.factors(now_ms)
+        return float(self.state.records[code]["acc"] @ coefs)
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        return {"landmark_ms": self.state.landmark_ms}, {"records": self.state.records}
+
+    def load_arrays(self, header: dict[str, Any], arrays: dict[str, NDArray[Any]], n_profiles: int) -> None:
+        records = arrays.get("records")
+        if records is None or records.dtype != kernels.STATE_DTYPE or records.ndim != 2:
+            raise StateError("state records are missing or of the wrong type")
+        if records.shape != (n_profiles, self.state.n_signals):
+            raise StateError("state arrays do not match the stored users / signals")
+        sums = np.concatenate([records["acc"].ravel(), records["total"].ravel()])
+        if not (np.isfinite(sums).all() and (sums >= 0).all() and (records["count"] >= 0).all()):
+            raise StateError("state records hold negative or non-finite values")
+        landmark = header.get("landmark_ms")
+        if landmark is not None and not isinstance(landmark, int):
+            raise StateError("stored decay landmark is not an integer")
+        self.state.ensure_profiles(n_profiles)
+        self.state.records[:] = records
+        self.state.landmark_ms = landmark

@@ -1,0 +1,566 @@
+"""The one profile store: one interner, one set of per-user flags, and the views every score reads.
+
+Everything a customer did folds into this store through the one ingest pipeline
+(:mod:`affinity_sdk.ingest.pipeline`); every score is a view of it. The promises that cross views
+are kept here, once:
+
+- **consent**: the latest consent decision wins (events, :meth:`ProfileStore.opt_out` /
+  :meth:`~ProfileStore.opt_in` calls and merged shards alike); :meth:`~ProfileStore.visible`
+  is the mask every output filters by;
+- **forget**: :meth:`~ProfileStore.forget` erases a profile from every view and leaves a keyed-hash
+  suppression entry (:mod:`affinity_sdk.profile.suppression`);
+- **dedupe**: one event-id window for every view;
+- **save / load / merge**: one state file and one exact merge for every view.
+
+Examples
+--------
+>>> store = ProfileStore()
+>>> _ = store.ingest(b'{"type":"app_opened","user_id":"ann","timestamp":1767225600000}')
+>>> store.opt_out("ann")
+>>> store.visible().tolist(), store.code_of("ann") is None
+([False], True)
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk.config import ScoringConfig, load_scoring_config
+from affinity_sdk.errors import AffinityError, ConfigError, StateError
+from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interners
+from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow, take_rows
+from affinity_sdk.ingest.journal import EventJournal
+from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport, adopt, run_ingest
+from affinity_sdk.profile.flags import NO_TIME, UserFlags
+from affinity_sdk.profile.signals import SignalView
+from affinity_sdk.profile.suppression import NOT_SUPPRESSED, Suppression
+from affinity_sdk.profile.views import View
+
+__all__ = ["STORE_FORMAT", "VIEW_NAMES", "NowBeforeDataError", "ProfileStore", "ViewName"]
+
+#: Version of the store's section of a state file.
+STORE_FORMAT: Final = 2
+ViewName = Literal["signals", "affinity", "propensity"]
+_INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
+_serials = itertools.count()
+
+
+class NowBeforeDataError(AffinityError, ValueError):
+    """A score was asked for at a time before events already folded into the state."""
+
+
+VIEW_NAMES: Final[tuple[ViewName, ...]] = ("signals", "affinity", "propensity")
+
+
+def _make_view(name: str, config: ScoringConfig, backend: str | None, interners: Interners) -> View:
+    if name == "signals":
+        return SignalView(config, backend=backend)
+    if name == "propensity":
+        from affinity_sdk.profile.propensity_view import PropensityView
+
+        return PropensityView(backend=backend)
+    from affinity_sdk.profile.affinity_view import AffinityView
+
+    return AffinityView(config.affinity, backend=backend, interners=interners)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ProfileStore:
+    """Profiles, their flags and their views, kept exactly and mergeably.
+
+    Parameters
+    ----------
+    config:
+        A :class:`ScoringConfig`, a path to a TOML / JSON file, or ``None`` for the built-in default.
+    views:
+        The views to keep: ``"signals"`` (the scored signals), ``"affinity"`` (category, brand,
+        price band, discount sensitivity; :class:`~affinity_sdk.models.affinity.AffinityModel`)
+        and ``"propensity"`` (the propensity features;
+        :meth:`~affinity_sdk.models.propensity.PropensityModel.score_profiles`).
+    backend, dedupe_window, max_future:
+        As for :class:`~affinity_sdk.score.scorer.Scorer`.
+    suppression_key:
+        Key of the forget-suppression hashes (see :mod:`affinity_sdk.profile.suppression`).
+    """
+
+    def __init__(
+        self,
+        config: ScoringConfig | str | Path | None = None,
+        *,
+        views: Sequence[ViewName] = ("signals", "affinity"),
+        backend: str | None = "auto",
+        dedupe_window: int | None = DEFAULT_WINDOW,
+        max_future: str | float | timedelta | None = "366d",
+        suppression_key: bytes | None = None,
+    ) -> None:
+        self.config: ScoringConfig = load_scoring_config(config)
+        unknown = [name for name in views if name not in VIEW_NAMES]
+        if unknown or len(set(views)) != len(views) or not views:
+            raise ValueError(f"views must be distinct names among {list(VIEW_NAMES)} (got {list(views)})")
+        self.interners = Interners()
+        self.views: dict[str, View] = {
+            name: _make_view(name, self.config, backend, self.interners) for name in views
+        }
+        self.flags = UserFlags()
+        self.suppression = Suppression(suppression_key)
+        self.dedupe = EventIdWindow(dedupe_window, backend=backend) if dedupe_window is not None else None
+        self.journal = EventJournal() if dedupe_window is not None else None
+        self.max_future_ms = _max_future_ms(max_future)
+        self.latest_ms: int | None = None
+        self.events_ingested = 0
+        self.source_position: Any = None
+        self._lock = threading.RLock()
+        self._serial = next(_serials)  # the one lock order for two-store operations
+
+    def __repr__(self) -> str:
+        return f"ProfileStore(users={self.n_users}, views={list(self.views)}, latest_ms={self.latest_ms})"
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every call; hold it to read several things consistently."""
+        return self._lock
+
+    @property
+    def n_users(self) -> int:
+        """Profile codes in use (retired ones included)."""
+        return len(self.interners.users)
+
+    def view(self, name: ViewName) -> Any:
+        """The view called ``name``; ``KeyError`` with the kept names if it is not kept."""
+        try:
+            return self.views[name]
+        except KeyError:
+            raise KeyError(f"this store keeps no {name!r} view (it keeps {list(self.views)})") from None
+
+    def grow(self, n_users: int) -> None:
+        """Make room in the flags and every view for codes below ``n_users``."""
+        self.flags.grow(n_users)
+        for view in self.views.values():
+            view.grow(n_users)
+
+    # --- ingest -----------------------------------------------------------------------------
+    def ingest(
+        self,
+        data: IngestInput,
+        *,
+        format: Literal["ndjson", "json", "msgpack"] = "ndjson",
+        errors: Errors = "raise",
+    ) -> IngestReport:
+        """Take events through the one pipeline (:mod:`affinity_sdk.ingest.pipeline`)."""
+        with self._lock:
+            return run_ingest(self, data, format=format, errors=errors)
+
+    # --- who may be shown -------------------------------------------------------------------
+    def visible(self) -> NDArray[np.bool_]:
+        """Per profile code: may it appear in any output (consenting, not forgotten)?"""
+        with self._lock:
+            self.flags.grow(self.n_users)
+            return self.flags.visible()
+
+    def code_of(self, user_id: str) -> int | None:
+        """The code of a visible user, ``None`` for an unknown, opted-out or forgotten one."""
+        with self._lock:
+            code = self.interners.users.lookup(user_id)
+            if code is None or not self.is_visible(code):
+                return None
+            return code
+
+    def is_visible(self, code: int) -> bool:
+        """Whether profile ``code`` may appear in outputs (one lookup, not a whole mask)."""
+        flags = self.flags
+        return code < flags.n and not bool(flags.opted_out[code] or flags.retired[code])
+
+    def now_ms(self, now: datetime | str | int | None) -> int:
+        """``now`` in epoch ms (default: the latest folded event). A time before the latest folded
+        event raises :class:`NowBeforeDataError`: the state holds those later events already."""
+        if now is None:
+            return self.latest_ms if self.latest_ms is not None else 0
+        from affinity_sdk._units import to_epoch_ms
+
+        now_ms = to_epoch_ms(now)
+        if self.latest_ms is not None and now_ms < self.latest_ms:
+            raise NowBeforeDataError(
+                f"cannot score at {_iso(now_ms)}: the state already holds events up to "
+                f"{_iso(self.latest_ms)} (score at or after it, or ingest only the events up to "
+                f"{_iso(now_ms)})"
+            )
+        return now_ms
+
+    # --- consent and forget -----------------------------------------------------------------
+    def _decision_ms(self, at: datetime | str | int | None, code: int | None = None) -> int:
+        """``at`` in ms; by default now (or the latest event, if later), and for a consent call
+        on ``code`` after the decision in force, so a call always supersedes the one before."""
+        if at is not None:
+            from affinity_sdk._units import to_epoch_ms
+
+            return to_epoch_ms(at)
+        ms = max(_wall_ms(), self.latest_ms or NO_TIME)
+        if code is not None and self.flags.consent_ms[code] != NO_TIME:
+            ms = max(ms, int(self.flags.consent_ms[code]) + 1)
+        return ms
+
+    def _intern_profile(self, user_id: str) -> int:
+        """The code of ``user_id``, creating an empty profile (reborn if it was forgotten)."""
+        if user_id == TOMBSTONE:
+            raise ValueError("user_id must be a non-empty string")
+        code = self.interners.users.lookup(user_id)
+        if code is not None:
+            return code
+        code = self.interners.users.intern(user_id)
+        self.grow(self.n_users)
+        forget_ms = int(self.suppression.forget_ms_of([user_id])[0])
+        if forget_ms != NOT_SUPPRESSED:
+            self.flags.reborn_ms[code] = forget_ms
+            self.flags.consent_ms[code] = forget_ms
+            self.flags.opted_out[code] = True
+        return code
+
+    def opt_out(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
+        """Revoke consent as of ``at`` (default: now, or the latest event if later): the user
+        appears in no output until a later grant (:meth:`opt_in` or a ``consent_changed`` event)."""
+        with self._lock:
+            code = self._intern_profile(user_id)
+            self.flags.apply_consent(
+                np.array([code]), np.array([self._decision_ms(at, code)]), np.zeros(1, dtype=np.int8)
+            )
+
+    def opt_in(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
+        """Grant consent as of ``at``; an unknown user is left alone (no profile is created)."""
+        with self._lock:
+            code = self.interners.users.lookup(user_id)
+            if code is not None:
+                self.flags.apply_consent(
+                    np.array([code]), np.array([self._decision_ms(at, code)]), np.ones(1, dtype=np.int8)
+                )
+
+    def opted_out(self) -> list[str]:
+        """Ids of the known users now opted out."""
+        with self._lock:
+            names = self.interners.users.names
+            codes = np.flatnonzero(self.flags.opted_out & ~self.flags.retired)
+            return [names[c] for c in codes.tolist()]
+
+    def forget(self, user_id: str, *, at: datetime | str | int | None = None) -> bool:
+        """Erase ``user_id`` from every view and flag, and suppress their events stamped at or
+        before ``at`` (default: now, or the latest event if later), whenever they arrive. A later
+        event starts a new profile that stays opted out until a consent grant. Returns whether
+        the user had a profile."""
+        with self._lock:
+            forget_ms = self._decision_ms(at)
+            self.suppression.add(user_id, forget_ms)
+            code = self.interners.users.lookup(user_id)
+            if code is None:
+                return False
+            self._erase(np.array([code], dtype=np.int64))
+            return True
+
+    def _erase(self, codes: NDArray[np.int64]) -> None:
+        self.grow(self.n_users)
+        for view in self.views.values():
+            view.erase(codes)
+        self.flags.reset(codes)
+        self.flags.retired[codes] = True
+        if self.journal is not None:
+            self.journal.erase_users(codes)
+        names = self.interners.users.names
+        for code in codes.tolist():
+            self.interners.users.forget(names[code])
+
+    # --- merge ------------------------------------------------------------------------------
+    def merge(self, other: ProfileStore) -> ProfileStore:
+        """Add ``other`` (same config and views) into this store, exactly; returns ``self``.
+
+        Users match by id. Consent: the later decision wins. Suppression entries are united, and
+        a profile of a forgotten id survives only if all its events came after the forget (it then
+        stays opted out until a later grant); one with earlier events is dropped whole, on either
+        side. Event-id windows are united. Two threads merging a and b in opposite orders take the
+        two locks in one global order, so they cannot deadlock.
+        """
+        if other is self:
+            raise ValueError("cannot merge a store into itself")
+        self._check_compatible(other)
+        with ExitStack() as stack:
+            for store in sorted((self, other), key=lambda s: s._serial):
+                stack.enter_context(store._lock)
+            self._merge_locked(other)
+        return self
+
+    def _check_compatible(self, other: ProfileStore) -> None:
+        if other.config.fingerprint != self.config.fingerprint:
+            raise ConfigError(
+                f"cannot merge stores with different configs ({self.config.fingerprint} vs "
+                f"{other.config.fingerprint})"
+            )
+        if list(other.views) != list(self.views):
+            raise ValueError(
+                f"cannot merge stores with different views ({list(self.views)} vs {list(other.views)})"
+            )
+        if other.suppression.key_id != self.suppression.key_id:
+            raise ValueError("cannot merge stores whose forget suppression uses different keys")
+
+    def _merge_locked(self, other: ProfileStore) -> None:
+        self.suppression.merge(other.suppression)
+        self.grow(self.n_users)
+        other.grow(other.n_users)
+        # Our own profiles that a forget in `other` reaches.
+        self._apply_suppression(self, np.flatnonzero(~self.flags.retired))
+        names = other.interners.users.names
+        theirs = np.flatnonzero(~other.flags.retired)
+        theirs = self._apply_suppression(other, theirs, adopt=False)
+        mine = self.interners.users.intern_many([names[c] for c in theirs.tolist()])
+        n_before = self.flags.n
+        self.grow(self.n_users)
+        fresh = mine >= n_before
+        self.flags.consent_ms[mine[fresh]] = NO_TIME  # new rows take the other's decision as is
+        self.flags.merge_rows(other.flags, theirs, mine)
+        for name, view in self.views.items():
+            view.merge_rows(other.views[name], theirs, mine)
+        if self.dedupe is not None and other.dedupe is not None:
+            ids = other.dedupe.to_arrays()
+            held = np.concatenate([ids["previous"], ids["current"]])
+            both = held[self.dedupe.contains(held)]
+            journal = self._adopt_journal(other, theirs, mine)
+            if both.shape[0] and journal is not None:
+                # Events both shards folded: take the other's copy back out of every view.
+                twice = take_rows(journal, np.isin(journal.event_id, both) & _first_of_each_id(journal))
+                for view in self.views.values():
+                    view.unfold(twice)
+                self.events_ingested -= len(twice)
+            self.dedupe.seen(ids["previous"])
+            self.dedupe.seen(ids["current"])
+            if self.journal is not None:
+                self.journal.extend(journal, rotations=self.dedupe.rotations)
+        if other.latest_ms is not None:
+            self.latest_ms = (
+                other.latest_ms if self.latest_ms is None else max(self.latest_ms, other.latest_ms)
+            )
+        self.events_ingested += other.events_ingested
+
+    def _adopt_journal(
+        self, other: ProfileStore, theirs: NDArray[np.int64], mine: NDArray[np.int64]
+    ) -> EventBatch | None:
+        """``other``'s journal in this store's codes, without the profiles the merge dropped."""
+        whole = other.journal.batch() if other.journal is not None else None
+        if whole is None:
+            return None
+        user_map = np.full(other.n_users, -1, dtype=np.int64)
+        user_map[theirs] = mine
+        return adopt(take_rows(whole, user_map[whole.user] >= 0), self.interners, user_map=user_map)
+
+    def _apply_suppression(
+        self, store: ProfileStore, codes: NDArray[np.int64], *, adopt: bool = True
+    ) -> NDArray[np.int64]:
+        """Of ``store``'s profiles ``codes``, those that survive this store's suppression entries:
+        reborn after the forget, or with every event after it (then marked reborn, opted out
+        unless a later grant). With ``adopt`` the others are erased from ``store``."""
+        if len(self.suppression) == 0 or codes.shape[0] == 0:
+            return codes
+        names = store.interners.users.names
+        forget_ms = self.suppression.forget_ms_of([names[c] for c in codes.tolist()])
+        flags = store.flags
+        hit = forget_ms > flags.reborn_ms[codes]
+        if not hit.any():
+            return codes
+        late = hit & (flags.first_ms[codes] > forget_ms)
+        drop = hit & ~late
+        if late.any():
+            codes_late, when = codes[late], forget_ms[late]
+            flags.reborn_ms[codes_late] = when
+            stale = flags.consent_ms[codes_late] < when
+            flags.consent_ms[codes_late[stale]] = when[stale]
+            flags.opted_out[codes_late[stale]] = True
+        if adopt and drop.any():
+            store._erase(codes[drop])
+        return codes[~drop]
+
+    # --- save and load ----------------------------------------------------------------------
+    def to_container(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """The store as a MessagePack-able header and named arrays (one state file section)."""
+        with self._lock:
+            self.grow(self.n_users)
+            arrays: dict[str, NDArray[Any]] = {f"flags.{k}": v for k, v in self.flags.to_arrays().items()}
+            view_headers: dict[str, Any] = {}
+            for name, view in self.views.items():
+                header, view_arrays = view.to_arrays()
+                view_headers[name] = header
+                arrays.update({f"{name}.{k}": v for k, v in view_arrays.items()})
+            arrays.update({f"suppression.{k}": v for k, v in self.suppression.to_arrays().items()})
+            if self.dedupe is not None:
+                ids = self.dedupe.to_arrays()
+                arrays["dedupe.previous"], arrays["dedupe.current"] = ids["previous"], ids["current"]
+            if self.journal is not None and self.dedupe is not None:
+                self.journal.append(EventBatch.empty(self.interners), rotations=self.dedupe.rotations)
+                arrays.update({f"journal.{k}": v for k, v in self.journal.to_arrays().items()})
+            header = {
+                "store_format": STORE_FORMAT,
+                "config": msgspec.to_builtins(self.config),
+                "fingerprint": self.config.fingerprint,
+                "views": view_headers,
+                "latest_ms": self.latest_ms,
+                "events_ingested": self.events_ingested,
+                "source_position": self.source_position,
+                "interners": {name: list(getattr(self.interners, name).names) for name in _INTERNERS},
+                "dedupe_window": None if self.dedupe is None else self.dedupe.generation_size,
+                "suppression_key_id": self.suppression.key_id,
+                "max_future_ms": self.max_future_ms,
+            }
+            return header, arrays
+
+    @classmethod
+    def from_container(
+        cls,
+        path: str | Path,
+        header: dict[str, Any],
+        arrays: dict[str, NDArray[Any]],
+        *,
+        backend: str | None = "auto",
+        suppression_key: bytes | None = None,
+    ) -> ProfileStore:
+        """Rebuild a store from :meth:`to_container` output; :class:`StateError` if it is not one."""
+        stored = _decode_header(path, header)
+        try:
+            config = msgspec.convert(stored.config, ScoringConfig)
+        except (msgspec.ValidationError, ConfigError) as exc:
+            raise StateError(f"{path}: stored config is invalid: {exc}") from None
+        if config.fingerprint != stored.fingerprint:
+            raise StateError(f"{path}: config fingerprint mismatch (file {stored.fingerprint})")
+        try:
+            store = cls(
+                config,
+                views=tuple(stored.views),  # type: ignore[arg-type]
+                backend=backend,
+                dedupe_window=None,
+                max_future=None,
+                suppression_key=suppression_key,
+            )
+        except ValueError as exc:
+            raise StateError(f"{path}: {exc}") from None
+        if store.suppression.key_id != stored.suppression_key_id:
+            raise StateError(
+                f"{path}: its forget suppression was written with another suppression_key; pass that key"
+            )
+        store.max_future_ms = stored.max_future_ms
+        for name in _INTERNERS:
+            setattr(store.interners, name, type(store.interners.users)(getattr(stored.interners, name)))
+        n = store.n_users
+        try:
+            store.flags.load_arrays(arrays, n)
+            store.suppression.load_arrays(arrays["suppression.digests"], arrays["suppression.forget_ms"])
+        except (KeyError, ValueError) as exc:
+            raise StateError(f"{path}: {exc}") from None
+        retired = np.array([name == TOMBSTONE for name in store.interners.users.names], dtype=np.bool_)
+        if not np.array_equal(retired, store.flags.retired):
+            raise StateError(f"{path}: retired profiles do not match the stored users")
+        for name, view in store.views.items():
+            prefix = f"{name}."
+            view_arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            try:
+                view.load_arrays(stored.views[name], view_arrays, n)
+            except StateError as exc:
+                raise StateError(f"{path}: {exc}") from None
+        latest = stored.latest_ms
+        signals = store.views.get("signals")
+        landmark = signals.state.landmark_ms if isinstance(signals, SignalView) else None
+        if landmark is not None and (latest is None or landmark > latest):
+            raise StateError(f"{path}: decay landmark {landmark} lies after the newest event {latest}")
+        store.latest_ms = latest
+        store.events_ingested = stored.events_ingested
+        store.source_position = stored.source_position
+        if stored.dedupe_window is not None:
+            try:
+                store.dedupe = EventIdWindow.from_arrays(
+                    stored.dedupe_window, arrays["dedupe.previous"], arrays["dedupe.current"], backend=backend
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(f"{path}: stored dedupe window is invalid: {exc}") from None
+            except MemoryError:
+                raise StateError(
+                    f"{path}: stored dedupe window of {stored.dedupe_window} ids does not fit in memory"
+                ) from None
+            store.journal = EventJournal()
+            journal = {k[len("journal.") :]: v for k, v in arrays.items() if k.startswith("journal.")}
+            try:
+                store.journal.load_arrays(journal, store.interners, rotations=store.dedupe.rotations)
+            except ValueError as exc:
+                raise StateError(f"{path}: stored event journal is invalid: {exc}") from None
+        return store
+
+
+class _StoredInterners(msgspec.Struct):
+    users: list[str]
+    products: list[str]
+    categories: list[str]
+    brands: list[str]
+    campaigns: list[str]
+
+
+class _StoredStore(msgspec.Struct):
+    store_format: int
+    config: dict[str, Any]
+    fingerprint: str
+    views: dict[str, dict[str, Any]]
+    latest_ms: int | None
+    events_ingested: int = msgspec.field(default=0)
+    source_position: Any = None
+    interners: _StoredInterners = msgspec.field(default_factory=lambda: _StoredInterners([], [], [], [], []))
+    dedupe_window: int | None = None
+    suppression_key_id: str = ""
+    max_future_ms: int | None = None
+
+
+def _first_of_each_id(batch: EventBatch) -> NDArray[np.bool_]:
+    """Rows holding the first occurrence of their ``event_id``."""
+    first = np.zeros(len(batch), dtype=np.bool_)
+    first[np.unique(batch.event_id, return_index=True)[1]] = True
+    return first
+
+
+def _decode_header(path: str | Path, header: Any) -> _StoredStore:
+    if not isinstance(header, dict) or header.get("store_format") != STORE_FORMAT:
+        found = header.get("store_format", 1) if isinstance(header, dict) else "?"
+        raise StateError(
+            f"{path}: state format {found} is not supported (this affinity_sdk reads format {STORE_FORMAT}); "
+            "rebuild the state from the events"
+        )
+    try:
+        stored = msgspec.convert(header, _StoredStore)
+    except msgspec.ValidationError as exc:
+        raise StateError(f"{path}: malformed state header: {exc}") from None
+    if stored.events_ingested < 0:
+        raise StateError(f"{path}: malformed state header: events_ingested < 0")
+    return stored
+
+
+def _max_future_ms(value: str | float | timedelta | None) -> int | None:
+    from affinity_sdk._units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"max_future: {exc}") from None
+    return round(seconds * 1000) if seconds < 1e15 else None
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC
+
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms"

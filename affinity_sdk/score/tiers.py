@@ -1,0 +1,342 @@
+"""The tier plan: how raw scores become High / Medium / Low, in one place.
+
+A :class:`TierPlan` holds the ``[tiers]`` section of a config (``method`` quantile or absolute,
+``high``, ``medium``, ``hysteresis``) and the ``[score]`` mapping (``half_point``), and gives:
+
+* :attr:`TierPlan.quantile_fractions`: the population quantiles it needs (none for absolute);
+* :meth:`TierPlan.cutoffs`: the raw-score cut-offs ``(up, down)`` of a population, in one process
+  (quantiles by :func:`affinity_sdk.kernels.quantile_cutoffs`);
+* :meth:`TierPlan.cutoffs_from_quantiles`: the same from quantiles computed elsewhere (the exact
+  distributed ones of :mod:`affinity_sdk.scale.quantiles`);
+* :meth:`TierPlan.assign` / :meth:`TierPlan.tier_of`: tier codes (0 low, 1 medium, 2 high, labels
+  :data:`~affinity_sdk.score.results.TIER_LABELS`) with hysteresis against the previous tiers;
+* :meth:`TierPlan.to_score` / :meth:`TierPlan.raw_threshold`: the 0-100 score mapping and its
+  inverse.
+
+Cut-offs are on the *raw* score: ``up[t]`` is the threshold to enter tier ``t + 1`` (Medium,
+High) from below, ``down[t]`` the one to stay in it (or drop into it) from above; they are equal
+without hysteresis. A value must also be ``> 0`` to leave Low.
+
+``quantile``: ``high`` / ``medium`` are population quantiles (0.9: top 10 % High); with a band
+``b`` a user enters Medium in the top ``1 - (medium + b)`` and stays while in the top
+``1 - (medium - b)`` (fractions clipped to [0, 1]). ``absolute``: ``high`` / ``medium`` are
+thresholds on the 0-100 score (``b`` in score points), turned into raw scores by
+:meth:`~TierPlan.raw_threshold`. With ``half_point=None`` the values are tiered as they are (e.g.
+probabilities): absolute thresholds then apply to the values directly.
+
+Rules at the edges, the kernels' own: an empty population gives ``+inf`` quantile cut-offs
+(nobody above Low); NaN ranks above ``+inf`` in quantiles and is always Low; ``+inf`` scores 100.
+
+Examples
+--------
+>>> import numpy as np
+>>> from affinity_sdk.config import default_config
+>>> plan = TierPlan.from_config(default_config())
+>>> plan.method, plan.quantile_fractions.tolist()
+('quantile', [0.6, 0.9])
+>>> raw = np.arange(10.0)
+>>> up, down = plan.cutoffs(raw, backend="reference")
+>>> up.tolist(), down.tolist()
+([6.0, 9.0], [6.0, 9.0])
+>>> plan.labels(plan.assign(raw, up, down, backend="reference")).tolist()[5:]
+['low', 'medium', 'medium', 'medium', 'high']
+>>> banded = TierPlan(high=0.9, medium=0.6, hysteresis=0.1)
+>>> up, down = banded.cutoffs(raw, backend="reference")
+>>> up.tolist(), down.tolist()
+([7.0, inf], [5.0, 8.0])
+>>> previous = np.array([-1, -1, -1, -1, -1, 1, 1, -1, 2, 2], dtype=np.int8)
+>>> banded.assign(raw, up, down, previous, backend="reference").tolist()
+[0, 0, 0, 0, 0, 1, 1, 1, 2, 2]
+>>> absolute = TierPlan(method="absolute", high=75.0, medium=50.0, half_point=10.0)
+>>> absolute.cutoffs(raw)[0].tolist(), absolute.to_score(np.array([10.0, np.inf])).tolist()
+([10.0, 30.0], [50.0, 100.0])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from affinity_sdk import kernels
+from affinity_sdk.errors import ConfigError
+from affinity_sdk.score.results import TIER_LABELS
+
+if TYPE_CHECKING:
+    from affinity_sdk.config import ScoringConfig
+
+__all__ = ["NO_TIER", "Cutoffs", "TierMethod", "TierPlan"]
+
+TierMethod = Literal["quantile", "absolute"]
+#: ``(up, down)``: raw-score thresholds to enter / stay in Medium and High, each of shape ``(2,)``.
+Cutoffs = tuple[NDArray[np.float64], NDArray[np.float64]]
+#: The ``previous`` tier code of a user with none yet (treated as coming from Low).
+NO_TIER: Final = -1
+
+
+class _TierSection(Protocol):
+    """Anything shaped like :class:`~affinity_sdk.config.TierConfig` (or a propensity
+    ``TierSpec``): ``method``, ``high``, ``medium`` and optionally ``hysteresis``."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def medium(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TierPlan:
+    """How values become tiers: ``method``, ``high``, ``medium``, ``hysteresis`` (as in
+    :class:`~affinity_sdk.config.TierConfig`) and the score mapping's ``half_point`` (``None``:
+    no mapping, absolute thresholds apply to the values themselves).
+
+    Invalid settings raise :class:`~affinity_sdk.errors.ConfigError`.
+
+    Examples
+    --------
+    >>> plan = TierPlan(method="absolute", high=80.0, medium=50.0, hysteresis=5.0, half_point=10.0)
+    >>> up, down = plan.cutoffs(np.zeros(0))
+    >>> up.tolist(), down.tolist()
+    ([12.222222222222221, 56.666666666666664], [8.181818181818182, 30.0])
+    >>> plan.tier_of(20.0, up, down), plan.tier_of(40.0, up, down, previous=2)
+    (1, 2)
+    """
+
+    method: TierMethod = "quantile"
+    high: float = 0.9
+    medium: float = 0.6
+    hysteresis: float = 0.0
+    half_point: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("quantile", "absolute"):
+            raise ConfigError(f"unknown tier method {self.method!r}: use 'quantile' or 'absolute'")
+        if not all(math.isfinite(x) for x in (self.high, self.medium, self.hysteresis)):
+            raise ConfigError("tiers: high, medium and hysteresis must be finite")
+        if self.hysteresis < 0.0:
+            raise ConfigError(f"tiers: hysteresis must be >= 0 (got {self.hysteresis})")
+        if self.half_point is not None and not (math.isfinite(self.half_point) and self.half_point > 0):
+            raise ConfigError(f"half_point must be a positive number (got {self.half_point})")
+        top = 1.0 if self.method == "quantile" else 100.0 if self.half_point is not None else math.inf
+        if not 0.0 <= self.medium <= self.high <= top:
+            raise ConfigError(
+                f"tiers: {self.method} cut-offs need 0 <= medium <= high <= {top:g} "
+                f"(got medium={self.medium}, high={self.high})"
+            )
+
+    # --- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ScoringConfig) -> TierPlan:
+        """The plan of a scoring config: its ``[tiers]`` section and ``[score] half_point``.
+
+        Examples
+        --------
+        >>> from affinity_sdk.config import default_config
+        >>> TierPlan.from_config(default_config())
+        TierPlan(method='quantile', high=0.9, medium=0.6, hysteresis=0.0, half_point=10.0)
+        """
+        return cls.from_section(config.tiers, half_point=config.score.half_point)
+
+    @classmethod
+    def from_section(cls, tiers: _TierSection, *, half_point: float | None) -> TierPlan:
+        """A plan from a :class:`~affinity_sdk.config.TierConfig`-shaped section (``threshold``
+        is read as ``absolute``; a missing ``hysteresis`` is 0).
+
+        Examples
+        --------
+        >>> from affinity_sdk.models.propensity import TierSpec
+        >>> TierPlan.from_section(TierSpec(method="threshold", high=0.7, medium=0.3), half_point=None)
+        TierPlan(method='absolute', high=0.7, medium=0.3, hysteresis=0.0, half_point=None)
+        """
+        method = "absolute" if tiers.method == "threshold" else tiers.method
+        if method not in ("quantile", "absolute"):
+            raise ConfigError(f"unknown tier method {tiers.method!r}")
+        return cls(
+            method="quantile" if method == "quantile" else "absolute",
+            high=float(tiers.high),
+            medium=float(tiers.medium),
+            hysteresis=float(getattr(tiers, "hysteresis", 0.0)),
+            half_point=None if half_point is None else float(half_point),
+        )
+
+    # --- the score mapping -----------------------------------------------------------------
+    def to_score(self, raw: ArrayLike) -> NDArray[np.float64]:
+        """0-100 scores: ``100 · r / (r + half_point)``, ``r = max(raw, 0)``; ``+inf`` gives 100,
+        NaN stays NaN (as :func:`affinity_sdk.kernels.scores_100`). Without a ``half_point``, the
+        values as float64.
+
+        Examples
+        --------
+        >>> TierPlan(half_point=2.0).to_score([0.0, 2.0, 6.0, -1.0, np.inf, np.nan]).tolist()
+        [0.0, 50.0, 75.0, 0.0, 100.0, nan]
+        """
+        values = np.asarray(raw, dtype=np.float64)
+        if self.half_point is None:
+            same: NDArray[np.float64] = values.copy()
+            return same
+        positive = np.maximum(values, 0.0)
+        with np.errstate(invalid="ignore"):  # inf / inf, replaced by 100
+            score: NDArray[np.float64] = np.where(
+                positive == np.inf, 100.0, 100.0 * positive / (positive + self.half_point)
+            )
+        return score
+
+    def raw_threshold(self, score: float) -> float:
+        """The raw value whose score is ``score`` (the mapping's inverse; ``+inf`` from 100 on).
+
+        Examples
+        --------
+        >>> plan = TierPlan(half_point=10.0)
+        >>> plan.raw_threshold(50.0), plan.raw_threshold(100.0), plan.raw_threshold(0.0)
+        (10.0, inf, 0.0)
+        """
+        if self.half_point is None:
+            return float(score)
+        if score >= 100.0:
+            return float("inf")
+        return self.half_point * score / (100.0 - score)
+
+    # --- cut-offs --------------------------------------------------------------------------
+    @property
+    def banded(self) -> bool:
+        """Whether entering and staying use different cut-offs (``hysteresis > 0``)."""
+        return self.hysteresis > 0.0
+
+    @property
+    def quantile_fractions(self) -> NDArray[np.float64]:
+        """The quantiles to compute: ``[medium, high]``, or with a band ``[medium + b, high + b,
+        medium - b, high - b]`` (clipped to [0, 1]); empty for ``absolute``.
+
+        Examples
+        --------
+        >>> TierPlan(hysteresis=0.25).quantile_fractions.tolist()
+        [0.85, 1.0, 0.35, 0.65]
+        """
+        if self.method == "absolute":
+            return np.zeros(0, dtype=np.float64)
+        m, h, b = self.medium, self.high, self.hysteresis
+        if not self.banded:
+            return np.array([m, h], dtype=np.float64)
+        return np.array([min(m + b, 1.0), min(h + b, 1.0), max(m - b, 0.0), max(h - b, 0.0)])
+
+    def absolute_cutoffs(self) -> Cutoffs:
+        """``(up, down)`` of an ``absolute`` plan: :meth:`raw_threshold` of ``medium ± b`` and
+        ``high ± b`` (the lower ones clipped at 0).
+
+        Examples
+        --------
+        >>> up, down = TierPlan(method="absolute", high=50.0, medium=20.0, half_point=4.0).absolute_cutoffs()
+        >>> up.tolist(), down.tolist()
+        ([1.0, 4.0], [1.0, 4.0])
+        """
+        if self.method != "absolute":
+            raise ValueError("absolute_cutoffs() needs method='absolute'; quantile plans use cutoffs()")
+        m, h, b = self.medium, self.high, self.hysteresis
+        up = np.array([self.raw_threshold(m + b), self.raw_threshold(h + b)], dtype=np.float64)
+        down = np.array(
+            [self.raw_threshold(max(m - b, 0.0)), self.raw_threshold(max(h - b, 0.0))], dtype=np.float64
+        )
+        return up, down
+
+    def cutoffs_from_quantiles(self, quantiles: ArrayLike) -> Cutoffs:
+        """``(up, down)`` from the population's quantiles at :attr:`quantile_fractions`, however
+        they were computed (an absolute plan takes an empty array and ignores it).
+
+        Examples
+        --------
+        >>> TierPlan(hysteresis=0.1).cutoffs_from_quantiles([7.0, 10.0, 5.0, 8.0])
+        (array([ 7., 10.]), array([5., 8.]))
+        """
+        values = np.asarray(quantiles, dtype=np.float64)
+        expected = self.quantile_fractions.shape[0]
+        if values.shape != (expected,):
+            raise ValueError(f"expected {expected} quantiles for this plan, got shape {values.shape}")
+        if self.method == "absolute":
+            return self.absolute_cutoffs()
+        if not self.banded:
+            return values[:2].copy(), values[:2].copy()
+        return values[:2].copy(), values[2:4].copy()
+
+    def cutoffs(self, raw: ArrayLike, backend: str | None = "auto") -> Cutoffs:
+        """``(up, down)`` raw-score cut-offs of the population ``raw`` (ignored by ``absolute``).
+
+        Pass only the users who take part (e.g. the consenting ones); ``backend`` picks the
+        :func:`~affinity_sdk.kernels.quantile_cutoffs` engine (all give the same numbers).
+
+        Examples
+        --------
+        >>> TierPlan(high=0.8, medium=0.5).cutoffs(np.arange(1.0, 11.0), backend="reference")
+        (array([6., 9.]), array([6., 9.]))
+        """
+        if self.method == "absolute":
+            return self.absolute_cutoffs()
+        values = np.ascontiguousarray(raw, dtype=np.float64)
+        quantiles = kernels.quantile_cutoffs(values, self.quantile_fractions, backend=backend)
+        return self.cutoffs_from_quantiles(quantiles)
+
+    # --- tiers -----------------------------------------------------------------------------
+    @staticmethod
+    def assign(
+        raw: ArrayLike,
+        up: NDArray[np.float64],
+        down: NDArray[np.float64] | None = None,
+        previous: NDArray[np.int8] | None = None,
+        backend: str | None = "auto",
+    ) -> NDArray[np.int8]:
+        """Tier codes (0 low, 1 medium, 2 high) by :func:`affinity_sdk.kernels.assign_tiers`:
+        tier ``t`` when ``raw > 0`` and ``raw >= down[t-1]`` if ``previous >= t``, else
+        ``raw >= up[t-1]``; ``previous`` -1 (:data:`NO_TIER`, the default) is a user with none.
+
+        Examples
+        --------
+        >>> up, down = np.array([2.0, 5.0]), np.array([1.0, 4.0])
+        >>> TierPlan.assign(np.array([1.5, 1.5, 4.5, 4.5, 0.0]), up, down,
+        ...                 np.array([-1, 1, 1, 2, 2], dtype=np.int8), backend="reference").tolist()
+        [0, 1, 1, 2, 0]
+        """
+        values = np.ascontiguousarray(raw, dtype=np.float64)
+        cut_up = np.ascontiguousarray(up, dtype=np.float64)
+        cut_down = cut_up if down is None else np.ascontiguousarray(down, dtype=np.float64)
+        if previous is not None:
+            previous = np.ascontiguousarray(previous, dtype=np.int8)
+        return kernels.assign_tiers(values, cut_up, cut_down, previous, backend=backend)
+
+    @staticmethod
+    def tier_of(
+        raw: float, up: NDArray[np.float64], down: NDArray[np.float64] | None = None, previous: int = NO_TIER
+    ) -> int:
+        """One value's tier code, the rule of :meth:`assign` in plain Python (no array, no kernel
+        call: what a single-user lookup wants).
+
+        Examples
+        --------
+        >>> up, down = np.array([2.0, 5.0]), np.array([1.0, 4.0])
+        >>> [TierPlan.tier_of(x, up, down, p) for x, p in [(1.5, -1), (1.5, 1), (4.5, 2), (np.nan, 2)]]
+        [0, 1, 2, 0]
+        """
+        if down is None:
+            down = up
+        tier = 0
+        if raw > 0.0:
+            for level in (1, 2):
+                threshold = down[level - 1] if previous >= level else up[level - 1]
+                if raw >= threshold:
+                    tier = level
+        return tier
+
+    @staticmethod
+    def labels(codes: NDArray[np.integer[Any]]) -> NDArray[np.str_]:
+        """Tier labels (``"low"``, ``"medium"``, ``"high"``) of tier codes.
+
+        Examples
+        --------
+        >>> TierPlan.labels(np.array([2, 0, 1], dtype=np.int8)).tolist()
+        ['high', 'low', 'medium']
+        """
+        labels: NDArray[np.str_] = TIER_LABELS[codes]
+        return labels
