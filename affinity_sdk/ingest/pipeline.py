@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import msgspec
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = ["Errors", "IngestInput", "IngestReport", "run_ingest"]
 Errors = Literal["raise", "skip", "collect"]
 IngestInput = EventBatch | EventStruct | Iterable[EventStruct] | bytes | bytearray | memoryview | str
 _INTERNERS = ("users", "products", "categories", "brands", "campaigns")
+_NONE_REBORN: Final = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,17 @@ def run_ingest(
     if errors not in ("raise", "skip", "collect"):
         raise ValueError(f"errors must be 'raise', 'skip' or 'collect' (got {errors!r})")
     names = store.interners
-    marks = {name: len(getattr(names, name)) for name in _INTERNERS}
+    marks = [(interner, len(interner)) for interner in (getattr(names, name) for name in _INTERNERS)]
     try:
         batch, n_rejected, rejected = _decode(data, names, format, errors)
         n_decoded = len(batch)
         batch, n_future = _screen(store, batch, errors, rejected)
         n_rejected += n_decoded - len(batch)
     except BaseException:
-        for name, mark in marks.items():
-            getattr(names, name).truncate(mark)
+        for interner, mark in marks:
+            interner.truncate(mark)
         raise
-    n_users_before = marks["users"]
+    n_users_before = marks[0][1]
     batch, reborn_ms, n_suppressed = _drop_suppressed(store, batch, n_users_before)
     n_duplicates = 0
     if store.dedupe is not None and len(batch):
@@ -148,7 +149,17 @@ def adopt(batch: EventBatch, names: Interners, *, user_map: NDArray[np.int64] | 
     if batch.interners is names or len(batch) == 0:
         return batch
     theirs = batch.interners
-    users = user_map[batch.user] if user_map is not None else None
+    if user_map is not None:
+        users = user_map[batch.user]
+    else:
+        # Only the users with events here: an id without events never makes a profile.
+        their_names = theirs.users.names
+        has_events = np.zeros(len(their_names), dtype=np.bool_)
+        has_events[batch.user] = True
+        present = np.flatnonzero(has_events)
+        codes = np.full(len(their_names), -1, dtype=np.int64)
+        codes[present] = names.users.intern_many([their_names[c] for c in present.tolist()])
+        users = codes[batch.user]
 
     def remap(codes: NDArray[Any], kind: str) -> NDArray[Any]:
         mapping = getattr(names, kind).intern_many(getattr(theirs, kind).names)
@@ -158,7 +169,7 @@ def adopt(batch: EventBatch, names: Interners, *, user_map: NDArray[np.int64] | 
 
     adopted = replace(
         batch,
-        user=remap(batch.user, "users") if users is None else users,
+        user=users,
         campaign=remap(batch.campaign, "campaigns"),
         item_product=remap(batch.item_product, "products"),
         item_category=remap(batch.item_category, "categories"),
@@ -197,7 +208,7 @@ def _drop_suppressed(
     number of events dropped."""
     n_new = len(store.interners.users) - n_before
     if len(store.suppression) == 0:
-        return batch, np.full(n_new, NOT_SUPPRESSED, dtype=np.int64), 0
+        return batch, _NONE_REBORN if n_new == 0 else np.full(n_new, NOT_SUPPRESSED, dtype=np.int64), 0
     new_names = store.interners.users.names[n_before:]
     reborn_new = store.suppression.forget_ms_of(new_names)
     if len(batch) == 0:
@@ -236,7 +247,7 @@ def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDAr
     """Grow the flags and views to the interner, set up reborn profiles, apply consent, fold."""
     n_users = len(store.interners.users)
     store.grow(n_users)
-    reborn = np.flatnonzero(reborn_ms != NOT_SUPPRESSED)
+    reborn = np.flatnonzero(reborn_ms != NOT_SUPPRESSED) if reborn_ms.shape[0] else _NONE_REBORN
     if reborn.shape[0]:
         # A profile started after a forget stays opted out until a later consent grant.
         codes = n_before + reborn
@@ -247,7 +258,7 @@ def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDAr
     if len(batch) == 0:
         return 0
     consent_rows = batch.consent >= 0
-    if consent_rows.any():
+    if consent_rows.any() if len(batch) > 1 else consent_rows[0]:
         store.flags.apply_consent(
             batch.user[consent_rows], batch.ts_ms[consent_rows], batch.consent[consent_rows]
         )
@@ -257,7 +268,7 @@ def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDAr
         used = view.fold(batch)
         if view.name == "signals":
             scored = used
-    if store.journal is not None and store.dedupe is not None:
+    if store.journal is not None and store.dedupe is not None and (len(batch) > 1 or batch.event_id[0]):
         store.journal.append(batch, rotations=store.dedupe.rotations)
     newest = int(batch.ts_ms.max())
     store.latest_ms = newest if store.latest_ms is None else max(store.latest_ms, newest)

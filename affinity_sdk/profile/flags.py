@@ -75,26 +75,22 @@ def _filled(dtype: type[np.generic], fill: Any) -> Callable[[int], NDArray[Any]]
 class UserFlags:
     """The per-profile flag arrays (views of doubling buffers), rows ``0 .. n - 1``."""
 
-    def __init__(self) -> None:
-        self.n = 0
-        self._buffers: dict[str, NDArray[Any]] = {
-            name: np.zeros(0, dtype=dtype) for name, (dtype, _) in _COLUMNS.items()
-        }
-
-    def __getattr__(self, name: str) -> NDArray[Any]:
-        buffers = self.__dict__.get("_buffers")
-        if buffers is None or name not in buffers:
-            raise AttributeError(name)
-        view: NDArray[Any] = buffers[name][: self.n]
-        return view
-
-    # mypy sees the columns through these annotations; __getattr__ serves them.
+    # Each column is an attribute: a view of rows 0 .. n - 1 of its doubling buffer, set anew
+    # by grow(), so the per-event path reads plain attributes.
     opted_out: NDArray[np.bool_]
     consent_ms: NDArray[np.int64]
     first_ms: NDArray[np.int64]
     last_ms: NDArray[np.int64]
     reborn_ms: NDArray[np.int64]
     retired: NDArray[np.bool_]
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._buffers: dict[str, NDArray[Any]] = {
+            name: np.zeros(0, dtype=dtype) for name, (dtype, _) in _COLUMNS.items()
+        }
+        for name, buffer in self._buffers.items():
+            setattr(self, name, buffer)
 
     def grow(self, n: int) -> None:
         """Make rows ``0 .. n - 1`` exist (new rows take each column's fill)."""
@@ -104,11 +100,8 @@ class UserFlags:
             buffer = ensure_capacity(self._buffers[name], self.n, n, _filled(dtype, fill))
             buffer[self.n : n] = fill
             self._buffers[name] = buffer
+            setattr(self, name, buffer[:n])
         self.n = n
-
-    def shrink(self, n: int) -> None:
-        """Drop rows ``n ..`` (an ingest rolled back or compacted its new profiles)."""
-        self.n = min(self.n, n)
 
     def visible(self) -> NDArray[np.bool_]:
         """Profiles that may appear in any output: not opted out, not retired."""
@@ -135,6 +128,13 @@ class UserFlags:
 
     def touch(self, users: NDArray[np.int64], ts_ms: NDArray[np.int64]) -> None:
         """Widen the activity span of ``users`` to cover ``ts_ms``."""
+        if users.shape[0] == 1:  # the one-event path: two scalar compares, no ufunc.at
+            user, ts = users[0], ts_ms[0]
+            if ts < self.first_ms[user]:
+                self.first_ms[user] = ts
+            if ts > self.last_ms[user]:
+                self.last_ms[user] = ts
+            return
         np.minimum.at(self.first_ms, users, ts_ms)
         np.maximum.at(self.last_ms, users, ts_ms)
 

@@ -43,6 +43,7 @@ class SignalView:
         for i, name in enumerate(config.signal_names):
             self._signal_of_type[EVENT_TYPE_CODES[name]] = i
         self._decays_revenue = np.array([v == "revenue" for v in config.value_fields], dtype=np.bool_)
+        self._any_revenue = bool(self._decays_revenue.any())
 
     @property
     def backend(self) -> str:
@@ -51,22 +52,21 @@ class SignalView:
     def grow(self, n_profiles: int) -> None:
         self.state.ensure_profiles(n_profiles)
 
-    def shrink(self, n_profiles: int) -> None:
-        self.state.n_profiles = min(self.state.n_profiles, n_profiles)
-
     def fold(self, batch: EventBatch) -> int:
         """Fold the events of scored types; returns how many there were."""
         signal = self._signal_of_type[batch.event_type]
         keep = signal >= 0
-        if not keep.all():
-            signal = signal[keep]
-        n = int(signal.shape[0])
+        n = int(np.count_nonzero(keep))
         if n == 0:
             return 0
-        revenue = batch.revenue[keep] if n != len(batch) else batch.revenue
-        values = np.where(self._decays_revenue[signal], np.nan_to_num(revenue, nan=0.0), 1.0)
-        users = batch.user[keep] if n != len(batch) else batch.user
-        ts_ms = batch.ts_ms[keep] if n != len(batch) else batch.ts_ms
+        users, ts_ms, revenue = batch.user, batch.ts_ms, batch.revenue
+        if n != len(batch):
+            signal, users, ts_ms, revenue = signal[keep], users[keep], ts_ms[keep], revenue[keep]
+        if self._any_revenue:
+            # a missing (NaN) amount adds 0
+            values = np.where(self._decays_revenue[signal], np.where(np.isnan(revenue), 0.0, revenue), 1.0)
+        else:
+            values = np.ones(n)
         self.state.add(users, signal, ts_ms, values)
         return n
 
