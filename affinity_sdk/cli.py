@@ -239,7 +239,7 @@ def _ingest_file(
     after it are set aside (and counted on stderr), so the state is the one as of ``now``.
     Returns the scorer and the number of events accepted."""
     from affinity_sdk._units import to_epoch_ms
-    from affinity_sdk.ingest.dedupe import take_rows
+    from affinity_sdk.ingest.batch import take_rows
     from affinity_sdk.score.scorer import Scorer
 
     scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """A web-backend-shaped use of the Scorer: events arrive one by one, tier lookups are answered
-from memory, a periodic job rescores everyone and triggers journeys on tier changes, and state is
-checkpointed with the source position so a restart resumes exactly.
+from memory, a periodic job rescores everyone and triggers journeys on tier changes, an erasure
+request forgets a user for good, and state is checkpointed with the source position so a restart
+resumes exactly.
 
 Run it: ``python examples/backend_embed.py``. No web framework is needed; ``handle_event`` and
 ``handle_tier_lookup`` are what a route handler would call.
@@ -38,6 +39,12 @@ def handle_event(body: bytes) -> dict[str, object]:
 def handle_tier_lookup(user_id: str) -> dict[str, object]:
     """GET /users/<id>/tier: answered from in-process state."""
     return {"user_id": user_id, "tier": scorer.tier_of(user_id), "score": scorer.score_of(user_id)}
+
+
+def handle_erasure(user_id: str) -> dict[str, object]:
+    """DELETE /users/<id>: the right to be forgotten. Every view erases the user, and their
+    events stamped before now are dropped if a replay or a late delivery brings them back."""
+    return {"user_id": user_id, "was_known": scorer.forget(user_id)}
 
 
 def simulated_traffic(n: int, seed: int = 0) -> list[bytes]:
@@ -80,6 +87,12 @@ def main() -> None:
     result = scorer.score()
     print(f"{len(result)} users; tiers {result.tier_counts()}; {len(journeys)} journeys started")
     print("lookup:", handle_tier_lookup("user-1"))
+
+    print("erasure:", handle_erasure("user-2"))
+    replayed = [body for body in traffic if b'"user-2"' in body]
+    for body in replayed:
+        handle_event(body)  # an upstream replay of the user's old events
+    print(f"after replaying {len(replayed)} of their events: {handle_tier_lookup('user-2')}")
 
     with tempfile.TemporaryDirectory() as tmp:
         path = scorer.save(Path(tmp) / "state.afs", source_position=len(traffic))

@@ -453,7 +453,7 @@ def _view_arrays(view: AffinityView) -> dict[str, Any]:
 
 
 def test_unfold_takes_back_exactly_what_fold_added(backend: str) -> None:
-    from affinity_sdk.ingest.dedupe import take_rows
+    from affinity_sdk.ingest.batch import take_rows
 
     full = EventBatch.from_events(EVENTS)
     later = EventBatch.from_events(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from affinity_sdk._backends import native
 from affinity_sdk.capture.decode import decode_ndjson
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.ingest.batch import _EVENT_COLUMNS, _ITEM_COLUMNS, EventBatch
+from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interner, Interners
 
 HAS_READER = native() is not None and hasattr(native(), "read_ndjson")
@@ -22,7 +22,7 @@ KINDS = ("users", "products", "categories", "brands", "campaigns")
 
 def assert_same(a: EventBatch, b: EventBatch) -> None:
     assert len(a) == len(b) and a.n_items == b.n_items
-    for name in (*_EVENT_COLUMNS, *_ITEM_COLUMNS):
+    for name in (*EVENT_COLUMNS, *ITEM_COLUMNS):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype, name
         # bitwise: NaN == NaN, and -0.0 differs from 0.0

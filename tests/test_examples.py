@@ -21,6 +21,8 @@ def _run(script: str, *args: str) -> str:
 def test_backend_embed() -> None:
     out = _run("backend_embed.py")
     assert "checkpoint restored at source position 5000" in out
+    assert "erasure: {'user_id': 'user-2', 'was_known': True}" in out
+    assert "of their events: {'user_id': 'user-2', 'tier': None, 'score': None}" in out
 
 
 def test_nightly_plugin_job(tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ import pytest
 
 from affinity_sdk.capture.events import CHANNELS
 from affinity_sdk.errors import ConfigError, StateError
-from affinity_sdk.ingest.batch import EventBatch
-from affinity_sdk.ingest.dedupe import take_rows
+from affinity_sdk.ingest.batch import EventBatch, take_rows
 from affinity_sdk.models import propensity as P
 from affinity_sdk.profile.flags import opted_out_users
 from affinity_sdk.profile.propensity_view import PropensityView

@@ -39,7 +39,8 @@ from affinity_sdk.capture.events import (
     ProductViewed,
 )
 from affinity_sdk.config import ScoringConfig
-from affinity_sdk.ingest.dedupe import MAX_WINDOW, EventIdWindow, take_rows
+from affinity_sdk.ingest.batch import take_rows
+from affinity_sdk.ingest.dedupe import MAX_WINDOW, EventIdWindow
 from affinity_sdk.profile.store import NowBeforeDataError
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))

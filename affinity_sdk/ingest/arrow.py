@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from affinity_sdk._backends import native
 from affinity_sdk.capture import events as ev
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.ingest.batch import _CHANNEL_CODES, _ITEM_COLUMNS, NO_CAMPAIGN, NO_CONSENT, EventBatch
+from affinity_sdk.ingest.batch import _CHANNEL_CODES, ITEM_COLUMNS, NO_CAMPAIGN, NO_CONSENT, EventBatch
 from affinity_sdk.ingest.interner import Interner, Interners, event_id_hash
 
 
@@ -369,7 +369,7 @@ def _item_rows(offsets: NDArray[Any]) -> NDArray[np.int64]:
 def _arrow_items(table: Any, names: Interners, n: int) -> dict[str, Any]:
     pa = _pyarrow()
     if "products" not in table.column_names or pa.types.is_null(table.schema.field("products").type):
-        empty: dict[str, Any] = {k: np.zeros(0, dtype=v) for k, v in _ITEM_COLUMNS.items()}
+        empty: dict[str, Any] = {k: np.zeros(0, dtype=v) for k, v in ITEM_COLUMNS.items()}
         return {**empty, "offsets": np.zeros(n + 1, dtype=np.int64)}
     col = _one_array(table.column("products"))
     kind = col.type

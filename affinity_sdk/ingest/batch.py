@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -42,7 +42,17 @@ from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.interner import TOMBSTONE, Interner, Interners, event_id_hash
 
 # Interner, Interners and TOMBSTONE are re-exported for callers that import them from here.
-__all__ = ["TOMBSTONE", "EventBatch", "Interner", "Interners", "SourcePositions"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "ITEM_COLUMNS",
+    "TOMBSTONE",
+    "EventBatch",
+    "Interner",
+    "Interners",
+    "SourcePositions",
+    "concat_batches",
+    "take_rows",
+]
 
 NO_CAMPAIGN: Final = -1
 NO_CONSENT: Final = -1
@@ -51,7 +61,7 @@ NO_CONSENT: Final = -1
 @dataclass(frozen=True, eq=False)
 class SourcePositions:
     """Where each row of a batch came from in the bytes it was decoded from, so a problem found
-    after decoding (:func:`~affinity_sdk.ingest.dedupe.screen_rows`) is reported where a person finds it.
+    after decoding (:func:`~affinity_sdk.ingest.screen.screen_rows`) is reported where a person finds it.
 
     ``index`` holds per row the 0-based NDJSON line (``lines=True``) or the index in a JSON /
     MessagePack array of events (``lines=False``); ``single=True`` marks one event decoded on its
@@ -166,12 +176,12 @@ class EventBatch:
         1900-01-01 .. 2200-01-01.
         """
         names = interners if interners is not None else Interners()
-        cols: dict[str, list[object]] = {k: [] for k in _EVENT_COLUMNS}
-        items: dict[str, list[object]] = {k: [] for k in _ITEM_COLUMNS}
+        cols: dict[str, list[object]] = {k: [] for k in EVENT_COLUMNS}
+        items: dict[str, list[object]] = {k: [] for k in ITEM_COLUMNS}
         for position, event in enumerate(events):
             _append_event(cols, items, names, event, position)
-        arrays: dict[str, Any] = {k: np.asarray(v, dtype=_EVENT_COLUMNS[k]) for k, v in cols.items()}
-        arrays.update({k: np.asarray(v, dtype=_ITEM_COLUMNS[k]) for k, v in items.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v, dtype=EVENT_COLUMNS[k]) for k, v in cols.items()}
+        arrays.update({k: np.asarray(v, dtype=ITEM_COLUMNS[k]) for k, v in items.items()})
         return cls(**arrays, interners=names)
 
     @classmethod
@@ -258,9 +268,9 @@ class EventBatch:
         names = interners if interners is not None else Interners()
         columns = _arrow_columns(table, names)
         arrays: dict[str, Any] = {
-            k: np.ascontiguousarray(columns[k], dtype=_EVENT_COLUMNS[k]) for k in _EVENT_COLUMNS
+            k: np.ascontiguousarray(columns[k], dtype=EVENT_COLUMNS[k]) for k in EVENT_COLUMNS
         }
-        arrays.update({k: np.ascontiguousarray(columns[k], dtype=_ITEM_COLUMNS[k]) for k in _ITEM_COLUMNS})
+        arrays.update({k: np.ascontiguousarray(columns[k], dtype=ITEM_COLUMNS[k]) for k in ITEM_COLUMNS})
         return cls(**arrays, interners=names)
 
     @classmethod
@@ -315,7 +325,8 @@ class EventBatch:
         pq.write_table(self.to_arrow(), path, **write_options)
 
 
-_EVENT_COLUMNS: Final[dict[str, type[np.generic]]] = {
+#: The event columns of a batch and their dtypes: the one list every batch operation walks.
+EVENT_COLUMNS: Final[dict[str, type[np.generic]]] = {
     "user": np.int64,
     "event_type": np.uint8,
     "ts_ms": np.int64,
@@ -327,7 +338,8 @@ _EVENT_COLUMNS: Final[dict[str, type[np.generic]]] = {
     "event_id": np.uint64,
     "consent": np.int8,
 }
-_ITEM_COLUMNS: Final[dict[str, type[np.generic]]] = {
+#: The item (product line) columns and their dtypes.
+ITEM_COLUMNS: Final[dict[str, type[np.generic]]] = {
     "item_event": np.int64,
     "item_product": np.int32,
     "item_category": np.int32,
@@ -336,6 +348,8 @@ _ITEM_COLUMNS: Final[dict[str, type[np.generic]]] = {
     "item_discount": np.float64,
     "item_quantity": np.int32,
 }
+#: The item columns other than ``item_event`` (which is renumbered, not copied).
+_ITEM_VALUE_COLUMNS: Final = tuple(name for name in ITEM_COLUMNS if name != "item_event")
 _CHANNEL_CODES: Final = {name: code for code, name in enumerate(ev.CHANNELS)}
 _NAN: Final = float("nan")
 
@@ -431,12 +445,12 @@ def _from_native(
     py = cls.from_events(out.events, local)
 
     keep = status == 0
-    cols = {k: res[k] for k in _EVENT_COLUMNS}
+    cols = {k: res[k] for k in EVENT_COLUMNS}
     cols["has_coupon"] = cols["has_coupon"].view(np.bool_)
     n_cpp = {k: len(res[k][0]) for k in _INTERNED}
     if py_slots.size:
         keep[py_slots] = True
-        for k in _EVENT_COLUMNS:
+        for k in EVENT_COLUMNS:
             cols[k][py_slots] = getattr(py, k)
         cols["user"][py_slots] += n_cpp["users"]
         campaign = cols["campaign"]
@@ -445,7 +459,7 @@ def _from_native(
     # Items: C++ rows then msgspec rows, stably ordered by slot (each event's items stay in order).
     item_slot = res["item_slot"]
     n_cpp_items = item_slot.shape[0]
-    items = {k: res[k] for k in _ITEM_COLUMNS if k != "item_event"}
+    items = {k: res[k] for k in ITEM_COLUMNS if k != "item_event"}
     item_order: NDArray[np.intp] | None = None
     if py.n_items:
         item_slot = np.concatenate([item_slot, py_slots[py.item_event]])
@@ -497,8 +511,8 @@ def _from_native(
     final_items: dict[str, NDArray[Any]] = {"item_event": rows[item_slot]}
     for k, v in items.items():
         final_items[k] = remap[_ITEM_INTERNER[k]][v].astype(np.int32) if k in _ITEM_INTERNER else v
-    arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=_EVENT_COLUMNS[k]) for k, v in final.items()}
-    arrays.update({k: np.ascontiguousarray(v, dtype=_ITEM_COLUMNS[k]) for k, v in final_items.items()})
+    arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=EVENT_COLUMNS[k]) for k, v in final.items()}
+    arrays.update({k: np.ascontiguousarray(v, dtype=ITEM_COLUMNS[k]) for k, v in final_items.items()})
     source = SourcePositions(np.ascontiguousarray(line if every else line[keep], dtype=np.int64), lines=True)
     return cls(**arrays, interners=names, rejects=rejects, source=source)
 
@@ -516,3 +530,53 @@ def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:
 
 _INTERNED: Final = ("users", "products", "categories", "brands", "campaigns")
 _ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
+
+
+def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:
+    """The events of ``batch`` where ``keep`` is true, with their item rows (renumbered).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affinity_sdk.capture.events import OrderCompleted, Product
+    >>> p = Product(product_id="p", category="c", brand="b", price=1.0)
+    >>> orders = [OrderCompleted(user_id=u, timestamp=0, order_id=u, products=[p, p], revenue=2.0)
+    ...           for u in ("a", "b")]
+    >>> kept = take_rows(EventBatch.from_events(orders), np.array([False, True]))
+    >>> len(kept), kept.item_event.tolist(), kept.user.tolist()
+    (1, [0, 0], [1])
+    """
+    if keep.all():
+        return batch
+    new_row = np.cumsum(keep, dtype=np.int64) - 1
+    keep_items = keep[batch.item_event]
+    changes: dict[str, Any] = {name: getattr(batch, name)[keep] for name in EVENT_COLUMNS}
+    changes.update({name: getattr(batch, name)[keep_items] for name in _ITEM_VALUE_COLUMNS})
+    changes["item_event"] = new_row[batch.item_event[keep_items]]
+    changes["source"] = None if batch.source is None else batch.source.take(keep)
+    return replace(batch, **changes)
+
+
+def concat_batches(batches: list[EventBatch], interners: Interners) -> EventBatch:
+    """One batch of ``batches`` (all coded in ``interners``), item rows renumbered.
+
+    Examples
+    --------
+    >>> names = Interners()
+    >>> one = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"a","timestamp":1}', names)
+    >>> len(concat_batches([one, one], names))
+    2
+    """
+    if not batches:
+        return EventBatch.empty(interners)
+    offsets = np.cumsum([0] + [len(b) for b in batches[:-1]])
+    columns: dict[str, Any] = {
+        name: np.concatenate([getattr(b, name) for b in batches]) for name in EVENT_COLUMNS
+    }
+    columns.update(
+        {name: np.concatenate([getattr(b, name) for b in batches]) for name in _ITEM_VALUE_COLUMNS}
+    )
+    columns["item_event"] = np.concatenate(
+        [b.item_event + off for b, off in zip(batches, offsets, strict=True)]
+    )
+    return EventBatch(**columns, interners=interners)

@@ -26,43 +26,21 @@ Examples
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk.ingest.batch import _EVENT_COLUMNS as EVENT_COLUMNS
-from affinity_sdk.ingest.batch import _ITEM_COLUMNS as ITEM_COLUMNS
-from affinity_sdk.ingest.batch import EventBatch, Interners
-from affinity_sdk.ingest.dedupe import take_rows
+from affinity_sdk.ingest.batch import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    EventBatch,
+    Interners,
+    concat_batches,
+    take_rows,
+)
 
-__all__ = ["EventJournal", "concat_batches"]
-
-_EVENT_COLUMNS: Final = tuple(EVENT_COLUMNS)
-_ITEM_COLUMNS: Final = tuple(name for name in ITEM_COLUMNS if name != "item_event")
-
-
-def concat_batches(batches: list[EventBatch], interners: Interners) -> EventBatch:
-    """One batch of ``batches`` (all coded in ``interners``), item rows renumbered.
-
-    Examples
-    --------
-    >>> names = Interners()
-    >>> one = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"a","timestamp":1}', names)
-    >>> len(concat_batches([one, one], names))
-    2
-    """
-    if not batches:
-        return EventBatch.empty(interners)
-    offsets = np.cumsum([0] + [len(b) for b in batches[:-1]])
-    columns: dict[str, Any] = {
-        name: np.concatenate([getattr(b, name) for b in batches]) for name in _EVENT_COLUMNS
-    }
-    columns.update({name: np.concatenate([getattr(b, name) for b in batches]) for name in _ITEM_COLUMNS})
-    columns["item_event"] = np.concatenate(
-        [b.item_event + off for b, off in zip(batches, offsets, strict=True)]
-    )
-    return EventBatch(**columns, interners=interners)
+__all__ = ["EventJournal"]
 
 
 class EventJournal:
@@ -137,8 +115,9 @@ class EventJournal:
             return {}
         whole = concat_batches(parts, parts[0].interners)
         n_previous = sum(len(b) for b in self._previous)
-        arrays: dict[str, NDArray[Any]] = {name: getattr(whole, name) for name in _EVENT_COLUMNS}
-        arrays.update({name: getattr(whole, name) for name in (*_ITEM_COLUMNS, "item_event")})
+        arrays: dict[str, NDArray[Any]] = {
+            name: getattr(whole, name) for name in (*EVENT_COLUMNS, *ITEM_COLUMNS)
+        }
         arrays["generation"] = (np.arange(len(whole)) >= n_previous).astype(np.int8)
         return arrays
 
@@ -148,15 +127,15 @@ class EventJournal:
         if not arrays:
             return
         try:
-            names = (*_EVENT_COLUMNS, *_ITEM_COLUMNS, "item_event")
+            names = (*EVENT_COLUMNS, *ITEM_COLUMNS)
             columns: dict[str, Any] = {name: arrays[name] for name in names}
             generation = arrays["generation"]
         except KeyError as exc:
             raise ValueError(f"journal column {exc} is missing") from None
         n = generation.shape[0]
         n_items = columns["item_event"].shape[0]
-        if any(columns[k].ndim != 1 or columns[k].shape[0] != n for k in _EVENT_COLUMNS) or any(
-            columns[k].ndim != 1 or columns[k].shape[0] != n_items for k in _ITEM_COLUMNS
+        if any(columns[k].ndim != 1 or columns[k].shape[0] != n for k in EVENT_COLUMNS) or any(
+            columns[k].ndim != 1 or columns[k].shape[0] != n_items for k in ITEM_COLUMNS
         ):
             raise ValueError("journal columns have mismatched lengths")
         dtypes = {**EVENT_COLUMNS, **ITEM_COLUMNS}

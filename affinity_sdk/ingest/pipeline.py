@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 
 from affinity_sdk.capture.events import Event as EventStruct
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions
-from affinity_sdk.ingest.dedupe import screen_rows, take_rows
+from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions, take_rows
+from affinity_sdk.ingest.screen import screen_rows
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def adopt(batch: EventBatch, names: Interners, *, user_map: NDArray[np.int64] | 
 def _screen(
     store: ProfileStore, batch: EventBatch, errors: Errors, rejected: list[tuple[int, str]]
 ) -> tuple[EventBatch, int]:
-    """Drop rows :func:`~affinity_sdk.ingest.dedupe.screen_rows` flags (bad numbers, or later than
+    """Drop rows :func:`~affinity_sdk.ingest.screen.screen_rows` flags (bad numbers, or later than
     ``max_future`` past the newest event and the clock); positions are input positions."""
     if len(batch) == 0:
         return batch, 0

@@ -25,8 +25,14 @@ Consent: the batch paths (:func:`build_training_set`, :meth:`PropensityModel.sco
 out every user whose latest consent decision in the batch is a revocation, and with ``visible``
 (a mask, a callable or a profile store / scorer, see :func:`visible_users`) the users it hides
 too: they get no training row, no probability, and their orders do not enter the population-fitted
-BG/NBD features. The features themselves live in :mod:`affinity_sdk.models.propensity_features`
-(re-exported here).
+BG/NBD features.
+
+This module keeps the model and its tiers; the other steps live in their own modules, their
+public names re-exported here: the features in :mod:`~affinity_sdk.models.propensity_features`
+(order-day and BG/NBD ones in :mod:`~affinity_sdk.models.order_day_features`), labels and
+training sets in :mod:`~affinity_sdk.models.training`, consent and visibility in
+:mod:`~affinity_sdk.models.visibility`, calibration in :mod:`~affinity_sdk.models.calibration`
+and the logistic fit in :mod:`~affinity_sdk.models.logistic`.
 
 Examples
 --------
@@ -43,39 +49,40 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import msgspec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import isotonic_regression, minimize
-from scipy.special import expit
 
 from affinity_sdk._backends import BackendName, resolve_backend
 from affinity_sdk._persist import read_container, write_container
-from affinity_sdk._units import parse_duration
 from affinity_sdk.errors import AffinityError, ConfigError
-from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch
+from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.kernels import _propensity_reference
 from affinity_sdk.kernels.protocol import PropensityKernels
-from affinity_sdk.models.propensity_features import _ORDER_DAY_FEATURES as _ORDER_DAY_FEATURES
+from affinity_sdk.models.calibration import Calibrator, _choose_calibrator
+from affinity_sdk.models.logistic import fit_logistic
+from affinity_sdk.models.order_day_features import _ORDER_DAY_FEATURES as _ORDER_DAY_FEATURES
+from affinity_sdk.models.order_day_features import _order_days as _order_days
+from affinity_sdk.models.order_day_features import decayed_order_days
 from affinity_sdk.models.propensity_features import _SCALAR_FEATURES as _SCALAR_FEATURES
 from affinity_sdk.models.propensity_features import (
-    OUTCOMES,
     Features,
     FeatureSpec,
-    Outcome,
-    decayed_order_days,
     feature_names,
-    outcome_labels,
     profile_features,
 )
-from affinity_sdk.models.propensity_features import _order_days as _order_days
-from affinity_sdk.profile.flags import opted_out_users
+from affinity_sdk.models.training import (
+    OUTCOMES,
+    Outcome,
+    TrainingSet,
+    build_training_set,
+    outcome_labels,
+)
+from affinity_sdk.models.visibility import Visibility, visible_users
 from affinity_sdk.score.tiers import TierPlan
 
 if TYPE_CHECKING:
@@ -108,162 +115,6 @@ MODEL_KIND: Final = "propensity-model"
 MODEL_FORMAT: Final = 1
 
 
-@dataclass(frozen=True)
-class TrainingSet:
-    """Stacked (features at T, outcome in (T, T + H]) rows over one or more cutoffs."""
-
-    X: NDArray[np.float64]
-    y: NDArray[np.bool_]
-    user: NDArray[np.int64]
-    cutoff_ms: NDArray[np.int64]
-    feature_names: tuple[str, ...]
-    outcome: Outcome
-    horizon_ms: int
-    spec: FeatureSpec
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def window_ms(self) -> tuple[int, int]:
-        """First event time that can feed a feature is unbounded; this is (first cutoff, last label time)."""
-        return int(self.cutoff_ms.min()), int(self.cutoff_ms.max()) + self.horizon_ms
-
-    def concat(self, other: TrainingSet) -> TrainingSet:
-        """Rows of both sets (same outcome, horizon and features)."""
-        if (other.feature_names, other.outcome, other.horizon_ms) != (
-            self.feature_names,
-            self.outcome,
-            self.horizon_ms,
-        ):
-            raise ConfigError("cannot stack training sets with different features, outcome or horizon")
-        return replace(
-            self,
-            X=np.concatenate([self.X, other.X]),
-            y=np.concatenate([self.y, other.y]),
-            user=np.concatenate([self.user, other.user]),
-            cutoff_ms=np.concatenate([self.cutoff_ms, other.cutoff_ms]),
-        )
-
-
-#: Who may appear in outputs and feed population fits, besides the batch's consent decisions:
-#: a mask per user code of the batch, a callable taking the batch's user ids and returning such a
-#: mask, or a :class:`~affinity_sdk.profile.store.ProfileStore` / :class:`~affinity_sdk.score.scorer.Scorer`.
-Visibility: TypeAlias = "NDArray[np.bool_] | Callable[[list[str]], ArrayLike] | ProfileStore | Scorer | None"
-
-
-def visible_users(
-    batch: EventBatch, visible: Visibility = None, *, future: EventBatch | None = None
-) -> NDArray[np.bool_]:
-    """Per user code of ``batch.interners``: may the user appear in outputs (and their data feed
-    population fits)? Not when their latest consent decision in ``batch`` (and ``future``) is a
-    revocation (:func:`~affinity_sdk.profile.flags.opted_out_users`), nor when ``visible`` hides them:
-
-    - a boolean mask per user code of the batch;
-    - a callable taking the batch's user ids (a list of str) and returning such a mask;
-    - a :class:`~affinity_sdk.profile.store.ProfileStore` (or a
-      :class:`~affinity_sdk.score.scorer.Scorer`): a user the store knows must be visible there
-      (not opted out, e.g. by :meth:`~affinity_sdk.profile.store.ProfileStore.opt_out`), and an id
-      the store forgot (it holds a forget suppression entry for it) is hidden, whatever its batch
-      events; ids new to the store are left to the batch's own consent decisions.
-
-    Examples
-    --------
-    >>> lines = [b'{"type":"app_opened","user_id":"a","timestamp":1}',
-    ...          b'{"type":"consent_changed","user_id":"b","timestamp":2,"granted":false}',
-    ...          b'{"type":"app_opened","user_id":"c","timestamp":3}']
-    >>> batch = EventBatch.from_ndjson(b"\\n".join(lines))
-    >>> visible_users(batch).tolist(), visible_users(batch, lambda ids: [i != "c" for i in ids]).tolist()
-    ([True, False, True], [True, False, False])
-    """
-    names = list(batch.interners.users.names)
-    n = len(names)
-    batches = [batch] if future is None else [batch, future]
-    allowed: NDArray[np.bool_] = ~opted_out_users(*batches)[:n]
-    allowed &= np.array([name != TOMBSTONE for name in names], dtype=np.bool_)
-    if visible is None:
-        return allowed
-    store = getattr(visible, "store", visible)
-    from affinity_sdk.profile.store import ProfileStore
-
-    if isinstance(store, ProfileStore):
-        mask = _visible_in_store(store, names)
-    elif callable(visible):
-        mask = np.asarray(visible(names), dtype=np.bool_)
-    else:
-        mask = np.asarray(visible, dtype=np.bool_)
-    if mask.shape != (n,):
-        raise ValueError(f"visible must give one flag per user of the batch ({n}), got shape {mask.shape}")
-    return allowed & mask
-
-
-def _visible_in_store(store: ProfileStore, names: list[str]) -> NDArray[np.bool_]:
-    from affinity_sdk.profile.suppression import NOT_SUPPRESSED
-
-    with store.lock:
-        shown = store.visible()
-        lookup = store.interners.users.lookup
-        codes = np.array([-1 if (c := lookup(name)) is None else c for name in names], dtype=np.int64)
-        known = codes >= 0
-        mask = np.ones(len(names), dtype=np.bool_)
-        mask[known] = shown[codes[known]]
-        unknown = np.flatnonzero(~known)
-        if unknown.shape[0] and len(store.suppression):
-            forget_ms = store.suppression.forget_ms_of([names[i] for i in unknown.tolist()])
-            mask[unknown] = forget_ms == NOT_SUPPRESSED
-    return mask
-
-
-def build_training_set(
-    batch: EventBatch,
-    outcome: Outcome,
-    cutoffs: Sequence[int | str | datetime],
-    horizon: str | float,
-    *,
-    future: EventBatch | None = None,
-    spec: FeatureSpec | None = None,
-    backend: str | None = "auto",
-    visible: Visibility = None,
-) -> TrainingSet:
-    """Features at each cutoff ``T`` and the outcome in ``(T, T + H]``, eligible profiles only,
-    stacked over ``cutoffs``. Features never see events after their cutoff.
-
-    Users whose latest consent decision in ``batch`` / ``future`` is a revocation, or whom
-    ``visible`` hides (see :func:`visible_users`), get no rows, and their orders do not enter
-    the BG/NBD fit (``spec.bgnbd``).
-
-    Examples
-    --------
-    >>> from affinity_sdk.sim.shop import simulate_shop
-    >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
-    >>> ts = build_training_set(sim.batch, "churn", [sim.end_ms - 14 * 86_400_000], "1w")
-    >>> ts.X.shape[1] == len(ts.feature_names) and len(ts) <= 300
-    True
-    """
-    spec = spec or FeatureSpec()
-    if not cutoffs:
-        raise ConfigError("give at least one cutoff")
-    horizon_ms = round(parse_duration(horizon) * 1000)
-    n = len(batch.interners.users)
-    allowed = visible_users(batch, visible, future=future)
-    blocks: list[tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.int64], int]] = []
-    for cutoff in cutoffs:
-        feats = profile_features(batch, cutoff, spec=spec, n_profiles=n, backend=backend, population=allowed)
-        eligible, label = outcome_labels(batch, outcome, cutoff, horizon, future=future, n_profiles=n)
-        rows = np.flatnonzero(eligible & feats.seen & allowed)
-        blocks.append((feats.X[rows], label[rows], rows.astype(np.int64), feats.cutoff_ms))
-    return TrainingSet(
-        X=np.concatenate([b[0] for b in blocks]),
-        y=np.concatenate([b[1] for b in blocks]),
-        user=np.concatenate([b[2] for b in blocks]),
-        cutoff_ms=np.concatenate([np.full(b[0].shape[0], b[3], dtype=np.int64) for b in blocks]),
-        feature_names=feature_names(spec),
-        outcome=outcome,
-        horizon_ms=horizon_ms,
-        spec=spec,
-    )
-
-
 # --- the model ------------------------------------------------------------------------------
 
 
@@ -275,97 +126,6 @@ def _impl(backend: BackendName) -> PropensityKernels:
     from affinity_sdk.kernels import _propensity_numba
 
     return _propensity_numba
-
-
-def _fit_logistic(
-    Z: NDArray[np.float64], y: NDArray[np.float64], l2: float, start: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """L2-penalised logistic regression on standardised ``Z``; returns ``[intercept, coefs...]``."""
-    n = Z.shape[0]
-
-    def objective(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        z = theta[0] + Z @ theta[1:]
-        # log(1 + e^z) - y z, stable for large |z|
-        loss = float(np.sum(np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * float(theta[1:] @ theta[1:])
-        resid = expit(z) - y
-        grad = np.empty_like(theta)
-        grad[0] = resid.sum()
-        grad[1:] = Z.T @ resid + l2 * theta[1:]
-        return loss / n, grad / n
-
-    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 500, "gtol": 1e-7})
-    if not np.all(np.isfinite(result.x)):
-        raise AffinityError(f"logistic fit failed: {result.message}")
-    theta: NDArray[np.float64] = result.x
-    return theta
-
-
-class Calibrator(msgspec.Struct, frozen=True, kw_only=True):
-    """A monotone map from raw model probability to calibrated probability.
-
-    ``platt``: ``σ(a · logit(p) + b)``; ``isotonic``: a step function through ``(x, y)``
-    interpolated linearly; ``none``: identity.
-    """
-
-    kind: Literal["none", "platt", "isotonic"] = "none"
-    a: float = 1.0
-    b: float = 0.0
-    x: tuple[float, ...] = ()
-    y: tuple[float, ...] = ()
-
-    def apply(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
-        if self.kind == "isotonic":
-            out: NDArray[np.float64] = np.interp(raw, np.asarray(self.x), np.asarray(self.y))
-            return out
-        if self.kind == "platt":
-            result: NDArray[np.float64] = expit(self.a * _logit(raw) + self.b)
-            return result
-        return raw
-
-
-def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
-    q = np.clip(p, 1e-12, 1 - 1e-12)
-    result: NDArray[np.float64] = np.log(q) - np.log1p(-q)
-    return result
-
-
-def _fit_platt(raw: NDArray[np.float64], y: NDArray[np.float64]) -> Calibrator:
-    theta = _fit_logistic(_logit(raw)[:, None], y, 0.0, np.array([0.0, 1.0]))
-    return Calibrator(kind="platt", a=float(theta[1]), b=float(theta[0]))
-
-
-def _fit_isotonic(raw: NDArray[np.float64], y: NDArray[np.float64]) -> Calibrator:
-    values, inverse, counts = np.unique(raw, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse, weights=y) / counts
-    fitted = np.asarray(isotonic_regression(means, weights=counts.astype(np.float64), increasing=True).x)
-    # Keep only the ends of each constant block: the same interpolant with far fewer knots.
-    change = np.r_[True, fitted[1:] != fitted[:-1]]
-    knots = change | np.r_[change[1:], True]
-    return Calibrator(kind="isotonic", x=tuple(values[knots].tolist()), y=tuple(fitted[knots].tolist()))
-
-
-def _choose_calibrator(
-    raw: NDArray[np.float64], y: NDArray[np.float64], method: str, rng: np.random.Generator
-) -> Calibrator:
-    """Fit the requested calibrator; ``auto`` picks Platt or isotonic by 2-fold held-out Brier."""
-    if method == "none" or y.min() == y.max():
-        return Calibrator()
-    fitters = {"platt": _fit_platt, "isotonic": _fit_isotonic}
-    if method in fitters:
-        return fitters[method](raw, y)
-    fold = rng.permutation(raw.shape[0]) % 2 == 0
-    brier = {}
-    for name, fitter in fitters.items():
-        err = 0.0
-        for train in (fold, ~fold):
-            test = ~train
-            if y[train].min() == y[train].max():
-                err = math.inf
-                break
-            err += float(np.sum((fitter(raw[train], y[train]).apply(raw[test]) - y[test]) ** 2))
-        brier[name] = err
-    best = min(brier, key=lambda k: brier[k])
-    return fitters[best](raw, y)
 
 
 class _TierLike(Protocol):
@@ -518,7 +278,7 @@ class PropensityModel:
             start = np.zeros(X.shape[1] + 1)
             rate = y.mean()
             start[0] = math.log(rate / (1.0 - rate))
-        theta = _fit_logistic((X - mean) / scale, y, self.l2, start)
+        theta = fit_logistic((X - mean) / scale, y, self.l2, start)
         self.mean_, self.scale_, self.intercept_, self.coef_ = mean, scale, float(theta[0]), theta[1:].copy()
         self.calibrator_ = Calibrator()
         if in_cal.any():

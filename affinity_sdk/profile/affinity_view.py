@@ -10,16 +10,20 @@ This module keeps the *state* and implements the store's
   value code ``v``: a category or brand code of the store's interners, or a price band 0 low,
   1 mid, 2 premium) with one forward-decay accumulator per half-life group: a CSR matrix whose
   row pointer comes from the keys, so memory grows with the pairs seen, never with profiles ×
-  values. New events land as small sorted runs that are merged in on demand.
+  values. New events land as small sorted runs that are merged in on demand
+  (:class:`~affinity_sdk.profile.sparse_table.SparseTable`).
 - **activity**: per profile, decayed orders, discounted orders and one count per configured
   event type (discount sensitivity and the lookalikes' behaviour block).
 - **price cuts**: per category code, the (low|mid, mid|premium) cut points, fitted the first time
-  the category is seen (or explicitly) and then kept, so the band of a folded event never changes.
+  the category is seen (or explicitly) and then kept, so the band of a folded event never changes
+  (:mod:`affinity_sdk.profile.price_bands`).
 
 Decay is exact forward decay (as in :class:`~affinity_sdk.profile.decay.DecayState`): an event
 of type ``e`` at ``t`` adds :math:`w_e\, e^{\lambda_e (t - L)}` to its group's accumulator, ``L``
 the landmark, so folding is adding, event order does not matter, views merge by addition and the
-landmark moves forward before any exponent nears float64's range.
+landmark moves forward before any exponent nears float64's range. The rates, decay factors and
+landmark rule are the shared ones (:func:`~affinity_sdk.profile.decay.lam_per_ms`,
+:func:`~affinity_sdk.kernels.decay_factors`, :func:`~affinity_sdk.profile.decay.landmark_for`).
 
 Examples
 --------
@@ -35,7 +39,6 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Final, Literal
 
@@ -50,9 +53,21 @@ from affinity_sdk.config import AffinityConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.ingest.interner import Interners
-from affinity_sdk.kernels import REBASE_EXPONENT
 from affinity_sdk.kernels import _affinity_reference as _reference
+from affinity_sdk.kernels import decay_factors
+from affinity_sdk.profile.decay import lam_per_ms, landmark_for
+from affinity_sdk.profile.price_bands import (
+    PRICE_BANDS,
+    band_codes,
+    catalogue_price_cuts,
+    merge_price_cuts,
+    overlay_price_cuts,
+    price_cuts_of,
+    update_price_cuts,
+    valid_price_cuts,
+)
 from affinity_sdk.profile.rows import ensure_capacity
+from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTable, subtract_to_zero
 
 __all__ = [
     "DIMENSIONS",
@@ -67,10 +82,6 @@ __all__ = [
 
 Dimension = Literal["category", "brand", "price_band"]
 DIMENSIONS: Final[tuple[Dimension, ...]] = ("category", "brand", "price_band")
-PRICE_BANDS: Final[tuple[str, ...]] = ("low", "mid", "premium")
-#: Bits of a table key holding the value code (the profile code sits above them).
-VALUE_BITS: Final = 32
-VALUE_MASK: Final = (1 << VALUE_BITS) - 1
 _ORDER: Final = EVENT_TYPE_CODES["order_completed"]
 _VIEW_FORMAT: Final = 1
 #: The interner each dimension's value codes refer to (price bands are fixed codes).
@@ -88,78 +99,6 @@ def _impl(backend: BackendName) -> Any:
     module: ModuleType | None = native()
     assert module is not None  # resolve_backend checked it
     return module.affinity
-
-
-def _lam_per_ms(half_lives_s: Sequence[float]) -> NDArray[np.float64]:
-    lam: NDArray[np.float64] = np.log(2.0) / (np.asarray(half_lives_s, dtype=np.float64) * 1000.0)
-    return lam
-
-
-def _decay(lam: NDArray[np.float64], delta_ms: int) -> NDArray[np.float64]:
-    if delta_ms == 0:
-        return np.ones_like(lam)
-    with np.errstate(over="ignore"):
-        return np.exp(-lam * float(delta_ms))
-
-
-# --- the sparse table ---------------------------------------------------------------------------
-class _Table:
-    """Sorted unique keys ``u << 32 | v`` with accumulator rows, plus pending sorted runs."""
-
-    __slots__ = ("acc", "keys", "pending", "pending_n")
-
-    def __init__(self, width: int) -> None:
-        self.keys = np.empty(0, dtype=np.int64)
-        self.acc = np.empty((0, width), dtype=np.float64)
-        self.pending: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
-        self.pending_n = 0
-
-    def add_run(self, keys: NDArray[np.int64], acc: NDArray[np.float64], impl: Any) -> None:
-        self.pending.append((keys, acc))
-        self.pending_n += keys.shape[0]
-        if self.pending_n > max(self.keys.shape[0] // 4, 1 << 20):
-            self.compact(impl)
-
-    def compact(self, impl: Any) -> None:
-        if not self.pending:
-            return
-        if len(self.pending) == 1:
-            run_keys, run_acc = self.pending[0]
-        else:
-            keys = np.concatenate([k for k, _ in self.pending])
-            acc = np.concatenate([a for _, a in self.pending])
-            run_keys = np.empty_like(keys)
-            run_acc = np.empty_like(acc)
-            m = impl.group_sum(keys, acc, run_keys, run_acc)
-            run_keys, run_acc = _trim(run_keys, run_acc, m)
-        if self.keys.shape[0] == 0:
-            self.keys, self.acc = run_keys, run_acc
-            self.pending, self.pending_n = [], 0
-            return
-        n = self.keys.shape[0] + run_keys.shape[0]
-        out_keys = np.empty(n, dtype=np.int64)
-        out_acc = np.empty((n, self.acc.shape[1]), dtype=np.float64)
-        m = impl.merge_runs(self.keys, self.acc, run_keys, run_acc, out_keys, out_acc)
-        self.keys, self.acc = _trim(out_keys, out_acc, m)
-        self.pending, self.pending_n = [], 0
-
-    def keep(self, rows: NDArray[np.bool_]) -> None:
-        """Keep only the (compacted) entries where ``rows`` is True."""
-        self.keys, self.acc = self.keys[rows], self.acc[rows]
-
-    def scale(self, factors: NDArray[np.float64]) -> None:
-        self.acc *= factors
-        for _, acc in self.pending:
-            acc *= factors
-
-
-def _trim(
-    keys: NDArray[np.int64], acc: NDArray[np.float64], m: int
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """The first ``m`` rows; copied when that frees much of the buffer, else a view (no copy)."""
-    if 4 * m >= 3 * keys.shape[0]:
-        return keys[:m], acc[:m]
-    return keys[:m].copy(), acc[:m].copy()
 
 
 # --- the view -----------------------------------------------------------------------------------
@@ -199,7 +138,7 @@ class AffinityView:
         self.last_ms: int | None = None
         self.n_profiles = 0
         groups = self.config.half_life_groups_s
-        self.group_lam = _lam_per_ms(groups)
+        self.group_lam = lam_per_ms(groups)
         names = self.config.signal_names
         self._type_group = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
         self._type_weight = np.zeros(len(EVENT_TYPES))
@@ -210,12 +149,12 @@ class AffinityView:
             self._type_weight[code] = self.config.signals[name].weight
             self._type_column[code] = 2 + column
         # activity columns: orders, discounted orders, then one per configured event type
-        discount_lam = _lam_per_ms([parse_duration(self.config.discount_half_life)])[0]
+        discount_lam = lam_per_ms([parse_duration(self.config.discount_half_life)])[0]
         self.activity_lam = np.concatenate(
-            [[discount_lam, discount_lam], _lam_per_ms([self.config.signals[n].half_life_s for n in names])]
+            [[discount_lam, discount_lam], lam_per_ms([self.config.signals[n].half_life_s for n in names])]
         )
         self._activity = np.zeros((0, self.activity_lam.shape[0]))
-        self.tables = {dim: _Table(len(groups)) for dim in DIMENSIONS}
+        self.tables = {dim: SparseTable(len(groups)) for dim in DIMENSIONS}
         #: Per category code: the (low|mid, mid|premium) price cut points; NaN until fitted.
         self.price_cuts_ = np.full((0, 2), np.nan)
         #: The cut points of the view merged in last (our codes), for :meth:`unfold`.
@@ -290,7 +229,7 @@ class AffinityView:
 
     def _fold_items(self, batch: EventBatch, landmark: int) -> None:
         for dim, (keys, contrib) in self._item_runs(batch, landmark, self.price_cuts_).items():
-            self._add_unsorted(dim, keys, contrib)
+            self.tables[dim].add_unsorted(keys, contrib, self.impl)
 
     def _item_runs(
         self, batch: EventBatch, landmark: int, cuts: NDArray[np.float64]
@@ -310,7 +249,7 @@ class AffinityView:
             self.group_lam[groups] * dt
         )
         category = batch.item_category[keep].astype(np.int64)
-        bands = _bands(cuts, category, batch.item_price[keep])
+        bands = band_codes(cuts, category, batch.item_price[keep])
         codes = {"category": category, "brand": batch.item_brand[keep].astype(np.int64), "price_band": bands}
         prefix = users << VALUE_BITS
         runs = {}
@@ -322,12 +261,6 @@ class AffinityView:
                 keys, part = keys[valid], contrib[valid]
             runs[dim] = (keys, part)
         return runs
-
-    def _add_unsorted(self, dim: Dimension, keys: NDArray[np.int64], acc: NDArray[np.float64]) -> None:
-        out_keys = np.empty_like(keys)
-        out_acc = np.empty_like(acc)
-        m = self.impl.group_sum(keys, acc, out_keys, out_acc)
-        self.tables[dim].add_run(*_trim(out_keys, out_acc, m), self.impl)
 
     def _fold_activity(self, batch: EventBatch, landmark: int) -> int:
         cells, values, used = self._activity_cells(batch, landmark)
@@ -378,49 +311,25 @@ class AffinityView:
         landmark = self.landmark_ms
         cuts = self.price_cuts_
         if self._their_cuts is not None:
-            cuts = _overlay(cuts, self._their_cuts)
+            cuts = overlay_price_cuts(cuts, self._their_cuts)
         for dim, (keys, contrib) in self._item_runs(batch, landmark, cuts).items():
-            self._subtract(dim, keys, contrib)
+            self.tables[dim].subtract(keys, contrib, self.impl)
         cells, values, _ = self._activity_cells(batch, landmark)
         cells_ok = cells < self.n_profiles * self._activity.shape[1]
         cells, values = cells[cells_ok], values[cells_ok]
         taken = np.bincount(cells, weights=values).astype(np.float64, copy=False)
         touched = np.flatnonzero(taken)
         flat = self._activity[: self.n_profiles].reshape(-1)
-        flat[touched] = _minus(flat[touched], taken[touched])
+        flat[touched] = subtract_to_zero(flat[touched], taken[touched])
         self.touch()
-
-    def _subtract(self, dim: Dimension, keys: NDArray[np.int64], contrib: NDArray[np.float64]) -> None:
-        if keys.shape[0] == 0:
-            return
-        run_keys = np.empty_like(keys)
-        run_acc = np.empty_like(contrib)
-        m = self.impl.group_sum(keys, contrib, run_keys, run_acc)
-        run_keys, run_acc = run_keys[:m], run_acc[:m]
-        table = self.tables[dim]
-        table.compact(self.impl)
-        if table.keys.shape[0] == 0:
-            return
-        at = np.minimum(np.searchsorted(table.keys, run_keys), table.keys.shape[0] - 1)
-        found = table.keys[at] == run_keys  # a key never folded has nothing to take back
-        at, run_acc = at[found], run_acc[found]
-        if not table.acc.flags.writeable:
-            table.acc = table.acc.copy()
-        table.acc[at] = _minus(table.acc[at], run_acc)
-        empty = np.zeros(table.keys.shape[0], dtype=np.bool_)
-        empty[at] = ~table.acc[at].any(axis=1)
-        if empty.any():
-            table.keep(~empty)
 
     # --- decay landmark -------------------------------------------------------------------------
     def _maybe_rebase(self, newest_ms: int) -> None:
-        if self.landmark_ms is None:
-            self.landmark_ms = newest_ms
-            return
+        """Move the landmark as :func:`~affinity_sdk.profile.decay.landmark_for` says."""
         lam_max = float(max(self.group_lam.max(initial=0.0), self.activity_lam.max(initial=0.0)))
-        ahead = newest_ms - self.landmark_ms
-        if ahead > 0 and lam_max * ahead > REBASE_EXPONENT:
-            self.rebase(newest_ms)
+        target = landmark_for(self.landmark_ms, newest_ms, lam_max)
+        if target is not None:
+            self.rebase(target)
 
     def rebase(self, landmark_ms: int) -> None:
         """Move the decay landmark to ``landmark_ms``, rescaling every accumulator (exact)."""
@@ -429,10 +338,10 @@ class AffinityView:
             return
         delta = int(landmark_ms) - self.landmark_ms
         if delta != 0:
-            factors = _decay(self.group_lam, delta)
+            factors = decay_factors(self.group_lam, delta)
             for table in self.tables.values():
                 table.scale(factors)
-            self._activity *= _decay(self.activity_lam, delta)
+            self._activity *= decay_factors(self.activity_lam, delta)
         self.landmark_ms = int(landmark_ms)
         self.touch()
 
@@ -440,7 +349,7 @@ class AffinityView:
         """Decay factors from the landmark to ``now_ms``; ``ValueError`` if they overflow."""
         if self.landmark_ms is None:
             return np.ones_like(lam)
-        factors = _decay(lam, now_ms - self.landmark_ms)
+        factors = decay_factors(lam, now_ms - self.landmark_ms)
         if not np.all(np.isfinite(factors)):
             raise ValueError(
                 f"now={now_ms} ms is too far before the decay landmark {self.landmark_ms} ms "
@@ -452,14 +361,7 @@ class AffinityView:
     def set_price_cuts(self, cuts: NDArray[np.float64], *, refit: bool = True) -> None:
         """Take the fitted (non-NaN) rows of ``cuts`` (per category code of :attr:`interners`);
         with ``refit=False`` only for categories without cut points yet."""
-        n = max(cuts.shape[0], self.price_cuts_.shape[0])
-        merged = np.full((n, 2), np.nan)
-        merged[: self.price_cuts_.shape[0]] = self.price_cuts_
-        fitted = ~np.isnan(cuts[:, 0])
-        if not refit:
-            fitted &= np.isnan(merged[: cuts.shape[0], 0])
-        merged[: cuts.shape[0]][fitted] = cuts[fitted]
-        self.price_cuts_ = merged
+        self.price_cuts_ = update_price_cuts(self.price_cuts_, cuts, refit=refit)
 
     def _fit_missing_price_cuts(self, batch: EventBatch) -> None:
         if batch.n_items == 0:
@@ -471,7 +373,7 @@ class AffinityView:
 
     def bands(self, category: NDArray[np.int64], price: NDArray[np.float64]) -> NDArray[np.int64]:
         """Price band code (0 low, 1 mid, 2 premium; -1 unknown) of lines by category and price."""
-        return _bands(self.price_cuts_, category, price)
+        return band_codes(self.price_cuts_, category, price)
 
     # --- View protocol: erase / merge -----------------------------------------------------------
     def erase(self, codes: NDArray[np.int64]) -> None:
@@ -503,7 +405,9 @@ class AffinityView:
         if mine.shape[0]:
             self.grow(int(mine.max()) + 1)
         value_maps = {dim: self._value_map(other, kind) for dim, kind in _VALUE_INTERNER.items()}
-        self._merge_cuts(other, value_maps["category"])
+        self.price_cuts_, self._their_cuts = merge_price_cuts(
+            self.price_cuts_, other.price_cuts_, value_maps["category"]
+        )
         if other.landmark_ms is not None and mine.shape[0]:
             self._merge_entries(other, theirs, mine, value_maps)
         if other.last_ms is not None:
@@ -523,8 +427,8 @@ class AffinityView:
             self.rebase(other.landmark_ms)
         elif self.landmark_ms > other.landmark_ms:
             delta = self.landmark_ms - other.landmark_ms
-            group_scale = _decay(self.group_lam, delta)
-            activity_scale = _decay(self.activity_lam, delta)
+            group_scale = decay_factors(self.group_lam, delta)
+            activity_scale = decay_factors(self.activity_lam, delta)
         row_map = np.full(other.n_profiles, -1, dtype=np.int64)
         row_map[theirs] = mine
         for dim, table in other.tables.items():
@@ -538,7 +442,7 @@ class AffinityView:
             keys = (users[keep] << VALUE_BITS) | values
             acc = table.acc[keep] if group_scale is None else table.acc[keep] * group_scale
             if keys.shape[0] > 1 and not np.all(keys[1:] > keys[:-1]):
-                self._add_unsorted(dim, keys, acc)  # remapped codes: sort (keys stay unique)
+                self.tables[dim].add_unsorted(keys, acc, self.impl)  # remapped codes: sort (keys stay unique)
             elif keys.shape[0]:
                 self.tables[dim].add_run(keys, acc, self.impl)
         activity = other.activity[theirs]
@@ -553,23 +457,6 @@ class AffinityView:
         names = list(getattr(other.interners, kind).names)
         codes: NDArray[np.int64] = getattr(self.interners, kind).intern_many(names)
         return codes
-
-    def _merge_cuts(self, other: AffinityView, category_map: NDArray[np.int64] | None) -> None:
-        theirs = other.price_cuts_
-        fitted = np.flatnonzero(~np.isnan(theirs[:, 0]))
-        if category_map is not None:
-            fitted = fitted[fitted < category_map.shape[0]]
-        self._their_cuts = None
-        if fitted.shape[0] == 0:
-            return
-        codes = fitted if category_map is None else category_map[fitted]
-        self._their_cuts = np.full((int(codes.max()) + 1, 2), np.nan)
-        self._their_cuts[codes] = theirs[fitted]
-        cuts = np.full((max(self.price_cuts_.shape[0], int(codes.max()) + 1), 2), np.nan)
-        cuts[: self.price_cuts_.shape[0]] = self.price_cuts_
-        missing = np.isnan(cuts[codes, 0])  # ours are kept where we have them
-        cuts[codes[missing]] = theirs[fitted[missing]]
-        self.price_cuts_ = cuts
 
     # --- View protocol: save / load -------------------------------------------------------------
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
@@ -618,7 +505,7 @@ class AffinityView:
             raise StateError(f"affinity state: activity of shape {activity.shape} is malformed")
         for dim, (keys, acc) in tables.items():
             self._check_table(dim, keys, acc, stored_n)
-        if cuts.ndim != 2 or cuts.shape[1] != 2 or not _valid_cuts(cuts):
+        if cuts.ndim != 2 or cuts.shape[1] != 2 or not valid_price_cuts(cuts):
             raise StateError("affinity state: price cuts are malformed")
         has_state = activity.any() or any(keys.shape[0] for keys, _ in tables.values())
         if has_state and (landmark is None or last is None or landmark > last):
@@ -628,7 +515,7 @@ class AffinityView:
         self.grow(n_profiles)
         self._activity[:stored_n] = activity
         for dim, (keys, acc) in tables.items():
-            table = self.tables[dim] = _Table(self.group_lam.shape[0])
+            table = self.tables[dim] = SparseTable(self.group_lam.shape[0])
             table.keys, table.acc = keys, acc
         self.price_cuts_ = cuts
         self._their_cuts = None
@@ -654,44 +541,8 @@ class AffinityView:
             raise StateError(f"affinity state: the {dim} table names unknown values")
 
 
-def _bands(
-    cuts: NDArray[np.float64], category: NDArray[np.int64], price: NDArray[np.float64]
-) -> NDArray[np.int64]:
-    bands = np.full(category.shape[0], -1, dtype=np.int64)
-    ok = (category >= 0) & (category < cuts.shape[0]) & np.isfinite(price)
-    line_cuts = cuts[category[ok]]
-    p = price[ok]
-    with np.errstate(invalid="ignore"):
-        # ">" then ">=": a category whose products share one price is all "mid"
-        band = (p > line_cuts[:, 0]).astype(np.int64) + (p >= line_cuts[:, 1])
-    bands[ok] = np.where(np.isnan(line_cuts[:, 0]), -1, band)
-    return bands
-
-
-def _overlay(cuts: NDArray[np.float64], over: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``cuts`` with the fitted rows of ``over`` on top."""
-    out = np.full((max(cuts.shape[0], over.shape[0]), 2), np.nan)
-    out[: cuts.shape[0]] = cuts
-    fitted = np.flatnonzero(~np.isnan(over[:, 0]))
-    out[fitted] = over[fitted]
-    return out
-
-
-def _minus(values: NDArray[np.float64], taken: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``values - taken``, at least 0, and 0 where at most ``1e-12 * taken`` is left."""
-    left = values - taken
-    result: NDArray[np.float64] = np.where(left <= 1e-12 * taken, 0.0, left)
-    return result
-
-
 def _finite_nonnegative(values: NDArray[np.float64]) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(values >= 0.0))
-
-
-def _valid_cuts(cuts: NDArray[np.float64]) -> bool:
-    unfitted = np.isnan(cuts).all(axis=1)
-    fitted = cuts[~unfitted]
-    return bool(np.all(np.isfinite(fitted)) and np.all(fitted[:, 0] <= fitted[:, 1]))
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -703,64 +554,3 @@ def _discounted_orders(batch: EventBatch) -> NDArray[np.bool_]:
         line[batch.item_event[batch.item_discount > 0]] = True
     result: NDArray[np.bool_] = flagged | line
     return result
-
-
-def price_cuts_of(batch: EventBatch, quantiles: tuple[float, float]) -> NDArray[np.float64]:
-    """Per category code of ``batch.interners``: price quantiles over the distinct products of
-    its item table (each at its first listed price).
-
-    Examples
-    --------
-    >>> from affinity_sdk.capture.events import Product, ProductViewed
-    >>> events = [ProductViewed(user_id="u", timestamp=0, product=Product(
-    ...     product_id=f"p{i}", category="c", brand="b", price=float(i))) for i in range(4)]
-    >>> price_cuts_of(EventBatch.from_events(events), (0.5, 0.5)).tolist()
-    [[1.5, 1.5]]
-    """
-    n_categories = len(batch.interners.categories)
-    cuts = np.full((n_categories, 2), np.nan)
-    ok = np.flatnonzero(
-        (batch.item_product >= 0) & (batch.item_category >= 0) & np.isfinite(batch.item_price)
-    )
-    if ok.shape[0] == 0:
-        return cuts
-    product = batch.item_product[ok].astype(np.int64)
-    # one row per product, so best-sellers do not skew the bands (O(n), no sort of the lines)
-    first = np.full(int(product.max()) + 1, ok.shape[0], dtype=np.int64)
-    np.minimum.at(first, product, np.arange(ok.shape[0]))
-    first = ok[first[first < ok.shape[0]]]
-    return catalogue_price_cuts(batch.item_category[first], batch.item_price[first], n_categories, quantiles)
-
-
-def catalogue_price_cuts(
-    categories: NDArray[np.integer[Any]],
-    prices: NDArray[np.float64],
-    n_categories: int,
-    quantiles: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
-) -> NDArray[np.float64]:
-    """Per category code: the ``quantiles`` of a catalogue given as one (category code, finite
-    price) pair per product; NaN for categories without products. What
-    :meth:`~affinity_sdk.models.affinity.AffinityModel.fit_price_bands` fits, for a catalogue
-    gathered elsewhere (e.g. reduced across the partitions of an event lake).
-
-    Examples
-    --------
-    >>> catalogue_price_cuts(np.array([0, 0, 0, 0]), np.array([4.0, 1.0, 3.0, 2.0]), 2).round(2).tolist()
-    [[2.0, 3.0], [nan, nan]]
-    """
-    cuts = np.full((n_categories, 2), np.nan)
-    if categories.shape[0] == 0:
-        return cuts
-    cat = np.asarray(categories, dtype=np.int64)
-    price = np.asarray(prices, dtype=np.float64)
-    order = np.lexsort((price, cat))
-    cat, price = cat[order], price[order]
-    start = np.flatnonzero(np.r_[True, cat[1:] != cat[:-1]])
-    count = np.diff(np.r_[start, cat.shape[0]])
-    for column, q in enumerate(quantiles):
-        pos = q * (count - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, count - 1)
-        frac = pos - lo
-        cuts[cat[start], column] = price[start + lo] * (1 - frac) + price[start + hi] * frac
-    return cuts

@@ -3,8 +3,9 @@
 Forward decay (Cormode et al., ICDE 2009): ``acc = Σ v·exp(λ (t − L))`` against a landmark ``L``,
 so the decayed value at ``now`` is ``acc·exp(−λ (now − L))``. Updates are scatter-adds (order
 does not matter), two states merge by addition once their landmarks agree, and the landmark is
-moved forward (:meth:`DecayState.rebase`) before any exponent exceeds
-:data:`~affinity_sdk.kernels.REBASE_EXPONENT`.
+moved forward (:meth:`DecayState.rebase`, when :func:`landmark_for` says so) before any exponent
+exceeds :data:`~affinity_sdk.kernels.REBASE_EXPONENT`. The affinity view
+(:mod:`affinity_sdk.profile.affinity_view`) decays by the same rates and the same landmark rule.
 
 Examples
 --------
@@ -25,8 +26,9 @@ from numpy.typing import NDArray
 from affinity_sdk import kernels
 from affinity_sdk._backends import BackendName, resolve_backend
 from affinity_sdk.kernels import REBASE_EXPONENT, decay_factors, empty_records
+from affinity_sdk.profile.rows import ensure_capacity
 
-__all__ = ["DecayState", "lam_per_ms"]
+__all__ = ["DecayState", "lam_per_ms", "landmark_for"]
 
 
 def lam_per_ms(half_lives_s: Sequence[float]) -> NDArray[np.float64]:
@@ -43,6 +45,26 @@ def lam_per_ms(half_lives_s: Sequence[float]) -> NDArray[np.float64]:
     with np.errstate(divide="ignore"):
         lam: NDArray[np.float64] = np.log(2.0) / (h * 1000.0)
     return lam
+
+
+def landmark_for(landmark_ms: int | None, newest_ms: int, lam_max: float) -> int | None:
+    """The landmark to move to before folding events up to ``newest_ms``, or None to stay.
+
+    With no landmark yet it is ``newest_ms``; otherwise the landmark moves to ``newest_ms`` once
+    the largest exponent ``lam_max * (newest_ms - landmark_ms)`` an event there would take exceeds
+    :data:`~affinity_sdk.kernels.REBASE_EXPONENT`, so the accumulators stay far from overflow.
+
+    Examples
+    --------
+    >>> landmark_for(None, 5, 1.0), landmark_for(0, 5, 1.0), landmark_for(0, 100, 1.0)
+    (5, None, 100)
+    """
+    if landmark_ms is None:
+        return newest_ms
+    ahead = newest_ms - landmark_ms
+    if ahead > 0 and lam_max * ahead > REBASE_EXPONENT:
+        return newest_ms
+    return None
 
 
 class DecayState:
@@ -88,11 +110,10 @@ class DecayState:
         """Make room for profile codes below ``n_profiles`` (amortised doubling)."""
         if n_profiles <= self.n_profiles:
             return
-        if n_profiles > self._records.shape[0]:
-            capacity = max(n_profiles, 2 * self._records.shape[0], 1024)
-            grown = empty_records(capacity, self.n_signals)
-            grown[: self.n_profiles] = self._records[: self.n_profiles]
-            self._records = grown
+        n_signals = self.n_signals
+        self._records = ensure_capacity(
+            self._records, self.n_profiles, n_profiles, lambda size: empty_records(size, n_signals)
+        )
         self.n_profiles = n_profiles
 
     def rebase(self, landmark_ms: int) -> None:
@@ -104,16 +125,6 @@ class DecayState:
         if delta != 0:
             kernels.rebase(self.records, decay_factors(self.lam_per_ms, delta), backend=self.backend)
         self.landmark_ms = int(landmark_ms)
-
-    def _landmark_for(self, newest_ms: int) -> int | None:
-        """The landmark to move to before folding events up to ``newest_ms``, or None to stay."""
-        if self.landmark_ms is None:
-            return newest_ms
-        lam_max = float(self.lam_per_ms.max(initial=0.0))
-        ahead = newest_ms - self.landmark_ms
-        if ahead > 0 and lam_max * ahead > REBASE_EXPONENT:
-            return newest_ms
-        return None
 
     def add(
         self,
@@ -134,7 +145,7 @@ class DecayState:
         if users.shape[0] == 0:
             return
         self.ensure_profiles(int(users.max()) + 1)
-        target = self._landmark_for(int(ts_ms.max()))
+        target = landmark_for(self.landmark_ms, int(ts_ms.max()), float(self.lam_per_ms.max(initial=0.0)))
         if target is not None:
             self.rebase(target)
         assert self.landmark_ms is not None

@@ -51,14 +51,14 @@ from affinity_sdk.capture.events import CHANNELS, EVENT_TYPE_CODES
 from affinity_sdk.errors import ConfigError, StateError
 from affinity_sdk.ingest.batch import EventBatch, Interners
 from affinity_sdk.kernels import empty_records
+from affinity_sdk.models.key_tables import KEY_BITS
+from affinity_sdk.models.order_day_features import order_day_keys
 from affinity_sdk.models.propensity_features import (
-    KEY_BITS,
     Features,
     FeatureSpec,
     ProfileCounts,
     decay_signals,
     features_from_counts,
-    order_day_keys,
     signal_rows,
 )
 from affinity_sdk.profile.decay import DecayState

@@ -38,8 +38,8 @@ from numpy.typing import NDArray
 
 from affinity_sdk.config import ScoringConfig, load_scoring_config
 from affinity_sdk.errors import AffinityError, ConfigError, StateError
-from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interners
-from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow, take_rows
+from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interners, take_rows
+from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow
 from affinity_sdk.ingest.journal import EventJournal
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport, adopt, run_ingest
 from affinity_sdk.profile.flags import NO_TIME, UserFlags

@@ -107,9 +107,16 @@ def _child(target: str, seconds: int, corpus: str, artifacts: str, seed: int) ->
 
     # Numba compiles the original bytecode of its kernels; atheris's probes would break it.
     numba_modules = [
-        "affinity_sdk.ingest.dedupe",
-        "affinity_sdk.kernels._numba",
-        "affinity_sdk.kernels._affinity_numba",
+        f"affinity_sdk.kernels.{name}"
+        for name in (
+            "_numba",
+            "_numba_accumulate",
+            "_numba_tiers",
+            "_affinity_numba",
+            "_dedupe_numba",
+            "_bgnbd_numba",
+            "_propensity_numba",
+        )
     ]
     with atheris.instrument_imports(include=["affinity_sdk", "targets"], exclude=numba_modules):
         sys.path.insert(0, str(HERE))
