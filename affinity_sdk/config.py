@@ -41,6 +41,7 @@ import json
 import math
 from collections.abc import Mapping
 from importlib import resources
+from os import PathLike
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -60,6 +61,7 @@ __all__ = [
     "SignalConfig",
     "TierConfig",
     "default_config",
+    "load_affinity_config",
     "load_scoring_config",
 ]
 
@@ -390,7 +392,7 @@ def default_config() -> ScoringConfig:
     return ScoringConfig.from_toml(text, source="default_config.toml")
 
 
-def load_scoring_config(config: ScoringConfig | str | Path | None) -> ScoringConfig:
+def load_scoring_config(config: ScoringConfig | str | PathLike[str] | None) -> ScoringConfig:
     """The one way every API takes a config: a :class:`ScoringConfig` as is, a path to a TOML /
     JSON file, or ``None`` for :func:`default_config`.
 
@@ -403,4 +405,24 @@ def load_scoring_config(config: ScoringConfig | str | Path | None) -> ScoringCon
         return default_config()
     if isinstance(config, ScoringConfig):
         return config
-    return ScoringConfig.load(config)
+    return ScoringConfig.load(Path(config))
+
+
+def load_affinity_config(
+    config: AffinityConfig | ScoringConfig | str | PathLike[str] | None,
+) -> AffinityConfig:
+    """The ``[affinity]`` section the way every API takes it: an :class:`AffinityConfig` as is,
+    a :class:`ScoringConfig`'s section, a config file's section, or ``None`` for the defaults.
+
+    Examples
+    --------
+    >>> load_affinity_config(None) == AffinityConfig() == load_affinity_config(default_config())
+    True
+    """
+    if config is None:
+        return AffinityConfig()
+    if isinstance(config, AffinityConfig):
+        return config
+    if isinstance(config, ScoringConfig):
+        return config.affinity
+    return AffinityConfig.load(Path(config))

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk.config import ScoringConfig
+from affinity_sdk.config import load_affinity_config
 from affinity_sdk.ingest.interner import Interner, Interners
 from affinity_sdk.scale._common import STR, Format, Reader, Source, by_user, dask_module, require_dask
 from affinity_sdk.scale.lake import batch_from_lean, drop_opted_out, lean_meta, read_events
@@ -332,19 +332,13 @@ def score_affinities(
     from affinity_sdk._backends import resolve_backend
     from affinity_sdk._units import to_epoch_ms
     from affinity_sdk.capture.events import EVENT_TYPE_CODES
-    from affinity_sdk.config import AffinityConfig
     from affinity_sdk.models.affinity import DIMENSIONS, PRICE_BANDS, catalogue_price_cuts
 
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
     if k < 0:
         raise ValueError(f"k must be >= 0 (got {k})")
-    if config is None:
-        config = AffinityConfig()
-    elif isinstance(config, ScoringConfig):
-        config = config.affinity
-    elif not isinstance(config, AffinityConfig):
-        config = AffinityConfig.load(config)
+    config = load_affinity_config(config)
     if backend not in (None, "auto"):
         resolve_backend(backend)
     delayed = dask.delayed

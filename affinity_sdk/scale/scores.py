@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike, fspath
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk.config import ScoringConfig, default_config
+from affinity_sdk.config import ScoringConfig, load_scoring_config
 from affinity_sdk.scale._common import (
     STR,
     Format,
@@ -202,10 +201,7 @@ def score_dataset(
     dask = dask_module()
     from affinity_sdk._backends import resolve_backend
 
-    if config is None:
-        config = default_config()
-    elif not isinstance(config, ScoringConfig):
-        config = ScoringConfig.load(Path(config))
+    config = load_scoring_config(config)
     if backend not in (None, "auto"):
         resolve_backend(backend)  # fail here, not in every worker, for a backend nobody has
     events = read_events(

@@ -39,6 +39,7 @@ from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
+from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
 from affinity_sdk.score.results import TIER_LABELS, ScoreResult
@@ -59,6 +60,10 @@ __all__ = [
 
 TierLabel = Literal["low", "medium", "high"]
 _STATE_KIND = "affinity_sdk.Scorer"
+
+
+def _no_tiers(size: int) -> NDArray[np.int8]:
+    return np.full(size, NO_TIER, dtype=np.int8)
 
 
 @dataclass(frozen=True)
@@ -212,11 +217,9 @@ class Scorer:
 
     # --- scoring ---------------------------------------------------------------------------
     def _grown_tiers(self) -> NDArray[np.int8]:
+        """The tier each user had at the last :meth:`score` (``NO_TIER`` if none), one per user."""
         n = self.n_users
-        if self._tiers.shape[0] < n:
-            grown = np.full(max(n, 2 * self._tiers.shape[0], 1024), NO_TIER, dtype=np.int8)
-            grown[: self._tiers.shape[0]] = self._tiers
-            self._tiers = grown
+        self._tiers = ensure_capacity(self._tiers, self._tiers.shape[0], n, _no_tiers)
         return self._tiers[:n]
 
     def score(self, now: datetime | str | int | None = None) -> ScoreResult:
