@@ -91,7 +91,9 @@ def run_ingest(
         n_duplicates = int(np.count_nonzero(replay))
         if n_duplicates:
             batch = take_rows(batch, ~replay)
-    batch, reborn_ms = _keep_used_new_users(names, batch, n_users_before, reborn_ms)
+    if len(batch) != n_decoded or n_rejected:
+        # Rows were dropped after their users were interned: un-intern users left with none.
+        batch, reborn_ms = _keep_used_new_users(names, batch, n_users_before, reborn_ms)
     scored = _fold(store, batch, n_users_before, reborn_ms)
     return IngestReport(
         accepted=len(batch),
@@ -163,6 +165,8 @@ def adopt(batch: EventBatch, names: Interners, *, user_map: NDArray[np.int64] | 
 
     def remap(codes: NDArray[Any], kind: str) -> NDArray[Any]:
         mapping = getattr(names, kind).intern_many(getattr(theirs, kind).names)
+        if np.array_equal(mapping, np.arange(mapping.shape[0])):
+            return codes  # same codes on both sides (e.g. a fresh store): nothing to rewrite
         mapping = np.append(mapping, -1)  # code -1 (missing) stays -1
         remapped: NDArray[Any] = mapping[codes].astype(codes.dtype, copy=False)
         return remapped

@@ -3,7 +3,8 @@
 - ``opted_out`` / ``consent_ms``: the consent decision in force and its time. The latest consent
   time wins, whatever order events, API calls (:meth:`ProfileStore.opt_out`) and merged shards
   arrive in; on a tie, opted out wins.
-- ``first_ms`` / ``last_ms``: the span of the profile's folded events.
+- ``first_ms``: the time of the profile's earliest folded event (a merge keeps a profile of a
+  forgotten id only if it started after the forget).
 - ``reborn_ms``: for a profile started after its id was forgotten, the time of that forget
   (events stamped at or before it are dropped); :data:`NO_TIME` otherwise.
 - ``retired``: the code no longer names a profile (the user was forgotten).
@@ -39,7 +40,6 @@ _COLUMNS: Final[dict[str, tuple[type[np.generic], Any]]] = {
     "opted_out": (np.bool_, False),
     "consent_ms": (np.int64, NO_TIME),
     "first_ms": (np.int64, _MAX_TIME),
-    "last_ms": (np.int64, NO_TIME),
     "reborn_ms": (np.int64, NO_TIME),
     "retired": (np.bool_, False),
 }
@@ -80,7 +80,6 @@ class UserFlags:
     opted_out: NDArray[np.bool_]
     consent_ms: NDArray[np.int64]
     first_ms: NDArray[np.int64]
-    last_ms: NDArray[np.int64]
     reborn_ms: NDArray[np.int64]
     retired: NDArray[np.bool_]
 
@@ -127,25 +126,20 @@ class UserFlags:
         self.opted_out[users] = out
 
     def touch(self, users: NDArray[np.int64], ts_ms: NDArray[np.int64]) -> None:
-        """Widen the activity span of ``users`` to cover ``ts_ms``."""
-        if users.shape[0] == 1:  # the one-event path: two scalar compares, no ufunc.at
-            user, ts = users[0], ts_ms[0]
-            if ts < self.first_ms[user]:
-                self.first_ms[user] = ts
-            if ts > self.last_ms[user]:
-                self.last_ms[user] = ts
+        """Move the first-event time of ``users`` back to cover ``ts_ms``."""
+        if users.shape[0] == 1:  # the one-event path: a scalar compare, no ufunc.at
+            if ts_ms[0] < self.first_ms[users[0]]:
+                self.first_ms[users[0]] = ts_ms[0]
             return
         np.minimum.at(self.first_ms, users, ts_ms)
-        np.maximum.at(self.last_ms, users, ts_ms)
 
     def merge_rows(self, other: UserFlags, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
         """Fold ``other``'s rows ``theirs`` into rows ``mine`` (one to one): the later consent
-        decision wins, spans widen, rebirth times take the later forget."""
+        decision wins, first-event times take the earlier, rebirth times the later forget."""
         consent = np.where(other.opted_out[theirs], 0, 1).astype(np.int8)
         has = other.consent_ms[theirs] != NO_TIME
         self.apply_consent(mine[has], other.consent_ms[theirs][has], consent[has])
         np.minimum.at(self.first_ms, mine, other.first_ms[theirs])
-        np.maximum.at(self.last_ms, mine, other.last_ms[theirs])
         np.maximum.at(self.reborn_ms, mine, other.reborn_ms[theirs])
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:

@@ -44,6 +44,8 @@ class SignalView:
             self._signal_of_type[EVENT_TYPE_CODES[name]] = i
         self._decays_revenue = np.array([v == "revenue" for v in config.value_fields], dtype=np.bool_)
         self._any_revenue = bool(self._decays_revenue.any())
+        self._coefs_at: tuple[int, int | None] | None = None
+        self._coefs = self.weights
 
     @property
     def backend(self) -> str:
@@ -111,8 +113,13 @@ class SignalView:
         return self.state.raw_scores(self.weights, now_ms)
 
     def raw_of(self, code: int, now_ms: int) -> float:
-        coefs = self.weights * self.state.factors(now_ms)
-        return float(self.state.records[code]["acc"] @ coefs)
+        """One profile's raw score at ``now_ms`` (the per-signal coefficients are kept for the
+        next call at the same time and landmark: ``tier_of`` asks at the latest event time)."""
+        key = (now_ms, self.state.landmark_ms)
+        if key != self._coefs_at:
+            self._coefs = self.weights * self.state.factors(now_ms)
+            self._coefs_at = key
+        return float(self.state.records[code]["acc"] @ self._coefs)
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         return {"landmark_ms": self.state.landmark_ms}, {"records": self.state.records}

@@ -62,6 +62,9 @@ TierLabel = Literal["low", "medium", "high"]
 _STATE_KIND = "affinity_sdk.Scorer"
 
 
+_LABELS: tuple[TierLabel, TierLabel, TierLabel] = ("low", "medium", "high")  # TIER_LABELS as str
+
+
 def _no_tiers(size: int) -> NDArray[np.int8]:
     return np.full(size, NO_TIER, dtype=np.int8)
 
@@ -282,19 +285,19 @@ class Scorer:
     def tier_of(self, user_id: str, now: datetime | str | int | None = None) -> TierLabel | None:
         """One user's tier against the cut-offs of the last :meth:`score` run (computed once on
         first use if there was none); ``None`` for an unknown, opted-out or forgotten user."""
+        store = self.store
         with self._lock:
-            code = self.store.code_of(user_id)
-            if code is None:
+            code = store.interners.users.lookup(user_id)
+            if code is None or not store.is_visible(code):
                 return None
-            now_ms = self.store.now_ms(now)
+            now_ms = store.now_ms(now)
             if self._cutoffs is None:
                 raw_all = self.signals.raw_scores(now_ms)
                 self._cutoffs = self.plan.cutoffs(raw_all[self.store.visible()], backend=self.backend)
             cut_up, cut_down = self._cutoffs
-            tiers = self._grown_tiers()
-            tier = self.plan.tier_of(self.signals.raw_of(code, now_ms), cut_up, cut_down, int(tiers[code]))
-            label: TierLabel = TIER_LABELS[tier].item()
-            return label
+            previous = int(self._tiers[code]) if code < self._tiers.shape[0] else NO_TIER
+            tier = self.plan.tier_of(self.signals.raw_of(code, now_ms), cut_up, cut_down, previous)
+            return _LABELS[tier]
 
     def explain(self, user_id: str, now: datetime | str | int | None = None) -> Explanation:
         """Each signal's decayed value, count, first / last seen and contribution, largest first.
