@@ -19,7 +19,7 @@ from affinity_sdk.sim.shop import simulate_shop
 
 DAY = 86_400_000
 WEEK = 7 * DAY
-CDNOW = Path(__file__).parent / "data" / "cdnow" / "cdnow_sample.csv"
+CDNOW = Path(__file__).parents[1] / "data" / "cdnow" / "cdnow_sample.csv"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from affinity_sdk.activate.segments import compare_runs
 from affinity_sdk.score.results import ScoreResult
 
 ARTIFACTS = Path(
-    os.environ.get("AFFINITY_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
+    os.environ.get("AFFINITY_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
 
 

@@ -16,7 +16,7 @@ from affinity_sdk.models import bgnbd
 from affinity_sdk.models.bgnbd import BGNBD, summary_from_batch, summary_from_transactions
 from affinity_sdk.sim.cdnow import cdnow_orders
 
-CDNOW = Path(__file__).parent / "data" / "cdnow" / "cdnow_sample.csv"
+CDNOW = Path(__file__).parents[1] / "data" / "cdnow" / "cdnow_sample.csv"
 DAY_MS = 86_400_000
 CAL_END_MS = int(np.datetime64("1997-09-30", "ms").astype(np.int64))
 HOLDOUT_END_MS = int(np.datetime64("1998-06-30", "ms").astype(np.int64))
