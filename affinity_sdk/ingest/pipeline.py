@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["Errors", "IngestInput", "IngestReport", "run_ingest"]
 
 Errors = Literal["raise", "skip", "collect"]
-IngestInput = EventBatch | EventStruct | Iterable[EventStruct] | bytes | bytearray | memoryview | str
+#: What ``ingest`` takes: a batch, Structs, NDJSON / JSON / MessagePack bytes or text, or a
+#: pyarrow Table / RecordBatch (the ``[arrow]`` extra; columns as in ``EventBatch.from_arrow``).
+IngestInput = EventBatch | EventStruct | Iterable[EventStruct] | bytes | bytearray | memoryview | str | Any
 _INTERNERS = ("users", "products", "categories", "brands", "campaigns")
 _NONE_REBORN: Final = np.zeros(0, dtype=np.int64)
 
@@ -129,6 +131,8 @@ def _decode(
             np.asarray(decoded.positions, dtype=np.int64), lines=False, single=decoded.single
         )
         return batch, decoded.rejects.total, decoded.rejects.errors
+    if type(data).__module__.startswith("pyarrow") and hasattr(data, "schema"):
+        return EventBatch.from_arrow(data, names), 0, []  # a pyarrow Table or RecordBatch
     if isinstance(data, msgspec.Struct):  # one event: its fields are at `$.field`
         batch = EventBatch.from_events([cast(EventStruct, data)], names)
         batch.source = SourcePositions(np.zeros(1, np.int64), lines=False, single=True)

@@ -20,6 +20,7 @@ from affinity_sdk import SchemaError, Scorer, StateError
 from affinity_sdk.capture.events import AppOpened, ConsentChanged, OrderCompleted, Product, ProductViewed
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.ingest.batch import EventBatch, Interners
+from affinity_sdk.models.affinity import affinities_table
 from affinity_sdk.profile.store import NowBeforeDataError
 
 CONFIG = ScoringConfig.from_toml(
@@ -86,6 +87,10 @@ def test_a_failed_ingest_changes_nothing_structs_and_batches(backend: str, tmp_p
     foreign = EventBatch.from_events([AppOpened(user_id="new", timestamp=Y2100)], Interners())
     with pytest.raises(SchemaError):
         scorer.ingest(foreign)
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"type": ["app_opened"] * 2, "user_id": ["old", "new"], "timestamp": [T0, Y2100]})
+    with pytest.raises(SchemaError, match=r"at `\$\[1\]\.timestamp`"):
+        scorer.ingest(table)
     assert scorer.interners.products.names == ()  # nothing else interned either
     _assert_unchanged(scorer, tmp_path)
     assert scorer.score().raw_score.tolist() == [1.0]
@@ -360,7 +365,12 @@ class Oracle:
         return out
 
 
+_SHOE = Product(product_id="p1", category="shoes", brand="acme", price=30.0)
+
+
 def _event(user: str, ts: int, kind: str, value: float, event_id: str | None) -> object:
+    if kind == "product_viewed":
+        return ProductViewed(user_id=user, timestamp=ts, product=_SHOE, event_id=event_id)
     if kind == "app_opened":
         return AppOpened(user_id=user, timestamp=ts, event_id=event_id)
     if kind == "order_completed":
@@ -375,7 +385,7 @@ _times = st.integers(0, 40).map(lambda d: T0 + d * DAY_MS // 4)
 _rows = st.tuples(
     _users,
     _times,
-    st.sampled_from(["app_opened", "app_opened", "order_completed", "grant", "revoke"]),
+    st.sampled_from(["app_opened", "product_viewed", "order_completed", "grant", "revoke"]),
     st.sampled_from([1.0, 20.0, 55.5]),
     st.one_of(st.none(), st.sampled_from(["e1", "e2", "e3", "e4"])),
 ).map(lambda r: (r[0], r[1], r[2], r[3] if r[2] == "order_completed" else 1.0, r[4]))
@@ -395,7 +405,8 @@ _ops = st.lists(
 def test_random_streams_match_the_oracle(
     ops: list[tuple[object, ...]], backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    shards = [Scorer(CONFIG, backend=backend, max_future=None) for _ in range(2)]
+    views = ("signals", "affinity")
+    shards = [Scorer(CONFIG, backend=backend, max_future=None, views=views) for _ in range(2)]
     oracles = [Oracle(), Oracle()]
     folder = tmp_path_factory.mktemp("oracle")
     for op in ops:
@@ -429,3 +440,8 @@ def _check(scorer: Scorer, oracle: Oracle) -> None:
         u for u in oracle.known if oracle.consent.get(u, (NEVER, False))[1]
     )
     assert np.all(np.isfinite(result.raw_score))
+    # The affinity view of the same store shows exactly the visible users with product events.
+    viewers = {u for u in want if any(kind == "product_viewed" for _, kind, _, _ in oracle.events[u])}
+    table = affinities_table(scorer.affinity, "category", 1)
+    assert set(table["user_id"]) == viewers
+    assert set(scorer.affinity.audience("category", "shoes", min_affinity=0.0)) <= viewers
