@@ -4,7 +4,12 @@
 scores an NDJSON (or Parquet) event file; ``affinity affinities`` writes every user's top
 categories, brands or price bands, ``affinity lookalikes`` ranks users like a seed list and
 ``affinity report`` writes the HTML report.
-Errors print one readable line and exit with status 2.
+Errors print one readable line and exit with status 2. Before any work, an ``--out`` that is one
+of the command's inputs (the events, ``--previous``, ``--seeds`` or ``--config`` file, compared
+as resolved paths, so symlinks and other spellings count) is refused, and so is Parquet in or
+out without pyarrow installed. Tables are written atomically (see
+:func:`~affinity_sdk.score.results.write_columns`). ``python -m affinity_sdk`` runs the same
+command.
 
 Examples
 --------
@@ -16,11 +21,13 @@ affinity_sdk ...
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from affinity_sdk import __version__
 from affinity_sdk.errors import AffinityError
@@ -333,6 +340,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The arguments that name a file a command reads, and how an error calls them.
+_INPUTS: Final = (
+    ("events", "events file"),
+    ("previous", "--previous file"),
+    ("seeds", "--seeds file"),
+    ("config", "--config file"),
+)
+_ARROW_EXTRA: Final = "needs the [arrow] extra: pip install 'affinity_sdk[arrow]'"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same file on disk (hard links, case-insensitive
+    names) or the same resolved path (symlinks, ``..``, relative spellings)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except (OSError, ValueError):  # one of them does not exist (yet)
+        pass
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` (or the ``.meta.json`` written beside it) that is one of the inputs,
+    before anything is read or written."""
+    out: Path | None = getattr(args, "out", None)
+    if out is None or not hasattr(args, "events"):
+        return
+    outputs = [out]
+    if out.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
+        outputs.append(out.with_name(out.name + ".meta.json"))
+    for name, role in _INPUTS:
+        source: Path | None = getattr(args, name, None)
+        if source is None:
+            continue
+        for target in outputs:
+            if _same_file(target, source):
+                what = "--out" if target is out else f"the metadata file {target} of --out"
+                raise AffinityError(f"{what} {out} is the {role} {source}: write the output to another file")
+
+
+def _arrow_available() -> bool:
+    try:
+        importlib.import_module("pyarrow")
+        importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        return False
+    return True
+
+
+def _check_arrow(args: argparse.Namespace) -> None:
+    """Parquet in or out without pyarrow: one clear error before any work."""
+    parquet = [
+        (f"reading {path}", path)
+        for path in (getattr(args, "events", None), getattr(args, "previous", None))
+        if path is not None and path.suffix.lower() == ".parquet"
+    ]
+    out: Path | None = getattr(args, "out", None)
+    if hasattr(args, "events") and out is not None and out.suffix.lower() == ".parquet":
+        parquet.append((f"writing {out}", out))
+    if parquet and not _arrow_available():
+        raise AffinityError(f"{parquet[0][0]} (Parquet) {_ARROW_EXTRA}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``affinity`` command; returns the exit status."""
     parser = build_parser()
@@ -345,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_paths(args)
+        _check_arrow(args)
         return handler(args)
     except (AffinityError, OSError, ValueError, KeyError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

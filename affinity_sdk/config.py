@@ -5,8 +5,8 @@ Loaded from TOML or JSON and validated at the boundary with messages that name t
     version = "spring-2027"          # free text, recorded with every result
 
     [signals.product_viewed]          # key = an event type
-    weight = 1.0
-    half_life = "3d"                  # ms / s / m / h / d / w units, or "inf" (no decay)
+    weight = 1.0                      # finite, |weight| <= 1e12
+    half_life = "3d"                  # > 0: ms / s / m / h / d / w units, or "inf" (no decay)
     # value = "revenue"               # decay a numeric field instead of counting events
 
     [tiers]
@@ -68,6 +68,10 @@ __all__ = [
 ValueField = Literal["count", "revenue"]
 _T = TypeVar("_T")
 
+#: The largest ``|weight|`` a signal may have: weight × decayed value must stay far from float64
+#: overflow (1e308), or scores become inf / NaN.
+MAX_WEIGHT: Final = 1e12
+
 
 class SignalConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One scored event type: its weight, half-life and what is decayed (a count or revenue)."""
@@ -122,6 +126,18 @@ def _decode(text: str | bytes, type: type[_T], fmt: Literal["toml", "json"], sou
         raise ConfigError(f"{source}: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec decodes bytes itself
         raise ConfigError(f"{source}: invalid {fmt.upper()}: {exc}") from None
+    except RecursionError:  # arrays / tables nested about a thousand deep
+        raise ConfigError(f"{source}: invalid {fmt.upper()}: nesting too deep") from None
+
+
+def _convert(data: Any, type: type[_T], source: str) -> _T:
+    """Validate a plain mapping as ``type``; every failure is a :class:`ConfigError`."""
+    try:
+        return msgspec.convert(data, type)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nesting too deep") from None
 
 
 #: Event types that carry product lines and may feed affinity.
@@ -200,10 +216,7 @@ class AffinityConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "affinity config") -> AffinityConfig:
         """Validate the ``[affinity]`` table as a plain mapping."""
-        try:
-            return msgspec.convert(data, cls)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        return _convert(data, cls, source)
 
     @classmethod
     def from_toml(cls, text: str | bytes, *, source: str = "config") -> AffinityConfig:
@@ -239,8 +252,10 @@ def _validate_affinity(cfg: AffinityConfig) -> None:
         if name not in PRODUCT_EVENT_TYPES:
             kind = "unknown event type" if name not in EVENT_TYPE_CODES else "event type without products"
             raise ConfigError(f"{where}: {kind} {name!r}")
-        if not (math.isfinite(signal.weight) and signal.weight >= 0):
-            raise ConfigError(f"{where}.weight must be a finite number >= 0 (got {signal.weight})")
+        if not (math.isfinite(signal.weight) and 0 <= signal.weight <= MAX_WEIGHT):
+            raise ConfigError(
+                f"{where}.weight must be a finite number >= 0 and <= {MAX_WEIGHT:g} (got {signal.weight})"
+            )
         try:
             h = signal.half_life_s
         except ValueError as exc:
@@ -281,10 +296,7 @@ class ScoringConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ScoringConfig:
         """Validate a plain mapping (as parsed from TOML / JSON)."""
-        try:
-            return msgspec.convert(data, cls)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        return _convert(data, cls, source)
 
     @classmethod
     def from_toml(cls, text: str | bytes, *, source: str = "config") -> ScoringConfig:
@@ -358,12 +370,17 @@ def _validate(cfg: ScoringConfig) -> None:
         where = f"`signals.{name}`"
         if name not in EVENT_TYPE_CODES:
             raise ConfigError(f"{where}: unknown event type {name!r}")
-        if not math.isfinite(signal.weight):
-            raise ConfigError(f"{where}.weight must be a finite number (got {signal.weight})")
+        if not (math.isfinite(signal.weight) and abs(signal.weight) <= MAX_WEIGHT):
+            raise ConfigError(
+                f"{where}.weight must be a finite number with |weight| <= {MAX_WEIGHT:g} "
+                f"(got {signal.weight})"
+            )
         try:
-            signal.half_life_s  # noqa: B018 - parsing is the validation
+            h = signal.half_life_s
         except ValueError as exc:
             raise ConfigError(f"{where}.half_life: {exc}") from None
+        if not h > 0:  # 0 would erase every event at once; "inf" (no decay) is allowed
+            raise ConfigError(f"{where}.half_life must be > 0 (got {signal.half_life!r})")
     t = cfg.tiers
     if not all(math.isfinite(x) for x in (t.high, t.medium, t.hysteresis)) or t.hysteresis < 0:
         raise ConfigError("`tiers`: high, medium and hysteresis must be finite, hysteresis >= 0")

@@ -13,6 +13,10 @@ and ``unknown_types="raise"`` (an unknown ``type`` is a bad event, handled by ``
 ``"skip"`` (dropped and counted in ``result.rejects.n_unknown``). Nothing is dropped silently:
 ``len(result) + n_invalid + n_unknown`` is always the number of events in the input.
 
+An event nested deeper than msgspec can decode (it stops at Python's recursion limit, about a
+thousand levels, even inside a field that is ignored) is a bad event like any other:
+``Nesting too deep ...`` at its line or index, never a ``RecursionError``.
+
 Examples
 --------
 >>> data = b'{"type":"app_opened","user_id":"u1","timestamp":1700000000000}\\n\\n{"type":"nope"}\\n'
@@ -115,6 +119,8 @@ _MSGPACK_EVENT: Final = msgspec.msgpack.Decoder(ev.Event)
 _MSGPACK_TAG: Final = msgspec.msgpack.Decoder(_Tag)
 _MSGPACK_RAW_LIST: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _PATH: Final = re.compile(r" - at `\$")
+#: The message of an event nested deeper than the decoder can follow.
+NESTING_TOO_DEEP: Final = "Nesting too deep (maximum recursion depth exceeded while decoding)"
 
 
 def _check(errors: str, unknown_types: str) -> None:
@@ -150,7 +156,7 @@ def _decode_one(
         if message.startswith("Invalid value ") and message.endswith(" - at `$.type`"):
             try:
                 kind = decode_tag(raw).type
-            except (msgspec.MsgspecError, UnicodeDecodeError):  # pragma: no cover - decoded above
+            except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):  # pragma: no cover
                 return message, False
             if kind not in ev.EVENT_TYPE_CODES:
                 return f"Unknown event type {kind!r} - at `$.type`", True
@@ -160,6 +166,9 @@ def _decode_one(
     except UnicodeDecodeError as exc:
         # msgspec lets invalid UTF-8 inside strings surface as Python's own error.
         return f"Invalid UTF-8 in a string ({exc.reason} at byte {exc.start})", False
+    except RecursionError:
+        # msgspec gives up past Python's recursion limit, even inside an ignored field.
+        return NESTING_TOO_DEEP, False
     ts = ev.timestamp_ms(event)
     if not ev.MIN_TS_MS <= ts <= ev.MAX_TS_MS:
         return f"Timestamp {ts} ms is outside 1900-01-01 .. 2200-01-01 - at `$.timestamp`", False
@@ -254,20 +263,163 @@ def _decode_document(
     decode_tag: Callable[[bytes | memoryview], _Tag],
     decode_list: Callable[[bytes | memoryview], list[msgspec.Raw]],
     is_array: Callable[[bytes], bool],
+    split: Callable[[bytes], list[memoryview] | None],
 ) -> DecodeResult:
     out = _Collector(errors, unknown_types)
     buf = data.encode() if isinstance(data, str) else bytes(data)
     if not is_array(buf):
         out.add(_decode_one(buf, decode, decode_tag), 0, None, "")
         return replace(out.result(), single=True)
+    items: list[memoryview] | None
     try:
-        items = decode_list(buf)
+        items = [memoryview(raw) for raw in decode_list(buf)]
     except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
         # The array itself is broken, so no event in it can be trusted: always an error.
         raise SchemaError(f"malformed array of events: {exc}", None) from None
+    except RecursionError:
+        # msgspec recurses even to skip an element: split the array without recursion, so
+        # only the too-deep elements are bad events.
+        items = split(buf)
+        if items is None:
+            raise SchemaError(f"malformed array of events: {NESTING_TOO_DEEP.lower()}", None) from None
     for index, raw in enumerate(items):
-        out.add(_decode_one(memoryview(raw), decode, decode_tag), index, index, "")
+        out.add(_decode_one(raw, decode, decode_tag), index, index, "")
     return out.result()
+
+
+_JSON_TOKENS: Final = re.compile(rb'["\[\]{},]')
+_JSON_STRING_END: Final = re.compile(rb'["\\]')
+_JSON_SPACE: Final = b" \t\r\n"
+
+
+def _split_json_array(buf: bytes) -> list[memoryview] | None:
+    """The elements of a JSON array as byte slices, found without recursion (brackets matched
+    outside strings); ``None`` if the brackets do not frame one array. The elements themselves
+    are not validated: each is decoded on its own afterwards."""
+    start = len(buf) - len(buf.lstrip(_JSON_SPACE))
+    if buf[start : start + 1] != b"[":
+        return None
+    view = memoryview(buf)
+    items: list[memoryview] = []
+    open_brackets = bytearray()  # a stack of the closing bracket each open one expects
+    item_start = start + 1
+    pos = start
+    while True:
+        token = _JSON_TOKENS.search(buf, pos)
+        if token is None:
+            return None
+        pos = token.end()
+        char = buf[token.start()]
+        if char == 0x22:  # '"': jump past the closing quote, skipping escaped characters
+            while True:
+                end = _JSON_STRING_END.search(buf, pos)
+                if end is None:
+                    return None
+                pos = end.end() + (buf[end.start()] == 0x5C)  # a backslash skips one more
+                if buf[end.start()] == 0x22:
+                    break
+        elif char in b"[{":
+            open_brackets.append(char + 2)  # "[" + 2 == "]", "{" + 2 == "}"
+        elif char in b"]}":
+            if not open_brackets or open_brackets.pop() != char:
+                return None
+            if not open_brackets:
+                last = view[item_start : token.start()]
+                if bytes(last).strip(_JSON_SPACE):
+                    items.append(last)
+                elif items:  # a trailing comma: `[1, ]`
+                    return None
+                break
+        elif len(open_brackets) == 1:  # a comma between elements
+            item = view[item_start : token.start()]
+            if not bytes(item).strip(_JSON_SPACE):
+                return None
+            items.append(item)
+            item_start = token.end()
+    if buf[pos:].strip(_JSON_SPACE):
+        return None
+    return items
+
+
+#: MessagePack header byte -> (header size, size of a length field, items that follow per
+#: length unit); fixed-size types have no length field. Built once.
+_MP_FIXED: Final = {
+    0xC0: 1, 0xC2: 1, 0xC3: 1,  # nil, false, true
+    0xCA: 5, 0xCB: 9,  # float32, float64
+    0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,  # uint8..64
+    0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9,  # int8..64
+    0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18,  # fixext 1..16
+}  # fmt: skip
+#: bin / str / ext with a length field: (length field size, extra header bytes after it).
+_MP_SIZED: Final = {
+    0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0),  # bin 8/16/32
+    0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1),  # ext 8/16/32 (plus the type byte)
+    0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0),  # str 8/16/32
+}  # fmt: skip
+#: array / map with a count field: (count field size, items per count).
+_MP_CONTAINERS: Final = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+def _msgpack_header(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """(bytes from ``pos`` to the first nested item or the next value, items nested) of the
+    MessagePack value at ``pos``; ``None`` if it is truncated or the byte is never used."""
+    if pos >= len(buf):
+        return None
+    byte = buf[pos]
+    if byte <= 0x7F or byte >= 0xE0:  # positive / negative fixint
+        return 1, 0
+    if byte <= 0x8F:  # fixmap
+        return 1, 2 * (byte & 0x0F)
+    if byte <= 0x9F:  # fixarray
+        return 1, byte & 0x0F
+    if byte <= 0xBF:  # fixstr
+        return 1 + (byte & 0x1F), 0
+    if byte in _MP_FIXED:
+        return _MP_FIXED[byte], 0
+    if byte in _MP_SIZED:
+        width, extra = _MP_SIZED[byte]
+        if pos + 1 + width > len(buf):
+            return None
+        return 1 + width + extra + int.from_bytes(buf[pos + 1 : pos + 1 + width], "big"), 0
+    if byte in _MP_CONTAINERS:
+        width, per = _MP_CONTAINERS[byte]
+        if pos + 1 + width > len(buf):
+            return None
+        return 1 + width, per * int.from_bytes(buf[pos + 1 : pos + 1 + width], "big")
+    return None  # 0xC1: never used
+
+
+def _msgpack_skip(buf: bytes, pos: int) -> int | None:
+    """The end of the MessagePack value at ``pos``, found without recursion; ``None`` if broken."""
+    pending = 1
+    while pending:
+        header = _msgpack_header(buf, pos)
+        if header is None:
+            return None
+        size, nested = header
+        pos += size
+        pending += nested - 1
+        if pos > len(buf) or pending > len(buf) - pos:  # each pending item takes >= 1 byte
+            return None
+    return pos
+
+
+def _split_msgpack_array(buf: bytes) -> list[memoryview] | None:
+    """The elements of a MessagePack array as byte slices, found without recursion; ``None`` if
+    ``buf`` is not exactly one well-framed array."""
+    header = _msgpack_header(buf, 0)
+    if header is None or not _msgpack_is_array(buf):
+        return None
+    pos, count = header
+    view = memoryview(buf)
+    items: list[memoryview] = []
+    for _ in range(count):
+        end = _msgpack_skip(buf, pos)
+        if end is None:
+            return None
+        items.append(view[pos:end])
+        pos = end
+    return items if pos == len(buf) else None
 
 
 def decode_json(
@@ -297,6 +449,7 @@ def decode_json(
         _JSON_TAG.decode,
         _JSON_RAW_LIST.decode,
         lambda buf: buf.lstrip(b" \t\r\n")[:1] == b"[",
+        _split_json_array,
     )
 
 
@@ -329,4 +482,5 @@ def decode_msgpack(
         _MSGPACK_TAG.decode,
         _MSGPACK_RAW_LIST.decode,
         _msgpack_is_array,
+        _split_msgpack_array,
     )

@@ -9,8 +9,9 @@ already-parsed dicts. Mapping rules:
   ("Email Link Clicked" -> ``email_clicked``, "Push Notification Tapped"/"Opened" -> ``push_opened``,
   "Application Installed"/"Opened"/"Uninstalled" -> ``app_*``). Other names are unknown types.
 - ``page`` -> ``page_viewed`` (``properties.url``); ``screen`` -> ``page_viewed`` on channel ``app``;
-  ``identify``, ``group`` and ``alias`` carry no behaviour and are skipped, counted in
-  ``rejects.n_unknown``.
+  ``identify``, ``group`` and ``alias`` carry no behaviour and are skipped as events, counted in
+  ``rejects.n_unknown``; the identity links in ``identify`` / ``alias`` calls are read by
+  :func:`segment_links`.
 - ``userId`` (or ``anonymousId`` when absent) -> ``user_id``; ``messageId`` -> ``event_id``;
   ``timestamp`` (else ``originalTimestamp``) -> ``timestamp``; ``properties.session_id`` or
   ``context.sessionId`` -> ``session_id``.
@@ -45,7 +46,7 @@ from affinity_sdk.capture import events as ev
 from affinity_sdk.capture.decode import DecodeResult, Errors, UnknownTypes, _Collector, _where
 from affinity_sdk.errors import SchemaError
 
-__all__ = ["from_segment", "segment_event_type"]
+__all__ = ["from_segment", "segment_event_type", "segment_links"]
 
 _ALIASES: Final[dict[str, str]] = {
     "email link clicked": "email_clicked",
@@ -194,7 +195,7 @@ def _calls(data: Any) -> tuple[list[Any], str | None]:
     if isinstance(data, bytes | bytearray | memoryview | str):
         try:
             data = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SchemaError(f"Segment payload is not valid JSON: {exc}", None) from None
     if isinstance(data, Mapping) and "batch" in data:
         batch = data["batch"]
@@ -267,3 +268,32 @@ def from_segment(
             continue
         out.add(event, index, None, "")
     return out.result()
+
+
+def segment_links(
+    data: bytes | bytearray | memoryview | str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+) -> list[tuple[str, str]]:
+    """The identity links in Segment / RudderStack calls, in call order: ``identify`` links its
+    ``anonymousId`` into its ``userId`` (when it carries both), ``alias`` its ``previousId`` into
+    its ``userId``. Feed them to :meth:`Scorer.identify <affinity_sdk.score.scorer.Scorer.identify>`
+    (:meth:`~affinity_sdk.score.scorer.Scorer.ingest_segment` does both).
+
+    Examples
+    --------
+    >>> segment_links([{"type": "identify", "anonymousId": "a1", "userId": "ann", "traits": {}},
+    ...                {"type": "alias", "previousId": "old-ann", "userId": "ann"},
+    ...                {"type": "identify", "userId": "bob"}])
+    [('a1', 'ann'), ('old-ann', 'ann')]
+    """
+    calls, _ = _calls(data)
+    links: list[tuple[str, str]] = []
+    for call in calls:
+        if not isinstance(call, Mapping):
+            continue
+        kind = call.get("type")
+        source = call.get("anonymousId") if kind == "identify" else call.get("previousId")
+        target = call.get("userId")
+        if kind in ("identify", "alias") and isinstance(source, str) and isinstance(target, str):
+            if source and target and source != target:
+                links.append((source, target))
+    return links

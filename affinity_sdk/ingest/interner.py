@@ -111,6 +111,38 @@ class Interner:
             self._names[code] = TOMBSTONE
         return code
 
+    def alias(self, name: str, code: int) -> None:
+        """Make ``name`` one more name of the live ``code`` (identity stitching): it looks up to
+        ``code`` from now on, while ``names[code]`` stays the code's own name.
+
+        Examples
+        --------
+        >>> names = Interner(["known"])
+        >>> names.alias("anon-1", 0)
+        >>> names.lookup("anon-1"), names.intern("anon-1"), names.names
+        (0, 0, ('known',))
+        """
+        if not 0 <= code < len(self._names) or self._names[code] == TOMBSTONE:
+            raise ValueError(f"cannot alias {name!r} to code {code}: no such live code")
+        current = self._codes.get(name)
+        if current is not None and current != code and self._names[current] == name:
+            raise ValueError(f"{name!r} names code {current} of its own; retire that code first")
+        self._codes[name] = code
+
+    def drop_alias(self, name: str) -> None:
+        """Make ``name`` look up nothing again, if it is an alias (a code's own name stays)."""
+        code = self._codes.get(name)
+        if code is not None and self._names[code] != name:
+            del self._codes[name]
+
+    def retire(self, code: int) -> None:
+        """Turn ``code`` into a tombstone; its own name no longer looks up (aliases that point to
+        it are the caller's to move first)."""
+        name = self._names[code]
+        if self._codes.get(name) == code:
+            del self._codes[name]
+        self._names[code] = TOMBSTONE
+
     def truncate(self, n: int) -> None:
         """Drop every code ``>= n`` (the names and their entries; tombstones have no entry), so
         ``len(self) == n`` again: rolls back what a failed ingest interned after ``n = len(self)``.

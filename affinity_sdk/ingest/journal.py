@@ -102,6 +102,12 @@ class EventJournal:
                 if hit.any():
                     generation[i] = take_rows(part, ~hit)
 
+    def move_user(self, source: int, target: int) -> None:
+        """Kept events of profile ``source`` now belong to ``target`` (identity stitching)."""
+        for generation in (self._previous, self._current):
+            for i, part in enumerate(generation):  # new arrays: a kept batch may be the caller's
+                generation[i] = replace(part, user=np.where(part.user == source, target, part.user))
+
     def extend(self, batch: EventBatch | None, *, rotations: int) -> None:
         """Add ``batch`` (another store's journal, already coded in this store) as current events."""
         self._follow(rotations)

@@ -53,7 +53,8 @@ class IngestReport:
     the ``(position, message)`` of each rejected one. ``n_duplicates`` counts replays dropped by
     the event-id window and ``n_suppressed`` events of forgotten users stamped before the forget
     (neither is a rejection); ``n_future`` the events dropped (and counted in ``n_rejected``) for
-    lying more than ``max_future`` ahead."""
+    lying more than ``max_future`` ahead. ``user_codes`` holds the distinct store codes of the
+    users whose events were folded, ascending (empty when none were)."""
 
     accepted: int
     scored: int
@@ -62,6 +63,9 @@ class IngestReport:
     n_duplicates: int = 0
     n_future: int = 0
     n_suppressed: int = 0
+    user_codes: NDArray[np.int64] = field(
+        default_factory=lambda: _NONE_REBORN.copy(), repr=False, compare=False
+    )
 
 
 def run_ingest(
@@ -96,7 +100,7 @@ def run_ingest(
     if len(batch) != n_decoded or n_rejected:
         # Rows were dropped after their users were interned: un-intern users left with none.
         batch, reborn_ms = _keep_used_new_users(names, batch, n_users_before, reborn_ms)
-    scored = _fold(store, batch, n_users_before, reborn_ms)
+    scored, user_codes = _fold(store, batch, n_users_before, reborn_ms)
     return IngestReport(
         accepted=len(batch),
         scored=scored,
@@ -105,6 +109,7 @@ def run_ingest(
         n_duplicates=n_duplicates,
         n_future=n_future,
         n_suppressed=n_suppressed,
+        user_codes=user_codes,
     )
 
 
@@ -251,8 +256,12 @@ def _keep_used_new_users(
     return replace(batch, user=user), reborn_ms[kept]
 
 
-def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDArray[np.int64]) -> int:
-    """Grow the flags and views to the interner, set up reborn profiles, apply consent, fold."""
+def _fold(
+    store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDArray[np.int64]
+) -> tuple[int, NDArray[np.int64]]:
+    """Grow the flags and views to the interner, set up reborn profiles, apply consent, fold.
+    Returns how many events matched a scored signal and the distinct codes of the batch's users,
+    ascending."""
     n_users = len(store.interners.users)
     store.grow(n_users)
     reborn = np.flatnonzero(reborn_ms != NOT_SUPPRESSED) if reborn_ms.shape[0] else _NONE_REBORN
@@ -264,7 +273,7 @@ def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDAr
         flags.consent_ms[codes] = reborn_ms[reborn]
         flags.opted_out[codes] = True
     if len(batch) == 0:
-        return 0
+        return 0, _NONE_REBORN
     consent_rows = batch.consent >= 0
     if consent_rows.any() if len(batch) > 1 else consent_rows[0]:
         store.flags.apply_consent(
@@ -281,4 +290,23 @@ def _fold(store: ProfileStore, batch: EventBatch, n_before: int, reborn_ms: NDAr
     newest = int(batch.ts_ms.max())
     store.latest_ms = newest if store.latest_ms is None else max(store.latest_ms, newest)
     store.events_ingested += len(batch)
-    return scored
+    return scored, _distinct_users(batch.user, n_users)
+
+
+def _distinct_users(users: NDArray[np.int64], n_users: int) -> NDArray[np.int64]:
+    """The distinct codes in ``users`` (all below ``n_users``), ascending: a sort for a batch much
+    smaller than the store, else a mask over the store's codes (``np.unique`` costs as much as
+    half a large fold)."""
+    n = users.shape[0]
+    if n == 1:
+        return users.astype(np.int64, copy=True)
+    if n * 256 < n_users:
+        ordered = np.sort(users)
+        keep = np.ones(n, dtype=np.bool_)
+        np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+        few: NDArray[np.int64] = ordered[keep].astype(np.int64, copy=False)
+        return few
+    seen = np.zeros(n_users, dtype=np.bool_)
+    seen[users] = True
+    many: NDArray[np.int64] = np.flatnonzero(seen).astype(np.int64, copy=False)
+    return many

@@ -43,6 +43,7 @@ from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow
 from affinity_sdk.ingest.journal import EventJournal
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport, adopt, run_ingest
 from affinity_sdk.profile.flags import NO_TIME, UserFlags
+from affinity_sdk.profile.identity import IdentityMap
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED, Suppression
 from affinity_sdk.profile.views import View
@@ -117,6 +118,7 @@ class ProfileStore:
         }
         self.flags = UserFlags()
         self.suppression = Suppression(suppression_key)
+        self.identity = IdentityMap()
         self.dedupe = EventIdWindow(dedupe_window, backend=backend) if dedupe_window is not None else None
         self.journal = EventJournal() if dedupe_window is not None else None
         self.max_future_ms = _max_future_ms(max_future)
@@ -261,12 +263,73 @@ class ProfileStore:
         the user had a profile."""
         with self._lock:
             forget_ms = self._decision_ms(at)
-            self.suppression.add(user_id, forget_ms)
+            canonical = self.identity.canonical_of(user_id)
+            linked = self.identity.remove(canonical)
+            for name in {user_id, canonical, *linked}:  # every id of the person
+                self.suppression.add(name, forget_ms)
             code = self.interners.users.lookup(user_id)
+            for name in {user_id, *linked}:
+                self.interners.users.drop_alias(name)
             if code is None:
                 return False
             self._erase(np.array([code], dtype=np.int64))
             return True
+
+    # --- identity ---------------------------------------------------------------------------
+    def link(self, user_id: str, into: str) -> bool:
+        """Stitch ``user_id`` into ``into`` (Segment ``identify``: anonymous id into user id;
+        ``alias``: previous id into user id): one person from now on. Their profiles fold into
+        one in every view (exactly: the state is additive), flags combine as in a merge (the later
+        consent decision wins), and later events under either id land on the one profile; links
+        compose and the result does not depend on when the link arrives. A forgotten id is never
+        linked (returns ``False``: its old events must not reach another profile).
+
+        Examples
+        --------
+        >>> store = ProfileStore(views=("signals",))
+        >>> _ = store.ingest(b'{"type":"app_opened","user_id":"anon-7","timestamp":1767225600000}')
+        >>> store.link("anon-7", "ann")
+        True
+        >>> _ = store.ingest(b'{"type":"app_opened","user_id":"anon-7","timestamp":1767225660000}')
+        >>> store.interners.users.names, store.code_of("anon-7") == store.code_of("ann")
+        (('', 'ann'), True)
+        """
+        if not user_id or not into:
+            raise ValueError("both ids must be non-empty strings")
+        with self._lock:
+            if (
+                len(self.suppression)
+                and (self.suppression.forget_ms_of([user_id, into]) != NOT_SUPPRESSED).any()
+            ):
+                return False
+            users = self.interners.users
+            source = self.identity.canonical_of(user_id)
+            target = self.identity.canonical_of(into)
+            if source == target:
+                return True
+            into_code = self._intern_profile(target)
+            from_code = users.lookup(source)
+            moved = {source, *self.identity.aliases_of(source)}
+            self.identity.add(source, target)
+            if from_code is not None and from_code != into_code:
+                self._fold_profile(from_code, into_code)
+            for name in moved:
+                users.alias(name, into_code)
+            return True
+
+    def _fold_profile(self, source: int, target: int) -> None:
+        """Add profile ``source`` into ``target`` in the flags and every view; retire ``source``."""
+        self.grow(self.n_users)
+        theirs, mine = np.array([source], dtype=np.int64), np.array([target], dtype=np.int64)
+        self.flags.merge_rows(self.flags, theirs, mine)
+        for view in self.views.values():
+            view.merge_rows(view, theirs, mine)
+            view.erase(theirs)
+        self.flags.reset(theirs)
+        self.flags.retired[source] = True
+        if self.journal is not None:
+            self.journal.move_user(source, target)
+        self.interners.users.retire(source)
 
     def _erase(self, codes: NDArray[np.int64]) -> None:
         self.grow(self.n_users)
@@ -349,6 +412,8 @@ class ProfileStore:
                 other.latest_ms if self.latest_ms is None else max(self.latest_ms, other.latest_ms)
             )
         self.events_ingested += other.events_ingested
+        for name, canonical in other.identity.pairs():
+            self.link(name, canonical)
 
     def _adopt_journal(
         self, other: ProfileStore, theirs: NDArray[np.int64], mine: NDArray[np.int64]
@@ -416,6 +481,7 @@ class ProfileStore:
                 "interners": {name: list(getattr(self.interners, name).names) for name in _INTERNERS},
                 "dedupe_window": None if self.dedupe is None else self.dedupe.generation_size,
                 "suppression_key_id": self.suppression.key_id,
+                "identity": self.identity.pairs(),
                 "max_future_ms": self.max_future_ms,
             }
             return header, arrays
@@ -458,6 +524,12 @@ class ProfileStore:
             setattr(store.interners, name, type(store.interners.users)(getattr(stored.interners, name)))
         n = store.n_users
         try:
+            store.identity = IdentityMap.from_pairs(stored.identity)
+            for name, canonical in store.identity.pairs():
+                code = store.interners.users.lookup(canonical)
+                if code is None:
+                    raise ValueError(f"linked id {name!r} points to {canonical!r}, which has no profile")
+                store.interners.users.alias(name, code)
             store.flags.load_arrays(arrays, n)
             store.suppression.load_arrays(arrays["suppression.digests"], arrays["suppression.forget_ms"])
         except (KeyError, ValueError) as exc:
@@ -519,6 +591,7 @@ class _StoredStore(msgspec.Struct):
     interners: _StoredInterners = msgspec.field(default_factory=lambda: _StoredInterners([], [], [], [], []))
     dedupe_window: int | None = None
     suppression_key_id: str = ""
+    identity: list[list[str]] = msgspec.field(default_factory=list)
     max_future_ms: int | None = None
 
 

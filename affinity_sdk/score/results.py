@@ -20,13 +20,24 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TIER_LABELS", "ScoreResult", "write_columns"]
+from affinity_sdk._persist import write_atomically
+from affinity_sdk.errors import AffinityError
+
+__all__ = ["ARROW_EXTRA_MESSAGE", "TIER_LABELS", "ArrowMissingError", "ScoreResult", "write_columns"]
+
+#: What to do when Arrow / Parquet support is missing.
+ARROW_EXTRA_MESSAGE: Final = "needs the [arrow] extra: pip install 'affinity_sdk[arrow]'"
+
+
+class ArrowMissingError(AffinityError, ImportError):
+    """Arrow / Parquet was asked for and pyarrow is not installed (an ``ImportError`` too)."""
+
 
 #: Tier labels by code (0 low, 1 medium, 2 high).
 TIER_LABELS: Final = np.array(["low", "medium", "high"])
@@ -87,24 +98,29 @@ class ScoreResult:
 
     # --- exports ---------------------------------------------------------------------------
     def to_csv(self, path: str | Path | io.TextIOBase) -> None:
-        """Write CSV with a header row; floats with full (repr) precision."""
+        """Write CSV with a header row; floats with full (repr) precision. A path is written
+        atomically (a temporary file beside it, renamed over it once complete)."""
         if isinstance(path, io.TextIOBase):
             _write_csv(self.columns(), path)
             return
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            _write_csv(self.columns(), fh)
+        columns = self.columns()
+        write_atomically([(path, lambda fh: _write_csv_binary(columns, fh))])
 
     def to_jsonl(self, path: str | Path) -> None:
-        """Write JSON lines, one object per user."""
-        _write_jsonl(self.columns(), Path(path))
+        """Write JSON lines, one object per user (atomically)."""
+        columns = self.columns()
+        write_atomically([(path, lambda fh: _write_jsonl(columns, fh))])
 
     def to_arrow(self) -> Any:
         """A ``pyarrow.Table`` (numeric columns without copies) with provenance in its metadata."""
         return _arrow_table(self.columns(), self.metadata)
 
     def to_parquet(self, path: str | Path) -> None:
-        """Write Parquet (needs the ``[arrow]`` extra); provenance goes in the file metadata."""
-        _pyarrow_parquet().write_table(self.to_arrow(), str(path))
+        """Write Parquet (needs the ``[arrow]`` extra), atomically; provenance goes in the file
+        metadata."""
+        pq = _pyarrow_parquet()
+        table = self.to_arrow()
+        write_atomically([(path, lambda fh: _write_parquet(pq, table, fh))])
 
     def to_pandas(self) -> Any:
         """A pandas DataFrame (pandas must be installed)."""
@@ -134,6 +150,11 @@ def write_columns(columns: Columns, path: str | Path, *, metadata: Mapping[str, 
     ``metadata`` (config version, fingerprint, run time) goes into the Parquet file metadata, or
     into a ``<file>.meta.json`` beside a CSV / JSON-lines file, so every export says what made it.
 
+    Writes are atomic: the file and its sidecar are written to temporary files beside them,
+    fsynced, and renamed over the targets only once both are complete, so a failure part way
+    leaves the previous file and sidecar as they were and no temporary file behind. Parquet
+    without pyarrow raises :class:`ArrowMissingError` before anything is written.
+
     Examples
     --------
     >>> import json, pathlib, tempfile
@@ -145,16 +166,23 @@ def write_columns(columns: Columns, path: str | Path, *, metadata: Mapping[str, 
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        _pyarrow_parquet().write_table(_arrow_table(columns, metadata), str(p))
+        pq = _pyarrow_parquet()
+        table = _arrow_table(columns, metadata)
+        write_atomically([(p, lambda fh: _write_parquet(pq, table, fh))])
         return p
     if suffix == ".csv":
-        with open(p, "w", newline="", encoding="utf-8") as fh:
-            _write_csv(columns, fh)
+        write = _write_csv_binary
     elif suffix in (".jsonl", ".ndjson"):
-        _write_jsonl(columns, p)
+        write = _write_jsonl
     else:
         raise ValueError(f"unsupported output format {suffix!r}: use .csv, .jsonl or .parquet")
-    p.with_name(p.name + ".meta.json").write_text(json.dumps(dict(metadata), indent=2) + "\n")
+    meta = dict(metadata)
+    write_atomically(
+        [
+            (p, lambda fh: write(columns, fh)),
+            (p.with_name(p.name + ".meta.json"), lambda fh: _write_meta(meta, fh)),
+        ]
+    )
     return p
 
 
@@ -168,14 +196,30 @@ def _write_csv(columns: Columns, fh: Any) -> None:
     writer.writerows(zip(*_as_lists(columns).values(), strict=True))
 
 
-def _write_jsonl(columns: Columns, path: Path) -> None:
+def _write_csv_binary(columns: Columns, fh: BinaryIO) -> None:
+    text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
+    try:
+        _write_csv(columns, text)
+        text.flush()
+    finally:
+        text.detach()  # the caller closes ``fh``
+
+
+def _write_jsonl(columns: Columns, fh: BinaryIO) -> None:
     lists = _as_lists(columns)
     n = len(next(iter(lists.values()), []))
     encoder = msgspec.json.Encoder()
-    with open(path, "wb") as fh:
-        for i in range(n):
-            fh.write(encoder.encode({k: v[i] for k, v in lists.items()}))
-            fh.write(b"\n")
+    for i in range(n):
+        fh.write(encoder.encode({k: v[i] for k, v in lists.items()}))
+        fh.write(b"\n")
+
+
+def _write_meta(metadata: Mapping[str, str], fh: BinaryIO) -> None:
+    fh.write((json.dumps(dict(metadata), indent=2) + "\n").encode())
+
+
+def _write_parquet(pq: Any, table: Any, fh: BinaryIO) -> None:
+    pq.write_table(table, fh)
 
 
 def _arrow_table(columns: Columns, metadata: Mapping[str, str]) -> Any:
@@ -187,13 +231,15 @@ def _arrow_table(columns: Columns, metadata: Mapping[str, str]) -> Any:
 def _pyarrow() -> Any:
     try:
         import pyarrow
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Arrow / Parquet export needs pyarrow: pip install 'affinity_sdk[arrow]'") from exc
+    except ImportError as exc:
+        raise ArrowMissingError(f"Arrow / Parquet export {ARROW_EXTRA_MESSAGE}") from exc
     return pyarrow
 
 
 def _pyarrow_parquet() -> Any:
     _pyarrow()
-    import pyarrow.parquet
-
+    try:
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ArrowMissingError(f"Parquet export {ARROW_EXTRA_MESSAGE}") from exc
     return pyarrow.parquet

@@ -21,12 +21,26 @@ Examples
 {'ann': 'low', 'bob': 'high'}
 >>> scorer.tier_of("bob"), round(scorer.score_of("bob"), 1)
 ('high', 50.0)
+
+Tier-change triggers fire at ingest too, for the users an ``ingest`` call touched (against the
+cut-offs of the last ``score()``), and the next ``score()`` does not repeat them:
+
+>>> changes = []
+>>> _ = scorer.on_tier_change(lambda c: changes.append((c.user_id, c.old, c.new)))
+>>> _ = scorer.ingest(b'{"type":"order_completed","user_id":"ann","timestamp":"2026-01-02T11:00:00Z",'
+...                   b'"order_id":"o2","products":[],"revenue":90}')
+>>> changes
+[('ann', 'low', 'high')]
+>>> changes.clear()
+>>> _ = scorer.score()
+>>> changes
+[('bob', 'high', 'low')]
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +49,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from affinity_sdk import kernels
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
@@ -43,7 +58,7 @@ from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
 from affinity_sdk.score.results import TIER_LABELS, ScoreResult
-from affinity_sdk.score.tiers import NO_TIER, TierPlan
+from affinity_sdk.score.tiers import NO_TIER, Cutoffs, TierPlan
 
 if TYPE_CHECKING:
     from affinity_sdk.ingest.batch import Interners
@@ -69,9 +84,27 @@ def _no_tiers(size: int) -> NDArray[np.int8]:
     return np.full(size, NO_TIER, dtype=np.int8)
 
 
+def _refresh_every(value: int | None) -> int | None:
+    """A checked ``refresh_cutoffs_every``: ``None`` or a positive whole number of events."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"refresh_cutoffs_every must be None or a positive integer (got {value!r})")
+    return int(value)
+
+
+def _fire(changes: list[TierChange], callbacks: list[Callable[[TierChange], None]]) -> None:
+    """Run every callback on every change, in order (the caller has released the lock)."""
+    for change in changes:
+        for callback in callbacks:
+            callback(change)
+
+
 @dataclass(frozen=True)
 class TierChange:
-    """A user's tier moved between two ``score()`` runs (passed to ``on_tier_change`` callbacks)."""
+    """A user's tier moved (passed to ``on_tier_change`` callbacks): at a ``score()`` run, or at an
+    ``ingest`` call that folded the user's events. ``score`` is the 0-100 score the new tier was
+    assigned from."""
 
     user_id: str
     old: TierLabel
@@ -125,6 +158,12 @@ class Scorer:
         The store's views: ``"signals"`` (always) and ``"affinity"`` (for :attr:`affinity`).
     suppression_key:
         Secret key of the forget-suppression hashes (:mod:`affinity_sdk.profile.suppression`).
+    refresh_cutoffs_every:
+        Also refresh the tier cut-offs (the quantiles :meth:`tier_of` and the ingest-time
+        ``on_tier_change`` triggers compare against) at the end of the ``ingest`` call that brings
+        the number of events folded since the last refresh to this many (a pass over every user,
+        like :meth:`score` without the tiers). ``None`` (the default): cut-offs refresh only on
+        :meth:`score`, and are computed once on first use if there are none yet.
     """
 
     def __init__(
@@ -136,9 +175,11 @@ class Scorer:
         max_future: str | float | timedelta | None = "366d",
         views: Sequence[ViewName] = ("signals",),
         suppression_key: bytes | None = None,
+        refresh_cutoffs_every: int | None = None,
     ) -> None:
         if "signals" not in views:
             raise ValueError("a Scorer keeps the 'signals' view")
+        refresh_every = _refresh_every(refresh_cutoffs_every)
         store = ProfileStore(
             config,
             views=views,
@@ -147,17 +188,19 @@ class Scorer:
             max_future=max_future,
             suppression_key=suppression_key,
         )
-        self._attach(store)
+        self._attach(store, refresh_every)
 
-    def _attach(self, store: ProfileStore) -> None:
+    def _attach(self, store: ProfileStore, refresh_every: int | None = None) -> None:
         self.store = store
         self.config: ScoringConfig = store.config
         self.signals: SignalView = store.view("signals")
         self.plan = TierPlan.from_config(store.config)
         self._lock = store.lock
         self._tiers = np.zeros(0, dtype=np.int8)
-        self._cutoffs: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._cutoffs: Cutoffs | None = None
         self._callbacks: list[Callable[[TierChange], None]] = []
+        self._refresh_every = refresh_every
+        self._since_cutoffs = 0  # events folded since the cut-offs were last computed
 
     def __repr__(self) -> str:
         return (
@@ -215,8 +258,76 @@ class Scorer:
         ``errors="raise"`` rejects the whole call on the first bad event (nothing is ingested,
         no id is interned); ``"skip"`` and ``"collect"`` ingest the good events and report the bad
         ones in :attr:`IngestReport.rejected` as ``(position, message)``.
+
+        With ``on_tier_change`` callbacks registered, every consenting user whose events the call
+        folded is tiered at the latest event time against the current cut-offs, with hysteresis
+        against the tier they last had; that tier is remembered (so :meth:`score` does not report
+        the same change again) and the callbacks fire for each user whose tier changed (in profile
+        code order, as in :meth:`score`), after the lock is released. Without callbacks no tier is
+        computed here (users untouched by a call are re-tiered by :meth:`score`).
         """
-        return self.store.ingest(data, format=format, errors=errors)
+        with self._lock:
+            report = self.store.ingest(data, format=format, errors=errors)
+            if not report.accepted or (self._refresh_every is None and not self._callbacks):
+                return report
+            changes = self._ingest_changes(report)
+            callbacks = list(self._callbacks)
+        _fire(changes, callbacks)
+        return report
+
+    def _ingest_changes(self, report: IngestReport) -> list[TierChange]:
+        """After an ingest (lock held): refresh the cut-offs if ``refresh_cutoffs_every`` is due,
+        then, with callbacks registered, re-tier the users the call touched and return the changes."""
+        now_ms = self.store.now_ms(None)
+        if self._refresh_every is not None:
+            self._since_cutoffs += report.accepted
+            if self._since_cutoffs >= self._refresh_every:
+                self._refresh_cutoffs(now_ms)
+        codes = report.user_codes
+        if not self._callbacks or codes.shape[0] == 0:
+            return []
+        flags = self.store.flags
+        codes = codes[~(flags.opted_out[codes] | flags.retired[codes])]
+        if codes.shape[0] == 0:
+            return []
+        cut_up, cut_down = self._cutoffs if self._cutoffs is not None else self._refresh_cutoffs(now_ms)
+        if self.backend == "reference":
+            # numpy's BLAS dot may round a row differently among a few rows than among all of
+            # them: score every row, as score() does, so both see the same raw scores bit for bit.
+            raw = self.signals.raw_scores(now_ms)[codes]
+        else:
+            # The kernel score() uses, on the touched rows only: each row is summed on its own.
+            state = self.signals.state
+            coefs = self.signals.weights * state.factors(now_ms)
+            raw = kernels.raw_scores(state.records[codes], coefs, backend=self.backend)
+        tiers_all = self._grown_tiers()
+        previous = tiers_all[codes]
+        tiers = self.plan.assign(raw, cut_up, cut_down, previous, backend=self.backend)
+        tiers_all[codes] = tiers
+        before = np.where(previous == NO_TIER, 0, previous)
+        moved = np.flatnonzero(tiers != before)
+        if moved.shape[0] == 0:
+            return []
+        names = self.interners.users.names
+        score = self.plan.to_score(raw[moved])
+        return [
+            TierChange(names[code], _LABELS[old], _LABELS[new], value)
+            for code, old, new, value in zip(
+                codes[moved].tolist(),
+                before[moved].tolist(),
+                tiers[moved].tolist(),
+                score.tolist(),
+                strict=True,
+            )
+        ]
+
+    def _refresh_cutoffs(self, now_ms: int) -> Cutoffs:
+        """Recompute the cut-offs over the consenting users at ``now_ms`` (lock held)."""
+        self.store.grow(self.n_users)
+        raw = self.signals.raw_scores(now_ms)
+        self._cutoffs = self.plan.cutoffs(raw[self.store.visible()], backend=self.backend)
+        self._since_cutoffs = 0
+        return self._cutoffs
 
     # --- scoring ---------------------------------------------------------------------------
     def _grown_tiers(self) -> NDArray[np.int8]:
@@ -229,9 +340,10 @@ class Scorer:
         """Score every consenting user at ``now`` (default: the latest event time seen; a time
         before it raises :class:`NowBeforeDataError`).
 
-        Tiers are assigned with hysteresis against the previous ``score()`` run, quantile
-        cut-offs are refreshed for :meth:`tier_of`, and ``on_tier_change`` callbacks fire once
-        per user whose tier changed (a user seen for the first time counts as coming from Low).
+        Tiers are assigned with hysteresis against each user's last tier (from the previous
+        ``score()`` run or an ingest-time trigger), quantile cut-offs are refreshed for
+        :meth:`tier_of` and the ingest-time triggers, and ``on_tier_change`` callbacks fire once per
+        user whose tier changed (a user seen for the first time counts as coming from Low).
         """
         with self._lock:
             now_ms = self.store.now_ms(now)
@@ -246,6 +358,7 @@ class Scorer:
             changed = np.flatnonzero(eligible & (tiers != before))
             previous[:] = np.where(eligible, tiers, previous)
             self._cutoffs = (cut_up, cut_down)
+            self._since_cutoffs = 0
             score = self.plan.to_score(raw)
             names = self.interners.users.names
             changes = [
@@ -268,9 +381,7 @@ class Scorer:
                 config_fingerprint=self.config.fingerprint,
                 backend=self.backend,
             )
-        for change in changes:
-            for callback in callbacks:
-                callback(change)
+        _fire(changes, callbacks)
         return result
 
     def score_of(self, user_id: str, now: datetime | str | int | None = None) -> float | None:
@@ -283,18 +394,16 @@ class Scorer:
             return float(self.plan.to_score(np.array([raw]))[0])
 
     def tier_of(self, user_id: str, now: datetime | str | int | None = None) -> TierLabel | None:
-        """One user's tier against the cut-offs of the last :meth:`score` run (computed once on
-        first use if there was none); ``None`` for an unknown, opted-out or forgotten user."""
+        """One user's tier against the current cut-offs (those of the last :meth:`score` run or
+        ``refresh_cutoffs_every`` refresh; computed once on first use if there are none), with
+        hysteresis against their last tier; ``None`` for an unknown, opted-out or forgotten user."""
         store = self.store
         with self._lock:
             code = store.interners.users.lookup(user_id)
             if code is None or not store.is_visible(code):
                 return None
             now_ms = store.now_ms(now)
-            if self._cutoffs is None:
-                raw_all = self.signals.raw_scores(now_ms)
-                self._cutoffs = self.plan.cutoffs(raw_all[self.store.visible()], backend=self.backend)
-            cut_up, cut_down = self._cutoffs
+            cut_up, cut_down = self._cutoffs if self._cutoffs is not None else self._refresh_cutoffs(now_ms)
             previous = int(self._tiers[code]) if code < self._tiers.shape[0] else NO_TIER
             tier = self.plan.tier_of(self.signals.raw_of(code, now_ms), cut_up, cut_down, previous)
             return _LABELS[tier]
@@ -336,8 +445,14 @@ class Scorer:
         )
 
     def on_tier_change(self, callback: Callable[[TierChange], None]) -> Callable[[TierChange], None]:
-        """Register ``callback(change)``; it runs after each :meth:`score` for every user whose tier
-        changed (never for opted-out users). Returns the callback, so it works as a decorator."""
+        """Register ``callback(change)``; it runs for every user whose tier changed, after each
+        :meth:`score` and after each :meth:`ingest` for the users whose events it folded (never for
+        opted-out or forgotten users, and outside the lock). Returns the callback, so it works as a
+        decorator.
+
+        An exception raised by a callback propagates to the caller of ``score`` / ``ingest`` (the
+        events are folded and the tiers remembered already) and the changes after it are not
+        delivered."""
         with self._lock:
             self._callbacks.append(callback)
         return callback
@@ -377,6 +492,60 @@ class Scorer:
                 self._tiers[code] = NO_TIER
             return known
 
+    # --- identity ----------------------------------------------------------------------------
+    def identify(self, user_id: str, into: str) -> bool:
+        """Stitch ``user_id`` (an anonymous or previous id) into ``into`` (the known id): one
+        profile from now on in every view, whether the link comes before, between or after their
+        events (:meth:`ProfileStore.link <affinity_sdk.profile.store.ProfileStore.link>`). Returns
+        ``False`` (and links nothing) when either id was forgotten.
+
+        Examples
+        --------
+        >>> scorer = Scorer()
+        >>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"anon-1","timestamp":1767225600000}')
+        >>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"ann","timestamp":1767225600000}')
+        >>> scorer.identify("anon-1", "ann")
+        True
+        >>> scorer.score().user_ids, scorer.explain("anon-1").user_id
+        (['ann'], 'anon-1')
+        """
+        with self._lock:
+            source = self.interners.users.lookup(user_id)
+            linked = self.store.link(user_id, into)
+            if linked and source is not None and source < self._tiers.shape[0]:
+                self._tiers[source] = NO_TIER
+            if linked:
+                self._cutoffs = None
+            return linked
+
+    def ingest_segment(self, data: Any, *, errors: Errors = "raise") -> IngestReport:
+        """Ingest Segment / RudderStack calls (one, a list or a ``/v1/batch`` body, as JSON bytes or
+        parsed): track / page / screen calls become events, and identify / alias calls stitch
+        identities (:func:`~affinity_sdk.capture.segment_adapter.segment_links`), applied after the
+        events of the same call; a call that raises changes nothing."""
+        from affinity_sdk.capture.segment_adapter import from_segment, segment_links
+
+        if isinstance(data, bytes | bytearray | memoryview | str):
+            import msgspec as _msgspec
+
+            from affinity_sdk.errors import SchemaError
+
+            try:
+                data = _msgspec.json.decode(data)
+            except (_msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raise SchemaError(f"Segment payload is not valid JSON: {exc}", None) from None
+        decoded = from_segment(data, errors=errors, unknown_types="skip")
+        links = segment_links(data)
+        report = self.ingest(list(decoded), errors=errors)  # callbacks run outside the lock
+        for user_id, into in links:
+            self.identify(user_id, into)
+        rejects = decoded.rejects
+        return replace(
+            report,
+            n_rejected=report.n_rejected + rejects.n_invalid,
+            rejected=[*rejects.errors, *report.rejected],
+        )
+
     # --- persistence and merging -----------------------------------------------------------
     def save(self, path: str | Path, *, source_position: Any = None) -> Path:
         """Atomically write the state (temp file + fsync + rename, SHA-256 checksummed).
@@ -398,11 +567,18 @@ class Scorer:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, backend: str | None = "auto", suppression_key: bytes | None = None
+        cls,
+        path: str | Path,
+        *,
+        backend: str | None = "auto",
+        suppression_key: bytes | None = None,
+        refresh_cutoffs_every: int | None = None,
     ) -> Scorer:
         """Load a file written by :meth:`save`; a corrupt, truncated or foreign file raises
-        :class:`StateError`."""
+        :class:`StateError`. ``refresh_cutoffs_every`` is as for :class:`Scorer` (not stored)."""
         from affinity_sdk._persist import read_container
+
+        refresh_every = _refresh_every(refresh_cutoffs_every)
 
         header, arrays = read_container(path, _STATE_KIND)
         store = ProfileStore.from_container(
@@ -411,7 +587,7 @@ class Scorer:
         if "signals" not in store.views:
             raise StateError(f"{path}: the state keeps no 'signals' view")
         scorer = cls.__new__(cls)
-        scorer._attach(store)
+        scorer._attach(store, refresh_every)
         n = store.n_users
         tiers = arrays.get("score.tiers")
         if tiers is None or tiers.dtype != np.int8 or tiers.shape != (n,):

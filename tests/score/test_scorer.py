@@ -232,9 +232,11 @@ def _views(user: str, n: int) -> list[Event]:
 def test_tier_change_callbacks_fire_once_per_change() -> None:
     scorer = Scorer(CONFIG, backend="reference")
     seen: list[tuple[str, str, str]] = []
-    scorer.on_tier_change(lambda c: seen.append((c.user_id, c.old, c.new)))
     for i in range(10):  # u_i has i + 1 views: raw scores 1..10 at T0
         scorer.ingest(_views(f"u{i}", i + 1))
+    # registered after the backfill: changes then fire at ingest (against the current cut-offs)
+    # and at score(), once each
+    scorer.on_tier_change(lambda c: seen.append((c.user_id, c.old, c.new)))
     scorer.score(T0)
     # top 20 % High (u8, u9), next 30 % Medium (u5..u7); new users count as coming from Low.
     assert sorted(seen) == [
