@@ -88,6 +88,13 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
         help="bad events: stop (raise), drop and count (skip), or drop and list them (collect)",
     )
     p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
+    p.add_argument(
+        "--format",
+        choices=("auto", "ndjson", "parquet", "segment"),
+        default="auto",
+        help="input format: the SDK's NDJSON events, Parquet, or Segment / RudderStack calls (one "
+        "call or /v1/batch body per line: track, page, screen, identify, alias); default: by extension",
+    )
 
 
 def _add_now(p: argparse.ArgumentParser) -> None:
@@ -99,10 +106,10 @@ def _add_now(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_batch(path: Path, interners: Interners | None, errors: str) -> EventBatch:
+def _read_batch(path: Path, interners: Interners | None, errors: str, fmt: str = "auto") -> EventBatch:
     from affinity_sdk.ingest.batch import EventBatch
 
-    if path.suffix.lower() == ".parquet":
+    if fmt == "parquet" or (fmt == "auto" and path.suffix.lower() == ".parquet"):
         return EventBatch.from_parquet(path, interners)
     try:
         data = path.read_bytes()
@@ -251,7 +258,9 @@ def _ingest_file(
 
     scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
     now_ms = to_epoch_ms(now) if now is not None else None
-    batch = _read_batch(path, scorer.interners, args.errors)
+    if getattr(args, "format", "auto") == "segment":
+        return scorer, _ingest_segment_file(scorer, path, now, now_ms, args.errors)
+    batch = _read_batch(path, scorer.interners, args.errors, getattr(args, "format", "auto"))
     if now_ms is not None:
         later = batch.ts_ms > now_ms
         n_later = int(later.sum())
@@ -262,6 +271,53 @@ def _ingest_file(
     rejected = [*batch.rejects.errors, *report.rejected]
     _print_rejected(rejected, batch.rejects.n_invalid + report.n_rejected)
     return scorer, report.accepted
+
+
+def _ingest_segment_file(scorer: Any, path: Path, now: str | None, now_ms: int | None, errors: str) -> int:
+    """Fold a file of Segment / RudderStack calls (one call, list or ``/v1/batch`` body per line):
+    track / page / screen calls become events, identify / alias calls stitch identities."""
+    import msgspec
+
+    from affinity_sdk.capture.events import timestamp_ms
+    from affinity_sdk.capture.segment_adapter import from_segment, segment_links
+    from affinity_sdk.errors import SchemaError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
+    calls: list[Any] = []
+    call_lines: list[int] = []
+    for line_no, line in enumerate(data.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            body = msgspec.json.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise SchemaError(f"not a JSON Segment call: {exc} (line {line_no + 1})", line_no) from None
+        items = body["batch"] if isinstance(body, dict) and isinstance(body.get("batch"), list) else body
+        items = items if isinstance(items, list) else [items]
+        calls.extend(items)
+        call_lines.extend([line_no] * len(items))
+    decoded = from_segment(calls, errors=errors, unknown_types="skip")  # type: ignore[arg-type]
+    events = list(decoded)
+    if now_ms is not None:
+        kept = [e for e in events if timestamp_ms(e) <= now_ms]
+        if len(kept) < len(events):
+            print(
+                f"set aside {len(events) - len(kept):,} events stamped after {now} (--now)", file=sys.stderr
+            )
+        events = kept
+    report = scorer.ingest(events, errors=errors)
+    links = segment_links(calls)
+    for user_id, into in links:
+        scorer.identify(user_id, into)
+    rejected = [(call_lines[i], message) for i, message in decoded.rejects.errors]
+    _print_rejected(rejected, decoded.rejects.n_invalid + report.n_rejected)
+    if links:
+        print(f"stitched {len(links):,} identify / alias links", file=sys.stderr)
+    accepted: int = report.accepted
+    return accepted
 
 
 def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, int]:

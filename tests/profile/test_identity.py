@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from affinity_sdk import Scorer
-from affinity_sdk.capture.events import AppOpened, ConsentChanged, Event, Product, ProductAdded, ProductViewed
+from affinity_sdk.capture.events import (
+    AppOpened,
+    ConsentChanged,
+    Event,
+    PageViewed,
+    Product,
+    ProductAdded,
+    ProductViewed,
+)
 from affinity_sdk.models.affinity import affinities_table
 
 DAY_MS = 86_400_000
@@ -155,3 +163,55 @@ def test_real_segment_client_stream_scores_as_the_union(segment_server: tuple[st
     got, want = stitched.score(), union.score()
     assert got.user_ids == want.user_ids == ["ann"]
     np.testing.assert_allclose(got.raw_score, want.raw_score, rtol=1e-12)
+
+
+def test_cli_scores_a_file_of_segment_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`affinity score calls.ndjson --format segment`: calls and /v1/batch bodies, one per line;
+    the identify stitches the anonymous visitor into the customer."""
+    import csv
+    import json
+
+    from affinity_sdk.cli import main
+
+    product = {"sku": "p1", "category": "shoes", "brand": "acme", "price": 59}
+    calls = [
+        {
+            "type": "track",
+            "event": "Product Viewed",
+            "anonymousId": "anon-1",
+            "timestamp": "2026-01-01T10:00:00Z",
+            "properties": product,
+        },
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "event": "Product Added",
+                    "anonymousId": "anon-1",
+                    "timestamp": "2026-01-01T10:05:00Z",
+                    "properties": product,
+                },
+                {"type": "identify", "anonymousId": "anon-1", "userId": "ann", "traits": {}},
+            ]
+        },
+        {"type": "page", "userId": "bob", "timestamp": "2026-01-02T11:00:00Z", "properties": {"url": "/"}},
+    ]
+    path = tmp_path / "calls.ndjson"
+    path.write_text("\n".join(json.dumps(c) for c in calls) + "\n")
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(path), "--format", "segment", "--out", str(out)]) == 0
+    assert "stitched 1 identify / alias links" in capsys.readouterr().err
+    with open(out, newline="") as fh:
+        rows = {row["user_id"]: row for row in csv.DictReader(fh)}
+    assert sorted(rows) == ["ann", "bob"]
+    shoe = Product(product_id="p1", category="shoes", brand="acme", price=59.0)
+    union = Scorer()
+    union.ingest(
+        [
+            ProductViewed(user_id="ann", timestamp=T0 + 36_000_000, product=shoe),
+            ProductAdded(user_id="ann", timestamp=T0 + 36_300_000, product=shoe),
+            PageViewed(user_id="bob", timestamp=T0 + DAY_MS + 39_600_000),
+        ]
+    )
+    want = dict(zip(union.score().user_ids, union.score().raw_score.tolist(), strict=True))
+    assert float(rows["ann"]["raw_score"]) == pytest.approx(want["ann"], rel=1e-12)
