@@ -72,15 +72,17 @@ def resolve_backend(name: str | None = "auto") -> BackendName:
     >>> resolve_backend("reference")
     'reference'
     """
-    available = available_backends()
+    # Probe only what the answer needs: importing numba costs about a second, and a cpp run
+    # never touches it.
     if name is None or name == "auto":
-        return available[0]
+        return "cpp" if native() is not None else available_backends()[0]
     if name not in BACKEND_PREFERENCE:
         raise BackendUnavailableError(
             f"unknown backend {name!r}; choose one of 'auto', " + ", ".join(map(repr, BACKEND_PREFERENCE))
         )
-    if name not in available:
+    present = native() is not None if name == "cpp" else _has_numba() if name == "numba" else True
+    if not present:
         raise BackendUnavailableError(
-            f"backend {name!r} is not available here (available: {', '.join(available)})"
+            f"backend {name!r} is not available here (available: {', '.join(available_backends())})"
         )
     return name

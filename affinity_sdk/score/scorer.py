@@ -57,7 +57,7 @@ from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
 from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
-from affinity_sdk.score.results import TIER_LABELS, ScoreResult
+from affinity_sdk.score.results import ScoreResult
 from affinity_sdk.score.tiers import NO_TIER, Cutoffs, TierPlan
 
 if TYPE_CHECKING:
@@ -361,13 +361,17 @@ class Scorer:
             self._since_cutoffs = 0
             score = self.plan.to_score(raw)
             names = self.interners.users.names
-            changes = [
-                TierChange(
-                    names[u], TIER_LABELS[before[u]].item(), TIER_LABELS[tiers[u]].item(), float(score[u])
-                )
-                for u in changed.tolist()
-            ]
             callbacks = list(self._callbacks)
+            # One object per changed user only for someone who listens (a first score() of 1M
+            # users would otherwise build a million of them).
+            changes = (
+                [
+                    TierChange(names[u], _LABELS[before[u]], _LABELS[tiers[u]], float(score[u]))
+                    for u in changed.tolist()
+                ]
+                if callbacks
+                else []
+            )
             rows = np.flatnonzero(eligible)
             result = ScoreResult(
                 user_ids=[names[u] for u in rows.tolist()],
