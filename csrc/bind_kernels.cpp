@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dedupe.hpp"
 #include "kernels.hpp"
 #include "tiers.hpp"
 
@@ -216,9 +217,33 @@ void topk_csr(const py::array& indptr, const py::array& indices, const py::array
     ak::topk_sparse(ip, ix, d, rows, k, oi, ov);
 }
 
+py::tuple probe_insert(const py::array& cur, const py::array& old, const py::array& keys, const py::array& dup,
+                       int64_t start, int64_t room, int64_t shift) {
+    auto* c = data_of<uint64_t>(cur, "cur", true);
+    const auto* o = data_of<uint64_t>(old, "old", false);
+    const auto* k = data_of<uint64_t>(keys, "keys", false);
+    auto* d = data_of<bool>(dup, "dup", true);
+    const auto size = static_cast<uint64_t>(cur.shape(0));
+    if (size == 0 || (size & (size - 1)) != 0) fail("Expected `cur` of a power-of-two length");
+    expect_len(old, "old", cur.shape(0));
+    expect_len(dup, "dup", keys.shape(0));
+    if (shift < 0 || shift > 63 || (uint64_t{1} << (64 - shift)) > size) fail("Expected `shift` matching the table size");
+    if (start < 0 || room < 0) fail("Expected `start` and `room` >= 0");
+    std::pair<int64_t, int64_t> out;
+    {
+        py::gil_scoped_release release;
+        out = affinity::dedupe::probe_insert(c, o, size, k, d, keys.shape(0), start, room,
+                                             static_cast<unsigned>(shift));
+    }
+    return py::make_tuple(out.first, out.second);
+}
+
 }  // namespace
 
 void register_kernels(py::module_& m) {
+    m.def("probe_insert", &probe_insert, py::arg("cur"), py::arg("old"), py::arg("keys"), py::arg("dup"),
+          py::arg("start"), py::arg("room"), py::arg("shift"),
+          "The event-id window's probe: mark replays in `dup`, insert new ids into `cur`.");
     m.def("accumulate", &accumulate, py::arg("records"), py::arg("users"), py::arg("signals"), py::arg("ts_ms"),
           py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"), py::arg("max_slice") = ak::kMaxSlice,
           "Fold events into the (profiles, signals) records in place; a partitioned batch is packed "

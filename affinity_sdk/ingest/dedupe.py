@@ -34,8 +34,8 @@ The window is not thread-safe on its own; :class:`~affinity_sdk.Scorer` calls it
 
 Kernels
     The probe runs on the window's ``backend``: ``"reference"`` is the plain-Python oracle
-    (:mod:`affinity_sdk.kernels._dedupe_reference`), ``"numba"`` its compiled twin; there is no C++
-    probe, so ``"cpp"`` runs the Numba one. Numba is imported when the window first probes.
+    (:mod:`affinity_sdk.kernels._dedupe_reference`), ``"numba"`` and ``"cpp"`` (``csrc/dedupe.hpp``)
+    its compiled twins. Numba is imported only when the numba probe first runs.
 
 Examples
 --------
@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from affinity_sdk._backends import BackendName, resolve_backend
+from affinity_sdk._backends import BackendName, native, resolve_backend
 from affinity_sdk.kernels import _dedupe_reference
 
 if TYPE_CHECKING:
@@ -70,9 +70,15 @@ MAX_WINDOW: Final = 1 << 28
 
 
 def _impl(backend: BackendName) -> WindowKernels:
-    """The probe kernel of ``backend`` (no C++ twin: ``"cpp"`` runs the Numba kernel)."""
+    """The probe kernel of ``backend``: the plain-Python oracle, its Numba twin, or the C++ one
+    (``csrc/dedupe.hpp``; an extension built before it existed falls back to Numba)."""
     if backend == "reference":
         return _dedupe_reference
+    if backend == "cpp":
+        module = native()
+        if module is not None and hasattr(module, "probe_insert"):
+            kernels: WindowKernels = module
+            return kernels
     from affinity_sdk.kernels import _dedupe_numba
 
     return _dedupe_numba

@@ -1,7 +1,7 @@
 """Numba twin of :mod:`affinity_sdk.kernels._dedupe_reference` (same name, signature, results).
 
-Imported only when the window first probes on a compiled backend, so importing the SDK does not
-load Numba. There is no C++ probe: the ``cpp`` backend runs this one.
+Imported only when the window first probes on the numba backend (or on cpp with an extension
+built before ``csrc/dedupe.hpp``), so importing the SDK does not load Numba.
 """
 
 from __future__ import annotations

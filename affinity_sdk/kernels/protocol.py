@@ -11,8 +11,8 @@ Which modules implement which protocol (reference, the oracle / numba / cpp):
 - :class:`Kernels`: ``kernels._reference`` / ``kernels._numba`` / ``_native``
 - :class:`AffinityKernels`: ``kernels._affinity_reference`` / ``kernels._affinity_numba`` /
   ``_native.affinity``
-- :class:`WindowKernels`: ``kernels._dedupe_reference`` / ``kernels._dedupe_numba`` / no C++ twin
-  (``cpp`` runs the Numba one)
+- :class:`WindowKernels`: ``kernels._dedupe_reference`` / ``kernels._dedupe_numba`` /
+  ``_native`` (``csrc/dedupe.hpp``)
 - :class:`PropensityKernels`: ``kernels._propensity_reference`` / ``kernels._propensity_numba`` /
   no C++ twin
 - :class:`BGNBDKernels`: ``kernels._bgnbd_reference`` / ``kernels._bgnbd_numba`` / no C++ twin

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.typing import NDArray
 
+from affinity_sdk import available_backends
 from affinity_sdk.ingest import dedupe
 from affinity_sdk.ingest.dedupe import EventIdWindow
 from affinity_sdk.kernels import _bgnbd_reference, _dedupe_reference, _propensity_reference
@@ -31,9 +32,12 @@ U64_MAX = 2**64 - 1
 
 
 def test_cpp_runs_the_numba_twin_and_nothing_imports_numba_early() -> None:
-    for impl in (dedupe._impl, propensity._impl, bgnbd._impl):
+    for impl in (propensity._impl, bgnbd._impl):
         assert impl("cpp") is impl("numba")
         assert impl("reference").__name__.endswith("_reference")
+    assert dedupe._impl("reference").__name__.endswith("_reference")
+    if "cpp" in available_backends():  # the window's probe has a C++ twin (csrc/dedupe.hpp)
+        assert dedupe._impl("cpp").__name__ == "affinity_sdk._native"
     code = (
         "import sys\n"
         "import affinity_sdk.ingest.dedupe, affinity_sdk.models.bgnbd, affinity_sdk.models.propensity\n"
