@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -252,8 +253,14 @@ def read_container(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[st
     if hashlib.sha256(body).digest() != stored:
         raise StateError(f"{p} is corrupt or truncated (checksum mismatch)")
     start = _PREFIX.size
+    # Every length the header claims is bounded by the file before anything is sliced, decoded
+    # or allocated: a tiny file cannot ask for gigabytes.
+    if meta_len > len(body) - start:
+        raise StateError(
+            f"{p} has a malformed header: it claims {meta_len} bytes of metadata in a file of {len(data)}"
+        )
     try:
-        meta = msgspec.msgpack.decode(body[start : start + meta_len], type=_Meta)
+        meta = msgspec.msgpack.decode(memoryview(body)[start : start + meta_len], type=_Meta)
         if meta.kind != kind:
             raise StateError(f"{p} holds a {meta.kind!r}, not a {kind!r}")
         payload = memoryview(body)[start + meta_len :]
@@ -261,6 +268,7 @@ def read_container(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[st
         for spec in meta.arrays:
             # numpy's stubs list only the structured form; a plain "<f8" string is accepted too.
             dtype = np.lib.format.descr_to_dtype(spec.dtype)  # type: ignore[arg-type]
+            _check_array_spec(p, spec, dtype, len(payload))
             chunk = payload[spec.offset : spec.offset + spec.nbytes]
             arrays[spec.name] = np.frombuffer(chunk, dtype=dtype).reshape(spec.shape).copy()
     except StateError:
@@ -270,6 +278,24 @@ def read_container(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[st
     except RecursionError:
         raise StateError(f"{p} has a malformed header: nesting too deep") from None
     return meta.header, arrays
+
+
+def _check_array_spec(p: Path, spec: _ArraySpec, dtype: np.dtype[Any], payload_size: int) -> None:
+    """:class:`StateError` unless ``spec`` describes exactly ``prod(shape) · itemsize`` bytes of
+    plain data lying inside the payload (checked in Python integers, so nothing overflows)."""
+    if dtype.hasobject:
+        raise StateError(f"{p} has a malformed header: array {spec.name!r} holds Python objects")
+    expected = math.prod(spec.shape) * dtype.itemsize
+    if spec.nbytes != expected:
+        raise StateError(
+            f"{p} has a malformed header: array {spec.name!r} of shape {spec.shape} and dtype "
+            f"{dtype.str} needs {expected} bytes, not {spec.nbytes}"
+        )
+    if spec.offset + spec.nbytes > payload_size:
+        raise StateError(
+            f"{p} has a malformed header: array {spec.name!r} ({spec.nbytes} bytes at offset "
+            f"{spec.offset}) lies outside the {payload_size}-byte payload"
+        )
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -91,7 +91,9 @@ class TierConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ``quantile``: ``high`` / ``medium`` are population quantiles (0.9 = top 10 % High) and
     ``hysteresis`` is in quantile units. ``absolute``: they are thresholds on the 0-100 score
     and ``hysteresis`` is in score points. A user enters a higher tier only past the cut-off plus
-    the band and leaves it only below the cut-off minus the band.
+    the band and leaves it only below the cut-off minus the band; a user without a tier yet (a
+    first run, a new user) is placed at the plain cut-offs, so a first run has the configured
+    fractions.
     """
 
     method: Literal["quantile", "absolute"] = "quantile"

@@ -1,6 +1,13 @@
 """``affinity demo``: simulate a shop, score it, learn affinities and propensities, build segments
 and write scores, segments and ``report.html`` into one folder.
 
+The folder also gets the shop's data, so the other ``affinity`` commands have something to run on:
+the simulated events (``events.ndjson``, one JSON event per line), its order log (``orders.csv``,
+the CDNOW layout ``sample_id,date,dollars`` that :func:`~affinity_sdk.sim.cdnow.cdnow_orders` and
+``examples/order_log_propensity.py`` read, plus the exact ``timestamp``), the config the demo
+scored with (``scoring.toml``, the built-in default) and ``seeds.txt`` (the 20 highest scores, a
+seed list for ``affinity lookalikes``). The demo ends by printing those commands.
+
 Because the shop is simulated, the demo also shows how well the SDK recovers the truth it planted:
 favourite category / brand match rates, and each propensity model's ROC AUC beside the AUC of the
 true probabilities (the best any model could do).
@@ -14,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +43,18 @@ DEMO_OUTCOMES: tuple[tuple[Outcome, str], ...] = (
     ("churn", "churn (2w)"),
     ("unsubscribe", "unsubscribe (2w)"),
 )
+#: How many of the highest scores go into ``seeds.txt``.
+N_SEEDS = 20
+#: The files the demo writes for the CLI, by their placeholder in :data:`NEXT_STEPS`.
+INPUT_FILES: dict[str, str] = {"events": "events.ndjson", "config": "scoring.toml", "seeds": "seeds.txt"}
+#: The commands the demo suggests next (README's "Command line" runs the same ones), with
+#: ``{events}``, ``{config}`` and ``{seeds}`` standing for the files in the demo's folder.
+NEXT_STEPS: tuple[str, ...] = (
+    "affinity score {events} --config {config} --out scores.csv",
+    "affinity affinities {events} --config {config} --dimension brand --top 3 --out brands.csv",
+    "affinity lookalikes {events} --config {config} --seeds {seeds} --n 1000 --out lookalikes.csv",
+    "affinity report {events} --config {config} --out report.html",
+)
 
 
 def run_demo(
@@ -47,7 +67,9 @@ def run_demo(
     echo: Callable[..., Any] = print,
 ) -> int:
     """Run the demo end to end and write ``scores.csv``, ``segments.csv`` (with a ``.meta.json``),
-    ``affinities.csv`` and ``report.html`` into ``out``. Returns the exit status (0)."""
+    ``affinities.csv`` and ``report.html`` into ``out``, beside the inputs for the CLI:
+    ``events.ndjson``, ``orders.csv``, ``scoring.toml`` and ``seeds.txt``. Ends by echoing the
+    commands to run on those (:data:`NEXT_STEPS`). Returns the exit status (0)."""
     from affinity_sdk.activate.evaluate import roc_auc
     from affinity_sdk.activate.segments import (
         Segment,
@@ -70,11 +92,19 @@ def run_demo(
         sim = simulate_shop(customers, weeks=weeks, horizon_weeks=2, seed=seed)
     echo(f"    {customers:,} customers, {len(sim.batch):,} events over {weeks} weeks")
 
+    with step("writing the shop's events, order log and config"):
+        sim.write_ndjson(folder / INPUT_FILES["events"])
+        n_orders = _write_orders(folder / "orders.csv", sim.batch)
+        config_path = folder / INPUT_FILES["config"]
+        config_path.write_text(_DEMO_CONFIG_HEADER + _default_config_text(), encoding="utf-8")
+    echo(f"    events.ndjson: {len(sim.batch):,} events; orders.csv: {n_orders:,} orders; scoring.toml")
+
     with step("scoring"):
-        scorer = Scorer(backend=backend)
+        scorer = Scorer(config_path, backend=backend)
         scorer.ingest(sim.batch)
         result = scorer.score()
         result.save(folder / "scores.csv")
+        seeds = _write_seeds(folder / INPUT_FILES["seeds"], result)
     counts = result.tier_counts()
     echo(
         f"    {len(result):,} users (opted-out excluded), backend {scorer.backend}: "
@@ -185,11 +215,66 @@ def run_demo(
         except ImportError as exc:
             report = None
             echo(f"    skipped: {exc}")
+    echo(f"inputs in {folder}/: events.ndjson, orders.csv, scoring.toml, seeds.txt ({seeds} users)")
     echo(
         f"outputs in {folder}/: scores.csv, segments.csv, affinities.csv"
         + (", report.html" if report else "")
     )
+    echo("next, run the other commands on those files (see README, 'Command line'):")
+    for command in _next_steps(folder):
+        echo(f"    {command}")
     return 0
+
+
+_DEMO_CONFIG_HEADER = (
+    "# Written by `affinity demo`: the config it scored with, a copy of the built-in default\n"
+    "# (affinity_sdk/data/default_config.toml). Edit it and rerun `affinity score ... --config`.\n"
+)
+
+
+def _default_config_text() -> str:
+    from importlib import resources
+
+    return resources.files("affinity_sdk").joinpath("data/default_config.toml").read_text(encoding="utf-8")
+
+
+def _write_orders(path: Path, batch: Any) -> int:
+    """The ``order_completed`` events as an order log in the CDNOW layout (``sample_id``, ``date``,
+    ``dollars``; see :func:`~affinity_sdk.sim.cdnow.cdnow_orders`) plus the exact UTC
+    ``timestamp``; returns the number of orders."""
+    import csv
+
+    from affinity_sdk.capture.events import EVENT_TYPE_CODES
+
+    rows = np.flatnonzero(batch.event_type == EVENT_TYPE_CODES["order_completed"])
+    when = batch.ts_ms[rows].astype("datetime64[ms]")
+    users = batch.interners.users.names
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sample_id", "date", "dollars", "timestamp"])
+        writer.writerows(
+            zip(
+                [users[u] for u in batch.user[rows].tolist()],
+                np.datetime_as_string(when, unit="D").tolist(),
+                batch.revenue[rows].tolist(),
+                np.datetime_as_string(when, unit="ms", timezone="UTC").tolist(),
+                strict=True,
+            )
+        )
+    return len(rows)
+
+
+def _write_seeds(path: Path, result: Any) -> int:
+    """The :data:`N_SEEDS` highest-scoring users, one id a line (a seed list for lookalikes)."""
+    best = np.argsort(-result.raw_score, kind="stable")[:N_SEEDS]
+    path.write_text("".join(f"{result.user_ids[i]}\n" for i in best.tolist()), encoding="utf-8")
+    return len(best)
+
+
+def _next_steps(folder: Path) -> list[str]:
+    """:data:`NEXT_STEPS` on the files in ``folder`` (shell-quoted)."""
+    files = {key: shlex.quote(str(folder / name)) for key, name in INPUT_FILES.items()}
+    return [command.format(**files) for command in NEXT_STEPS]
 
 
 def _active_users(batch: Any, n_users: int) -> NDArray[np.bool_]:

@@ -231,6 +231,10 @@ class EventIdWindow:
         if prev.shape[0] or curr.shape[0]:
             window.seen(prev)
             if prev.shape[0]:
-                window._rotate()
+                # The other table was never written: swap instead of _rotate(), whose fill(0)
+                # would touch every slot a (possibly hostile) header asked for.
+                window._cur, window._old = window._old, window._cur
+                window._count = 0
+                window.rotations += 1
             window.seen(curr)
         return window

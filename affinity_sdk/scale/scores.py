@@ -97,7 +97,9 @@ class DaskScores:
     each signal, in the column order of :meth:`ScoreResult.columns
     <affinity_sdk.score.results.ScoreResult.columns>`. It is built on persisted per-partition scores,
     so computing or writing it does not re-read the events. ``cut_up`` / ``cut_down`` are the raw
-    score thresholds to enter / stay in Medium and High (equal without hysteresis).
+    score thresholds to enter / stay in Medium and High (equal without hysteresis); with a band,
+    ``cut_up`` also holds the plain cut-offs a user without a tier yet is placed by
+    (:meth:`TierPlan.split_up <affinity_sdk.score.tiers.TierPlan.split_up>`).
     """
 
     frame: Any

@@ -573,21 +573,46 @@ class Scorer:
     def load(
         cls,
         path: str | Path,
+        config: ScoringConfig | str | Path | None = None,
         *,
         backend: str | None = "auto",
         suppression_key: bytes | None = None,
         refresh_cutoffs_every: int | None = None,
     ) -> Scorer:
         """Load a file written by :meth:`save`; a corrupt, truncated or foreign file raises
-        :class:`StateError`. ``refresh_cutoffs_every`` is as for :class:`Scorer` (not stored)."""
+        :class:`StateError`. ``refresh_cutoffs_every`` is as for :class:`Scorer` (not stored).
+
+        A state keeps the config it was built with, and folded state cannot be re-weighted
+        afterwards. ``config`` (a :class:`~affinity_sdk.config.ScoringConfig` or a TOML / JSON
+        path, as for :class:`Scorer`) is the config the caller means to score with: a config
+        whose fingerprint equals the stored one loads; any other raises
+        :class:`~affinity_sdk.errors.ConfigError` naming both fingerprints and versions, so a job
+        started after ``scoring.toml`` changed stops instead of scoring with the old config. To
+        move to the new config, rebuild the state by replaying the events into
+        ``Scorer(config)``; to keep the stored one, load without ``config``. ``None`` (the default)
+        loads the stored config as it is. The fingerprint does not cover ``version``: a config that
+        differs only in its version label loads, and the scorer keeps the stored config (its
+        version label included).
+        """
         from affinity_sdk._persist import read_container
+        from affinity_sdk.config import load_scoring_config
+        from affinity_sdk.errors import ConfigError
 
         refresh_every = _refresh_every(refresh_cutoffs_every)
+        expected = None if config is None else load_scoring_config(config)
 
         header, arrays = read_container(path, _STATE_KIND)
         store = ProfileStore.from_container(
             path, header, arrays, backend=backend, suppression_key=suppression_key
         )
+        if expected is not None and expected.fingerprint != store.config.fingerprint:
+            stored = store.config
+            raise ConfigError(
+                f"{path} was built with config {stored.version!r} (fingerprint {stored.fingerprint}), "
+                f"not the given {expected.version!r} (fingerprint {expected.fingerprint}): rebuild the "
+                "state by replaying the events into Scorer(config), or load without config= to keep "
+                "scoring with the stored config"
+            )
         if "signals" not in store.views:
             raise StateError(f"{path}: the state keeps no 'signals' view")
         scorer = cls.__new__(cls)
@@ -602,7 +627,12 @@ class Scorer:
             raise StateError(f"{path}: stored tiers are out of range")
         scorer._grown_tiers()[:] = tiers
         cuts = [arrays[k] for k in ("score.cut_up", "score.cut_down") if k in arrays]
-        if len(cuts) == 1 or any(c.dtype != np.float64 or c.shape != (2,) for c in cuts):
+        # up: (2,), or (4,) for a banded plan (entering, then first-assignment cut-offs); a
+        # (2,) up of a banded plan (an older file) still works, new users entering at it.
+        shapes = [((2,), (4,)) if scorer.plan.banded else ((2,),), ((2,),)]
+        if len(cuts) == 1 or any(
+            c.dtype != np.float64 or c.shape not in allowed for c, allowed in zip(cuts, shapes, strict=False)
+        ):
             raise StateError(f"{path}: stored tier cut-offs are malformed")
         if cuts:
             scorer._cutoffs = (cuts[0], cuts[1])

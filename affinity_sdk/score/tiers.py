@@ -9,7 +9,8 @@ A :class:`TierPlan` holds the ``[tiers]`` section of a config (``method`` quanti
 * :meth:`TierPlan.cutoffs_from_quantiles`: the same from quantiles computed elsewhere (the exact
   distributed ones of :mod:`affinity_sdk.scale.quantiles`);
 * :meth:`TierPlan.assign` / :meth:`TierPlan.tier_of`: tier codes (0 low, 1 medium, 2 high, labels
-  :data:`~affinity_sdk.score.results.TIER_LABELS`) with hysteresis against the previous tiers;
+  :data:`~affinity_sdk.score.results.TIER_LABELS`) with hysteresis against the previous tiers
+  (a user's first assignment uses the plain cut-offs);
 * :meth:`TierPlan.to_score` / :meth:`TierPlan.raw_threshold`: the 0-100 score mapping and its
   inverse.
 
@@ -17,9 +18,20 @@ Cut-offs are on the *raw* score: ``up[t]`` is the threshold to enter tier ``t + 
 High) from below, ``down[t]`` the one to stay in it (or drop into it) from above; they are equal
 without hysteresis. A value must also be ``> 0`` to leave Low.
 
+First assignment
+    A user with no tier yet (``previous`` :data:`NO_TIER`: every user on a first run, a new user
+    later) is tiered at the *plain* cut-offs, those of ``high`` / ``medium`` themselves, so a first
+    run gives exactly the configured fractions (``high = 0.9``: 10 % High, up to ties) whatever
+    the band. The band only applies once a user has a tier: from Low or Medium they enter above
+    ``q + b``, from Medium or High they stay above ``q - b``. A banded plan's ``up`` therefore
+    has four entries: the entering cut-offs ``[medium, high]`` then the plain ones ``[medium,
+    high]`` (:meth:`TierPlan.split_up`); without a band the plain cut-offs are the entering ones
+    and ``up`` has two. :meth:`~TierPlan.assign` and :meth:`~TierPlan.tier_of` take either form
+    (with a two-entry ``up`` a user with no tier enters at ``up``, as one coming from Low).
+
 ``quantile``: ``high`` / ``medium`` are population quantiles (0.9: top 10 % High); with a band
-``b`` a user enters Medium in the top ``1 - (medium + b)`` and stays while in the top
-``1 - (medium - b)`` (fractions clipped to [0, 1]). ``absolute``: ``high`` / ``medium`` are
+``b`` a user who has a tier enters Medium in the top ``1 - (medium + b)`` and stays while in the
+top ``1 - (medium - b)`` (fractions clipped to [0, 1]). ``absolute``: ``high`` / ``medium`` are
 thresholds on the 0-100 score (``b`` in score points), turned into raw scores by
 :meth:`~TierPlan.raw_threshold`. With ``half_point=None`` the values are tiered as they are (e.g.
 probabilities): absolute thresholds then apply to the values directly.
@@ -42,11 +54,13 @@ Examples
 ['low', 'medium', 'medium', 'medium', 'high']
 >>> banded = TierPlan(high=0.9, medium=0.6, hysteresis=0.1)
 >>> up, down = banded.cutoffs(raw, backend="reference")
->>> up.tolist(), down.tolist()
-([7.0, inf], [5.0, 8.0])
->>> previous = np.array([-1, -1, -1, -1, -1, 1, 1, -1, 2, 2], dtype=np.int8)
+>>> up.tolist(), down.tolist()  # enter [medium, high], then the plain [medium, high]; stay
+([7.0, inf, 6.0, 9.0], [5.0, 8.0])
+>>> banded.assign(raw, up, down, backend="reference").tolist()  # a first run: plain cut-offs
+[0, 0, 0, 0, 0, 0, 1, 1, 1, 2]
+>>> previous = np.array([0, 0, 0, 0, 0, 1, 0, -1, 2, 1], dtype=np.int8)
 >>> banded.assign(raw, up, down, previous, backend="reference").tolist()
-[0, 0, 0, 0, 0, 1, 1, 1, 2, 2]
+[0, 0, 0, 0, 0, 1, 0, 1, 2, 1]
 >>> absolute = TierPlan(method="absolute", high=75.0, medium=50.0, half_point=10.0)
 >>> absolute.cutoffs(raw)[0].tolist(), absolute.to_score(np.array([10.0, np.inf])).tolist()
 ([10.0, 30.0], [50.0, 100.0])
@@ -71,7 +85,9 @@ if TYPE_CHECKING:
 __all__ = ["NO_TIER", "Cutoffs", "TierMethod", "TierPlan"]
 
 TierMethod = Literal["quantile", "absolute"]
-#: ``(up, down)``: raw-score thresholds to enter / stay in Medium and High, each of shape ``(2,)``.
+#: ``(up, down)``: raw-score thresholds to enter / stay in Medium and High. ``down`` has shape
+#: ``(2,)``; ``up`` too, or ``(4,)`` for a banded plan: the entering cut-offs of a user who has a
+#: tier, then the plain ones of a user's first assignment (see :meth:`TierPlan.split_up`).
 Cutoffs = tuple[NDArray[np.float64], NDArray[np.float64]]
 #: The ``previous`` tier code of a user with none yet (treated as coming from Low).
 NO_TIER: Final = -1
@@ -102,7 +118,9 @@ class TierPlan:
     >>> plan = TierPlan(method="absolute", high=80.0, medium=50.0, hysteresis=5.0, half_point=10.0)
     >>> up, down = plan.cutoffs(np.zeros(0))
     >>> up.tolist(), down.tolist()
-    ([12.222222222222221, 56.666666666666664], [8.181818181818182, 30.0])
+    ([12.222222222222221, 56.666666666666664, 10.0, 40.0], [8.181818181818182, 30.0])
+    >>> plan.tier_of(11.0, up, down), plan.tier_of(11.0, up, down, previous=0)
+    (1, 0)
     >>> plan.tier_of(20.0, up, down), plan.tier_of(40.0, up, down, previous=2)
     (1, 2)
     """
@@ -210,23 +228,25 @@ class TierPlan:
     @property
     def quantile_fractions(self) -> NDArray[np.float64]:
         """The quantiles to compute: ``[medium, high]``, or with a band ``[medium + b, high + b,
-        medium - b, high - b]`` (clipped to [0, 1]); empty for ``absolute``.
+        medium - b, high - b, medium, high]`` (clipped to [0, 1]; the last two are the plain
+        cut-offs of a first assignment); empty for ``absolute``.
 
         Examples
         --------
         >>> TierPlan(hysteresis=0.25).quantile_fractions.tolist()
-        [0.85, 1.0, 0.35, 0.65]
+        [0.85, 1.0, 0.35, 0.65, 0.6, 0.9]
         """
         if self.method == "absolute":
             return np.zeros(0, dtype=np.float64)
         m, h, b = self.medium, self.high, self.hysteresis
         if not self.banded:
             return np.array([m, h], dtype=np.float64)
-        return np.array([min(m + b, 1.0), min(h + b, 1.0), max(m - b, 0.0), max(h - b, 0.0)])
+        return np.array([min(m + b, 1.0), min(h + b, 1.0), max(m - b, 0.0), max(h - b, 0.0), m, h])
 
     def absolute_cutoffs(self) -> Cutoffs:
         """``(up, down)`` of an ``absolute`` plan: :meth:`raw_threshold` of ``medium ± b`` and
-        ``high ± b`` (the lower ones clipped at 0).
+        ``high ± b`` (the lower ones clipped at 0); with a band ``up`` ends with the plain
+        thresholds of ``medium`` and ``high`` (a first assignment's).
 
         Examples
         --------
@@ -237,7 +257,9 @@ class TierPlan:
         if self.method != "absolute":
             raise ValueError("absolute_cutoffs() needs method='absolute'; quantile plans use cutoffs()")
         m, h, b = self.medium, self.high, self.hysteresis
-        up = np.array([self.raw_threshold(m + b), self.raw_threshold(h + b)], dtype=np.float64)
+        enter = [self.raw_threshold(m + b), self.raw_threshold(h + b)]
+        plain = [self.raw_threshold(m), self.raw_threshold(h)] if self.banded else []
+        up = np.array(enter + plain, dtype=np.float64)
         down = np.array(
             [self.raw_threshold(max(m - b, 0.0)), self.raw_threshold(max(h - b, 0.0))], dtype=np.float64
         )
@@ -249,8 +271,8 @@ class TierPlan:
 
         Examples
         --------
-        >>> TierPlan(hysteresis=0.1).cutoffs_from_quantiles([7.0, 10.0, 5.0, 8.0])
-        (array([ 7., 10.]), array([5., 8.]))
+        >>> TierPlan(hysteresis=0.1).cutoffs_from_quantiles([7.0, 10.0, 5.0, 8.0, 6.0, 9.0])
+        (array([ 7., 10.,  6.,  9.]), array([5., 8.]))
         """
         values = np.asarray(quantiles, dtype=np.float64)
         expected = self.quantile_fractions.shape[0]
@@ -260,7 +282,7 @@ class TierPlan:
             return self.absolute_cutoffs()
         if not self.banded:
             return values[:2].copy(), values[:2].copy()
-        return values[:2].copy(), values[2:4].copy()
+        return np.concatenate([values[:2], values[4:6]]), values[2:4].copy()
 
     def cutoffs(self, raw: ArrayLike, backend: str | None = "auto") -> Cutoffs:
         """``(up, down)`` raw-score cut-offs of the population ``raw`` (ignored by ``absolute``).
@@ -281,6 +303,27 @@ class TierPlan:
 
     # --- tiers -----------------------------------------------------------------------------
     @staticmethod
+    def split_up(up: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(enter, first)``: the entering cut-offs of a user who has a tier and the plain ones
+        of a user's first assignment, each of shape ``(2,)``, from an ``up`` of two entries (both
+        the same) or four (a banded plan's: ``enter`` then ``first``).
+
+        Examples
+        --------
+        >>> enter, first = TierPlan.split_up([7.0, 10.0, 6.0, 9.0])
+        >>> enter.tolist(), first.tolist()
+        ([7.0, 10.0], [6.0, 9.0])
+        >>> TierPlan.split_up([7.0, 10.0])[1].tolist()
+        [7.0, 10.0]
+        """
+        cut_up = np.ascontiguousarray(up, dtype=np.float64)
+        if cut_up.shape == (2,):
+            return cut_up, cut_up
+        if cut_up.shape != (4,):
+            raise ValueError(f"up cut-offs must have shape (2,) or (4,), got {cut_up.shape}")
+        return cut_up[:2], cut_up[2:]
+
+    @staticmethod
     def assign(
         raw: ArrayLike,
         up: NDArray[np.float64],
@@ -290,7 +333,9 @@ class TierPlan:
     ) -> NDArray[np.int8]:
         """Tier codes (0 low, 1 medium, 2 high) by :func:`affinity_sdk.kernels.assign_tiers`:
         tier ``t`` when ``raw > 0`` and ``raw >= down[t-1]`` if ``previous >= t``, else
-        ``raw >= up[t-1]``; ``previous`` -1 (:data:`NO_TIER`, the default) is a user with none.
+        ``raw >= up[t-1]``. ``previous`` -1 (:data:`NO_TIER`; ``None``: everyone) is a user with
+        none, tiered at the plain cut-offs (``up[2:4]`` of a four-entry ``up``, see
+        :meth:`split_up`; ``up`` itself otherwise).
 
         Examples
         --------
@@ -298,13 +343,25 @@ class TierPlan:
         >>> TierPlan.assign(np.array([1.5, 1.5, 4.5, 4.5, 0.0]), up, down,
         ...                 np.array([-1, 1, 1, 2, 2], dtype=np.int8), backend="reference").tolist()
         [0, 1, 1, 2, 0]
+        >>> up = np.array([2.0, 5.0, 1.5, 4.5])  # a banded plan's: enter, then plain
+        >>> TierPlan.assign(np.array([1.5, 1.5, 4.5, 4.5]), up, down,
+        ...                 np.array([-1, 0, -1, 1], dtype=np.int8), backend="reference").tolist()
+        [1, 0, 2, 1]
         """
         values = np.ascontiguousarray(raw, dtype=np.float64)
-        cut_up = np.ascontiguousarray(up, dtype=np.float64)
-        cut_down = cut_up if down is None else np.ascontiguousarray(down, dtype=np.float64)
-        if previous is not None:
-            previous = np.ascontiguousarray(previous, dtype=np.int8)
-        return kernels.assign_tiers(values, cut_up, cut_down, previous, backend=backend)
+        enter, first = TierPlan.split_up(up)
+        cut_down = enter if down is None else np.ascontiguousarray(down, dtype=np.float64)
+        if previous is None:  # nobody has a tier: the plain cut-offs for all
+            return kernels.assign_tiers(values, first, first, None, backend=backend)
+        previous = np.ascontiguousarray(previous, dtype=np.int8)
+        tiers = kernels.assign_tiers(values, enter, cut_down, previous, backend=backend)
+        if first is not enter:
+            new = previous == NO_TIER
+            if new.any():
+                tiers[new] = kernels.assign_tiers(
+                    np.ascontiguousarray(values[new]), first, first, None, backend=backend
+                )
+        return tiers
 
     @staticmethod
     def tier_of(
@@ -318,13 +375,18 @@ class TierPlan:
         >>> up, down = np.array([2.0, 5.0]), np.array([1.0, 4.0])
         >>> [TierPlan.tier_of(x, up, down, p) for x, p in [(1.5, -1), (1.5, 1), (4.5, 2), (np.nan, 2)]]
         [0, 1, 2, 0]
+        >>> TierPlan.tier_of(1.5, np.array([2.0, 5.0, 1.5, 4.5]), down)  # no tier yet: plain cut-offs
+        1
         """
+        enter = up[:2]
         if down is None:
-            down = up
+            down = enter
+        if previous == NO_TIER and len(up) == 4:
+            enter = up[2:4]
         tier = 0
         if raw > 0.0:
             for level in (1, 2):
-                threshold = down[level - 1] if previous >= level else up[level - 1]
+                threshold = down[level - 1] if previous >= level else enter[level - 1]
                 if raw >= threshold:
                     tier = level
         return tier

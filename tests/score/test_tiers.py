@@ -60,6 +60,31 @@ def old_scorer_cutoffs(
     return cuts[2:4], cuts[4:6]
 
 
+def plain_cutoffs(config: ScoringConfig, raw: NDArray[np.float64], backend: str) -> NDArray[np.float64]:
+    """The cut-offs of ``medium`` / ``high`` themselves, no band: where a user with no tier yet
+    enters (the old code entered them at the banded ``up``, so a first run missed its fractions)."""
+    t = config.tiers
+    if t.method == "absolute":
+        h = config.score.half_point
+        return np.array([old_raw_threshold(t.medium, h), old_raw_threshold(t.high, h)])
+    return kernels.quantile_cutoffs(raw, np.array([t.medium, t.high]), backend=backend)
+
+
+def expected_tiers(
+    values: NDArray[np.float64],
+    old_up: NDArray[np.float64],
+    old_down: NDArray[np.float64],
+    plain: NDArray[np.float64],
+    previous: NDArray[np.int8],
+    backend: str,
+) -> NDArray[np.int8]:
+    """The old kernel call for users with a tier, the plain cut-offs for those without."""
+    kept = kernels.assign_tiers(values, old_up, old_down, previous, backend=backend)
+    first = kernels.assign_tiers(values, plain, plain, backend=backend)
+    out: NDArray[np.int8] = np.where(previous == NO_TIER, first, kept).astype(np.int8)
+    return out
+
+
 def old_dask_fractions(config: ScoringConfig) -> tuple[NDArray[np.float64], bool]:
     t = config.tiers
     band = t.hysteresis
@@ -129,13 +154,17 @@ def test_quantile_plan_without_band(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_quantile_hysteresis_enters_above_and_stays_above_the_band(backend: str) -> None:
     plan = TierPlan(high=0.8, medium=0.5, hysteresis=0.1)
-    assert plan.banded and plan.quantile_fractions.tolist() == pytest.approx([0.6, 0.9, 0.4, 0.7])
+    assert plan.banded
+    assert plan.quantile_fractions.tolist() == pytest.approx([0.6, 0.9, 0.4, 0.7, 0.5, 0.8])
     raw = np.arange(1.0, 11.0)
     up, down = plan.cutoffs(raw, backend=backend)
-    # enter Medium in the top 40 % (7), High in the top 10 % (10); stay in the top 60 % / 30 %
-    assert up.tolist() == [7.0, 10.0] and down.tolist() == [5.0, 8.0]
+    # enter Medium in the top 40 % (7), High in the top 10 % (10); stay in the top 60 % / 30 %;
+    # a user with no tier yet enters at the plain top 50 % (6) / top 20 % (9).
+    assert up.tolist() == [7.0, 10.0, 6.0, 9.0] and down.tolist() == [5.0, 8.0]
     fresh = plan.assign(raw, up, down, backend=backend)
-    assert fresh.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]
+    assert fresh.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 2, 2]  # the configured 50 % / 20 %
+    from_low = plan.assign(raw, up, down, np.zeros(10, dtype=np.int8), backend=backend)
+    assert from_low.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]  # coming from Low: the band applies
     previous = np.array([1, 1, 1, 1, 2, 2, 2, 2, 2, 2], dtype=np.int8)
     kept = plan.assign(raw, up, down, previous, backend=backend)
     assert kept.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]  # High drops to Medium below 8, Low below 5
@@ -147,7 +176,7 @@ def test_quantile_hysteresis_enters_above_and_stays_above_the_band(backend: str)
 
 def test_band_fractions_clip_to_unit_interval() -> None:
     plan = TierPlan(high=0.95, medium=0.05, hysteresis=0.1)
-    assert plan.quantile_fractions.tolist() == [0.15000000000000002, 1.0, 0.0, 0.85]
+    assert plan.quantile_fractions.tolist() == [0.15000000000000002, 1.0, 0.0, 0.85, 0.05, 0.95]
     up, down = plan.cutoffs(np.arange(20.0), backend="reference")
     assert up[1] == math.inf  # nobody enters High from below
     assert down[0] == 0.0  # the lowest value; only values > 0 leave Low
@@ -159,11 +188,13 @@ def test_absolute_plan_cuts_on_the_score_scale() -> None:
     assert plan.quantile_fractions.shape == (0,)
     up, down = plan.cutoffs(np.array([1.0, 2.0]))  # the population does not matter
     h = 10.0
-    assert up.tolist() == [h * 55 / 45, h * 80 / 20] and down.tolist() == [h * 45 / 55, h * 70 / 30]
-    assert plan.to_score(up).tolist() == pytest.approx([55.0, 80.0])
+    # entering [medium, high], then the plain thresholds of a first assignment; staying
+    assert up.tolist() == [h * 55 / 45, h * 80 / 20, h * 50 / 50, h * 75 / 25]
+    assert down.tolist() == [h * 45 / 55, h * 70 / 30]
+    assert plan.to_score(up).tolist() == pytest.approx([55.0, 80.0, 50.0, 75.0])
     assert plan.cutoffs_from_quantiles(np.zeros(0))[0].tolist() == up.tolist()
     top = TierPlan(method="absolute", high=100.0, medium=98.0, hysteresis=5.0, half_point=h)
-    assert top.absolute_cutoffs()[0].tolist() == [math.inf, math.inf]
+    assert top.absolute_cutoffs()[0].tolist() == [math.inf, math.inf, h * 98 / 2, math.inf]
     with pytest.raises(ValueError, match="absolute"):
         TierPlan().absolute_cutoffs()
 
@@ -205,7 +236,7 @@ def test_finite_scores_equal_the_old_mapping_bit_for_bit(raw: list[float], half_
 def test_empty_population_puts_everyone_low(backend: str) -> None:
     plan = TierPlan(hysteresis=0.05)
     up, down = plan.cutoffs(np.zeros(0), backend=backend)
-    assert up.tolist() == down.tolist() == [math.inf, math.inf]
+    assert up.tolist() == [math.inf] * 4 and down.tolist() == [math.inf] * 2
     assert plan.assign(np.zeros(0), up, down, backend=backend).shape == (0,)
     assert plan.tier_of(5.0, up, down, previous=2) == 0
 
@@ -236,7 +267,7 @@ def test_invalid_plans_are_config_errors() -> None:
     ):
         with pytest.raises(ConfigError):
             TierPlan(**kwargs)
-    with pytest.raises(ValueError, match="expected 4 quantiles"):
+    with pytest.raises(ValueError, match="expected 6 quantiles"):
         TierPlan(hysteresis=0.1).cutoffs_from_quantiles([1.0, 2.0])
 
 
@@ -273,24 +304,36 @@ def test_scorer_numbers_equal_the_old_scorer(
     prev = np.array(previous[: len(raw)], dtype=np.int8)
     up, down = plan.cutoffs(values, backend=backend)
     old_up, old_down = old_scorer_cutoffs(config, values, backend)
-    assert same(up, old_up) and same(down, old_down)
+    plain = plain_cutoffs(config, values, backend)
+    enter, first = plan.split_up(up)
+    assert same(enter, old_up) and same(down, old_down) and same(first, plain)
+    assert up.shape == ((4,) if plan.banded else (2,))
     tiers_new = plan.assign(values, up, down, prev, backend=backend)
-    tiers_old = kernels.assign_tiers(values, old_up, old_down, prev, backend=backend)
+    tiers_old = expected_tiers(values, old_up, old_down, plain, prev, backend)
     assert tiers_new.tolist() == tiers_old.tolist()
     scalar = [plan.tier_of(float(x), up, down, int(p)) for x, p in zip(values, prev, strict=True)]
     assert scalar == [
-        old_tier_of(float(x), old_up, old_down, int(p)) for x, p in zip(values, prev, strict=True)
+        old_tier_of(float(x), plain, plain, -1)
+        if p == NO_TIER
+        else old_tier_of(float(x), old_up, old_down, p)
+        for x, p in zip(values.tolist(), prev.tolist(), strict=True)
     ]
     assert scalar == tiers_new.tolist()
+    # Nobody with a tier yet (a first run): the plain cut-offs for all.
+    assert (
+        plan.assign(values, up, down, backend=backend).tolist()
+        == kernels.assign_tiers(values, plain, plain, backend=backend).tolist()
+    )
     for score in (0.0, tiers["medium"], tiers["high"], 100.0):
         assert plan.raw_threshold(score) == old_raw_threshold(score, config.score.half_point)
     # The Dask path: the quantiles it computes distributedly give the same cut-offs.
     if tiers["method"] == "quantile":
         fractions, banded = old_dask_fractions(config)
-        assert plan.quantile_fractions.tolist() == fractions.tolist() and plan.banded == banded
+        extra = [tiers["medium"], tiers["high"]] if banded else []
+        assert plan.quantile_fractions.tolist() == [*fractions.tolist(), *extra] and plan.banded == banded
         quantiles = kernels.quantile_cutoffs(values, plan.quantile_fractions, backend=backend)
         got_up, got_down = plan.cutoffs_from_quantiles(quantiles)
-        assert same(got_up, old_up) and same(got_down, old_down)
+        assert same(got_up, up) and same(got_down, old_down)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -306,11 +349,13 @@ def test_scorer_cutoffs_on_a_real_population_equal_the_old_ones(backend: str) ->
         plan = TierPlan.from_config(config)
         up, down = plan.cutoffs(raw, backend=backend)
         old_up, old_down = old_scorer_cutoffs(config, raw, backend)
-        assert same(up, old_up) and same(down, old_down)
+        plain = plain_cutoffs(config, raw, backend)
+        enter, first = plan.split_up(up)
+        assert same(enter, old_up) and same(down, old_down) and same(first, plain)
         previous = rng.integers(-1, 3, raw.shape[0]).astype(np.int8)
         assert (
             plan.assign(raw, up, down, previous, backend=backend).tolist()
-            == kernels.assign_tiers(raw, old_up, old_down, previous, backend=backend).tolist()
+            == expected_tiers(raw, old_up, old_down, plain, previous, backend).tolist()
         )
 
 

@@ -168,9 +168,11 @@ def test_hysteresis_against_the_last_tier() -> None:
     scorer = Scorer(ABSOLUTE, backend="reference")
     seen = _recorder(scorer)
     scorer.ingest(_views("u", 20))  # raw 20 >= 15: High
+    # raw 2: Low (a user's first tier is cut at the plain thresholds, raw 2.5 / 10: no band)
+    scorer.ingest(_views("v", 2))
     assert seen == [("u", "low", "high")]
     scorer.ingest(_views("u", 3, T0 + DAY_MS))  # raw 20/2 + 3 = 13: below 15 but above 6.67
-    scorer.ingest(_views("v", 13, T0 + DAY_MS))  # the same raw 13 from Low: only Medium
+    scorer.ingest(_views("v", 12, T0 + DAY_MS))  # the same raw 2/2 + 12 = 13 from Low: only Medium
     assert seen == [("u", "low", "high"), ("v", "low", "medium")]
     assert (scorer.tier_of("u"), scorer.tier_of("v")) == ("high", "medium")
     scorer.ingest(_views("u", 1, T0 + 5 * DAY_MS))  # raw 13/16 + 1 = 1.81: leaves High, stays Medium

@@ -1,0 +1,142 @@
+"""README's "Command line" runs as written on the files ``affinity demo`` leaves.
+
+A small demo goes into a temporary ``affinity-demo/``; every ``affinity ...`` line of the section's
+``bash`` blocks then runs through :func:`affinity_sdk.cli.main` from a temporary working folder,
+with ``affinity-demo/`` pointing at the demo's folder (``affinity demo`` itself, and any line with
+``[placeholder]`` options, are skipped). The demo's printed next steps must be README's lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from affinity_sdk.capture import events as ev
+from affinity_sdk.cli import main
+from affinity_sdk.config import ScoringConfig, default_config
+from affinity_sdk.demo import run_demo
+from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.sim.cdnow import cdnow_orders
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+DEMO_DIR = "affinity-demo/"
+
+
+def _section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _blocks(title: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", _section(title), re.S | re.M)
+
+
+def _readme_commands() -> list[str]:
+    """The ``affinity`` lines of "Command line", comments dropped, tokens joined by one space."""
+    commands = []
+    for block in _blocks("Command line", "bash"):
+        for line in block.splitlines():
+            tokens = shlex.split(line, comments=True)
+            if tokens[:1] == ["affinity"]:
+                commands.append(shlex.join(tokens))
+    return commands
+
+
+COMMANDS = _readme_commands()
+RUNNABLE = [c for c in COMMANDS if not c.startswith("affinity demo") and "[" not in c]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The demo's folder and what it echoed."""
+    folder = tmp_path_factory.mktemp("readme") / "affinity-demo"
+    echoed: list[str] = []
+    status = run_demo(
+        customers=300, weeks=6, out=folder, echo=lambda *a: echoed.append(" ".join(map(str, a)))
+    )
+    assert status == 0
+    return folder, echoed
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+def _argv(command: str, folder: Path) -> list[str]:
+    """``command``'s arguments with ``affinity-demo/...`` pointing into the demo's ``folder``."""
+    return [
+        str(folder / token[len(DEMO_DIR) :]) if token.startswith(DEMO_DIR) else token
+        for token in shlex.split(command)[1:]
+    ]
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def test_readme_lists_every_command() -> None:
+    assert {c.split()[1] for c in RUNNABLE} >= {"score", "affinities", "lookalikes", "report"}
+    assert all(DEMO_DIR in c for c in RUNNABLE)  # they run on the demo's files
+
+
+@pytest.mark.parametrize("command", RUNNABLE, ids=[f"{c.split()[1]}-{i}" for i, c in enumerate(RUNNABLE)])
+def test_readme_command_runs(command: str, demo: tuple[Path, list[str]], workdir: Path) -> None:
+    folder, _ = demo
+    argv = _argv(command, folder)
+    if argv[0] == "report":
+        pytest.importorskip("matplotlib")
+    assert main(argv) == 0
+    out = workdir / argv[argv.index("--out") + 1]
+    assert out.is_file() and out.stat().st_size > 0
+    if argv[0] == "score" and "--now" not in argv:  # the demo scored the same events, same config
+        header, *rows = _rows(out)
+        demo_header, *demo_rows = _rows(folder / "scores.csv")
+        assert header == demo_header and sorted(rows) == sorted(demo_rows)
+
+
+def test_demo_leaves_the_inputs(demo: tuple[Path, list[str]]) -> None:
+    folder, _ = demo
+    batch = EventBatch.from_ndjson((folder / "events.ndjson").read_bytes())
+    assert len(batch) > 0
+    orders = cdnow_orders(folder / "orders.csv")  # the order-log path reads it
+    is_order = batch.event_type == ev.EVENT_TYPE_CODES["order_completed"]
+    assert len(orders) == int(is_order.sum()) > 0
+    assert sorted(orders.revenue.tolist()) == sorted(batch.revenue[is_order].tolist())
+    assert _rows(folder / "orders.csv")[0] == ["sample_id", "date", "dollars", "timestamp"]
+    config = ScoringConfig.load(folder / "scoring.toml")
+    assert config.fingerprint == default_config().fingerprint
+    seeds = (folder / "seeds.txt").read_text(encoding="utf-8").split()
+    scored = {row[0] for row in _rows(folder / "scores.csv")[1:]}
+    assert 0 < len(seeds) == len(set(seeds)) and set(seeds) <= scored
+
+
+def test_demo_prints_readmes_commands(demo: tuple[Path, list[str]]) -> None:
+    folder, echoed = demo
+    printed = [line.strip() for line in echoed if line.strip().startswith("affinity ")]
+    assert len(printed) >= 4
+    for line in printed:
+        tokens = [
+            DEMO_DIR + t[len(str(folder)) + 1 :] if t.startswith(f"{folder}/") else t
+            for t in shlex.split(line)
+        ]
+        assert shlex.join(tokens) in COMMANDS
+
+
+def test_readme_examples_decode() -> None:
+    """The event line of "Command line" is a valid event; the TOML of "Configuration" loads."""
+    for block in _blocks("Command line", "json"):
+        for line in block.splitlines():
+            msgspec.json.decode(line, type=ev.Event)
+    (toml,) = _blocks("Configuration", "toml")
+    assert ScoringConfig.from_toml(toml).version == "spring-2027"
