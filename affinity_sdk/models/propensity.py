@@ -96,6 +96,7 @@ __all__ = [
     "FeatureSpec",
     "Features",
     "Outcome",
+    "PropensityClassifier",
     "PropensityModel",
     "TierSpec",
     "TrainingSet",
@@ -600,3 +601,7 @@ def tier_plan(spec: TierSpec | _TierLike | None = None) -> TierPlan:
         raise ConfigError(f"unknown tier method {spec.method!r}")
     method: Literal["quantile", "absolute"] = "quantile" if spec.method == "quantile" else "absolute"
     return TierPlan(method=method, high=float(spec.high), medium=float(spec.medium), half_point=None)
+
+
+# The scikit-learn-style estimator over plain arrays (after PropensityModel: it imports it).
+from affinity_sdk.models.sklearn_api import PropensityClassifier as PropensityClassifier  # noqa: E402
