@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -82,12 +83,39 @@ def _contribution(w: dict[str, Any]) -> Any:
     return w["values"] * np.exp(w["lam"][w["signals"]] * (w["ts_ms"] - LANDMARK).astype(np.float64))
 
 
+def _checksum(acc: Any, total: Any, count: Any, first: Any, last: Any, tiers: Any) -> dict[str, Any]:
+    """A small summary of one engine's results, compared across engines by :func:`check_agreement`:
+    the sums of the decayed values, value totals and counts over every (profile, signal) cell,
+    the first / last event times, and the number of profiles per tier."""
+    counts = np.bincount(np.asarray(tiers, dtype=np.int64), minlength=3)
+    return {"acc": float(acc), "total": float(total), "count": int(count), "first_ms": int(first),
+            "last_ms": int(last), "tiers": counts.tolist()}  # fmt: skip
+
+
+def check_agreement(rows: list[dict[str, Any]], rel: float = 1e-9) -> None:
+    """Every engine's checksum equals the first one's (floats to ``rel`` relative, the rest exactly)."""
+    ref = rows[0]
+    for r in rows[1:]:
+        a, b = ref["checksum"], r["checksum"]
+        for key in ("acc", "total"):
+            if not math.isclose(a[key], b[key], rel_tol=rel, abs_tol=0.0):
+                raise SystemExit(
+                    f"{r['engine']} disagrees with {ref['engine']} on {key}: {b[key]!r} != {a[key]!r}"
+                )
+        for key in ("count", "first_ms", "last_ms", "tiers"):
+            if a[key] != b[key]:
+                raise SystemExit(
+                    f"{r['engine']} disagrees with {ref['engine']} on {key}: {b[key]!r} != {a[key]!r}"
+                )
+
+
 def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict[str, Any]:
     """Time both steps for one engine (called inside its own subprocess)."""
     w = workload(n_events, n_profiles)
     n_cells = n_profiles * SIGNALS
     fns: dict[str, Callable[[], Any]] = {}
     setup: Callable[[], Any] | None = None
+    checksum: Callable[[], dict[str, Any]]
     if engine.startswith("affinity_sdk"):
         from affinity_sdk import kernels
 
@@ -117,20 +145,33 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             kernels.score_tiers(raw, HALF_POINT, q, backend=backend)
 
         fns["state_tier"] = state_tier
+
+        def checksum_ours() -> dict[str, Any]:
+            fresh()
+            aggregate()
+            rec = box["records"]
+            seen = rec["count"] > 0
+            return _checksum(
+                rec["acc"].sum(), rec["total"].sum(), rec["count"].sum(), rec["first_ms"][seen].min(),
+                rec["last_ms"][seen].max(), kernels.score_tiers(w["raw"], HALF_POINT, q, backend=backend)[1],
+            )  # fmt: skip
+
+        checksum = checksum_ours
     elif engine == "numpy":
         cell = w["users"] * SIGNALS + w["signals"]
 
-        def aggregate_np() -> None:
+        def aggregate_np() -> tuple[Any, ...]:
             c = _contribution(w)
-            np.bincount(cell, weights=c, minlength=n_cells)
-            np.bincount(cell, weights=w["values"], minlength=n_cells)
-            np.bincount(cell, minlength=n_cells)
+            acc = np.bincount(cell, weights=c, minlength=n_cells)
+            total = np.bincount(cell, weights=w["values"], minlength=n_cells)
+            count = np.bincount(cell, minlength=n_cells)
             first = np.full(n_cells, np.iinfo(np.int64).max)
             np.minimum.at(first, cell, w["ts_ms"])
             last = np.full(n_cells, np.iinfo(np.int64).min)
             np.maximum.at(last, cell, w["ts_ms"])
+            return acc, total, count, first, last
 
-        def tier_np(r: Any = w["raw"]) -> None:
+        def tier_np(r: Any = w["raw"]) -> Any:
             s = 100.0 * r / (r + HALF_POINT)
             n = s.shape[0]
             ks = [n - max(1, int(np.ceil(n * (1 - q)))) for q in FRACTIONS]
@@ -138,6 +179,7 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             cuts = part[ks]
             tiers = (s >= cuts[0]).astype(np.int8) + (s >= cuts[1])
             tiers[s <= 0] = 0
+            return tiers
 
         acc = np.bincount(cell, weights=_contribution(w), minlength=n_cells).reshape(n_profiles, SIGNALS)
 
@@ -145,15 +187,21 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             tier_np(acc @ COEFS)
 
         fns = {"aggregate": aggregate_np, "score_tier": tier_np, "state_tier": state_tier_np}
+
+        def checksum_np() -> dict[str, Any]:
+            acc_, total, count, first, last = aggregate_np()
+            return _checksum(acc_.sum(), total.sum(), count.sum(), first.min(), last.max(), tier_np())
+
+        checksum = checksum_np
     elif engine == "pandas":
         import pandas as pd
 
         df = pd.DataFrame({"cell": w["users"] * SIGNALS + w["signals"], "t": w["ts_ms"], "v": w["values"]})
         lam_ev = w["lam"][w["signals"]]
 
-        def aggregate_pd() -> None:
+        def aggregate_pd() -> Any:
             d = df.assign(c=df["v"].to_numpy() * np.exp(lam_ev * (df["t"].to_numpy() - LANDMARK)))
-            d.groupby("cell", sort=False).agg(
+            return d.groupby("cell", sort=False).agg(
                 acc=("c", "sum"),
                 total=("v", "sum"),
                 count=("v", "size"),
@@ -163,13 +211,27 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
 
         raw = pd.Series(w["raw"])
 
-        def tier_pd() -> None:
+        def tier_pd() -> Any:
             s = 100.0 * raw / (raw + HALF_POINT)
             cuts = s.quantile(list(FRACTIONS), interpolation="higher")
             tiers = (s >= cuts.iloc[0]).astype("int8") + (s >= cuts.iloc[1]).astype("int8")
             tiers[s <= 0] = 0
+            return tiers.to_numpy()
 
         fns = {"aggregate": aggregate_pd, "score_tier": tier_pd}
+
+        def checksum_pd() -> dict[str, Any]:
+            a = aggregate_pd()
+            return _checksum(
+                a["acc"].sum(),
+                a["total"].sum(),
+                a["count"].sum(),
+                a["first"].min(),
+                a["last"].max(),
+                tier_pd(),
+            )
+
+        checksum = checksum_pd
     elif engine == "polars":
         import polars as pl
 
@@ -183,8 +245,8 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         )
         lam_ev = w["lam"][w["signals"]]
 
-        def aggregate_pl_fast() -> None:
-            df.lazy().with_columns(
+        def aggregate_pl_fast() -> Any:
+            return df.lazy().with_columns(
                 c=pl.col("v") * (pl.lit(pl.Series(lam_ev)) * (pl.col("t") - LANDMARK).cast(pl.Float64)).exp()
             ).group_by("cell").agg(
                 pl.col("c").sum().alias("acc"), pl.col("v").sum().alias("total"), pl.len().alias("count"),
@@ -193,10 +255,10 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
 
         raw = pl.DataFrame({"r": w["raw"]})
 
-        def tier_pl() -> None:
+        def tier_pl() -> Any:
             s = pl.col("r").clip(lower_bound=0.0)
             score = 100.0 * s / (s + HALF_POINT)
-            raw.lazy().with_columns(score=score).with_columns(
+            return raw.lazy().with_columns(score=score).with_columns(
                 tier=pl.when((pl.col("score") >= pl.col("score").quantile(FRACTIONS[1], "higher")) & (pl.col("score") > 0))
                 .then(2)
                 .when((pl.col("score") >= pl.col("score").quantile(FRACTIONS[0], "higher")) & (pl.col("score") > 0))
@@ -205,6 +267,15 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             ).collect()  # fmt: skip
 
         fns = {"aggregate": aggregate_pl_fast, "score_tier": tier_pl}
+
+        def checksum_pl() -> dict[str, Any]:
+            a = aggregate_pl_fast()
+            return _checksum(
+                a["acc"].sum(), a["total"].sum(), a["count"].sum(), a["first"].min(), a["last"].max(),
+                tier_pl()["tier"].to_numpy(),
+            )  # fmt: skip
+
+        checksum = checksum_pl
     elif engine == "duckdb":
         import duckdb
         import pyarrow as pa
@@ -222,21 +293,35 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         con.register("events", events)
         con.register("raw", raw_t)
 
-        def aggregate_db() -> None:
-            con.execute(
+        def aggregate_db() -> Any:
+            return con.execute(
                 f"SELECT cell, sum(v * exp(lam * (t - {LANDMARK}))) AS acc, sum(v) AS total, count(*) AS n, "
                 "min(t) AS first, max(t) AS last FROM events GROUP BY cell"
             ).fetchnumpy()
 
-        def tier_db() -> None:
-            con.execute(
+        # quantile_disc takes the value at index ceil(q n) - 1 of the sorted scores; the other
+        # engines (ours, numpy, pandas / polars "higher") take ceil(q (n - 1)): ask for a fraction
+        # that lands on that index, so the tiers are the same.
+        q1, q2 = ((math.ceil(f * (n_profiles - 1)) + 0.5) / n_profiles for f in FRACTIONS)
+
+        def tier_db() -> Any:
+            return con.execute(
                 f"WITH s AS (SELECT 100 * greatest(r, 0) / (greatest(r, 0) + {HALF_POINT}) AS score FROM raw), "
-                f"c AS (SELECT quantile_disc(score, {FRACTIONS[0]}) AS c1, quantile_disc(score, {FRACTIONS[1]}) AS c2 "
+                f"c AS (SELECT quantile_disc(score, {min(q1, 1.0)}) AS c1, quantile_disc(score, {min(q2, 1.0)}) AS c2 "
                 "FROM s) SELECT score, CASE WHEN score > 0 AND score >= c2 THEN 2 WHEN score > 0 AND score >= c1 "
                 "THEN 1 ELSE 0 END AS tier FROM s, c"
             ).fetchnumpy()
 
         fns = {"aggregate": aggregate_db, "score_tier": tier_db}
+
+        def checksum_db() -> dict[str, Any]:
+            a = aggregate_db()
+            return _checksum(
+                a["acc"].sum(), a["total"].sum(), a["n"].sum(), a["first"].min(), a["last"].max(),
+                tier_db()["tier"],
+            )  # fmt: skip
+
+        checksum = checksum_db
     else:
         raise SystemExit(f"unknown engine {engine!r}")
     if not engine.startswith("affinity_sdk"):
@@ -246,8 +331,15 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
     tier_s, tier_median_s = _best_median(fns["score_tier"], repeat)
     state_s = _best_median(fns["state_tier"], repeat)[0] if "state_tier" in fns else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"engine": engine, "aggregate_s": agg_s, "score_tier_s": tier_s, "peak_mb": peak_mb,
-            "score_tier_median_s": tier_median_s, "state_tier_s": state_s}  # fmt: skip
+    return {
+        "engine": engine,
+        "aggregate_s": agg_s,
+        "score_tier_s": tier_s,
+        "peak_mb": peak_mb,
+        "score_tier_median_s": tier_median_s,
+        "state_tier_s": state_s,
+        "checksum": checksum(),
+    }  # fmt: skip (after timing, so it costs no timed work)
 
 
 def compile_times() -> list[str]:
@@ -308,6 +400,8 @@ def main() -> None:
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     ours = next((r for r in rows if r["engine"].startswith("affinity_sdk")), rows[0])
+    if len(rows) > 1:
+        check_agreement([ours] + [r for r in rows if r is not ours])
     print(f"Machine: {machine()}  ")
     print(f"Workload: {args.events:,} events (random order), {args.profiles:,} profiles, {SIGNALS} signals; "
           f"one core; best of {args.repeat}\n")  # fmt: skip
@@ -329,6 +423,10 @@ def main() -> None:
         print("\nNumba backend, cold `import` + first `add` + `score_tiers` (fresh process):\n")
         print("| on-disk cache | time |\n| --- | ---: |")
         print("\n".join(compile_times()))
+    if len(rows) > 1:
+        print(
+            f"\nengines agree ({len(rows)} engines: decayed sums to 1e-9 relative, counts and tiers exactly)"
+        )
 
 
 if __name__ == "__main__":

@@ -136,3 +136,22 @@ def test_report_command_scores_an_event_file(tmp_path: Path, capsys: pytest.Capt
     assert "drift: PSI" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing.ndjson"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("affinity: error: cannot read")
+
+
+def test_report_numbers_match_the_score_result(tmp_path: Path) -> None:
+    """The headline numbers and the tier-size bars show the ScoreResult's own counts."""
+    inputs = full_inputs()
+    r = inputs.result
+    counts = r.tier_counts()
+    assert len({counts["low"], counts["medium"], counts["high"]}) == 3  # a swap would show
+    text = write_report(tmp_path / "report.html", inputs).read_text()
+    kpis = dict((label, value) for value, label in re.findall(r"<b>([^<]*)</b><span>([^<]*)</span>", text))
+    assert kpis["users scored"] == f"{len(r):,}"
+    assert kpis["High tier"] == f"{counts['high'] / len(r):.0%}"
+    assert kpis["Medium tier"] == f"{counts['medium'] / len(r):.0%}"
+    assert kpis["median score"] == f"{float(np.median(r.score)):.1f}"
+    section = text.split("<h2>Tier sizes</h2>", 1)[1].split("</section>", 1)[0]
+    bars = re.findall(r"([\d,]+) \((\d+)%\)", section)
+    # Bars are drawn bottom-up: low, medium, high.
+    assert [int(n.replace(",", "")) for n, _ in bars] == [counts[t] for t in ("low", "medium", "high")]
+    assert [int(p) for _, p in bars] == [round(100 * counts[t] / len(r)) for t in ("low", "medium", "high")]

@@ -19,17 +19,19 @@ target                 entry point                                              
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any, Final
+from datetime import datetime
+from typing import Final
 
+import msgspec
 import numpy as np
 
 from affinity_sdk import ConfigError, EventBatch, SchemaError, Scorer, ScoringConfig, StateError
-from affinity_sdk.capture.decode import decode_json, decode_msgpack, decode_ndjson
+from affinity_sdk.capture.decode import DecodeResult, decode_json, decode_msgpack, decode_ndjson
+from affinity_sdk.capture.segment_adapter import from_segment
 
 _MODES: Final = ("raise", "skip", "collect")
 _SCRATCH: Final = tempfile.mkdtemp(prefix="affinity-fuzz-")
@@ -39,12 +41,40 @@ def _mode(data: bytes) -> str:
     return _MODES[data[0] % 3] if data else "raise"
 
 
-def fuzz_json(data: bytes) -> None:
+def _check_accounting(result: DecodeResult, n_input: int | None, mode: str) -> None:
+    """Every input event is either decoded or counted as rejected, in input order."""
+    if n_input is not None:
+        assert len(result) + result.rejects.total == n_input, "decoder lost or invented an event"
+    assert len(result.positions) == len(result), "an event without its input position"
+    assert result.positions == sorted(set(result.positions)), "positions out of order or repeated"
+    assert all(0 <= p < (n_input if n_input is not None else math.inf) for p in result.positions)
+    if mode == "raise":
+        assert result.rejects.total == 0, "errors='raise' dropped an event instead of raising"
+    if mode == "skip":
+        assert not result.rejects.errors, "errors='skip' collected error messages"
+    for event in result:
+        assert isinstance(event.user_id, str) and isinstance(event.timestamp, (int, datetime))
+
+
+def _json_items(data: bytes) -> int | None:
+    """How many events a JSON document holds (1 for a single object), ``None`` if unknown."""
+    if data.lstrip(b" \t\r\n")[:1] != b"[":
+        return 1
     try:
-        result = decode_json(data, errors=_mode(data))  # type: ignore[arg-type]
+        return len(msgspec.json.decode(data, type=list[msgspec.Raw]))
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
+        return None  # too deep for msgspec: the decoder splits it itself
+
+
+def fuzz_json(data: bytes) -> None:
+    mode = _mode(data)
+    try:
+        result = decode_json(data, errors=mode)  # type: ignore[arg-type]
     except SchemaError:
         return
-    assert len(result) >= 0
+    n_input = _json_items(data)
+    assert result.single == (data.lstrip(b" \t\r\n")[:1] != b"["), "array / single event mix-up"
+    _check_accounting(result, n_input, mode)
 
 
 def fuzz_ndjson(data: bytes) -> None:
@@ -72,26 +102,15 @@ def fuzz_msgpack(data: bytes) -> None:
         return
 
 
-def _segment_decoder() -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("affinity_sdk.capture.segment_adapter")
-    except ImportError:
-        return None
-    for name in ("decode_segment", "from_segment", "decode_batch", "decode"):
-        found = getattr(module, name, None)
-        if callable(found):
-            return found  # type: ignore[no-any-return]
-    return None
-
-
 def fuzz_segment(data: bytes) -> None:
-    decoder = _segment_decoder()
-    if decoder is None:
-        return
+    # Imported directly, not guarded: a renamed or broken adapter must fail the target loudly
+    # rather than turn it into a no-op.
+    mode = _mode(data)
     try:
-        decoder(data, errors=_mode(data))
+        result = from_segment(data, errors=mode)  # type: ignore[arg-type]
     except SchemaError:
         return
+    _check_accounting(result, None, mode)
 
 
 def fuzz_config(data: bytes) -> None:

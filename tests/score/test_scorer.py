@@ -476,3 +476,70 @@ def test_cli_now_before_the_last_event_sets_later_events_aside(
     scorer.ingest(events)
     with pytest.raises(ValueError, match="cannot score at 2026-01-31T00:00:00Z"):
         scorer.score(now_ms)
+
+
+def _tiers_by_user(scorer: Scorer) -> dict[str, int]:
+    result = scorer.score()
+    return dict(zip(result.user_ids, result.tier_code.tolist(), strict=True))
+
+
+def test_quantile_cutoffs_ignore_opted_out_users() -> None:
+    """The cut-offs are the visible users' quantiles: opted-out users with huge scores are not
+    scored and must not move anyone else's tier."""
+    views = [_views(f"u{i}", i + 1) for i in range(10)]
+    plain = Scorer(CONFIG, backend="reference")
+    plain.ingest([e for batch in views for e in batch])
+    with_whale = Scorer(CONFIG, backend="reference")
+    whales = [f"whale{i}" for i in range(5)]  # a third of the population: the quantiles would move
+    with_whale.ingest([e for batch in views for e in batch] + [e for w in whales for e in _views(w, 1_000)])
+    for whale in whales:
+        with_whale.opt_out(whale)
+    expected = _tiers_by_user(plain)
+    got = _tiers_by_user(with_whale)
+    assert not set(whales) & set(got)
+    assert got == expected
+    # ... and they are the configured fractions of the 10 visible users (top 20 % High).
+    assert sorted(expected.values()).count(2) == 2
+    assert sorted(expected.values()).count(0) == 5
+
+
+HYSTERESIS_CONFIG = ScoringConfig.from_toml(
+    """
+version = "test-hysteresis"
+[signals.product_viewed]
+weight = 1.0
+half_life = "3d"
+[tiers]
+method = "quantile"
+high = 0.8
+medium = 0.5
+hysteresis = 0.1
+"""
+)
+
+
+def test_hysteresis_band_keeps_a_high_user_high() -> None:
+    """A user already High whose score falls below the plain High cut-off but stays above the
+    stay cut-off (``high - hysteresis``) stays High; on a first run the plain cut-offs apply."""
+    scorer = Scorer(HYSTERESIS_CONFIG, backend="reference")
+    scorer.ingest([e for i in range(20) for e in _views(f"u{i}", i + 1)])
+    first = _tiers_by_user(scorer)
+    assert sorted(first.values()).count(2) == 4  # plain cut-offs: top 20 % of 20 users High
+    assert first["u16"] == 2  # 17 views
+    # Two heavy newcomers raise the quantiles: 17 views is now below the plain High cut-off
+    # but above the stay cut-off.
+    scorer.ingest(_views("big0", 100) + _views("big1", 100))
+    now_ms = scorer.latest_ms
+    raw = scorer.signals.raw_scores(now_ms)[scorer.store.visible()]
+    up, down = scorer.plan.cutoffs(raw, backend="reference")
+    _enter, plain = scorer.plan.split_up(up)
+    u16 = scorer.signals.raw_scores(now_ms)[scorer.store.code_of("u16")]
+    assert down[1] <= u16 < plain[1], "the test's premise: u16 inside the band below High"
+    second = _tiers_by_user(scorer)
+    assert second["u16"] == 2, "a High user inside the hysteresis band must stay High"
+    # Without a band, the same user would have dropped to Medium.
+    fresh = Scorer(HYSTERESIS_CONFIG, backend="reference")
+    fresh.ingest(
+        [e for i in range(20) for e in _views(f"u{i}", i + 1)] + _views("big0", 100) + _views("big1", 100)
+    )
+    assert _tiers_by_user(fresh)["u16"] == 1
