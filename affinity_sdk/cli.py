@@ -259,7 +259,7 @@ def _ingest_file(
     scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
     now_ms = to_epoch_ms(now) if now is not None else None
     if getattr(args, "format", "auto") == "segment":
-        return scorer, _ingest_segment_file(scorer, path, now, now_ms, args.errors)
+        return scorer, _ingest_segment_file(scorer, path, now, args.errors)
     batch = _read_batch(path, scorer.interners, args.errors, getattr(args, "format", "auto"))
     if now_ms is not None:
         later = batch.ts_ms > now_ms
@@ -273,13 +273,10 @@ def _ingest_file(
     return scorer, report.accepted
 
 
-def _ingest_segment_file(scorer: Any, path: Path, now: str | None, now_ms: int | None, errors: str) -> int:
-    """Fold a file of Segment / RudderStack calls (one call, list or ``/v1/batch`` body per line):
-    track / page / screen calls become events, identify / alias calls stitch identities."""
-    import msgspec
-
-    from affinity_sdk.capture.events import timestamp_ms
-    from affinity_sdk.capture.segment_adapter import from_segment, segment_links
+def _ingest_segment_file(scorer: Any, path: Path, now: str | None, errors: str) -> int:
+    """Fold a file of Segment / RudderStack calls (one call, list or ``/v1/batch`` body per line)
+    through :meth:`Scorer.ingest_segment <affinity_sdk.score.scorer.Scorer.ingest_segment>`."""
+    from affinity_sdk.capture.segment_adapter import parse_segment, segment_links
     from affinity_sdk.errors import SchemaError
 
     try:
@@ -287,35 +284,26 @@ def _ingest_segment_file(scorer: Any, path: Path, now: str | None, now_ms: int |
     except OSError as exc:
         raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
     calls: list[Any] = []
-    call_lines: list[int] = []
+    call_lines: list[int] = []  # the line of each call, to report rejects where a person looks
     for line_no, line in enumerate(data.splitlines()):
         if not line.strip():
             continue
         try:
-            body = msgspec.json.decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise SchemaError(f"not a JSON Segment call: {exc} (line {line_no + 1})", line_no) from None
+            body = parse_segment(line)
+        except SchemaError as exc:
+            raise SchemaError(f"{exc} (line {line_no + 1})", line_no) from None
         items = body["batch"] if isinstance(body, dict) and isinstance(body.get("batch"), list) else body
         items = items if isinstance(items, list) else [items]
         calls.extend(items)
         call_lines.extend([line_no] * len(items))
-    decoded = from_segment(calls, errors=errors, unknown_types="skip")  # type: ignore[arg-type]
-    events = list(decoded)
-    if now_ms is not None:
-        kept = [e for e in events if timestamp_ms(e) <= now_ms]
-        if len(kept) < len(events):
-            print(
-                f"set aside {len(events) - len(kept):,} events stamped after {now} (--now)", file=sys.stderr
-            )
-        events = kept
-    report = scorer.ingest(events, errors=errors)
-    links = segment_links(calls)
-    for user_id, into in links:
-        scorer.identify(user_id, into)
-    rejected = [(call_lines[i], message) for i, message in decoded.rejects.errors]
-    _print_rejected(rejected, decoded.rejects.n_invalid + report.n_rejected)
-    if links:
-        print(f"stitched {len(links):,} identify / alias links", file=sys.stderr)
+    report = scorer.ingest_segment(calls, errors=errors, until=now)
+    if report.n_later:
+        print(f"set aside {report.n_later:,} events stamped after {now} (--now)", file=sys.stderr)
+    rejected = [(call_lines[i], message) for i, message in report.rejected]
+    _print_rejected(rejected, report.n_rejected)
+    n_links = len(segment_links(calls))
+    if n_links:
+        print(f"stitched {n_links:,} identify / alias links", file=sys.stderr)
     accepted: int = report.accepted
     return accepted
 

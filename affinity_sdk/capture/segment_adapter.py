@@ -46,7 +46,7 @@ from affinity_sdk.capture import events as ev
 from affinity_sdk.capture.decode import DecodeResult, Errors, UnknownTypes, _Collector, _where
 from affinity_sdk.errors import SchemaError
 
-__all__ = ["from_segment", "segment_event_type", "segment_links"]
+__all__ = ["from_segment", "parse_segment", "segment_event_type", "segment_links"]
 
 _ALIASES: Final[dict[str, str]] = {
     "email link clicked": "email_clicked",
@@ -190,13 +190,27 @@ def _segment_message(message: str, kind: str) -> str:
     return _CONVERT_PATH.sub(lambda m: f"`${_segment_path(m.group(1), kind)}`", message, count=1)
 
 
-def _calls(data: Any) -> tuple[list[Any], str | None]:
-    """The calls in ``data`` and the path prefix of call ``i`` (``None``: a single call)."""
+def parse_segment(data: Any) -> Any:
+    """``data`` decoded once if it is JSON bytes or text (a call, a list, or a ``/v1/batch``
+    body), else as it is; the one place Segment JSON is decoded, so :func:`from_segment` and
+    :func:`segment_links` can share one parse.
+
+    Examples
+    --------
+    >>> parse_segment(b'{"batch": []}')
+    {'batch': []}
+    """
     if isinstance(data, bytes | bytearray | memoryview | str):
         try:
-            data = msgspec.json.decode(data)
+            return msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SchemaError(f"Segment payload is not valid JSON: {exc}", None) from None
+    return data
+
+
+def _calls(data: Any) -> tuple[list[Any], str | None]:
+    """The calls in ``data`` and the path prefix of call ``i`` (``None``: a single call)."""
+    data = parse_segment(data)
     if isinstance(data, Mapping) and "batch" in data:
         batch = data["batch"]
         if not isinstance(batch, list):

@@ -145,9 +145,12 @@ class EventIdWindow:
             self._old = np.zeros(2 * self.generation_size, dtype=np.uint64)
         return self._cur, self._old
 
-    def _rotate(self) -> None:
+    def _rotate(self, *, clear: bool = True) -> None:
+        """The current generation becomes the previous one; the dropped one, emptied, the current
+        (``clear=False`` when it was never written, so its slots are not touched)."""
         cur, old = self._allocate()
-        old.fill(0)
+        if clear:
+            old.fill(0)
         self._cur, self._old = old, cur
         self._count = 0
         self.rotations += 1
@@ -231,10 +234,8 @@ class EventIdWindow:
         if prev.shape[0] or curr.shape[0]:
             window.seen(prev)
             if prev.shape[0]:
-                # The other table was never written: swap instead of _rotate(), whose fill(0)
-                # would touch every slot a (possibly hostile) header asked for.
-                window._cur, window._old = window._old, window._cur
-                window._count = 0
-                window.rotations += 1
+                # The other table was never written: filling it would touch every slot a
+                # (possibly hostile) header asked for.
+                window._rotate(clear=False)
             window.seen(curr)
         return window

@@ -19,8 +19,8 @@ Examples
 >>> lines += b'{"type":"app_opened","user_id":"b","timestamp":0}\\n'
 >>> journal = EventJournal()
 >>> journal.append(EventBatch.from_ndjson(lines), rotations=0)
->>> len(journal), len(journal.take(np.array([journal.batch().event_id[0]], dtype=np.uint64)))
-(1, 1)
+>>> len(journal), first_of_each_id(journal.batch()).tolist()
+(1, [True])
 """
 
 from __future__ import annotations
@@ -40,7 +40,14 @@ from affinity_sdk.ingest.batch import (
     take_rows,
 )
 
-__all__ = ["EventJournal"]
+__all__ = ["EventJournal", "first_of_each_id"]
+
+
+def first_of_each_id(batch: EventBatch) -> NDArray[np.bool_]:
+    """Rows holding the first occurrence of their ``event_id`` in ``batch``."""
+    first = np.zeros(len(batch), dtype=np.bool_)
+    first[np.unique(batch.event_id, return_index=True)[1]] = True
+    return first
 
 
 class EventJournal:
@@ -82,17 +89,6 @@ class EventJournal:
         if len(self._current) > 1:
             self._current = [concat_batches(self._current, interners)]
         return concat_batches([*self._previous, *self._current], interners)
-
-    def take(self, event_ids: NDArray[np.uint64]) -> EventBatch:
-        """The kept events with these ids, one per id (the first kept copy)."""
-        whole = self.batch()
-        if whole is None:
-            raise KeyError("the journal is empty")
-        wanted = np.isin(whole.event_id, event_ids)
-        first = np.zeros(len(whole), dtype=np.bool_)
-        _, index = np.unique(whole.event_id, return_index=True)
-        first[index] = True
-        return take_rows(whole, wanted & first)
 
     def erase_users(self, codes: NDArray[np.int64]) -> None:
         """Drop every kept event of these profiles (a forget)."""

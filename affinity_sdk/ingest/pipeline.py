@@ -53,7 +53,9 @@ class IngestReport:
     the ``(position, message)`` of each rejected one. ``n_duplicates`` counts replays dropped by
     the event-id window and ``n_suppressed`` events of forgotten users stamped before the forget
     (neither is a rejection); ``n_future`` the events dropped (and counted in ``n_rejected``) for
-    lying more than ``max_future`` ahead. ``user_codes`` holds the distinct store codes of the
+    lying more than ``max_future`` ahead; ``n_later`` the events set aside for lying after an
+    ``until`` time (:meth:`Scorer.ingest_segment <affinity_sdk.score.scorer.Scorer.ingest_segment>`).
+    ``user_codes`` holds the distinct store codes of the
     users whose events were folded, ascending (empty when none were)."""
 
     accepted: int
@@ -63,6 +65,7 @@ class IngestReport:
     n_duplicates: int = 0
     n_future: int = 0
     n_suppressed: int = 0
+    n_later: int = 0
     user_codes: NDArray[np.int64] = field(
         default_factory=lambda: _NONE_REBORN.copy(), repr=False, compare=False
     )
@@ -266,12 +269,7 @@ def _fold(
     store.grow(n_users)
     reborn = np.flatnonzero(reborn_ms != NOT_SUPPRESSED) if reborn_ms.shape[0] else _NONE_REBORN
     if reborn.shape[0]:
-        # A profile started after a forget stays opted out until a later consent grant.
-        codes = n_before + reborn
-        flags = store.flags
-        flags.reborn_ms[codes] = reborn_ms[reborn]
-        flags.consent_ms[codes] = reborn_ms[reborn]
-        flags.opted_out[codes] = True
+        store.flags.mark_reborn(n_before + reborn, reborn_ms[reborn])
     if len(batch) == 0:
         return 0, _NONE_REBORN
     consent_rows = batch.consent >= 0

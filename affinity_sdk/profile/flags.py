@@ -125,6 +125,15 @@ class UserFlags:
         consent_ms[users] = ts_ms
         self.opted_out[users] = out
 
+    def mark_reborn(self, codes: NDArray[np.int64], forget_ms: NDArray[np.int64]) -> None:
+        """Profiles started after their id was forgotten at ``forget_ms``: events stamped at or
+        before it are dropped, and the profile stays opted out until a consent grant after it
+        (a decision already in force that is later than the forget stands)."""
+        self.reborn_ms[codes] = forget_ms
+        stale = self.consent_ms[codes] < forget_ms
+        self.consent_ms[codes[stale]] = forget_ms[stale]
+        self.opted_out[codes[stale]] = True
+
     def touch(self, users: NDArray[np.int64], ts_ms: NDArray[np.int64]) -> None:
         """Move the first-event time of ``users`` back to cover ``ts_ms``."""
         if users.shape[0] == 1:  # the one-event path: a scalar compare, no ufunc.at

@@ -38,9 +38,9 @@ from numpy.typing import NDArray
 
 from affinity_sdk.config import ScoringConfig, load_scoring_config
 from affinity_sdk.errors import AffinityError, ConfigError, StateError
-from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interners, take_rows
+from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interner, Interners, take_rows
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow
-from affinity_sdk.ingest.journal import EventJournal
+from affinity_sdk.ingest.journal import EventJournal, first_of_each_id
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport, adopt, run_ingest
 from affinity_sdk.profile.flags import NO_TIME, UserFlags
 from affinity_sdk.profile.identity import IdentityMap
@@ -224,11 +224,9 @@ class ProfileStore:
             return code
         code = self.interners.users.intern(user_id)
         self.grow(self.n_users)
-        forget_ms = int(self.suppression.forget_ms_of([user_id])[0])
-        if forget_ms != NOT_SUPPRESSED:
-            self.flags.reborn_ms[code] = forget_ms
-            self.flags.consent_ms[code] = forget_ms
-            self.flags.opted_out[code] = True
+        forget_ms = self.suppression.forget_ms_of([user_id])
+        if forget_ms[0] != NOT_SUPPRESSED:
+            self.flags.mark_reborn(np.array([code], dtype=np.int64), forget_ms)
         return code
 
     def opt_out(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
@@ -399,7 +397,7 @@ class ProfileStore:
             journal = self._adopt_journal(other, theirs, mine)
             if both.shape[0] and journal is not None:
                 # Events both shards folded: take the other's copy back out of every view.
-                twice = take_rows(journal, np.isin(journal.event_id, both) & _first_of_each_id(journal))
+                twice = take_rows(journal, np.isin(journal.event_id, both) & first_of_each_id(journal))
                 for view in self.views.values():
                     view.unfold(twice)
                 self.events_ingested -= len(twice)
@@ -443,11 +441,7 @@ class ProfileStore:
         late = hit & (flags.first_ms[codes] > forget_ms)
         drop = hit & ~late
         if late.any():
-            codes_late, when = codes[late], forget_ms[late]
-            flags.reborn_ms[codes_late] = when
-            stale = flags.consent_ms[codes_late] < when
-            flags.consent_ms[codes_late[stale]] = when[stale]
-            flags.opted_out[codes_late[stale]] = True
+            flags.mark_reborn(codes[late], forget_ms[late])
         if adopt and drop.any():
             store._erase(codes[drop])
         return codes[~drop]
@@ -521,7 +515,7 @@ class ProfileStore:
             )
         store.max_future_ms = stored.max_future_ms
         for name in _INTERNERS:
-            setattr(store.interners, name, type(store.interners.users)(getattr(stored.interners, name)))
+            setattr(store.interners, name, Interner(getattr(stored.interners, name)))
         n = store.n_users
         try:
             store.identity = IdentityMap.from_pairs(stored.identity)
@@ -593,13 +587,6 @@ class _StoredStore(msgspec.Struct):
     suppression_key_id: str = ""
     identity: list[list[str]] = msgspec.field(default_factory=list)
     max_future_ms: int | None = None
-
-
-def _first_of_each_id(batch: EventBatch) -> NDArray[np.bool_]:
-    """Rows holding the first occurrence of their ``event_id``."""
-    first = np.zeros(len(batch), dtype=np.bool_)
-    first[np.unique(batch.event_id, return_index=True)[1]] = True
-    return first
 
 
 def _decode_header(path: str | Path, header: Any) -> _StoredStore:

@@ -522,32 +522,37 @@ class Scorer:
                 self._cutoffs = None
             return linked
 
-    def ingest_segment(self, data: Any, *, errors: Errors = "raise") -> IngestReport:
+    def ingest_segment(
+        self, data: Any, *, errors: Errors = "raise", until: datetime | str | int | None = None
+    ) -> IngestReport:
         """Ingest Segment / RudderStack calls (one, a list or a ``/v1/batch`` body, as JSON bytes or
         parsed): track / page / screen calls become events, and identify / alias calls stitch
         identities (:func:`~affinity_sdk.capture.segment_adapter.segment_links`), applied after the
-        events of the same call; a call that raises changes nothing."""
-        from affinity_sdk.capture.segment_adapter import from_segment, segment_links
+        events of the same call; a call that raises changes nothing. With ``until``, events stamped
+        after it are set aside and counted in :attr:`IngestReport.n_later` (the CLI's ``--now``)."""
+        from affinity_sdk._units import to_epoch_ms
+        from affinity_sdk.capture.events import timestamp_ms
+        from affinity_sdk.capture.segment_adapter import from_segment, parse_segment, segment_links
 
-        if isinstance(data, bytes | bytearray | memoryview | str):
-            import msgspec as _msgspec
-
-            from affinity_sdk.errors import SchemaError
-
-            try:
-                data = _msgspec.json.decode(data)
-            except (_msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raise SchemaError(f"Segment payload is not valid JSON: {exc}", None) from None
+        data = parse_segment(data)
         decoded = from_segment(data, errors=errors, unknown_types="skip")
-        links = segment_links(data)
-        report = self.ingest(list(decoded), errors=errors)  # callbacks run outside the lock
-        for user_id, into in links:
+        events, calls = list(decoded), list(decoded.positions)  # the call each event came from
+        n_later = 0
+        if until is not None:
+            until_ms = to_epoch_ms(until)
+            kept = [i for i, e in enumerate(events) if timestamp_ms(e) <= until_ms]
+            n_later = len(events) - len(kept)
+            events, calls = [events[i] for i in kept], [calls[i] for i in kept]
+        report = self.ingest(events, errors=errors)  # callbacks run outside the lock
+        for user_id, into in segment_links(data):
             self.identify(user_id, into)
         rejects = decoded.rejects
         return replace(
             report,
             n_rejected=report.n_rejected + rejects.n_invalid,
-            rejected=[*rejects.errors, *report.rejected],
+            # every position is a call's index, as from_segment reports its own rejects
+            rejected=[*rejects.errors, *((calls[i], message) for i, message in report.rejected)],
+            n_later=n_later,
         )
 
     # --- persistence and merging -----------------------------------------------------------
