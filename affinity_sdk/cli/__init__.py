@@ -381,7 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_affinities(sub)
     _add_lookalikes(sub)
     _add_report(sub)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"affinity_sdk.cli.{name}").add_parser(sub)
     return parser
+
+
+#: Commands that live in a module of their own (``affinity_sdk/cli/<name>.py``): each module has
+#: ``add_parser(sub)``, which registers its sub-command and sets ``handler``. They are imported
+#: when the parser is built, so a module may import this package's helpers at its top.
+_COMMAND_MODULES: Final[tuple[str, ...]] = ()
 
 
 #: The arguments that name a file a command reads, and how an error calls them.
