@@ -1,5 +1,5 @@
-"""``affinity demo``: simulate a shop, score it, learn affinities and propensities, build segments
-and write scores, segments and ``report.html`` into one folder.
+"""``affinity demo``: simulate a shop, score it, learn affinities, propensities and custom goals,
+build segments and RFM segments, and write scores, segments and ``report.html`` into one folder.
 
 The folder also gets the shop's data, so the other ``affinity`` commands have something to run on:
 the simulated events (``events.ndjson``, one JSON event per line), its order log (``orders.csv``,
@@ -10,7 +10,10 @@ seed list for ``affinity lookalikes``). The demo ends by printing those commands
 
 Because the shop is simulated, the demo also shows how well the SDK recovers the truth it planted:
 favourite category / brand match rates, and each propensity model's ROC AUC beside the AUC of the
-true probabilities (the best any model could do).
+true probabilities (the best any model could do). Custom goals (:data:`DEMO_GOALS`: cart
+abandonment and VIP spend, see :mod:`affinity_sdk.models.goals`) are fitted the same way and
+evaluated on the events the simulator drew for the next two weeks. ``rfm.csv`` holds every
+customer's RFM scores and segment (:mod:`affinity_sdk.activate.rfm`); the report shows both.
 
 Examples
 --------
@@ -31,7 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from affinity_sdk.models.goals import CartAbandonmentGoal, Goal, VipGoal
+
 if TYPE_CHECKING:
+    from affinity_sdk.activate.rfm import RFMTable
     from affinity_sdk.models.propensity import Outcome
 
 __all__ = ["run_demo"]
@@ -42,6 +48,12 @@ DEMO_OUTCOMES: tuple[tuple[Outcome, str], ...] = (
     ("purchase", "purchase (2w)"),
     ("churn", "churn (2w)"),
     ("unsubscribe", "unsubscribe (2w)"),
+)
+#: Custom goals over the same two weeks. The simulated shop's checkouts always complete, so cart
+#: abandonment starts at a cart add; VIP is a spend of at least 300 in the two weeks.
+DEMO_GOALS: tuple[Goal, ...] = (
+    CartAbandonmentGoal(name="cart abandonment (2w)", started="product_added", within="24h"),
+    VipGoal(name="VIP: spend 300+ (2w)", min_revenue=300.0),
 )
 #: How many of the highest scores go into ``seeds.txt``.
 N_SEEDS = 20
@@ -67,20 +79,23 @@ def run_demo(
     echo: Callable[..., Any] = print,
 ) -> int:
     """Run the demo end to end and write ``scores.csv``, ``segments.csv`` (with a ``.meta.json``),
-    ``affinities.csv`` and ``report.html`` into ``out``, beside the inputs for the CLI:
+    ``affinities.csv``, ``rfm.csv`` and ``report.html`` into ``out``, beside the inputs for the CLI:
     ``events.ndjson``, ``orders.csv``, ``scoring.toml`` and ``seeds.txt``. Ends by echoing the
     commands to run on those (:data:`NEXT_STEPS`). Returns the exit status (0)."""
     from affinity_sdk.activate.evaluate import roc_auc
+    from affinity_sdk.activate.rfm import RFM_SEGMENTS, rfm_from_batch
     from affinity_sdk.activate.segments import (
-        Segment,
-        col,
         evaluate_segments,
         export_segments,
         frame_from_result,
         holdout_mask,
+        standard_segments,
     )
+    from affinity_sdk.errors import AffinityError
     from affinity_sdk.models.affinity import DIMENSIONS, AffinityModel
-    from affinity_sdk.models.propensity import PropensityModel, build_training_set
+    from affinity_sdk.models.goals import goal_labels
+    from affinity_sdk.models.propensity import PropensityModel, profile_features, visible_users
+    from affinity_sdk.models.training import build_training_sets
     from affinity_sdk.score.scorer import Scorer
     from affinity_sdk.sim.shop import simulate_shop
 
@@ -140,12 +155,26 @@ def run_demo(
 
     probabilities: dict[str, NDArray[np.float64]] = {}
     model_curves: dict[str, tuple[NDArray[Any], NDArray[np.float64]]] = {}
+    goal_curves: list[tuple[Goal, NDArray[Any], NDArray[np.float64]]] = []
     cutoffs = [sim.end_ms - k * WEEK_MS for k in (4, 2)]
-    with step("fitting propensity models"):
+    n_models = len(DEMO_OUTCOMES) + len(DEMO_GOALS)
+    width = max(len(name) for name in [*(label for _, label in DEMO_OUTCOMES), *(g.name for g in DEMO_GOALS)])
+    with step("fitting propensity models and custom goals"):
+        # Features at each cutoff, and at the end for scoring, once for every model: what
+        # build_training_set and PropensityModel.score_batch compute per model, shared.
+        outcomes: list[Outcome | Goal] = [o for o, _ in DEMO_OUTCOMES]
+        sets = build_training_sets(sim.batch, [*outcomes, *DEMO_GOALS], cutoffs, "2w", backend=backend)
+        allowed = visible_users(sim.batch)
+        now_x = profile_features(sim.batch, sim.end_ms, backend=backend, population=allowed).X
+
+        def score(model: PropensityModel) -> NDArray[np.float64]:
+            p = model.predict_proba(now_x, backend=backend)
+            p[~allowed] = np.nan  # opted-out customers get no probability
+            return p
+
         for i, (outcome, label) in enumerate(DEMO_OUTCOMES, 1):
-            train = build_training_set(sim.batch, outcome, cutoffs, "2w", backend=backend)
-            model = PropensityModel.fit(train, config_fingerprint=scorer.config.fingerprint)
-            p, _ = model.score_batch(sim.batch, sim.end_ms, backend=backend)
+            model = PropensityModel.fit(sets[outcome], config_fingerprint=scorer.config.fingerprint)
+            p = score(model)
             probabilities[outcome] = p
             shown = ~np.isnan(p)  # opted-out customers get no probability
             y = getattr(truth, f"y_{outcome}")[shown]
@@ -153,14 +182,25 @@ def run_demo(
             p = p[shown]
             model_curves[label] = (y, p)
             echo(
-                f"    {_bar(i, len(DEMO_OUTCOMES))} {label:<17} AUC {roc_auc(y, p):.3f} "
+                f"    {_bar(i, n_models)} {label:<{width}} AUC {roc_auc(y, p):.3f} "
                 f"(true probabilities: {roc_auc(y, oracle):.3f})"
+            )
+        for i, goal in enumerate(DEMO_GOALS, len(DEMO_OUTCOMES) + 1):
+            try:
+                model = PropensityModel.fit(sets[goal.name], config_fingerprint=scorer.config.fingerprint)
+            except AffinityError as exc:  # e.g. no customer reached the goal in a tiny shop
+                echo(f"    {_bar(i, n_models)} {goal.name:<{width}} skipped: {exc}")
+                continue
+            p = score(model)
+            eligible, reached = goal_labels(sim.batch, goal, sim.end_ms, "2w", future=sim.future)
+            judged = eligible & ~np.isnan(p)
+            goal_curves.append((goal, reached[judged], p[judged]))
+            echo(
+                f"    {_bar(i, n_models)} {goal.name:<{width}} AUC {roc_auc(reached[judged], p[judged]):.3f} "
+                f"(reached by {reached[judged].mean():.1%} in the simulated next 2 weeks)"
             )
 
     with step("building segments"):
-        top_brand = int(
-            np.bincount(top["brand"].codes[active, 0][top["brand"].codes[active, 0] >= 0]).argmax()
-        )
         frame = frame_from_result(
             result,
             p_purchase=probabilities["purchase"][rows],
@@ -169,29 +209,7 @@ def run_demo(
             discount_tier=discount.tier[rows],
             favourite_brand=top["brand"].codes[rows, 0],
         )
-        p_buy = frame["p_purchase"]
-        buy_medium = float(np.quantile(p_buy, 0.6)) if len(p_buy) else 1.0
-        segments = [
-            Segment(
-                "high_intent",
-                (col("tier") == "high") & (col("p_purchase") >= buy_medium),
-                "High score, likely to buy",
-            ),
-            Segment(
-                "churn_risk",
-                (col("p_churn") >= 0.5) & (col("tier") >= "medium"),
-                "Valuable but slipping away",
-            ),
-            Segment(
-                "vip_prospects", (col("tier") == "medium") & (col("p_purchase") >= buy_medium), "Next VIPs"
-            ),
-            Segment(
-                f"discount_seekers_{top['brand'].names[top_brand]}",
-                (col("discount_tier") == "high") & (col("favourite_brand") == top_brand),
-                "Discount-driven fans of the top brand",
-            ),
-            Segment("unsubscribe_risk", col("p_unsubscribe") >= 0.1, "Mail less often"),
-        ]
+        segments = standard_segments(frame, top["brand"].names)
         masks = evaluate_segments(segments, frame)
         members = {name: frame["user_id"][mask].tolist() for name, mask in masks.items()}
         held_out = holdout_mask(frame["user_id"], "demo-campaign", 0.1, salt=str(seed))
@@ -209,15 +227,26 @@ def run_demo(
         for signal in why.signals[:3]:
             echo(f"      {signal.signal:<26} +{signal.contribution:7.2f}  ({signal.count} events)")
 
+    with step("scoring RFM segments"):
+        rfm = rfm_from_batch(sim.batch, sim.end_ms, visible=scorer)
+        rfm.save(folder / "rfm.csv")
+    rfm_counts = rfm.segment_counts()
+    echo(f"    {len(rfm):,} customers with an order (rfm.csv):")
+    for segment in RFM_SEGMENTS:
+        count = rfm_counts[segment.name]
+        echo(f"    {segment.label:<32} {count:>7,} customers ({count / max(len(rfm), 1):.0%})")
+
     with step("writing the report"):
         try:
-            report = _write_report(folder / "report.html", result, top, active, model_curves, masks)
+            report = _write_report(
+                folder / "report.html", result, top, active, model_curves, masks, goal_curves, rfm
+            )
         except ImportError as exc:
             report = None
             echo(f"    skipped: {exc}")
     echo(f"inputs in {folder}/: events.ndjson, orders.csv, scoring.toml, seeds.txt ({seeds} users)")
     echo(
-        f"outputs in {folder}/: scores.csv, segments.csv, affinities.csv"
+        f"outputs in {folder}/: scores.csv, segments.csv, affinities.csv, rfm.csv"
         + (", report.html" if report else "")
     )
     echo("next, run the other commands on those files (see README, 'Command line'):")
@@ -307,6 +336,8 @@ def _write_report(
     active: NDArray[np.bool_],
     curves: dict[str, tuple[NDArray[Any], NDArray[np.float64]]],
     masks: dict[str, NDArray[np.bool_]],
+    goals: list[tuple[Goal, NDArray[Any], NDArray[np.float64]]],
+    rfm: RFMTable,
 ) -> Path:
     from affinity_sdk.activate.report import ReportInputs, favourite_shares, write_report
 
@@ -317,7 +348,12 @@ def _write_report(
         top_affinities=favourites,
         propensity=curves,
         segments=masks,
-        notes=["Simulated data: propensity curves compare each model with the outcomes the simulator drew."],
+        goals=goals,
+        rfm=rfm,
+        notes=[
+            "Simulated data: propensity and goal curves compare each model with the outcomes "
+            "the simulator drew."
+        ],
     )
     return write_report(path, inputs)
 

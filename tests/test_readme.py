@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
+from affinity_sdk.activate.rfm import RFM_SEGMENTS, rfm_from_orders
 from affinity_sdk.capture import events as ev
 from affinity_sdk.cli import main
 from affinity_sdk.config import ScoringConfig, default_config
-from affinity_sdk.demo import run_demo
+from affinity_sdk.demo import DEMO_GOALS, run_demo
 from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.models.visibility import visible_users
 from affinity_sdk.sim.cdnow import cdnow_orders
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -140,3 +143,48 @@ def test_readme_examples_decode() -> None:
             msgspec.json.decode(line, type=ev.Event)
     (toml,) = _blocks("Configuration", "toml")
     assert ScoringConfig.from_toml(toml).version == "spring-2027"
+
+
+def test_demo_rfm_counts_match_its_order_log(demo: tuple[Path, list[str]]) -> None:
+    """rfm.csv, the printed counts and the report's RFM panel agree with RFM recomputed from the
+    order log the demo leaves (consenting customers only)."""
+    folder, echoed = demo
+    header, *rows = _rows(folder / "rfm.csv")
+    assert header == ["customer_id", "recency_days", "orders", "revenue", "r", "f", "m", "segment"]
+    cutoff = int(msgspec.json.decode((folder / "rfm.csv.meta.json").read_bytes())["cutoff_ms"])
+    batch = EventBatch.from_ndjson((folder / "events.ndjson").read_bytes())
+    shown = visible_users(batch)
+    hidden = {name for name, ok in zip(batch.interners.users.names, shown.tolist(), strict=True) if not ok}
+    log = [r for r in _rows(folder / "orders.csv")[1:] if r[0] not in hidden]
+    ts = np.array([r[3].rstrip("Z") for r in log], dtype="datetime64[ms]").astype(np.int64)
+    table = rfm_from_orders([r[0] for r in log], ts, [float(r[2]) for r in log], cutoff=cutoff)
+    assert [r[0] for r in rows] == table.customer_id.tolist() and not hidden & {r[0] for r in rows}
+    assert [int(r[2]) for r in rows] == table.orders.tolist()
+    assert [(int(r[4]), int(r[5]), int(r[6])) for r in rows] == list(
+        zip(table.r.tolist(), table.f.tolist(), table.m.tolist(), strict=True)
+    )
+    assert [r[7] for r in rows] == table.segment.tolist()
+    counts = table.segment_counts()
+    printed = {}
+    for line in echoed:
+        match = re.fullmatch(r"\s+(.+?)\s+([\d,]+) customers \((\d+)%\)", line)
+        if match:
+            printed[match[1]] = int(match[2].replace(",", ""))
+    assert printed == {s.label: counts[s.name] for s in RFM_SEGMENTS}
+    assert sum(printed.values()) == len(table) > 50
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    section = report.split("<h2>RFM segments</h2>", 1)[1].split("</section>", 1)[0]
+    shown_counts = dict(re.findall(r'<tr><th class="name">([^<]*)</th><td>([\d,]+)</td>', section))
+    assert {k.replace("&#x27;", "'"): int(v.replace(",", "")) for k, v in shown_counts.items()} == printed
+
+
+def test_demo_fits_the_custom_goals(demo: tuple[Path, list[str]]) -> None:
+    """Each custom goal gets a printed AUC and a report card showing the same AUC."""
+    folder, echoed = demo
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    for goal in DEMO_GOALS:
+        (line,) = [e for e in echoed if f" {goal.name} " in e and "AUC" in e]
+        auc = float(re.search(r"AUC (\d\.\d{3})", line)[1])  # type: ignore[index]
+        assert 0.5 < auc <= 1.0
+        card = report.split(f"<h2>Custom goal: {goal.name}</h2>", 1)[1].split("</section>", 1)[0]
+        assert f"ROC AUC {auc:.3f}" in card and goal.describe() in card

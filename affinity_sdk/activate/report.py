@@ -2,7 +2,9 @@
 
 Sections, each shown when its data is given: headline numbers and tier sizes, the score
 distribution with the tier cut-offs, top affinities, lift / cumulative gains and calibration per
-propensity model, segment sizes and overlaps, and score drift between two runs. Charts are drawn
+propensity model and per custom goal (:mod:`affinity_sdk.models.goals`), segment sizes and
+overlaps, RFM segments (:mod:`affinity_sdk.activate.rfm`: sizes, the R x FM grid, what each
+segment means and what to do), and score drift between two runs. Charts are drawn
 with matplotlib (extra ``[report]``), imported only when a report is written.
 
 Examples
@@ -35,7 +37,9 @@ from affinity_sdk.activate.segments import DriftReport
 from affinity_sdk.score.results import ScoreResult
 
 if TYPE_CHECKING:
+    from affinity_sdk.activate.rfm import RFMTable
     from affinity_sdk.models.affinity import TopAffinities
+    from affinity_sdk.models.goals import Goal
 
 __all__ = ["ReportInputs", "favourite_shares", "write_report"]
 
@@ -57,6 +61,10 @@ class ReportInputs:
     propensity: Mapping[str, tuple[NDArray[Any], NDArray[np.float64]]] = field(default_factory=dict)
     #: segment name -> membership mask aligned with ``result.user_ids``
     segments: Mapping[str, NDArray[np.bool_]] = field(default_factory=dict)
+    #: custom goals: (goal, outcomes 0/1, predicted probabilities), a card each
+    goals: Sequence[tuple[Goal, NDArray[Any], NDArray[np.float64]]] = ()
+    #: RFM scores and segments of the customers with an order
+    rfm: RFMTable | None = None
     previous: ScoreResult | None = None
     drift: DriftReport | None = None
     notes: Sequence[str] = ()
@@ -226,6 +234,60 @@ def _segment_chart(segments: Mapping[str, NDArray[np.bool_]]) -> str:
     return _svg(fig)
 
 
+def _rfm_chart(table: RFMTable) -> str:
+    from affinity_sdk.activate.rfm import RFM_SEGMENTS
+
+    plt = _plt()
+    counts = table.segment_counts()
+    labels = [s.label for s in RFM_SEGMENTS]
+    sizes = np.array([counts[s.name] for s in RFM_SEGMENTS], dtype=np.float64)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
+    ax1.barh(labels[::-1], sizes[::-1], color=ACCENT)
+    for i, size in enumerate(sizes[::-1]):
+        ax1.text(size, i, f" {int(size):,}", va="center", fontsize=8, color=INK)
+    ax1.set_xlim(0, max(sizes.max(initial=0), 1) * 1.3)
+    ax1.set_xticks([])
+    ax1.spines["bottom"].set_visible(False)
+    ax1.set_title("Customers per RFM segment", loc="left")
+    grid = np.zeros((5, 5))
+    np.add.at(grid, (5 - table.r.astype(np.int64), table.fm.astype(np.int64) - 1), 1)
+    ax2.imshow(grid, cmap="GnBu")
+    ax2.set_xticks(range(5), [str(v) for v in range(1, 6)])
+    ax2.set_yticks(range(5), [str(v) for v in range(5, 0, -1)])
+    ax2.set_xlabel("FM score (mean of frequency and monetary)")
+    ax2.set_ylabel("R score (recency)")
+    top = grid.max(initial=0)
+    for i in range(5):
+        for j in range(5):
+            colour = "white" if top and grid[i, j] > 0.6 * top else INK
+            ax2.text(j, i, f"{int(grid[i, j]):,}", ha="center", va="center", fontsize=7, color=colour)
+    ax2.set_title("Customers per R x FM cell", loc="left")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _rfm_card(table: RFMTable) -> str:
+    from affinity_sdk.activate.rfm import RFM_SEGMENTS
+
+    counts = table.segment_counts()
+    n = max(len(table), 1)
+    rows = "".join(
+        f'<tr><th class="name">{html.escape(s.label)}</th><td>{counts[s.name]:,}</td>'
+        f'<td>{counts[s.name] / n:.0%}</td><td class="text">{html.escape(s.description)}</td>'
+        f'<td class="text">{html.escape(s.action)}</td></tr>'
+        for s in RFM_SEGMENTS
+    )
+    when = datetime.fromtimestamp(table.cutoff_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    return (
+        f'<section class="card wide"><h2>RFM segments</h2>{_rfm_chart(table)}'
+        f'<table class="rfm"><thead><tr><th class="name">segment</th><th>customers</th><th>share</th>'
+        '<th class="text">who they are</th><th class="text">what to do</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+        f'<div class="caption">{len(table):,} customers with an order by {when}; recency, frequency '
+        "and monetary scores 1-5 by quintile (5 = best), segments on the R x FM grid.</div></section>"
+    )
+
+
 def _drift_chart(previous: ScoreResult, current: ScoreResult, drift: DriftReport | None) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.0, 2.6))
@@ -253,6 +315,7 @@ main{padding:24px 40px;display:grid;grid-template-columns:repeat(auto-fit,minmax
 .row{display:flex;flex-wrap:wrap;gap:12px} .alert{color:#b91c1c;font-weight:bold}
 table{border-collapse:collapse;font-size:12px}
 td,th{padding:4px 10px;border-bottom:1px solid #e2e8f0;text-align:right}
+.rfm{margin-top:8px;width:100%} .rfm .name,.rfm .text{text-align:left}
 footer{padding:10px 40px 30px;font-size:11px;color:#64748b}
 """
 
@@ -308,10 +371,19 @@ def write_report(path: str | Path, inputs: ReportInputs) -> Path:
             f'<section class="card wide"><h2>Propensity: {html.escape(name)}</h2>{svg}'
             f'<div class="caption">{html.escape(caption)}</div></section>'
         )
+    for goal, y, p in inputs.goals:
+        svg, caption = _propensity_chart(goal.name, np.asarray(y), np.asarray(p, dtype=np.float64))
+        cards.append(
+            f'<section class="card wide"><h2>Custom goal: {html.escape(goal.name)}</h2>'
+            f'<div class="caption">Goal: {html.escape(goal.describe())}.</div>{svg}'
+            f'<div class="caption">{html.escape(caption)}</div></section>'
+        )
     if inputs.segments:
         cards.append(
             f'<section class="card wide"><h2>Segments</h2>{_segment_chart(inputs.segments)}</section>'
         )
+    if inputs.rfm is not None:
+        cards.append(_rfm_card(inputs.rfm))
     if inputs.previous is not None:
         d = inputs.drift
         alert = (

@@ -42,6 +42,7 @@ __all__ = [
     "frame_from_result",
     "holdout_mask",
     "psi",
+    "standard_segments",
 ]
 
 Frame = Mapping[str, NDArray[Any]]
@@ -160,6 +161,64 @@ def frame_from_result(result: ScoreResult, **extra: NDArray[Any]) -> dict[str, N
             raise ValueError(f"column {name!r} has {len(values)} rows, the result has {len(result)}")
         frame[name] = np.asarray(values)
     return frame
+
+
+def standard_segments(frame: Mapping[str, NDArray[Any]], brand_names: Sequence[str]) -> list[Segment]:
+    """The SDK's standard segments over a segment frame with the columns ``tier``, ``p_purchase``,
+    ``p_churn``, ``p_unsubscribe``, ``discount_tier`` (0 / 1 / 2) and ``favourite_brand`` (a code
+    into ``brand_names``, -1 for none); probabilities may be NaN (no model: never a member).
+
+    - ``high_intent``: High tier and a purchase probability in the top 40 %;
+    - ``churn_risk``: Medium or High tier and churn probability >= 0.5;
+    - ``vip_prospects``: Medium tier and a purchase probability in the top 40 %;
+    - ``discount_seekers_<brand>``: High discount sensitivity, favourite brand = the most common one;
+    - ``unsubscribe_risk``: unsubscribe probability >= 0.1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frame = {"user_id": np.array(["a", "b", "c"]), "tier": np.array([2, 1, 0], dtype=np.int8),
+    ...          "p_purchase": np.array([0.9, 0.9, 0.1]), "p_churn": np.array([0.1, 0.6, 0.9]),
+    ...          "p_unsubscribe": np.array([0.0, 0.2, np.nan]), "discount_tier": np.array([2, 0, 2]),
+    ...          "favourite_brand": np.array([0, 0, 1])}
+    >>> {s.name: s.members(frame).tolist() for s in standard_segments(frame, ["acme", "zeta"])}
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'high_intent': ['a'], 'churn_risk': ['b'], 'vip_prospects': ['b'],
+     'discount_seekers_acme': ['a'], 'unsubscribe_risk': ['b']}
+    """
+    p_buy = frame["p_purchase"]
+    buy_medium = float(np.nanquantile(p_buy, 0.6)) if np.isfinite(p_buy).any() else np.inf
+    brands = frame["favourite_brand"]
+    known = brands[brands >= 0]
+    top_brand = int(np.bincount(known).argmax()) if len(known) else -1
+    top_name = brand_names[top_brand] if top_brand >= 0 else "none"
+    return [
+        Segment(
+            "high_intent",
+            (col("tier") == "high") & (col("p_purchase") >= buy_medium),
+            "High score, likely to buy: reward and cross-sell",
+        ),
+        Segment(
+            "churn_risk",
+            (col("p_churn") >= 0.5) & (col("tier") >= "medium"),
+            "Valuable but slipping away: win back before they go",
+        ),
+        Segment(
+            "vip_prospects",
+            (col("tier") == "medium") & (col("p_purchase") >= buy_medium),
+            "Medium score, likely to buy: the next VIPs, nurture them",
+        ),
+        Segment(
+            f"discount_seekers_{top_name}",
+            (col("discount_tier") == "high") & (col("favourite_brand") == top_brand),
+            f"Discount-driven fans of the most liked brand ({top_name}): send its offers",
+        ),
+        Segment(
+            "unsubscribe_risk",
+            col("p_unsubscribe") >= 0.1,
+            "Likely to unsubscribe: mail less often",
+        ),
+    ]
 
 
 def evaluate_segments(segments: Sequence[Segment], frame: Frame) -> dict[str, NDArray[np.bool_]]:

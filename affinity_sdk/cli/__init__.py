@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -383,13 +385,55 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     for name in _COMMAND_MODULES:
         importlib.import_module(f"affinity_sdk.cli.{name}").add_parser(sub)
+    _add_output_options(parser, default=None)
+    for command in _commands(parser):
+        _add_output_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``-v``, ``-q`` and ``--progress``, on the main parser (with their defaults) and on every
+    command (with ``default`` = SUPPRESS, so ``affinity -v score ...`` is not undone by the
+    command's own default)."""
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="log the steps on stderr (-v: INFO, -vv: DEBUG)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if default is None else default,
+        help="print errors only (no summary lines, warnings or progress)",
+    )
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="show progress of the long steps on stderr (default: only when stderr is a terminal)",
+    )
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (nested) command parser below ``parser``, each once."""
+    found: dict[int, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action._name_parser_map.values():
+                if id(child) not in found:
+                    found[id(child)] = child
+                    found.update((id(c), c) for c in _commands(child))
+    return list(found.values())
 
 
 #: Commands that live in a module of their own (``affinity_sdk/cli/<name>.py``): each module has
 #: ``add_parser(sub)``, which registers its sub-command and sets ``handler``. They are imported
 #: when the parser is built, so a module may import this package's helpers at its top.
-_COMMAND_MODULES: Final[tuple[str, ...]] = ()
+_COMMAND_MODULES: Final[tuple[str, ...]] = ("propensity", "segments", "clv")
 
 
 #: The arguments that name a file a command reads, and how an error calls them.
@@ -469,14 +513,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    with _logging_to_stderr(args.verbose, args.quiet), _quiet_stdout(args.quiet):
+        try:
+            _check_paths(args)
+            _check_arrow(args)
+            return handler(args)
+        except (AffinityError, OSError, ValueError, KeyError) as exc:
+            _log.debug("the error's traceback", exc_info=True)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"affinity: error: {message}", file=sys.stderr)
+            return 2
+
+
+_log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _logging_to_stderr(verbose: int, quiet: bool) -> Iterator[None]:
+    """Send the package's log records (logger ``affinity_sdk``) to stderr for one command: WARNING
+    and up by default, INFO with ``-v``, DEBUG with ``-vv``, ERROR only with ``-q``. The library
+    itself configures no handler; this is the one place that does, undone when the command ends."""
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    package = logging.getLogger("affinity_sdk")
+    from affinity_sdk.cli.progress import LineSafeHandler
+
+    handler = LineSafeHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    handler.setLevel(level)
+    saved = package.level
+    package.setLevel(level)
+    package.addHandler(handler)
     try:
-        _check_paths(args)
-        _check_arrow(args)
-        return handler(args)
-    except (AffinityError, OSError, ValueError, KeyError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"affinity: error: {message}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(saved)
+
+
+@contextmanager
+def _quiet_stdout(quiet: bool) -> Iterator[None]:
+    """With ``-q``, drop what a command prints on stdout (its summary lines); stderr stays."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as null, redirect_stdout(null):
+        yield
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -64,6 +64,14 @@ class RFMSummary:
     ``customer`` holds the customer ids (sorted), ``frequency`` the repeat purchase count (distinct
     purchase days after the first), ``recency`` the time from the first to the last purchase and
     ``T`` the time from the first purchase to the end of the calibration period.
+
+    ``monetary`` is the mean value of all the customer's records; ``repeat_monetary`` the mean
+    value of the repeat purchase days (a day's records summed, the first day left out; 0 without a
+    repeat purchase), the spend that the Gamma-Gamma model is fitted on, as in the published
+    analyses and lifetimes' ``summary_data_from_transaction_data``. ``first_day`` / ``last_day``
+    are the first and last purchase days (whole UTC days since the epoch), ``end_day`` the day
+    that ``T`` runs to and ``period_days`` the model period in days. Summaries built by hand may
+    leave these five out (``None``).
     """
 
     customer: NDArray[Any]
@@ -71,6 +79,11 @@ class RFMSummary:
     recency: NDArray[np.float64]
     T: NDArray[np.float64]
     monetary: NDArray[np.float64]
+    repeat_monetary: NDArray[np.float64] | None = field(default=None)
+    first_day: NDArray[np.int64] | None = field(default=None)
+    last_day: NDArray[np.int64] | None = field(default=None)
+    end_day: int | None = None
+    period_days: float | None = None
 
     def __len__(self) -> int:
         return int(self.frequency.shape[0])
@@ -97,6 +110,9 @@ def summary_from_transactions(
     >>> s = summary_from_transactions(["a", "a", "a", "b"], [0, 0, 14 * day, 7 * day], 21 * day)
     >>> s.customer.tolist(), s.frequency.tolist(), s.recency.tolist(), s.T.tolist()
     (['a', 'b'], [1.0, 0.0], [2.0, 0.0], [3.0, 2.0])
+    >>> s = summary_from_transactions(["a", "a", "a"], [0, 14 * day, 14 * day], 21 * day, amount=[5, 2, 3])
+    >>> s.monetary.tolist(), s.repeat_monetary.tolist(), s.first_day.tolist(), s.last_day.tolist()
+    ([3.3333333333333335], [5.0], [0], [14])
     """
     cust = np.asarray(customer)
     ts = np.asarray(ts_ms, dtype=np.int64)
@@ -111,7 +127,7 @@ def summary_from_transactions(
     ids, code = np.unique(cust, return_inverse=True)
     day = np.floor_divide(ts, _MS_PER_DAY)
     # One row per (customer, day): a second record on a day is the same purchase occasion.
-    pair = np.unique(np.stack([code, day], axis=1), axis=0)
+    pair, pair_of_row = np.unique(np.stack([code, day], axis=1), axis=0, return_inverse=True)
     n = ids.shape[0]
     n_days = np.bincount(pair[:, 0], minlength=n)
     first = np.full(n, np.iinfo(np.int64).max)
@@ -120,12 +136,20 @@ def summary_from_transactions(
     np.maximum.at(last, pair[:, 0], pair[:, 1])
     end_day = end_ms // _MS_PER_DAY
     spend = np.bincount(code, weights=values, minlength=n)
+    day_spend = np.bincount(pair_of_row.ravel(), weights=values, minlength=pair.shape[0])
+    is_first = pair[:, 1] == first[pair[:, 0]]
+    repeat_spend = np.bincount(pair[:, 0], weights=np.where(is_first, 0.0, day_spend), minlength=n)
     return RFMSummary(
         customer=ids,
         frequency=(n_days - 1).astype(np.float64),
         recency=(last - first) / period_days,
         T=(end_day - first) / period_days,
         monetary=spend / np.maximum(np.bincount(code, minlength=n), 1),
+        repeat_monetary=repeat_spend / np.maximum(n_days - 1, 1),
+        first_day=first,
+        last_day=last,
+        end_day=int(end_day),
+        period_days=period_days,
     )
 
 
@@ -327,8 +351,32 @@ class BGNBD:
         >>> bool(0 < e[0] < e[1])
         True
         """
-        p = self._params()
         x, tx, big_t = _validate(frequency, recency, T)
+        result: NDArray[np.float64] = self.expected_purchases_if_alive(
+            t, x, big_t
+        ) * self.conditional_probability_alive(x, tx, big_t)
+        return result
+
+    def expected_purchases_if_alive(
+        self, t: float, frequency: ArrayLike, T: ArrayLike
+    ) -> NDArray[np.float64]:
+        r"""Expected purchases in the next ``t`` periods of a customer alive at ``T`` after
+        ``frequency`` repeat purchases: :meth:`conditional_expected_purchases` over P(alive). It
+        does not depend on the recency, so it can be computed once per distinct ``(x, T)``.
+
+        .. math:: E[Y(t) \mid \text{alive}] = \frac{a+b+x-1}{a-1}
+                  \Big[1 - \Big(\frac{\alpha+T}{\alpha+T+t}\Big)^{r+x}
+                  {}_2F_1\Big(r+x, b+x; a+b+x-1; \frac{t}{\alpha+T+t}\Big)\Big]
+
+        Examples
+        --------
+        >>> m = BGNBD().fit([0, 1, 3], [0.0, 4.0, 20.0], [30.0, 30.0, 30.0])
+        >>> alive = m.expected_purchases_if_alive(10.0, [3], [30.0])
+        >>> bool(alive[0] >= m.conditional_expected_purchases(10.0, [3], [20.0], [30.0])[0])
+        True
+        """
+        p = self._params()
+        x, _, big_t = _validate(frequency, 0.0, T)
         if t < 0:
             raise ValueError(f"t must be >= 0 (got {t})")
         z = t / (p.alpha + big_t + t)
@@ -336,7 +384,63 @@ class BGNBD:
         tail = 1.0 - ((p.alpha + big_t) / (p.alpha + big_t + t)) ** (p.r + x) * hyp2f1(
             p.r + x, p.b + x, p.a + p.b + x - 1.0, z
         )
-        result: NDArray[np.float64] = head * tail * self.conditional_probability_alive(x, tx, big_t)
+        result: NDArray[np.float64] = head * tail
+        return result
+
+    def conditional_probability_of_purchase(
+        self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> NDArray[np.float64]:
+        r"""P(at least one purchase in ``(T, T + t]`` | history): one minus the ``n = 0`` case of
+        the conditional purchase-count distribution (Fader, Hardie & Lee's notes).
+
+        A customer alive at ``T`` drops out only just after a purchase, so they make none in the
+        next ``t`` periods exactly when their next purchase comes later; given alive, their rate
+        is :math:`\Gamma(r+x, \alpha+T)`, hence
+
+        .. math:: P(X(T, T+t] > 0) = P(\text{alive})
+                  \Big[1 - \Big(\frac{\alpha+T}{\alpha+T+t}\Big)^{r+x}\Big]
+
+        Examples
+        --------
+        >>> m = BGNBD().fit([0, 1, 3], [0.0, 4.0, 20.0], [30.0, 30.0, 30.0])
+        >>> p = m.conditional_probability_of_purchase(10.0, [3, 3], [29.0, 2.0], [30.0, 30.0])
+        >>> bool(1 > p[0] > p[1] > 0)
+        True
+        """
+        p = self._params()
+        x, tx, big_t = _validate(frequency, recency, T)
+        if t < 0:
+            raise ValueError(f"t must be >= 0 (got {t})")
+        log_silent = (p.r + x) * (np.log(p.alpha + big_t) - np.log(p.alpha + big_t + t))
+        result: NDArray[np.float64] = self.conditional_probability_alive(x, tx, big_t) * -np.expm1(log_silent)
+        return result
+
+    def conditional_time_to_purchase(
+        self, probability: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> NDArray[np.float64]:
+        r"""The horizon ``t`` at which :meth:`conditional_probability_of_purchase` reaches
+        ``probability`` (0.5: the median time to the next purchase, dropping out counted as never);
+        ``inf`` where it never does (P(alive) <= ``probability``).
+
+        .. math:: t = (\alpha+T)\Big[\Big(1 - \frac{q}{P(\text{alive})}\Big)^{-1/(r+x)} - 1\Big]
+
+        Examples
+        --------
+        >>> m = BGNBD().fit([0, 1, 3], [0.0, 4.0, 20.0], [30.0, 30.0, 30.0])
+        >>> t = m.conditional_time_to_purchase(0.5, [3], [29.0], [30.0])
+        >>> round(float(m.conditional_probability_of_purchase(float(t[0]), [3], [29.0], [30.0])[0]), 9)
+        0.5
+        """
+        p = self._params()
+        x, tx, big_t = _validate(frequency, recency, T)
+        if not 0.0 < probability < 1.0:
+            raise ValueError(f"probability must lie in (0, 1) (got {probability})")
+        alive = self.conditional_probability_alive(x, tx, big_t)
+        reached = alive > probability
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rest = np.log1p(-probability / np.where(reached, alive, 1.0))
+            t = (p.alpha + big_t) * np.expm1(-rest / (p.r + x))
+        result: NDArray[np.float64] = np.where(reached, t, np.inf)
         return result
 
     def expected_purchases(self, t: ArrayLike) -> NDArray[np.float64]:

@@ -7,7 +7,8 @@ The pipeline, each step a small function:
    scorer keeps: each signal group decayed at two or more half-lives (so trend shows), recency,
    frequency, monetary value, tenure, category concentration and channel engagement. Nothing
    after ``T`` is read, by construction (events are filtered before the state is built).
-2. :func:`build_training_set` labels the outcome in ``(T, T + H]`` and stacks several cutoffs.
+2. :func:`build_training_set` labels the outcome in ``(T, T + H]`` and stacks several cutoffs;
+   a custom goal (:mod:`~affinity_sdk.models.goals`) goes wherever an outcome name goes.
 3. :meth:`PropensityModel.fit` fits an L2-regularised logistic regression on standardised features
    (scipy's L-BFGS-B with the analytic gradient), then calibrates it (Platt or isotonic, chosen on
    held-out rows). Coefficients are readable per feature (:meth:`PropensityModel.explain`).
@@ -64,6 +65,7 @@ from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.kernels import _propensity_reference
 from affinity_sdk.kernels.protocol import PropensityKernels
 from affinity_sdk.models.calibration import Calibrator, _choose_calibrator
+from affinity_sdk.models.goals import Goal, parse_goal
 from affinity_sdk.models.logistic import fit_logistic
 from affinity_sdk.models.order_day_features import _ORDER_DAY_FEATURES as _ORDER_DAY_FEATURES
 from affinity_sdk.models.order_day_features import _order_days as _order_days
@@ -157,13 +159,14 @@ class PropensityModel:
     Fitted attributes end in ``_``: ``mean_`` / ``scale_`` (standardisation), ``coef_``
     (per standardised feature), ``intercept_``, ``calibrator_``. Metadata: ``outcome``,
     ``feature_names``, ``spec``, ``horizon_ms``, ``training_window_ms``, ``config_fingerprint``,
-    ``version`` (1 on fit, +1 on every :meth:`refit`), ``n_train``, ``l2``.
+    ``version`` (1 on fit, +1 on every :meth:`refit`), ``n_train``, ``l2``, and ``goal`` (the
+    :class:`~affinity_sdk.models.goals.Goal` of a custom-goal model, whose name is ``outcome``).
     """
 
     def __init__(
         self,
         *,
-        outcome: Outcome,
+        outcome: Outcome | str,
         feature_names: tuple[str, ...],
         spec: FeatureSpec,
         horizon_ms: int,
@@ -177,8 +180,10 @@ class PropensityModel:
         n_train: int,
         config_fingerprint: str | None = None,
         version: int = 1,
+        goal: Goal | None = None,
     ) -> None:
-        self.outcome: Outcome = outcome
+        self.outcome: Outcome | str = outcome
+        self.goal = goal
         self.feature_names = tuple(feature_names)
         self.spec = spec
         self.horizon_ms = int(horizon_ms)
@@ -245,6 +250,7 @@ class PropensityModel:
             n_train=0,
             config_fingerprint=fingerprint,
             version=0,
+            goal=data.goal,
         )
 
     def _fit_rows(
@@ -311,10 +317,11 @@ class PropensityModel:
         >>> model.version, model.training_window_ms[1] == sim.end_ms
         (2, True)
         """
-        if (data.feature_names, data.outcome, data.horizon_ms) != (
+        if (data.feature_names, data.outcome, data.horizon_ms, data.goal) != (
             self.feature_names,
             self.outcome,
             self.horizon_ms,
+            self.goal,
         ):
             raise ConfigError("refit needs the same features, outcome and horizon as the model")
         # Carry the old decision function into the new standardisation: z = b + Σ w (x - m) / s.
@@ -514,6 +521,7 @@ class PropensityModel:
             "n_train": self.n_train,
             "config_fingerprint": self.config_fingerprint,
             "version": self.version,
+            "goal": None if self.goal is None else msgspec.to_builtins(self.goal),
         }
         write_container(
             path, MODEL_KIND, header, {"mean": self.mean_, "scale": self.scale_, "coef": self.coef_}
@@ -548,6 +556,7 @@ class PropensityModel:
                 n_train=header["n_train"],
                 config_fingerprint=header["config_fingerprint"],
                 version=header["version"],
+                goal=None if header.get("goal") is None else parse_goal(header["goal"]),
             )
         except (KeyError, TypeError, ValueError, msgspec.ValidationError) as exc:
             raise StateError(f"{path}: malformed propensity model ({exc})") from exc

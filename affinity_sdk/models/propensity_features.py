@@ -64,6 +64,7 @@ __all__ = [
     "decay_signals",
     "feature_names",
     "features_from_counts",
+    "order_totals",
     "profile_features",
     "signal_rows",
 ]
@@ -224,6 +225,29 @@ class ProfileCounts:
     @property
     def n(self) -> int:
         return int(self.decayed.shape[0])
+
+
+def order_totals(counts: ProfileCounts) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """``(orders, revenue, last_order_ms)`` per profile from ``counts``: the number of
+    ``order_completed`` events, their summed revenue and the time of the last one (the int64
+    minimum without an order). What RFM scores read (:mod:`affinity_sdk.activate.rfm`).
+
+    Examples
+    --------
+    >>> from affinity_sdk.capture.events import OrderCompleted
+    >>> day = 86_400_000
+    >>> events = [OrderCompleted(user_id="a", timestamp=t * day, order_id=str(t), products=[], revenue=4.0)
+    ...           for t in (1, 3)]
+    >>> counts = batch_counts(EventBatch.from_events(events), 9 * day, (1.0, 2.0), 1)
+    >>> orders, revenue, last = order_totals(counts)
+    >>> orders.tolist(), revenue.tolist(), (last // day).tolist()
+    ([2], [8.0], [3])
+    """
+    n_h = counts.records.shape[1] // len(_GROUP_NAMES)
+    orders = counts.records[:, _GROUP_NAMES.index("order") * n_h]
+    revenue = counts.records[:, _GROUP_NAMES.index("revenue") * n_h]
+    last = np.where(orders["count"] > 0, orders["last_ms"], _NO_TIME)
+    return orders["count"].astype(np.int64), revenue["total"].astype(np.float64), last.astype(np.int64)
 
 
 def signal_rows(

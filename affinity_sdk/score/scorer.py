@@ -39,6 +39,7 @@ cut-offs of the last ``score()``), and the next ``score()`` does not repeat them
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -75,6 +76,7 @@ __all__ = [
 
 TierLabel = Literal["low", "medium", "high"]
 _STATE_KIND = "affinity_sdk.Scorer"
+_log = logging.getLogger(__name__)
 
 
 _LABELS: tuple[TierLabel, TierLabel, TierLabel] = ("low", "medium", "high")  # TIER_LABELS as str
@@ -385,6 +387,7 @@ class Scorer:
                 config_fingerprint=self.config.fingerprint,
                 backend=self.backend,
             )
+        _log.debug("scored %d users at %d ms (%d tier changes)", len(rows), now_ms, len(changed))
         _fire(changes, callbacks)
         return result
 
@@ -572,6 +575,7 @@ class Scorer:
             if self._cutoffs is not None:
                 arrays["score.cut_up"], arrays["score.cut_down"] = self._cutoffs
             write_container(path, _STATE_KIND, header, arrays)
+            _log.info("saved the state of %d users to %s", self.store.n_users, path)
         return Path(path)
 
     @classmethod
@@ -641,6 +645,7 @@ class Scorer:
             raise StateError(f"{path}: stored tier cut-offs are malformed")
         if cuts:
             scorer._cutoffs = (cuts[0], cuts[1])
+        _log.info("loaded the state of %d users from %s (config %s)", n, path, store.config.fingerprint)
         return scorer
 
     def merge(self, other: Scorer) -> Scorer:

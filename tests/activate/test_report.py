@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from affinity_sdk.activate.evaluate import roc_auc
 from affinity_sdk.activate.report import ReportInputs, write_report
-from affinity_sdk.activate.segments import compare_runs
+from affinity_sdk.activate.rfm import RFM_SEGMENTS, RFMTable, rfm_from_orders, rfm_segments
+from affinity_sdk.activate.segments import compare_runs, evaluate_segments
+from affinity_sdk.models.goals import CartAbandonmentGoal, VipGoal
 from affinity_sdk.score.results import ScoreResult
 
 ARTIFACTS = Path(
@@ -42,11 +45,24 @@ def _result(seed: int, shift: float = 0.0) -> ScoreResult:
     )
 
 
+def _rfm(seed: int) -> RFMTable:
+    """RFM of a random order log: 2,000 customers, 1-12 orders each over a year."""
+    rng = np.random.default_rng(seed)
+    n_orders = rng.geometric(0.45, 2_000).clip(1, 12)
+    customer = np.repeat([f"c{i}" for i in range(2_000)], n_orders)
+    day = 86_400_000
+    ts = rng.integers(0, 365, customer.shape[0]) * day
+    revenue = np.round(rng.lognormal(3.5, 0.8, customer.shape[0]), 2)
+    return rfm_from_orders(customer, ts, revenue, cutoff=365 * day)
+
+
 def full_inputs() -> ReportInputs:
     rng = np.random.default_rng(3)
     current, previous = _result(1, shift=1.0), _result(2)
     p = rng.uniform(0, 1, len(current))
     y = (rng.uniform(0, 1, len(current)) < p).astype(int)
+    q = rng.uniform(0, 1, 800)
+    z = (rng.uniform(0, 1, 800) < q**2).astype(int)
     return ReportInputs(
         result=current,
         top_affinities={
@@ -61,6 +77,11 @@ def full_inputs() -> ReportInputs:
         },
         previous=previous,
         drift=compare_runs(previous, current),
+        goals=[
+            (VipGoal(name="vip (2w)", min_revenue=300), z, q),
+            (CartAbandonmentGoal(name="cart abandonment (2w)", within="24h"), y[:500], p[:500]),
+        ],
+        rfm=_rfm(4),
     )
 
 
@@ -74,9 +95,12 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
         "Propensity: purchase (14d)",
         "Segments",
         "Drift",
+        "Custom goal: vip (2w)",
+        "Custom goal: cart abandonment (2w)",
+        "RFM segments",
     ):
         assert heading in text
-    assert text.count("<svg") >= 7
+    assert text.count("<svg") >= 10
     # no external resources: nothing is fetched over the network when the file is opened
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
 
@@ -117,7 +141,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     dom = subprocess.run(
         [*common, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120, check=True
     ).stdout
-    assert dom.count("<svg") >= 7 and "Propensity: purchase (14d)" in dom
+    assert dom.count("<svg") >= 10 and "Propensity: purchase (14d)" in dom and "RFM segments" in dom
 
 
 def test_report_command_scores_an_event_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,3 +179,52 @@ def test_report_numbers_match_the_score_result(tmp_path: Path) -> None:
     # Bars are drawn bottom-up: low, medium, high.
     assert [int(n.replace(",", "")) for n, _ in bars] == [counts[t] for t in ("low", "medium", "high")]
     assert [int(p) for _, p in bars] == [round(100 * counts[t] / len(r)) for t in ("low", "medium", "high")]
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+
+
+def test_report_rfm_panel_shows_the_segment_counts_of_the_data(tmp_path: Path) -> None:
+    inputs = full_inputs()
+    table = inputs.rfm
+    assert table is not None
+    text = write_report(tmp_path / "report.html", inputs).read_text()
+    section = _section(text, "RFM segments")
+    rows = re.findall(
+        r'<tr><th class="name">([^<]*)</th><td>([\d,]+)</td><td>(\d+)%</td>'
+        r'<td class="text">([^<]+)</td><td class="text">([^<]+)</td></tr>',
+        section,
+    )
+    # Counts straight from the data: the segment rules evaluated on the table's scores.
+    masks = evaluate_segments(rfm_segments(), table.frame())
+    expected = {s.label.replace("'", "&#x27;"): int(masks[s.name].sum()) for s in RFM_SEGMENTS}
+    shown = {label: int(count.replace(",", "")) for label, count, _, _, _ in rows}
+    assert shown == expected and sum(shown.values()) == len(table) == 2_000
+    assert len({c for c in shown.values()}) > 5  # a mix-up of rows would show
+    assert [int(share) for _, _, share, _, _ in rows] == [
+        round(100 * masks[s.name].sum() / len(table)) for s in RFM_SEGMENTS
+    ]
+    assert all(len(what) > 20 and len(todo) > 20 for _, _, _, what, todo in rows)
+    # The R x FM grid's cells add up to the customers, and name each cell's count.
+    grid_text = section.split("Customers per R x FM cell", 1)[0].split("Customers per RFM segment", 1)[1]
+    cells = [
+        int(v.replace(",", ""))
+        for v in re.findall(r"font-size: 7px;[^>]*text-anchor: middle[^>]*>([\d,]+)</text>", grid_text)
+    ]
+    grid = np.zeros((5, 5), dtype=int)
+    np.add.at(grid, (table.r - 1, table.fm - 1), 1)
+    assert sorted(cells) == sorted(grid.ravel().tolist())
+    assert f"{len(table):,} customers with an order" in section
+
+
+def test_report_goal_cards_show_each_goals_numbers(tmp_path: Path) -> None:
+    inputs = full_inputs()
+    text = write_report(tmp_path / "report.html", inputs).read_text()
+    for goal, y, p in inputs.goals:
+        card = _section(text, f"Custom goal: {goal.name}")
+        assert f"Goal: {goal.describe()}." in card.replace("&#x27;", "'")
+        assert f"ROC AUC {roc_auc(y, p):.3f}" in card
+    auc_vip = roc_auc(*inputs.goals[0][1:])
+    auc_cart = roc_auc(*inputs.goals[1][1:])
+    assert f"{auc_vip:.3f}" != f"{auc_cart:.3f}"  # the cards do not share one number
