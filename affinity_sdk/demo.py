@@ -83,6 +83,7 @@ def run_demo(
     ``events.ndjson``, ``orders.csv``, ``scoring.toml`` and ``seeds.txt``. Ends by echoing the
     commands to run on those (:data:`NEXT_STEPS`). Returns the exit status (0)."""
     from affinity_sdk.activate.evaluate import roc_auc
+    from affinity_sdk.activate.report_text import describe_segments
     from affinity_sdk.activate.rfm import RFM_SEGMENTS, rfm_from_batch
     from affinity_sdk.activate.segments import (
         evaluate_segments,
@@ -239,7 +240,19 @@ def run_demo(
     with step("writing the report"):
         try:
             report = _write_report(
-                folder / "report.html", result, top, active, model_curves, masks, goal_curves, rfm
+                folder / "report.html",
+                result,
+                top,
+                active,
+                model_curves,
+                masks,
+                goal_curves,
+                rfm,
+                extra={
+                    "config": scorer.config,
+                    "segment_info": describe_segments(segments),
+                    "user_columns": {k: frame[k] for k in ("p_purchase", "p_churn", "p_unsubscribe")},
+                },
             )
         except ImportError as exc:
             report = None
@@ -247,7 +260,7 @@ def run_demo(
     echo(f"inputs in {folder}/: events.ndjson, orders.csv, scoring.toml, seeds.txt ({seeds} users)")
     echo(
         f"outputs in {folder}/: scores.csv, segments.csv, affinities.csv, rfm.csv"
-        + (", report.html" if report else "")
+        + (", report.html, report_actions.csv" if report else "")
     )
     echo("next, run the other commands on those files (see README, 'Command line'):")
     for command in _next_steps(folder):
@@ -338,7 +351,10 @@ def _write_report(
     masks: dict[str, NDArray[np.bool_]],
     goals: list[tuple[Goal, NDArray[Any], NDArray[np.float64]]],
     rfm: RFMTable,
+    extra: dict[str, Any],
 ) -> Path:
+    """The report, with ``extra`` :class:`~affinity_sdk.activate.report.ReportInputs` fields (the
+    config, segment descriptions and the probabilities that order the users to act on)."""
     from affinity_sdk.activate.report import ReportInputs, favourite_shares, write_report
 
     favourites = {dim: favourite_shares(t, active) for dim, t in top.items()}
@@ -354,6 +370,7 @@ def _write_report(
             "Simulated data: propensity and goal curves compare each model with the outcomes "
             "the simulator drew."
         ],
+        **extra,
     )
     return write_report(path, inputs)
 

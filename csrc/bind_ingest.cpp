@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,55 +27,101 @@ py::array_t<T> to_numpy(std::vector<T>&& v) {
     return py::array_t<T>(static_cast<py::ssize_t>(owned->size()), owned->data(), owner);
 }
 
-py::tuple names_of(LocalInterner& in) {
-    py::list names(in.names.size());
-    for (size_t i = 0; i < in.names.size(); ++i) {
+// The names of `in` from code `from` on (the ones the caller has not seen yet), with where each
+// was first seen.
+py::tuple names_of(LocalInterner& in, size_t from = 0) {
+    py::list names(in.names.size() - from);
+    for (size_t i = from; i < in.names.size(); ++i) {
         const auto& s = in.names[i];
         PyObject* str = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "strict");
         if (!str) throw py::error_already_set();
-        PyList_SET_ITEM(names.ptr(), static_cast<Py_ssize_t>(i), str);
+        PyList_SET_ITEM(names.ptr(), static_cast<Py_ssize_t>(i - from), str);
     }
-    return py::make_tuple(std::move(names), to_numpy(std::move(in.first)));
+    std::vector<int64_t> first(in.first.begin() + static_cast<std::ptrdiff_t>(from), in.first.end());
+    return py::make_tuple(std::move(names), to_numpy(std::move(first)));
 }
 
-py::dict read_ndjson(py::buffer data) {
-    py::buffer_info info = data.request();
-    if (info.ndim != 1 || info.itemsize != 1) throw py::value_error("read_ndjson expects a 1-d bytes-like object");
-    auto cols = std::make_unique<Columns>();
-    {
-        py::gil_scoped_release release;
-        affinity::ingest::read_ndjson(static_cast<const char*>(info.ptr), static_cast<size_t>(info.size), *cols);
-    }
+// The row columns of `cols` (moved out, leaving them empty) and the names new since `seen`
+// (updated), as the dict `read_ndjson` returns.
+py::dict export_columns(Columns& cols, size_t* seen) {
     py::dict out;
-    // Names first: they are views into `data`, which is still alive here.
-    out["users"] = names_of(cols->users);
-    out["products"] = names_of(cols->products);
-    out["categories"] = names_of(cols->categories);
-    out["brands"] = names_of(cols->brands);
-    out["campaigns"] = names_of(cols->campaigns);
-    out["line"] = to_numpy(std::move(cols->line));
-    out["begin"] = to_numpy(std::move(cols->begin));
-    out["end"] = to_numpy(std::move(cols->end));
-    out["status"] = to_numpy(std::move(cols->status));
-    out["user"] = to_numpy(std::move(cols->user));
-    out["event_type"] = to_numpy(std::move(cols->event_type));
-    out["ts_ms"] = to_numpy(std::move(cols->ts_ms));
-    out["channel"] = to_numpy(std::move(cols->channel));
-    out["revenue"] = to_numpy(std::move(cols->revenue));
-    out["discount"] = to_numpy(std::move(cols->discount));
-    out["has_coupon"] = to_numpy(std::move(cols->has_coupon));
-    out["campaign"] = to_numpy(std::move(cols->campaign));
-    out["event_id"] = to_numpy(std::move(cols->event_id));
-    out["consent"] = to_numpy(std::move(cols->consent));
-    out["item_slot"] = to_numpy(std::move(cols->item_slot));
-    out["item_product"] = to_numpy(std::move(cols->item_product));
-    out["item_category"] = to_numpy(std::move(cols->item_category));
-    out["item_brand"] = to_numpy(std::move(cols->item_brand));
-    out["item_price"] = to_numpy(std::move(cols->item_price));
-    out["item_discount"] = to_numpy(std::move(cols->item_discount));
-    out["item_quantity"] = to_numpy(std::move(cols->item_quantity));
+    LocalInterner* interners[] = {&cols.users, &cols.products, &cols.categories, &cols.brands, &cols.campaigns};
+    const char* keys[] = {"users", "products", "categories", "brands", "campaigns"};
+    for (int k = 0; k < 5; ++k) {
+        out[keys[k]] = names_of(*interners[k], seen[k]);
+        seen[k] = interners[k]->names.size();
+    }
+    out["line"] = to_numpy(std::move(cols.line));
+    out["begin"] = to_numpy(std::move(cols.begin));
+    out["end"] = to_numpy(std::move(cols.end));
+    out["status"] = to_numpy(std::move(cols.status));
+    out["user"] = to_numpy(std::move(cols.user));
+    out["event_type"] = to_numpy(std::move(cols.event_type));
+    out["ts_ms"] = to_numpy(std::move(cols.ts_ms));
+    out["channel"] = to_numpy(std::move(cols.channel));
+    out["revenue"] = to_numpy(std::move(cols.revenue));
+    out["discount"] = to_numpy(std::move(cols.discount));
+    out["has_coupon"] = to_numpy(std::move(cols.has_coupon));
+    out["campaign"] = to_numpy(std::move(cols.campaign));
+    out["event_id"] = to_numpy(std::move(cols.event_id));
+    out["consent"] = to_numpy(std::move(cols.consent));
+    out["item_slot"] = to_numpy(std::move(cols.item_slot));
+    out["item_product"] = to_numpy(std::move(cols.item_product));
+    out["item_category"] = to_numpy(std::move(cols.item_category));
+    out["item_brand"] = to_numpy(std::move(cols.item_brand));
+    out["item_price"] = to_numpy(std::move(cols.item_price));
+    out["item_discount"] = to_numpy(std::move(cols.item_discount));
+    out["item_quantity"] = to_numpy(std::move(cols.item_quantity));
     return out;
 }
+
+const char* ndjson_bytes(const py::buffer& data, py::buffer_info& info) {
+    info = data.request();
+    if (info.ndim != 1 || info.itemsize != 1) throw py::value_error("read_ndjson expects a 1-d bytes-like object");
+    return static_cast<const char*>(info.ptr);
+}
+
+py::dict read_ndjson(const py::buffer& data) {
+    py::buffer_info info;
+    const char* bytes = ndjson_bytes(data, info);
+    auto cols = std::make_unique<Columns>();
+    int64_t n_lines;
+    {
+        py::gil_scoped_release release;
+        n_lines = affinity::ingest::read_ndjson(bytes, static_cast<size_t>(info.size), *cols);
+    }
+    size_t seen[5] = {};
+    py::dict out = export_columns(*cols, seen);  // names are views into `data`, still alive here
+    out["n_lines"] = n_lines;
+    return out;
+}
+
+// The NDJSON reader fed chunk after chunk (each ending at a line end): string codes and first-seen
+// order continue across chunks, and each chunk's result lists only the names new in it, so a
+// file streams through in fixed-size pieces and every distinct id is decoded to str once.
+class NdjsonReader {
+public:
+    py::dict read(const py::buffer& data) {
+        py::buffer_info info;
+        const char* bytes = ndjson_bytes(data, info);
+        std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+        int64_t n_lines;
+        {
+            py::gil_scoped_release release;
+            lock.lock();  // taken without the GIL: a second caller waits here, not holding it
+            cols_.clear_rows();
+            n_lines = affinity::ingest::read_ndjson(bytes, static_cast<size_t>(info.size), cols_);
+        }
+        py::dict out = export_columns(cols_, seen_);
+        out["n_lines"] = n_lines;
+        return out;
+    }
+
+private:
+    Columns cols_{true};
+    size_t seen_[5] = {};
+    std::mutex mutex_;
+};
 
 // FNV-1a of each string of an Arrow large_string array (offsets + data); 0 where `valid` is 0.
 py::array_t<uint64_t> fnv1a_strings(py::array_t<int64_t, py::array::c_style> offsets,
@@ -277,7 +324,13 @@ py::array_t<double> arrow_float64(py::array_t<double, py::array::c_style> values
 void register_ingest(py::module_& m) {
     m.def("read_ndjson", &read_ndjson, py::arg("data"),
           "Parse NDJSON bytes into event columns (one slot per non-blank line) plus local string "
-          "tables; slots with status 1 were not understood and must be decoded by msgspec.");
+          "tables (and n_lines, blank ones included); slots with status 1 were not understood "
+          "and must be decoded by msgspec.");
+    py::class_<NdjsonReader>(m, "NdjsonReader",
+                             "read_ndjson for a stream of chunks (each ending at a line end): codes and "
+                             "first-seen order continue across chunks; each result lists only new names.")
+        .def(py::init<>())
+        .def("read", &NdjsonReader::read, py::arg("data"), "Read one chunk, like read_ndjson.");
     m.def("fnv1a_strings", &fnv1a_strings, py::arg("offsets"), py::arg("data"), py::arg("valid"),
           "64-bit FNV-1a (0 -> 1) of each string given as Arrow large_string offsets and data.");
     m.def("arrow_dict_codes", &arrow_dict_codes, py::arg("indices"), py::arg("validity"), py::arg("bit_offset"),

@@ -9,8 +9,15 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <new>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -154,15 +161,66 @@ AFFINITY_INGEST_INLINE const unsigned char* plain_run(const unsigned char* q, co
     return q;
 }
 
-// Strings -> dense local codes in first-seen order; keys are views into the input buffer.
-// Open addressing; a slot keeps the hash, the length and (for keys of up to 16 bytes) the bytes
-// themselves, so a lookup of a short key touches one slot and never the input buffer.
+// An array of `n` default-constructed T (trivially destructible), 64-byte aligned; one of 2 MB or
+// more is 2 MB aligned and, on Linux, asks for transparent huge pages: an interner table of 10^5+
+// names is read at random, and with 4 KB pages most lookups would miss the TLB as well as the cache.
+template <class T>
+class SlotArray {
+public:
+    explicit SlotArray(size_t n) : n_(n), align_(n * sizeof(T) >= kHuge ? kHuge : 64) {
+        const size_t bytes = (n * sizeof(T) + align_ - 1) / align_ * align_;
+        data_ = static_cast<T*>(::operator new(bytes, std::align_val_t(align_)));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (align_ == kHuge) madvise(data_, bytes, MADV_HUGEPAGE);  // a hint: failure is harmless
+#endif
+        for (size_t i = 0; i < n; ++i) new (data_ + i) T();
+    }
+    ~SlotArray() { ::operator delete(data_, std::align_val_t(align_)); }
+    SlotArray(const SlotArray&) = delete;
+    SlotArray& operator=(const SlotArray&) = delete;
+
+    void swap(SlotArray& other) noexcept {
+        std::swap(data_, other.data_);
+        std::swap(n_, other.n_);
+        std::swap(align_, other.align_);
+    }
+    T& operator[](size_t i) { return data_[i]; }
+    const T& operator[](size_t i) const { return data_[i]; }
+    size_t size() const { return n_; }
+    const T* begin() const { return data_; }
+    const T* end() const { return data_ + n_; }
+
+private:
+    static constexpr size_t kHuge = size_t{1} << 21;
+    T* data_;
+    size_t n_, align_;
+};
+
+// Strings -> dense local codes in first-seen order. Open addressing; a slot keeps the hash, the
+// length and (for keys of up to 16 bytes) the bytes themselves, so a lookup of a short key touches
+// one slot and never the input buffer. Names are views into the input buffer, or, for an interner
+// that `owns` them (one that outlives its input: a reader fed chunk after chunk), into its own
+// arena, copied once when first seen.
 class LocalInterner {
 public:
     std::vector<std::string_view> names;
     std::vector<int64_t> first;  // where each name was first seen (slot or item index)
 
-    LocalInterner() : table_(1024), mask_(1023) {}
+    explicit LocalInterner(bool owns = false) : table_(1024), mask_(1023), owns_(owns) {}
+
+    // Hint the slot of `s` into cache ahead of intern(s, ...): a table of 10^5+ names lives in
+    // main memory, and the lookup is otherwise one cache miss per event.
+    AFFINITY_INGEST_INLINE void prefetch(std::string_view s, const char* limit) const {
+#if defined(__GNUC__)
+        uint64_t w0 = 0, w1 = 0;
+        const uint64_t h = s.size() <= 16 ? (load16(s.data(), s.size(), limit, w0, w1), mix(w0, w1, s.size()))
+                                          : fast_hash(s);
+        __builtin_prefetch(&table_[h & mask_]);
+#else
+        (void)s;
+        (void)limit;
+#endif
+    }
 
     // `limit`, when given, is the end of the buffer holding `s`: 16 bytes may be read from s.data()
     // when they lie before it.
@@ -186,7 +244,7 @@ public:
         }
         const int32_t code = static_cast<int32_t>(names.size());
         table_[i] = Slot{h, w0, w1, static_cast<uint32_t>(n), code};
-        names.push_back(s);
+        names.push_back(owns_ ? keep(s) : s);
         first.push_back(where);
         if (names.size() * 2 > table_.size()) grow();
         return code;
@@ -198,8 +256,27 @@ private:
         uint32_t len = 0;
         int32_t code = -1;
     };
-    std::vector<Slot> table_;
+    SlotArray<Slot> table_;
     size_t mask_;
+    bool owns_;
+    std::vector<std::unique_ptr<char[]>> arena_;
+    char* free_ = nullptr;
+    size_t left_ = 0;
+
+    std::string_view keep(std::string_view s) {
+        constexpr size_t kBlock = 1 << 16;
+        if (s.size() > left_) {
+            const size_t n = s.size() > kBlock ? s.size() : kBlock;
+            arena_.emplace_back(new char[n]);
+            free_ = arena_.back().get();
+            left_ = n;
+        }
+        if (!s.empty()) std::memcpy(free_, s.data(), s.size());
+        const std::string_view kept(free_, s.size());
+        free_ += s.size();
+        left_ -= s.size();
+        return kept;
+    }
 
     static AFFINITY_INGEST_INLINE void load16(const char* p, size_t n, const char* limit, uint64_t& w0,
                                               uint64_t& w1) {
@@ -233,7 +310,7 @@ private:
     }
 
     void grow() {
-        std::vector<Slot> bigger(table_.size() * 2);
+        SlotArray<Slot> bigger(table_.size() * 2);
         const size_t mask = bigger.size() - 1;
         for (const Slot& sl : table_) {
             if (sl.code < 0) continue;
@@ -776,6 +853,51 @@ struct Columns {
     std::vector<double> item_price, item_discount;
     LocalInterner users, products, categories, brands, campaigns;
 
+    // `owns_names`: the interners copy their names (see LocalInterner), so this object can read
+    // chunk after chunk, codes and first-seen order continuing across chunks.
+    explicit Columns(bool owns_names = false)
+        : users(owns_names), products(owns_names), categories(owns_names), brands(owns_names),
+          campaigns(owns_names) {}
+
+    // A committed slot's user is interned a few slots later (in order, so codes stay first-seen):
+    // by then the interner slot prefetched when the user id was parsed is in cache, where an
+    // immediate lookup in a table of 10^5+ users waits for main memory on most events.
+    void defer_user(std::string_view id, int64_t slot, const char* limit) {
+        Pending& next = pending_[pending_end_ % kPending];
+        if (pending_end_ - pending_begin_ == kPending) intern_oldest();
+        next = Pending{id, slot, limit};
+        ++pending_end_;
+    }
+
+    // The same for a product line's product, category and brand (the product table outgrows the
+    // caches too); the codes go to the item row `at`, whose code columns get placeholders now.
+    void defer_item(const Product& pr, int64_t at, const char* limit) {
+        item_product.push_back(-1);
+        item_category.push_back(-1);
+        item_brand.push_back(-1);
+        products.prefetch(pr.product_id.view, limit);
+        PendingItem& next = items_[items_end_ % kPending];
+        if (items_end_ - items_begin_ == kPending) intern_oldest_item();
+        next = PendingItem{pr.product_id.view, pr.category.view, pr.brand.view, at, limit};
+        ++items_end_;
+    }
+
+    // Intern every deferred user and product line; call before the input buffer goes away.
+    void flush_deferred() {
+        while (pending_begin_ < pending_end_) intern_oldest();
+        while (items_begin_ < items_end_) intern_oldest_item();
+    }
+
+    // Empty the row columns (the interners keep their names).
+    void clear_rows() {
+        for (auto* v : {&line, &begin, &end, &user, &ts_ms, &item_slot}) v->clear();
+        for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->clear();
+        for (auto* v : {&revenue, &discount, &item_price, &item_discount}) v->clear();
+        for (auto* v : {&campaign, &item_product, &item_category, &item_brand, &item_quantity}) v->clear();
+        event_id.clear();
+        consent.clear();
+    }
+
     void reserve(size_t n) {
         for (auto* v : {&line, &begin, &end, &user, &ts_ms}) v->reserve(n);
         for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->reserve(n);
@@ -788,6 +910,38 @@ struct Columns {
         for (auto* v : {&item_product, &item_category, &item_brand, &item_quantity}) v->reserve(n);
         item_price.reserve(n);
         item_discount.reserve(n);
+    }
+
+private:
+    struct Pending {
+        std::string_view id;
+        int64_t slot;
+        const char* limit;
+    };
+    struct PendingItem {
+        std::string_view product, category, brand;
+        int64_t at;
+        const char* limit;
+    };
+    static constexpr size_t kPending = 8;
+    Pending pending_[kPending];
+    size_t pending_begin_ = 0, pending_end_ = 0;
+    PendingItem items_[kPending];
+    size_t items_begin_ = 0, items_end_ = 0;
+
+    void intern_oldest_item() {
+        const PendingItem& p = items_[items_begin_ % kPending];
+        const auto at = static_cast<size_t>(p.at);
+        item_product[at] = products.intern(p.product, p.at, p.limit);
+        item_category[at] = categories.intern(p.category, p.at, p.limit);
+        item_brand[at] = brands.intern(p.brand, p.at, p.limit);
+        ++items_begin_;
+    }
+
+    void intern_oldest() {
+        const Pending& p = pending_[pending_begin_ % kPending];
+        user[static_cast<size_t>(p.slot)] = users.intern(p.id, p.slot, p.limit);
+        ++pending_begin_;
     }
 };
 
@@ -874,6 +1028,8 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         } else {
             if (f[idx].kind != ABSENT) return false;  // duplicate key: leave to msgspec
             if (!sc.value(f[idx], idx == F_PRODUCT || idx == F_PRODUCTS, 1)) return false;
+            // the rest of the line is parsed while the user's interner slot comes into cache
+            if (idx == F_USER_ID && f[idx].kind == STR) out.users.prefetch(f[idx].s.view, limit);
         }
         sc.ws();
         if (sc.p < sc.end && *sc.p == ',') { ++sc.p; continue; }
@@ -995,7 +1151,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     }
 
     // Commit: everything below cannot fail.
-    out.user.back() = out.users.intern(f[F_USER_ID].s.view, slot, limit);
+    out.defer_user(f[F_USER_ID].s.view, slot, limit);
     out.status.back() = OK;
     out.event_type.back() = static_cast<uint8_t>(type);
     out.ts_ms.back() = ts;
@@ -1010,9 +1166,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         const Product& pr = prods[k];
         const int64_t at = static_cast<int64_t>(out.item_slot.size());
         out.item_slot.push_back(slot);
-        out.item_product.push_back(out.products.intern(pr.product_id.view, at, limit));
-        out.item_category.push_back(out.categories.intern(pr.category.view, at, limit));
-        out.item_brand.push_back(out.brands.intern(pr.brand.view, at, limit));
+        out.defer_item(pr, at, limit);
         out.item_price.push_back(pr.price);
         out.item_discount.push_back(pr.discount);
         out.item_quantity.push_back(pr.quantity);
@@ -1021,8 +1175,10 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
 }
 
 // Read every non-blank line of `data` into a slot; lines not committed keep status FLAGGED and
-// placeholder values, for the caller to decode another way.
-inline void read_ndjson(const char* data, size_t size, Columns& out) {
+// placeholder values, for the caller to decode another way. The row columns of `out` must be
+// empty; its interners may hold names from earlier chunks (new names get the next codes).
+// Returns the number of lines, blank ones included (the '\n's, plus one for a last line without).
+inline int64_t read_ndjson(const char* data, size_t size, Columns& out) {
     out.reserve(size / 128 + 16);
     std::vector<Product> items;
     const char* p = data;
@@ -1054,6 +1210,8 @@ inline void read_ndjson(const char* data, size_t size, Columns& out) {
         ++line;
         p = e + 1;
     }
+    out.flush_deferred();
+    return line;
 }
 
 // ---- Arrow columns -> first-seen local codes ----------------------------------------------------

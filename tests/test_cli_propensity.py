@@ -194,3 +194,26 @@ def test_segment_format_and_missing_command(
     assert "--format segment is not supported" in _error_line(capsys.readouterr().err)
     assert main(["propensity"]) == 2
     assert "fit" in capsys.readouterr().err
+
+
+def test_parser_choices_match_the_models() -> None:
+    """The parser spells the outcomes and default tiers itself (no scipy import to build it)."""
+    from affinity_sdk.cli.propensity import DEFAULT_TIERS, OUTCOME_CHOICES
+    from affinity_sdk.models.propensity import TierSpec
+    from affinity_sdk.models.training import OUTCOMES
+
+    assert OUTCOME_CHOICES == OUTCOMES
+    default = TierSpec()
+    assert DEFAULT_TIERS == (default.method, default.high, default.medium)
+
+
+def test_building_the_parser_imports_no_model() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from affinity_sdk.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('scipy', 'numba', 'affinity_sdk.models'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

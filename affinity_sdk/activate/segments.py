@@ -29,6 +29,8 @@ from numpy.typing import NDArray
 from affinity_sdk.score.results import ScoreResult, write_columns
 
 __all__ = [
+    "PSI_ALERT",
+    "PSI_MODERATE",
     "Col",
     "DriftReport",
     "Rule",
@@ -42,6 +44,7 @@ __all__ = [
     "frame_from_result",
     "holdout_mask",
     "psi",
+    "psi_level",
     "standard_segments",
 ]
 
@@ -296,7 +299,8 @@ def psi(expected: NDArray[np.float64], actual: NDArray[np.float64], bins: int = 
     """Population stability index of ``actual`` against ``expected``, over ``bins`` quantile bins
     of ``expected`` (empty bins are floored at 1e-4 so the index stays finite).
 
-    Rule of thumb: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant shift.
+    Reading it (:func:`psi_level`): below :data:`PSI_MODERATE` (0.1) no real change, up to
+    :data:`PSI_ALERT` (0.25) a moderate shift worth a look, above it a shift to act on.
 
     Examples
     --------
@@ -314,9 +318,34 @@ def psi(expected: NDArray[np.float64], actual: NDArray[np.float64], bins: int = 
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+#: PSI below this: no real change between runs.
+PSI_MODERATE: Final = 0.1
+#: PSI above this: the score distribution shifted enough to act on (an alert).
+PSI_ALERT: Final = 0.25
+
+
+def psi_level(value: float) -> str:
+    """``"stable"`` (PSI < 0.1), ``"moderate"`` (0.1-0.25) or ``"alert"`` (> 0.25).
+
+    Examples
+    --------
+    >>> psi_level(0.003), psi_level(0.18), psi_level(0.4)
+    ('stable', 'moderate', 'alert')
+    """
+    if value > PSI_ALERT:
+        return "alert"
+    return "moderate" if value >= PSI_MODERATE else "stable"
+
+
 @dataclass(frozen=True)
 class DriftReport:
-    """How scores moved between two runs; ``alert`` is set when a configured limit is crossed."""
+    """How scores moved between two runs; ``alert`` is set when a configured limit is crossed.
+
+    ``jumped`` (moved more than ``jump`` points) lists movers to look at: on a normal week about
+    4-6 % of users move that far as their activity decays or resumes, so it alerts only when a
+    limit is set for it. ``skipped`` (Low -> High or High -> Low in one step) is what a broken
+    run looks like (mixed-up ids, a changed config): well under 1 % on a normal week.
+    """
 
     psi: float
     transitions: NDArray[np.int64]  # 3 x 3, rows = tier before (low, medium, high), cols = after
@@ -324,6 +353,12 @@ class DriftReport:
     n_common: int
     alert: bool
     reasons: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        """The PSI's reading: ``"stable"``, ``"moderate"`` or ``"alert"`` (:func:`psi_level`)."""
+        return psi_level(self.psi)
 
 
 def compare_runs(
@@ -331,27 +366,56 @@ def compare_runs(
     after: ScoreResult,
     *,
     jump: float = 25.0,
-    psi_limit: float = 0.2,
-    jumped_share_limit: float = 0.05,
+    psi_limit: float = PSI_ALERT,
+    skipped_share_limit: float = 0.05,
+    jumped_share_limit: float | None = None,
 ) -> DriftReport:
     """Drift between two score runs: PSI of the 0-100 scores, the tier transition matrix over
-    users present in both, users whose score moved by more than ``jump`` points, and an alert
-    when PSI exceeds ``psi_limit`` or the share of jumpers exceeds ``jumped_share_limit``."""
+    users present in both, users whose score moved by more than ``jump`` points, users who
+    skipped a tier, and an alert when PSI exceeds ``psi_limit``, the share of tier skippers
+    exceeds ``skipped_share_limit``, or (only when set) the share of jumpers exceeds
+    ``jumped_share_limit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affinity_sdk.score.results import ScoreResult
+    >>> def run(scores, tiers):
+    ...     return ScoreResult(user_ids=["a", "b", "c", "d"], raw_score=np.array(scores, float),
+    ...         score=np.array(scores, float), tier_code=np.array(tiers, dtype=np.int8),
+    ...         signal_names=(), decayed=np.zeros((4, 0)), now_ms=0, config_version="v1",
+    ...         config_fingerprint="f" * 16)
+    >>> d = compare_runs(run([90, 50, 10, 5], [2, 1, 0, 0]), run([92, 20, 12, 6], [2, 0, 0, 0]))
+    >>> d.jumped, d.skipped, d.transitions.tolist()
+    (['b'], [], [[2, 0, 0], [1, 0, 0], [0, 0, 1]])
+    """
     index = {u: i for i, u in enumerate(before.user_ids)}
     rows_after = [j for j, u in enumerate(after.user_ids) if u in index]
     rows_before = [index[after.user_ids[j]] for j in rows_after]
+    tier_before = before.tier_code[rows_before].astype(np.int64)
+    tier_after = after.tier_code[rows_after].astype(np.int64)
     transitions = np.zeros((3, 3), dtype=np.int64)
-    np.add.at(transitions, (before.tier_code[rows_before], after.tier_code[rows_after]), 1)
+    np.add.at(transitions, (tier_before, tier_after), 1)
     moved = np.abs(after.score[rows_after] - before.score[rows_before]) > jump
     jumped = [after.user_ids[j] for j, m in zip(rows_after, moved.tolist(), strict=True) if m]
+    skips = np.abs(tier_after - tier_before) == 2
+    skipped = [after.user_ids[j] for j, m in zip(rows_after, skips.tolist(), strict=True) if m]
     value = psi(before.score, after.score)
     reasons = []
     if value > psi_limit:
         reasons.append(f"PSI {value:.3f} > {psi_limit}")
-    share = len(jumped) / max(len(rows_after), 1)
-    if share > jumped_share_limit:
-        reasons.append(f"{share:.1%} of users moved more than {jump} points (limit {jumped_share_limit:.0%})")
-    return DriftReport(value, transitions, jumped, len(rows_after), bool(reasons), reasons)
+    n_common = max(len(rows_after), 1)
+    if len(skipped) / n_common > skipped_share_limit:
+        reasons.append(
+            f"{len(skipped) / n_common:.1%} of users skipped a tier (Low <-> High; "
+            f"limit {skipped_share_limit:.0%})"
+        )
+    if jumped_share_limit is not None and len(jumped) / n_common > jumped_share_limit:
+        reasons.append(
+            f"{len(jumped) / n_common:.1%} of users moved more than {jump} points "
+            f"(limit {jumped_share_limit:.0%})"
+        )
+    return DriftReport(value, transitions, jumped, len(rows_after), bool(reasons), reasons, skipped)
 
 
 def export_segments(

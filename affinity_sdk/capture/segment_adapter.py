@@ -11,7 +11,7 @@ already-parsed dicts. Mapping rules:
 - ``page`` -> ``page_viewed`` (``properties.url``); ``screen`` -> ``page_viewed`` on channel ``app``;
   ``identify``, ``group`` and ``alias`` carry no behaviour and are skipped as events, counted in
   ``rejects.n_unknown``; the identity links in ``identify`` / ``alias`` calls are read by
-  :func:`segment_links`.
+  :func:`segment_links`, the ``traits`` of ``identify`` calls by :func:`segment_traits`.
 - ``userId`` (or ``anonymousId`` when absent) -> ``user_id``; ``messageId`` -> ``event_id``;
   ``timestamp`` (else ``originalTimestamp``) -> ``timestamp``; ``properties.session_id`` or
   ``context.sessionId`` -> ``session_id``.
@@ -46,7 +46,7 @@ from affinity_sdk.capture import events as ev
 from affinity_sdk.capture.decode import DecodeResult, Errors, UnknownTypes, _Collector, _where
 from affinity_sdk.errors import SchemaError
 
-__all__ = ["from_segment", "parse_segment", "segment_event_type", "segment_links"]
+__all__ = ["from_segment", "parse_segment", "segment_event_type", "segment_links", "segment_traits"]
 
 _ALIASES: Final[dict[str, str]] = {
     "email link clicked": "email_clicked",
@@ -311,3 +311,44 @@ def segment_links(
             if source and target and source != target:
                 links.append((source, target))
     return links
+
+
+def segment_traits(
+    data: bytes | bytearray | memoryview | str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+) -> list[tuple[str, dict[str, Any], int | None]]:
+    """The ``traits`` of ``identify`` calls, in call order: ``(user id, traits, time in epoch ms)``
+    with the ``userId`` (else the ``anonymousId``) and the call's ``timestamp`` (else
+    ``originalTimestamp``; ``None`` when it has neither or it does not parse). Calls without an
+    id or with empty traits give nothing; trait names that are not non-empty strings are left
+    out. Feed them to :meth:`ProfileStore.set_traits
+    <affinity_sdk.profile.store.ProfileStore.set_traits>` (:meth:`Scorer.ingest_segment
+    <affinity_sdk.score.scorer.Scorer.ingest_segment>` does).
+
+    Examples
+    --------
+    >>> segment_traits([{"type": "identify", "anonymousId": "a1", "userId": "ann",
+    ...                  "timestamp": "2026-01-01T00:00:00Z", "traits": {"plan": "gold"}},
+    ...                 {"type": "track", "userId": "ann", "event": "Order Completed"}])
+    [('ann', {'plan': 'gold'}, 1767225600000)]
+    """
+    from affinity_sdk._units import to_epoch_ms
+
+    calls, _ = _calls(data)
+    out: list[tuple[str, dict[str, Any], int | None]] = []
+    for call in calls:
+        if not isinstance(call, Mapping) or call.get("type") != "identify":
+            continue
+        traits = call.get("traits")
+        user = call.get("userId") or call.get("anonymousId")
+        if not isinstance(traits, Mapping) or not isinstance(user, str) or not user:
+            continue
+        kept = {k: v for k, v in traits.items() if isinstance(k, str) and k}
+        if not kept:
+            continue
+        stamp = call.get("timestamp", call.get("originalTimestamp"))
+        try:
+            at_ms = None if stamp is None or isinstance(stamp, float) else to_epoch_ms(stamp)
+        except (ValueError, TypeError, AttributeError):
+            at_ms = None
+        out.append((user, kept, at_ms))
+    return out

@@ -231,18 +231,23 @@ def _run_lookalikes(args: argparse.Namespace) -> int:
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "report",
-        help="write the HTML report (tiers, scores, affinities, drift) for an event file",
+        help="write the HTML report (tiers, users to act on, affinities, trends) for an event file",
         description=(
-            "Score an event file, learn its affinities and write one self-contained HTML file: tier "
-            "sizes, the score distribution with its cut-offs, favourite categories / brands / price "
-            "bands, and, given --previous (an older export of the same shop), score drift (PSI and "
-            "tier transitions). Needs the [report] extra (matplotlib)."
+            "Score an event file, learn its affinities and write one self-contained HTML file: each "
+            "tier in plain words (who is in it, what to do) with the score distribution and its "
+            "cut-offs, why users score 0, the top --top users of each tier to act on (also written "
+            "to <out>_actions.csv beside the report), favourite categories / brands / price bands, "
+            "and a glossary. Given --previous (an older export of the same shop), also the trends: "
+            "PSI of the scores (below 0.1 no change, 0.1-0.25 moderate, above 0.25 alert), the tier "
+            "transition matrix and the biggest risers and fallers. Needs the [report] extra "
+            "(matplotlib)."
         ),
     )
     _add_event_input(p)
     p.add_argument("--previous", type=Path, default=None, help="an earlier event file to compare with")
     _add_now(p)
     p.add_argument("--title", default="Customer affinity & propensity", help="report title")
+    p.add_argument("--top", type=int, default=20, help="users to act on listed per tier (default 20)")
     p.add_argument("--out", type=Path, default=Path("report.html"), help="output file (default report.html)")
     p.set_defaults(handler=_run_report)
 
@@ -253,26 +258,49 @@ def _ingest_file(
     """Read an event file into a new :class:`~affinity_sdk.score.scorer.Scorer` (its store keeps
     ``views``); bad events are handled by ``--errors`` and listed on stderr. With ``now``, events
     after it are set aside (and counted on stderr), so the state is the one as of ``now``.
-    Returns the scorer and the number of events accepted."""
+    Returns the scorer and the number of events accepted.
+
+    NDJSON streams through in chunks (:func:`~affinity_sdk.ingest.ndjson.read_ndjson_file`), each
+    ingested before the next is read, so memory holds the state and one chunk, not the file; with
+    the ``affinity`` view the file is read whole (see below)."""
     from affinity_sdk._units import to_epoch_ms
     from affinity_sdk.ingest.batch import take_rows
+    from affinity_sdk.ingest.ndjson import read_ndjson_file
     from affinity_sdk.score.scorer import Scorer
 
     scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
     now_ms = to_epoch_ms(now) if now is not None else None
-    if getattr(args, "format", "auto") == "segment":
+    fmt = getattr(args, "format", "auto")
+    if fmt == "segment":
         return scorer, _ingest_segment_file(scorer, path, now, args.errors)
-    batch = _read_batch(path, scorer.interners, args.errors, getattr(args, "format", "auto"))
-    if now_ms is not None:
-        later = batch.ts_ms > now_ms
-        n_later = int(later.sum())
-        if n_later:
-            batch = take_rows(batch, ~later)
-            print(f"set aside {n_later:,} events stamped after {now} (--now)", file=sys.stderr)
-    report = scorer.ingest(batch, errors=args.errors)
-    rejected = [*batch.rejects.errors, *report.rejected]
-    _print_rejected(rejected, batch.rejects.n_invalid + report.n_rejected)
-    return scorer, report.accepted
+    # The affinity view fits each category's price bands from the products it first sees, so it
+    # takes the file in one batch: its numbers then do not depend on where chunks happen to end.
+    whole = "affinity" in views or fmt == "parquet" or (fmt == "auto" and path.suffix.lower() == ".parquet")
+    batches = (
+        iter([_read_batch(path, scorer.interners, args.errors, fmt)])
+        if whole
+        else read_ndjson_file(path, scorer.interners, errors=args.errors)
+    )
+    accepted = n_later = n_dropped = 0
+    decode_rejects: list[tuple[int, str]] = []
+    ingest_rejects: list[tuple[int, str]] = []
+    for batch in batches:
+        kept = batch
+        if now_ms is not None:
+            later = batch.ts_ms > now_ms
+            n_batch_later = int(later.sum())
+            if n_batch_later:
+                kept = take_rows(batch, ~later)
+                n_later += n_batch_later
+        report = scorer.ingest(kept, errors=args.errors)
+        decode_rejects += batch.rejects.errors
+        ingest_rejects += report.rejected
+        n_dropped += batch.rejects.n_invalid + report.n_rejected
+        accepted += report.accepted
+    if n_later:
+        print(f"set aside {n_later:,} events stamped after {now} (--now)", file=sys.stderr)
+    _print_rejected([*decode_rejects, *ingest_rejects], n_dropped)
+    return scorer, accepted
 
 
 def _ingest_segment_file(scorer: Any, path: Path, now: str | None, errors: str) -> int:
@@ -318,10 +346,12 @@ def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from affinity_sdk.activate.report import ReportInputs, favourite_shares, write_report
+    from affinity_sdk.activate.report import ReportInputs, actions_path, favourite_shares, write_report
     from affinity_sdk.activate.segments import compare_runs
     from affinity_sdk.models import affinity
 
+    if args.top < 1:
+        raise AffinityError(f"--top must be at least 1 (got {args.top})")
     started = time.perf_counter()
     scorer, result, _ = _score_file(args, args.events, args.now)
     model = scorer.affinity
@@ -333,13 +363,20 @@ def _run_report(args: argparse.Namespace) -> int:
         _, previous, _ = _score_file(args, args.previous, None)
         drift = compare_runs(previous, result)
     inputs = ReportInputs(
-        result=result, title=args.title, top_affinities=favourites, previous=previous, drift=drift
+        result=result,
+        title=args.title,
+        top_affinities=favourites,
+        previous=previous,
+        drift=drift,
+        config=scorer.config,
+        top_n=args.top,
     )
     write_report(args.out, inputs)
     print(f"report of {len(result):,} users in {time.perf_counter() - started:.2f}s")
     if drift is not None:
-        print(f"drift: PSI {drift.psi:.3f}" + (" ALERT: " + "; ".join(drift.reasons) if drift.alert else ""))
-    print(f"wrote {args.out}")
+        verdict = "ALERT: " + "; ".join(drift.reasons) if drift.alert else "no alert"
+        print(f"drift: PSI {drift.psi:.3f} ({drift.level}), {verdict}")
+    print(f"wrote {args.out} and {actions_path(args.out)}")
     return 0
 
 
@@ -433,7 +470,7 @@ def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 #: Commands that live in a module of their own (``affinity_sdk/cli/<name>.py``): each module has
 #: ``add_parser(sub)``, which registers its sub-command and sets ``handler``. They are imported
 #: when the parser is built, so a module may import this package's helpers at its top.
-_COMMAND_MODULES: Final[tuple[str, ...]] = ("propensity", "segments", "clv")
+_COMMAND_MODULES: Final[tuple[str, ...]] = ("propensity", "segments", "clv", "recommend")
 
 
 #: The arguments that name a file a command reads, and how an error calls them.

@@ -61,12 +61,15 @@ log = logging.getLogger(__name__)
 WEEK_MS: Final = 7 * 86_400_000
 #: Probability tier names by code (0 / 1 / 2), as ``affinity score`` writes its tiers.
 TIER_LABELS: Final = ("low", "medium", "high")
+#: The built-in outcomes and the default probability tiers (method, high, medium), spelled here so
+#: that building the parser does not import the models and scipy (0.4 s on every command);
+#: tests/test_cli_propensity.py checks that they match ``training.OUTCOMES`` and ``TierSpec()``.
+OUTCOME_CHOICES: Final = ("purchase", "repurchase", "churn", "unsubscribe", "uninstall")
+DEFAULT_TIERS: Final = ("quantile", 0.9, 0.6)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``affinity propensity`` and its ``fit`` / ``score`` sub-commands."""
-    from affinity_sdk.models.propensity import OUTCOMES, TierSpec
-
     p = sub.add_parser(
         "propensity",
         help="fit a propensity model on an event file, or score users with one",
@@ -83,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _add_event_input(fit)
     fit.add_argument(
-        "--outcome", choices=OUTCOMES, default="purchase", help="what to predict (default purchase)"
+        "--outcome", choices=OUTCOME_CHOICES, default="purchase", help="what to predict (default purchase)"
     )
     fit.add_argument(
         "--cutoff",
@@ -116,19 +119,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="score as of this time (ISO-8601 with zone; default: the latest event time); later "
         "events are not used",
     )
-    default = TierSpec()
+    method, high, medium = DEFAULT_TIERS
     score.add_argument(
         "--tiers",
         choices=("quantile", "threshold"),
-        default=default.method,
-        help=f"cut-offs on the probability's rank or on the probability itself (default {default.method})",
+        default=method,
+        help=f"cut-offs on the probability's rank or on the probability itself (default {method})",
     )
-    score.add_argument(
-        "--high", type=float, default=default.high, help=f"High cut-off (default {default.high}: top 10%%)"
-    )
-    score.add_argument(
-        "--medium", type=float, default=default.medium, help=f"Medium cut-off (default {default.medium})"
-    )
+    score.add_argument("--high", type=float, default=high, help=f"High cut-off (default {high}: top 10%%)")
+    score.add_argument("--medium", type=float, default=medium, help=f"Medium cut-off (default {medium})")
     score.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")
     score.set_defaults(handler=_run_score)
     p.set_defaults(handler=lambda args: _missing_command(p))

@@ -193,6 +193,7 @@ class EventBatch:
         errors: Errors = "raise",
         unknown_types: UnknownTypes = "raise",
         reader: Literal["auto", "native", "python"] = "auto",
+        first_line: int = 0,
     ) -> EventBatch:
         """Build a batch straight from NDJSON bytes (one event per line, blank lines skipped).
 
@@ -201,7 +202,10 @@ class EventBatch:
         and what was left out in :attr:`rejects`. With the compiled extension (``reader="auto"`` or
         ``"native"``) a C++ reader parses the lines it fully understands straight into columns and
         hands every other line to msgspec, so errors and edge cases match the Struct decoders
-        exactly; ``reader="python"`` uses msgspec for every line.
+        exactly; ``reader="python"`` uses msgspec for every line. ``first_line`` is the index of
+        ``data``'s first line in a larger input (a chunk of a file), so positions and messages
+        name lines of that input; :func:`affinity_sdk.ingest.ndjson.read_ndjson_file` streams a
+        file that way.
 
         Examples
         --------
@@ -222,17 +226,16 @@ class EventBatch:
                 )
             out = _Collector(errors, unknown_types)
             for index, line in iter_lines(buf):
-                out.add(
-                    _decode_one(line, _JSON_EVENT.decode, _JSON_TAG.decode),
-                    index,
-                    None,
-                    f" (line {index + 1})",
-                )
+                at = index + first_line
+                decoded = _decode_one(line, _JSON_EVENT.decode, _JSON_TAG.decode)
+                out.add(decoded, at, None, f" (line {at + 1})")
             batch = cls.from_events(out.events, names)
             batch.rejects = out.result().rejects
             batch.source = SourcePositions(np.asarray(out.positions, dtype=np.int64), lines=True)
             return batch
-        return _from_native(cls, mod.read_ndjson(buf), buf, names, errors, unknown_types)
+        from affinity_sdk.ingest.ndjson import finish_native
+
+        return finish_native(mod.read_ndjson(buf), buf, names, errors, unknown_types, first_line=first_line)
 
     @classmethod
     def from_arrow(cls, table: Any, interners: Interners | None = None) -> EventBatch:
@@ -417,119 +420,6 @@ def _append_event(
         items["item_price"].append(product.price)
         items["item_discount"].append(_NAN if product.discount is None else product.discount)
         items["item_quantity"].append(product.quantity)
-
-
-def _from_native(
-    cls: type[EventBatch],
-    res: dict[str, Any],
-    buf: bytes | bytearray | memoryview,
-    names: Interners,
-    errors: Errors,
-    unknown_types: UnknownTypes,
-) -> EventBatch:
-    """Finish a batch from the C++ reader's slots: decode its flagged lines with msgspec, merge,
-    and intern the local string tables into ``names`` in first-seen order over the whole input."""
-    status: NDArray[np.uint8] = res["status"]
-    line: NDArray[np.int64] = res["line"]
-    begin, end = res["begin"], res["end"]
-    out = _Collector(errors, unknown_types)
-    view = buf if isinstance(buf, bytes) else memoryview(buf).cast("B")
-    for slot in np.flatnonzero(status).tolist():
-        index = int(line[slot])
-        raw = view[begin[slot] : end[slot]]
-        out.add(_decode_one(raw, _JSON_EVENT.decode, _JSON_TAG.decode), index, None, f" (line {index + 1})")
-    rejects = out.result().rejects
-    # Slots are the non-blank lines in order, so a line index finds its slot by bisection.
-    py_slots = np.searchsorted(line, np.asarray(out.positions, dtype=np.int64))
-    local = Interners()
-    py = cls.from_events(out.events, local)
-
-    keep = status == 0
-    cols = {k: res[k] for k in EVENT_COLUMNS}
-    cols["has_coupon"] = cols["has_coupon"].view(np.bool_)
-    n_cpp = {k: len(res[k][0]) for k in _INTERNED}
-    if py_slots.size:
-        keep[py_slots] = True
-        for k in EVENT_COLUMNS:
-            cols[k][py_slots] = getattr(py, k)
-        cols["user"][py_slots] += n_cpp["users"]
-        campaign = cols["campaign"]
-        campaign[py_slots] = np.where(py.campaign >= 0, py.campaign + n_cpp["campaigns"], -1)
-
-    # Items: C++ rows then msgspec rows, stably ordered by slot (each event's items stay in order).
-    item_slot = res["item_slot"]
-    n_cpp_items = item_slot.shape[0]
-    items = {k: res[k] for k in ITEM_COLUMNS if k != "item_event"}
-    item_order: NDArray[np.intp] | None = None
-    if py.n_items:
-        item_slot = np.concatenate([item_slot, py_slots[py.item_event]])
-        for k in items:
-            extra = getattr(py, k)
-            if k in _ITEM_INTERNER:
-                extra = extra + n_cpp[_ITEM_INTERNER[k]]
-            items[k] = np.concatenate([items[k], extra])
-        item_order = np.argsort(item_slot, kind="stable")
-        item_slot = item_slot[item_order]
-        for k in items:
-            items[k] = items[k][item_order]
-
-    # Local code -> global code, interning in order of first appearance in the final batch.
-    remap: dict[str, NDArray[np.int64]] = {}
-    for kind in _INTERNED:
-        cpp_names, cpp_first = res[kind]
-        py_names = getattr(local, kind).names
-        if not py_names:
-            remap[kind] = getattr(names, kind).intern_many(cpp_names)
-            continue
-        py_codes = _py_codes(py, kind)
-        valid = py_codes >= 0
-        _, py_first = np.unique(py_codes[valid], return_index=True)
-        py_first = np.flatnonzero(valid)[py_first]
-        if kind in ("users", "campaigns"):
-            py_key = py_slots[py_first]
-            cpp_key = cpp_first
-        else:
-            assert item_order is not None
-            inverse = np.empty_like(item_order)
-            inverse[item_order] = np.arange(item_order.shape[0])
-            py_key = inverse[n_cpp_items + py_first]
-            cpp_key = inverse[cpp_first]
-        all_names = [*cpp_names, *py_names]
-        order = np.argsort(np.concatenate([cpp_key, py_key]), kind="stable")
-        table = np.empty(len(all_names), dtype=np.int64)
-        interner = getattr(names, kind)
-        table[order] = interner.intern_many([all_names[i] for i in order.tolist()])
-        remap[kind] = table
-
-    rows = np.cumsum(keep) - 1
-    every = bool(keep.all())
-    final = {k: (v if every else v[keep]) for k, v in cols.items()}
-    final["user"] = remap["users"][final["user"]]
-    campaign = final["campaign"]
-    # -1 (no campaign) picks the appended -1.
-    final["campaign"] = np.append(remap["campaigns"], -1)[campaign]
-    final_items: dict[str, NDArray[Any]] = {"item_event": rows[item_slot]}
-    for k, v in items.items():
-        final_items[k] = remap[_ITEM_INTERNER[k]][v].astype(np.int32) if k in _ITEM_INTERNER else v
-    arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=EVENT_COLUMNS[k]) for k, v in final.items()}
-    arrays.update({k: np.ascontiguousarray(v, dtype=ITEM_COLUMNS[k]) for k, v in final_items.items()})
-    source = SourcePositions(np.ascontiguousarray(line if every else line[keep], dtype=np.int64), lines=True)
-    return cls(**arrays, interners=names, rejects=rejects, source=source)
-
-
-def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:
-    column: dict[str, NDArray[Any]] = {
-        "users": py.user,
-        "campaigns": py.campaign,
-        "products": py.item_product,
-        "categories": py.item_category,
-        "brands": py.item_brand,
-    }
-    return column[kind]
-
-
-_INTERNED: Final = ("users", "products", "categories", "brands", "campaigns")
-_ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
 
 
 def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:

@@ -20,7 +20,9 @@ The pipeline, each step a small function:
    fingerprint, training window and a model version.
 6. :meth:`PropensityModel.score_profiles` scores the visible users of a profile store from its
    ``"propensity"`` view (:class:`~affinity_sdk.profile.propensity_view.PropensityView`), with the
-   same numbers :meth:`PropensityModel.score_batch` gives on the same events.
+   same numbers :meth:`PropensityModel.score_batch` gives on the same events;
+   :meth:`PropensityModel.predict_user` / :meth:`PropensityModel.predict_users` score one user /
+   a few live from the view (:mod:`~affinity_sdk.models.propensity_live`).
 
 Consent: the batch paths (:func:`build_training_set`, :meth:`PropensityModel.score_batch`) leave
 out every user whose latest consent decision in the batch is a revocation, and with ``visible``
@@ -50,22 +52,22 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import msgspec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from affinity_sdk._backends import BackendName, resolve_backend
-from affinity_sdk._persist import read_container, write_container
 from affinity_sdk.errors import AffinityError, ConfigError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.kernels import _propensity_reference
 from affinity_sdk.kernels.protocol import PropensityKernels
 from affinity_sdk.models.calibration import Calibrator, _choose_calibrator
-from affinity_sdk.models.goals import Goal, parse_goal
+from affinity_sdk.models.goals import Goal
 from affinity_sdk.models.logistic import fit_logistic
 from affinity_sdk.models.order_day_features import _ORDER_DAY_FEATURES as _ORDER_DAY_FEATURES
 from affinity_sdk.models.order_day_features import _order_days as _order_days
@@ -77,6 +79,8 @@ from affinity_sdk.models.propensity_features import (
     feature_names,
     profile_features,
 )
+from affinity_sdk.models.propensity_io import MODEL_FORMAT as MODEL_FORMAT
+from affinity_sdk.models.propensity_io import MODEL_KIND as MODEL_KIND
 from affinity_sdk.models.training import (
     OUTCOMES,
     Outcome,
@@ -112,10 +116,6 @@ __all__ = [
     "tier_plan",
     "visible_users",
 ]
-
-MODEL_KIND: Final = "propensity-model"
-#: Bumped when the saved layout or the feature definitions change; older files are refused.
-MODEL_FORMAT: Final = 1
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -454,6 +454,58 @@ class PropensityModel:
             users = [names[c] for c in codes.tolist()]
         return users, self.predict_proba(feats.X[codes], backend=backend)
 
+    def predict_user(
+        self, store: ProfileStore | Scorer, user_id: str, now: datetime | str | int | None = None
+    ) -> float:
+        """One user's probability, live from a profile store (or a scorer's store) that keeps the
+        ``"propensity"`` view, at ``now`` (default: the newest folded event): what
+        :meth:`score_batch` gives on the same events, in microseconds
+        (:mod:`~affinity_sdk.models.propensity_live`). NaN for an unknown, opted-out or
+        forgotten user or one without events; :class:`ConfigError` for a BG/NBD model.
+
+        Examples
+        --------
+        >>> from affinity_sdk.profile.store import ProfileStore
+        >>> from affinity_sdk.sim.shop import simulate_shop
+        >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
+        >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
+        >>> model, store = PropensityModel.fit(data), ProfileStore(views=("propensity",))
+        >>> _ = store.ingest(sim.batch)
+        >>> p, seen = model.score_batch(sim.batch, store.latest_ms)
+        >>> live = model.predict_user(store, sim.batch.interners.users.names[0])
+        >>> bool(abs(live - p[0]) < 1e-9), math.isnan(model.predict_user(store, "nobody"))
+        (True, True)
+        """
+        from affinity_sdk.models.propensity_live import predict_user
+
+        return predict_user(self, store, user_id, now)
+
+    def predict_users(
+        self,
+        store: ProfileStore | Scorer,
+        user_ids: Iterable[str],
+        now: datetime | str | int | None = None,
+        *,
+        backend: str | None = "auto",
+    ) -> NDArray[np.float64]:
+        """:meth:`predict_user` for several users at once (vectorised; NaN for those it leaves out).
+
+        Examples
+        --------
+        >>> from affinity_sdk.score.scorer import Scorer
+        >>> from affinity_sdk.sim.shop import simulate_shop
+        >>> sim = simulate_shop(300, weeks=6, horizon_weeks=1, seed=2)
+        >>> data = build_training_set(sim.batch, "purchase", [sim.end_ms - 7 * 86_400_000], "1w")
+        >>> model, scorer = PropensityModel.fit(data), Scorer(views=("signals", "propensity"))
+        >>> _ = scorer.ingest(sim.batch)
+        >>> p = model.predict_users(scorer, [sim.batch.interners.users.names[0], "nobody"])
+        >>> bool(abs(p[0] - model.predict_user(scorer, sim.batch.interners.users.names[0])) < 1e-9)
+        True
+        """
+        from affinity_sdk.models.propensity_live import predict_users
+
+        return predict_users(self, store, user_ids, now, backend=backend)
+
     def explain(self) -> dict[str, float]:
         """Coefficient per standardised feature (log-odds per standard deviation), largest
         magnitude first: the model's explanation.
@@ -508,69 +560,18 @@ class PropensityModel:
         >>> again.config_fingerprint, bool((again.predict_proba(data.X) == model.predict_proba(data.X)).all())
         ('abc', True)
         """
-        header: dict[str, Any] = {
-            "format": MODEL_FORMAT,
-            "outcome": self.outcome,
-            "feature_names": list(self.feature_names),
-            "spec": msgspec.to_builtins(self.spec),
-            "horizon_ms": self.horizon_ms,
-            "intercept": self.intercept_,
-            "calibrator": msgspec.to_builtins(self.calibrator_),
-            "l2": self.l2,
-            "training_window_ms": list(self.training_window_ms),
-            "n_train": self.n_train,
-            "config_fingerprint": self.config_fingerprint,
-            "version": self.version,
-            "goal": None if self.goal is None else msgspec.to_builtins(self.goal),
-        }
-        write_container(
-            path, MODEL_KIND, header, {"mean": self.mean_, "scale": self.scale_, "coef": self.coef_}
-        )
+        from affinity_sdk.models.propensity_io import save_model
+
+        save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, config_fingerprint: str | None = None) -> PropensityModel:
         """Read a model written by :meth:`save`. With ``config_fingerprint``, refuse a model
         trained under another scoring configuration (:class:`~affinity_sdk.errors.StateError`).
         """
-        from affinity_sdk.errors import StateError
+        from affinity_sdk.models.propensity_io import load_model
 
-        header, arrays = read_container(path, MODEL_KIND)
-        if header.get("format") != MODEL_FORMAT:
-            raise StateError(
-                f"{path}: propensity model format {header.get('format')!r}, expected {MODEL_FORMAT}"
-            )
-        try:
-            spec = msgspec.convert(header["spec"], FeatureSpec)
-            model = cls(
-                outcome=header["outcome"],
-                feature_names=tuple(header["feature_names"]),
-                spec=spec,
-                horizon_ms=header["horizon_ms"],
-                mean=arrays["mean"],
-                scale=arrays["scale"],
-                coef=arrays["coef"],
-                intercept=header["intercept"],
-                calibrator=msgspec.convert(header["calibrator"], Calibrator),
-                l2=header["l2"],
-                training_window_ms=tuple(header["training_window_ms"]),
-                n_train=header["n_train"],
-                config_fingerprint=header["config_fingerprint"],
-                version=header["version"],
-                goal=None if header.get("goal") is None else parse_goal(header["goal"]),
-            )
-        except (KeyError, TypeError, ValueError, msgspec.ValidationError) as exc:
-            raise StateError(f"{path}: malformed propensity model ({exc})") from exc
-        n_features = (len(model.feature_names),)
-        if model.feature_names != feature_names(spec) or any(
-            a.shape != n_features for a in (model.coef_, model.mean_, model.scale_)
-        ):
-            raise StateError(f"{path}: the model's feature list does not match this SDK's features")
-        if config_fingerprint is not None and model.config_fingerprint != config_fingerprint:
-            raise StateError(
-                f"{path}: model was trained under config {model.config_fingerprint!r}, "
-                f"not {config_fingerprint!r}"
-            )
-        return model
+        return load_model(cls, path, config_fingerprint)
 
 
 def assign_tiers(

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import numpy as np
@@ -49,6 +49,7 @@ from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models.key_tables import KEY_BITS, sum_by_key
 from affinity_sdk.models.order_day_features import (
     _ORDER_DAY_FEATURES,
+    DAY_BIAS,
     _bgnbd_features,
     _order_day_features,
     order_day_keys,
@@ -60,12 +61,14 @@ __all__ = [
     "FeatureSpec",
     "Features",
     "ProfileCounts",
+    "ProfileRow",
     "batch_counts",
     "decay_signals",
     "feature_names",
     "features_from_counts",
     "order_totals",
     "profile_features",
+    "row_features",
     "signal_rows",
 ]
 
@@ -463,3 +466,122 @@ def _category_concentration(
     share = weights / per_user[owner]
     hhi: NDArray[np.float64] = np.bincount(owner, weights=share * share, minlength=n)[:n].astype(np.float64)
     return hhi
+
+
+# --- one profile, in plain floats (the live path) --------------------------------------------------
+class ProfileRow(NamedTuple):
+    """One profile's :class:`ProfileCounts` at a time ``now``, as plain Python numbers (what
+    :meth:`~affinity_sdk.profile.propensity_view.PropensityView.row` reads for live scoring).
+
+    ``records`` holds each signal's ``acc, total, count, first_ms, last_ms`` in a row (five
+    numbers per signal, signal by signal) and ``decayed`` its decayed value at ``now``;
+    ``categories`` the product lines per category; ``days`` maps each order day (UTC day +
+    :data:`~affinity_sdk.models.order_day_features.DAY_BIAS`) to its ``[revenue, orders]``
+    (empty when the caller did not ask for the order days).
+    """
+
+    decayed: list[float]
+    records: tuple[Any, ...]
+    channels: list[int]
+    refunds: int
+    unsubscribes: int
+    last_use_ms: int
+    last_gone_ms: int
+    categories: list[float]
+    days: dict[int, list[float]]
+
+
+_ACTIVITY_AT: Final = _GROUP_NAMES.index("activity")
+_ORDER_AT: Final = _GROUP_NAMES.index("order")
+_REVENUE_AT: Final = _GROUP_NAMES.index("revenue")
+
+
+def row_features(row: ProfileRow, now_ms: int, spec: FeatureSpec) -> list[float]:
+    """Every feature of ``spec`` before ``spec.columns`` selects (the order of
+    ``_all_feature_names(spec)``) for one profile: the row :func:`features_from_counts` gives
+    it, in plain floats (equal up to rounding). Raises :class:`ConfigError` for a spec with
+    BG/NBD features, which are fitted on the whole population at ``now``.
+
+    Examples
+    --------
+    >>> from affinity_sdk.capture.events import OrderCompleted
+    >>> day = 86_400_000
+    >>> batch = EventBatch.from_events(
+    ...     [OrderCompleted(user_id="a", timestamp=day, order_id="1", products=[], revenue=9.0)])
+    >>> counts = batch_counts(batch, 3 * day, FeatureSpec().half_lives_s, 1)
+    >>> records = tuple(v for record in counts.records[0].tolist() for v in record)
+    >>> row = ProfileRow(counts.decayed[0].tolist(), records, counts.channels[0].tolist(),
+    ...                  0, 0, _NO_TIME, _NO_TIME, [], {})
+    >>> bool(np.allclose(row_features(row, 3 * day, FeatureSpec()),
+    ...                  features_from_counts(counts, 3 * day).X[0], rtol=0, atol=1e-12))
+    True
+    """
+    if spec.bgnbd:
+        raise ConfigError(
+            "BG/NBD features are fitted on every profile at `now`: score such a model with "
+            "PropensityModel.score_profiles"
+        )
+    n_h = len(spec.half_lives)
+    records = row.records
+    if len(records) != 5 * len(_GROUP_NAMES) * n_h:
+        raise ValueError(
+            f"the row holds {len(records) // 5} signals, the spec needs {len(_GROUP_NAMES) * n_h}"
+        )
+    log1p = math.log1p
+    activity, orders = 5 * _ACTIVITY_AT * n_h, 5 * _ORDER_AT * n_h
+    n_events, first_ms, last_ms = records[activity + 2 : activity + 5]
+    n_orders, last_order_ms = records[orders + 2], records[orders + 4]
+    revenue = max(records[5 * _REVENUE_AT * n_h + 1], 0.0)
+    seen = n_events > 0
+    tenure_days = (now_ms - first_ms) / _DAY_MS if seen else 0.0
+    since_event = (now_ms - last_ms) / _DAY_MS if seen else 0.0
+    since_order = (now_ms - last_order_ms) / _DAY_MS if n_orders > 0 else tenure_days
+    lines = sum(row.categories)
+    concentration = sum([(c / lines) ** 2 for c in row.categories]) if lines > 0 else 0.0
+    channels = row.channels
+    per_event = max(n_events, 1)
+    out = [log1p(d) if d > 0.0 else 0.0 for d in row.decayed]
+    out += (
+        log1p(since_event),
+        log1p(since_order),
+        0.0 if n_orders > 0 else 1.0,
+        log1p(n_orders),
+        log1p(n_events),
+        log1p(revenue),
+        log1p(revenue / max(n_orders, 1)),
+        log1p(tenure_days),
+        log1p(row.refunds),
+        concentration,
+        float(len(channels) - channels.count(0)),
+    )
+    out += [c / per_event for c in channels]
+    out += (
+        1.0 if row.unsubscribes > 0 else 0.0,
+        1.0 if row.last_use_ms > row.last_gone_ms and row.last_use_ms > _NO_TIME else 0.0,
+    )
+    if spec.order_days:
+        out += _row_order_day_features(row.days, now_ms, spec)
+    return out
+
+
+def _row_order_day_features(days: dict[int, list[float]], now_ms: int, spec: FeatureSpec) -> list[float]:
+    """One profile's order-day features (see ``_order_day_features``), in plain floats."""
+    log1p = math.log1p
+    ages = [(now_ms - (day - DAY_BIAS) * 86_400_000) / _DAY_MS for day in days]
+    power = spec.order_day_value_power
+    weights = [max(r, 1.0) ** power if power != 0.0 else 1.0 for r, _ in days.values()]
+    count = len(ages)
+    since_first = max([0.0, *ages])
+    since_last = min(ages) if count else 0.0
+    mean_gap = (since_first - since_last) / max(count - 1, 1) if count >= 2 else since_first
+    out = [
+        log1p(sum(w * 0.5 ** (a / (h / 86_400.0)) for w, a in zip(weights, ages, strict=True)))
+        for h in spec.half_lives_s
+    ]
+    out += (
+        log1p(count),
+        log1p(mean_gap),
+        log1p(since_last / max(mean_gap, 1.0)) if count > 0 else 0.0,
+        log1p(7.0 * count / (since_first + 1.0)),
+    )
+    return out

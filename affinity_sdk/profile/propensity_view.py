@@ -41,6 +41,7 @@ True
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Final
 
 import numpy as np
@@ -57,11 +58,13 @@ from affinity_sdk.models.propensity_features import (
     Features,
     FeatureSpec,
     ProfileCounts,
+    ProfileRow,
     decay_signals,
     features_from_counts,
     signal_rows,
 )
 from affinity_sdk.profile.decay import DecayState
+from affinity_sdk.profile.propensity_tables import KeyTable
 from affinity_sdk.profile.rows import ensure_capacity
 
 __all__ = ["PropensityView"]
@@ -74,75 +77,9 @@ _REFUND: Final = EVENT_TYPE_CODES["order_refunded"]
 _UNSUBSCRIBE: Final = EVENT_TYPE_CODES["unsubscribed"]
 _USE: Final = (EVENT_TYPE_CODES["app_installed"], EVENT_TYPE_CODES["app_opened"])
 _GONE: Final = EVENT_TYPE_CODES["app_uninstalled"]
-#: Pending entries a key table takes before it merges them in on its own.
-_COMPACT_AT: Final = 1 << 16
-
-
-class _KeyTable:
-    """Sorted unique int64 keys with ``width`` summed float64 values each (the last one a count:
-    a key whose count drops to 0 is gone), plus pending runs merged in on demand."""
-
-    __slots__ = ("keys", "pending", "pending_n", "values", "width")
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.keys = np.empty(0, dtype=np.int64)
-        self.values = np.empty((0, width), dtype=np.float64)
-        self.pending: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
-        self.pending_n = 0
-
-    def add(self, keys: NDArray[np.int64], values: NDArray[np.float64]) -> None:
-        """Add ``values`` (one row per key, keys in any order) to the table."""
-        if keys.shape[0] == 0:
-            return
-        self.pending.append((keys, values))
-        self.pending_n += keys.shape[0]
-        if self.pending_n > max(self.keys.shape[0] // 4, _COMPACT_AT):
-            self.compact()
-
-    def compact(self) -> None:
-        if not self.pending:
-            return
-        keys = np.concatenate([self.keys, *(k for k, _ in self.pending)])
-        values = np.concatenate([self.values, *(v for _, v in self.pending)])
-        self.keys, self.values = _sum_rows(keys, values)
-        self.pending, self.pending_n = [], 0
-
-    def subtract(self, keys: NDArray[np.int64], values: NDArray[np.float64]) -> None:
-        """Take ``values`` back out of the keys it was added to; emptied keys are dropped."""
-        self.compact()
-        if keys.shape[0] == 0 or self.keys.shape[0] == 0:
-            return
-        run_keys, run_values = _sum_rows(keys, values)
-        at = np.minimum(np.searchsorted(self.keys, run_keys), self.keys.shape[0] - 1)
-        found = self.keys[at] == run_keys  # a key never added has nothing to take back
-        at = at[found]
-        left = self.values[at] - run_values[found]
-        alive = np.rint(left[:, -1]) > 0
-        self.values[at] = np.where(alive[:, None], np.maximum(left, 0.0), 0.0)
-        if not alive.all():
-            keep = np.ones(self.keys.shape[0], dtype=np.bool_)
-            keep[at[~alive]] = False
-            self.keep(keep)
-
-    def keep(self, mask: NDArray[np.bool_]) -> None:
-        self.keys, self.values = self.keys[mask], self.values[mask]
-
-    def load(self, keys: NDArray[np.int64], values: NDArray[np.float64]) -> None:
-        self.keys, self.values = keys, values
-        self.pending, self.pending_n = [], 0
-
-
-def _sum_rows(
-    keys: NDArray[np.int64], values: NDArray[np.float64]
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Sorted unique ``keys`` and the column sums of ``values`` rows per key."""
-    unique, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    sums = np.empty((unique.shape[0], values.shape[1]))
-    for j in range(values.shape[1]):
-        sums[:, j] = np.bincount(inverse, weights=values[:, j], minlength=unique.shape[0])
-    return unique.astype(np.int64, copy=False), sums
+#: :data:`~affinity_sdk.kernels.STATE_DTYPE` as a :mod:`struct` format (and its size).
+_RECORD_FORMAT: Final = "ddqqq"
+_RECORD_FORMAT_SIZE: Final = struct.calcsize("<" + _RECORD_FORMAT)
 
 
 class PropensityView:
@@ -176,9 +113,13 @@ class PropensityView:
         self._last_use = np.zeros(0, dtype=np.int64)
         self._last_gone = np.zeros(0, dtype=np.int64)
         #: ``profile << 32 | category`` -> product lines.
-        self.category_table = _KeyTable(1)
+        self.category_table = KeyTable(1)
         #: ``profile << 32 | (UTC day + 2**31)`` -> (order revenue, orders).
-        self.day_table = _KeyTable(2)
+        self.day_table = KeyTable(2)
+        #: (landmark, now, per-signal decay factors) of the last :meth:`row` call.
+        self._factors: tuple[int | None, int, list[float]] | None = None
+        assert kernels.STATE_DTYPE.itemsize == _RECORD_FORMAT_SIZE
+        self._unpack_records = struct.Struct("<" + _RECORD_FORMAT * self.state.n_signals).unpack
 
     def __repr__(self) -> str:
         return (
@@ -380,9 +321,9 @@ class PropensityView:
             self.last_ms = other.last_ms if self.last_ms is None else max(self.last_ms, other.last_ms)
 
     # --- features ---------------------------------------------------------------------------
-    def counts(self, now_ms: int) -> ProfileCounts:
-        """The :class:`~affinity_sdk.models.propensity_features.ProfileCounts` of every profile
-        at ``now_ms`` (at or after the newest folded event)."""
+    def check_now(self, now_ms: int) -> None:
+        """Raise :class:`~affinity_sdk.profile.store.NowBeforeDataError` if ``now_ms`` is before
+        the newest folded event (the state holds those later events already)."""
         if self.last_ms is not None and now_ms < self.last_ms:
             from affinity_sdk.profile.store import NowBeforeDataError
 
@@ -390,6 +331,11 @@ class PropensityView:
                 f"cannot compute features at {now_ms} ms: the view already holds events up to "
                 f"{self.last_ms} ms"
             )
+
+    def counts(self, now_ms: int) -> ProfileCounts:
+        """The :class:`~affinity_sdk.models.propensity_features.ProfileCounts` of every profile
+        at ``now_ms`` (at or after the newest folded event)."""
+        self.check_now(now_ms)
         self.category_table.compact()
         self.day_table.compact()
         n = self.n_profiles
@@ -405,6 +351,31 @@ class PropensityView:
             category_counts=np.rint(self.category_table.values[:, 0]).astype(np.int64),
             day_keys=self.day_table.keys,
             day_revenue=self.day_table.values[:, 0],
+        )
+
+    def row(self, code: int, now_ms: int, *, days: bool = False) -> ProfileRow:
+        """Profile ``code``'s counts at ``now_ms`` (at or after the newest folded event) as plain
+        numbers, without merging the key tables: the live path of
+        :meth:`~affinity_sdk.models.propensity.PropensityModel.predict_user`. ``days`` also reads
+        its order days (only the order-day features need them)."""
+        self.check_now(now_ms)
+        state = self.state
+        cached = self._factors
+        if cached is None or cached[0] != state.landmark_ms or cached[1] != now_ms:
+            cached = self._factors = (state.landmark_ms, now_ms, state.factors(now_ms).tolist())
+        # One record is (acc, total, count, first_ms, last_ms); unpacking the row's bytes is
+        # several times faster than numpy's tolist of a structured row.
+        records = self._unpack_records(state.records[code].tobytes())
+        return ProfileRow(
+            decayed=[a * f for a, f in zip(records[::5], cached[2], strict=True)],
+            records=records,
+            channels=self._channels[code].tolist(),
+            refunds=int(self._refunds[code]),
+            unsubscribes=int(self._unsubscribes[code]),
+            last_use_ms=int(self._last_use[code]),
+            last_gone_ms=int(self._last_gone[code]),
+            categories=self.category_table.column_of(code, 0),
+            days=self.day_table.entries_of(code) if days else {},
         )
 
     def features(

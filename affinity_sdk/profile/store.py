@@ -46,13 +46,14 @@ from affinity_sdk.profile.flags import NO_TIME, UserFlags
 from affinity_sdk.profile.identity import IdentityMap
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED, Suppression
+from affinity_sdk.profile.traits import TraitStore
 from affinity_sdk.profile.views import View
 
 __all__ = ["STORE_FORMAT", "VIEW_NAMES", "NowBeforeDataError", "ProfileStore", "ViewName"]
 
 #: Version of the store's section of a state file.
 STORE_FORMAT: Final = 2
-ViewName = Literal["signals", "affinity", "propensity"]
+ViewName = Literal["signals", "affinity", "propensity", "products"]
 _INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
 _serials = itertools.count()
 
@@ -61,7 +62,7 @@ class NowBeforeDataError(AffinityError, ValueError):
     """A score was asked for at a time before events already folded into the state."""
 
 
-VIEW_NAMES: Final[tuple[ViewName, ...]] = ("signals", "affinity", "propensity")
+VIEW_NAMES: Final[tuple[ViewName, ...]] = ("signals", "affinity", "propensity", "products")
 
 
 def _make_view(name: str, config: ScoringConfig, backend: str | None, interners: Interners) -> View:
@@ -71,6 +72,10 @@ def _make_view(name: str, config: ScoringConfig, backend: str | None, interners:
         from affinity_sdk.profile.propensity_view import PropensityView
 
         return PropensityView(backend=backend)
+    if name == "products":
+        from affinity_sdk.profile.product_view import ProductView
+
+        return ProductView(config.affinity, backend=backend, interners=interners)
     from affinity_sdk.profile.affinity_view import AffinityView
 
     return AffinityView(config.affinity, backend=backend, interners=interners)
@@ -89,9 +94,10 @@ class ProfileStore:
         A :class:`ScoringConfig`, a path to a TOML / JSON file, or ``None`` for the built-in default.
     views:
         The views to keep: ``"signals"`` (the scored signals), ``"affinity"`` (category, brand,
-        price band, discount sensitivity; :class:`~affinity_sdk.models.affinity.AffinityModel`)
-        and ``"propensity"`` (the propensity features;
-        :meth:`~affinity_sdk.models.propensity.PropensityModel.score_profiles`).
+        price band, discount sensitivity; :class:`~affinity_sdk.models.affinity.AffinityModel`),
+        ``"propensity"`` (the propensity features;
+        :meth:`~affinity_sdk.models.propensity.PropensityModel.score_profiles`) and ``"products"``
+        (per-product interactions; :class:`~affinity_sdk.models.recommend.Recommender`).
     backend, dedupe_window, max_future:
         As for :class:`~affinity_sdk.score.scorer.Scorer`.
     suppression_key:
@@ -119,6 +125,7 @@ class ProfileStore:
         self.flags = UserFlags()
         self.suppression = Suppression(suppression_key)
         self.identity = IdentityMap()
+        self.traits = TraitStore(suppression_key)  # identify traits (profile.traits)
         self.dedupe = EventIdWindow(dedupe_window, backend=backend) if dedupe_window is not None else None
         self.journal = EventJournal() if dedupe_window is not None else None
         self.max_future_ms = _max_future_ms(max_future)
@@ -265,6 +272,7 @@ class ProfileStore:
             linked = self.identity.remove(canonical)
             for name in {user_id, canonical, *linked}:  # every id of the person
                 self.suppression.add(name, forget_ms)
+            self.traits.drop({user_id, canonical, *linked})
             code = self.interners.users.lookup(user_id)
             for name in {user_id, *linked}:
                 self.interners.users.drop_alias(name)
@@ -309,10 +317,36 @@ class ProfileStore:
             from_code = users.lookup(source)
             moved = {source, *self.identity.aliases_of(source)}
             self.identity.add(source, target)
+            self.traits.move(source, target)
             if from_code is not None and from_code != into_code:
                 self._fold_profile(from_code, into_code)
             for name in moved:
                 users.alias(name, into_code)
+            return True
+
+    def set_traits(
+        self, user_id: str, traits: dict[str, Any], *, at: datetime | str | int | None = None
+    ) -> bool:
+        """Record ``identify`` traits for the person ``user_id`` names, as of ``at`` (default: now,
+        or the latest event if later); the latest value of each trait wins
+        (:mod:`affinity_sdk.profile.traits`). Creates no profile. Returns ``False`` (and records
+        nothing) for a forgotten id when ``at`` is not after its forget.
+
+        Examples
+        --------
+        >>> store = ProfileStore(views=("signals",))
+        >>> store.set_traits("ann", {"plan": "gold"}, at=5)
+        True
+        >>> store.traits.of("ann"), store.n_users
+        ({'plan': 'gold'}, 0)
+        """
+        if not user_id:
+            raise ValueError("user_id must be a non-empty string")
+        with self._lock:
+            at_ms = self._decision_ms(at)
+            if len(self.suppression) and self.suppression.forget_ms_of([user_id])[0] >= at_ms:
+                return False
+            self.traits.set(self.identity.canonical_of(user_id), traits, at_ms)
             return True
 
     def _fold_profile(self, source: int, target: int) -> None:
@@ -338,6 +372,7 @@ class ProfileStore:
         if self.journal is not None:
             self.journal.erase_users(codes)
         names = self.interners.users.names
+        self.traits.drop(names[code] for code in codes.tolist())
         for code in codes.tolist():
             self.interners.users.forget(names[code])
 
@@ -375,6 +410,8 @@ class ProfileStore:
 
     def _merge_locked(self, other: ProfileStore) -> None:
         self.suppression.merge(other.suppression)
+        self.traits.merge(other.traits, self.identity.canonical_of)
+        self.traits.suppress(self.suppression)
         self.grow(self.n_users)
         other.grow(other.n_users)
         # Our own profiles that a forget in `other` reaches.
@@ -476,6 +513,7 @@ class ProfileStore:
                 "dedupe_window": None if self.dedupe is None else self.dedupe.generation_size,
                 "suppression_key_id": self.suppression.key_id,
                 "identity": self.identity.pairs(),
+                "traits": self.traits.to_builtins(),
                 "max_future_ms": self.max_future_ms,
             }
             return header, arrays
@@ -526,6 +564,7 @@ class ProfileStore:
                 store.interners.users.alias(name, code)
             store.flags.load_arrays(arrays, n)
             store.suppression.load_arrays(arrays["suppression.digests"], arrays["suppression.forget_ms"])
+            store.traits.load(stored.traits)
         except (KeyError, ValueError) as exc:
             raise StateError(f"{path}: {exc}") from None
         retired = np.array([name == TOMBSTONE for name in store.interners.users.names], dtype=np.bool_)
@@ -586,6 +625,7 @@ class _StoredStore(msgspec.Struct):
     dedupe_window: int | None = None
     suppression_key_id: str = ""
     identity: list[list[str]] = msgspec.field(default_factory=list)
+    traits: list[Any] = msgspec.field(default_factory=list)
     max_future_ms: int | None = None
 
 

@@ -6,9 +6,10 @@ ordinary :class:`~affinity_sdk.score.scorer.Scorer` in a worker, and cuts tiers 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from os import PathLike, fspath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,9 +24,13 @@ from affinity_sdk.scale._common import (
     require_dask,
     shuffle_and_score,
 )
+from affinity_sdk.scale.identity import Links, link_profiles, replay_links, resolved_mapping, stitch
 from affinity_sdk.scale.lake import batch_from_lean, read_events
 from affinity_sdk.scale.quantiles import radix_select
 from affinity_sdk.score.tiers import TierPlan
+
+if TYPE_CHECKING:
+    from affinity_sdk.profile.suppression import Suppression
 
 __all__ = ["DaskScores", "score_dataset"]
 
@@ -46,12 +51,15 @@ def _scored_meta(config: ScoringConfig, with_tier: bool) -> Any:
 
 
 def _score_partition(
-    frame: Any, now_ms: Any, config: ScoringConfig, backend: str | None, dedupe: bool
+    frame: Any, now_ms: Any, config: ScoringConfig, backend: str | None, dedupe: bool, mapping: Any
 ) -> Any:
-    """Score the whole users of one partition at ``now_ms`` with a fresh Scorer."""
+    """Score the whole users of one partition at ``now_ms`` with a fresh Scorer (the events
+    re-keyed to canonical ids; the links into this partition's canonical ids replayed)."""
     import pandas as pd
 
     from affinity_sdk.score.scorer import Scorer
+
+    frame, links = replay_links(frame, mapping)
 
     if dedupe and len(frame):
         # Every copy of a replayed event has the same user, so it is in this partition: dropping
@@ -61,6 +69,7 @@ def _score_partition(
     scorer = Scorer(config, backend=backend, dedupe_window=None)
     if len(frame):
         scorer.ingest(batch_from_lean(frame))
+    link_profiles(scorer, links)
     result = scorer.score(int(now_ms))
     cols: dict[str, Any] = {
         "user_id": pd.Series(result.user_ids, dtype=STR),
@@ -145,6 +154,8 @@ def score_dataset(
     errors: Literal["raise", "skip"] = "raise",
     reader: Reader = "auto",
     dedupe: bool = True,
+    links: Links = None,
+    forgotten: Suppression | Collection[str] | None = None,
     **compute: Any,
 ) -> DaskScores:
     """Score every user of a partitioned event dataset on Dask, exactly as one ``Scorer`` would.
@@ -181,6 +192,16 @@ def score_dataset(
         Fold each ``event_id`` once (events without an id always fold), as the ``Scorer``'s
         replay window does, but exactly: all copies of an event share its user and so its
         partition, whatever their number or distance apart.
+    links
+        Identity links: ``(previous_id, user_id)`` pairs (a list, a pandas or Dask frame) or
+        Segment ``identify`` / ``alias`` calls, in arrival order. They are resolved once on the
+        client with the single process's union-find (the same canonical ids as ``Scorer.identify``
+        applied in that order) and every event is re-keyed to its canonical id before the
+        shuffle (:mod:`affinity_sdk.scale.identity`), so a person scores as one profile, exactly
+        as one ``Scorer`` given the same links.
+    forgotten
+        Ids (or a store's :class:`~affinity_sdk.profile.suppression.Suppression`) that are never
+        linked, as ``Scorer.identify`` refuses a forgotten id.
 
     Returns
     -------
@@ -214,6 +235,7 @@ def score_dataset(
         errors=errors,
         reader=reader,
     )
+    events, mapping = stitch(events, resolved_mapping(links, forgotten, **compute))
     scored, now_ms = shuffle_and_score(
         events,
         now,
@@ -221,7 +243,7 @@ def score_dataset(
         shuffle_method,
         compute,
         _score_partition,
-        (config, backend, dedupe),
+        (config, backend, dedupe, mapping),
         _scored_meta(config, with_tier=False),
     )
     plan = TierPlan.from_config(config)

@@ -26,6 +26,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from affinity_sdk._backends import native
 from affinity_sdk._persist import write_atomically
 from affinity_sdk.errors import AffinityError
 
@@ -190,19 +191,86 @@ def _as_lists(columns: Columns) -> dict[str, list[Any]]:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in columns.items()}
 
 
+class _CsvText(io.TextIOWrapper):
+    """The UTF-8 text layer, without newline translation, that :func:`_write_csv_binary` puts
+    over a binary file: rows may go straight to its buffer in the same bytes."""
+
+
 def _write_csv(columns: Columns, fh: Any) -> None:
+    """CSV into a text file: the compiled formatter when the extension has it, ``fh`` is a
+    :class:`_CsvText` (the rows go to its binary buffer) and every column is one it handles (the
+    same text, see ``csrc/csv_format.hpp``); else ``csv.writer``."""
     writer = csv.writer(fh)
     writer.writerow(list(columns))
-    writer.writerows(zip(*_as_lists(columns).values(), strict=True))
+    module = native()
+    direct = isinstance(fh, _CsvText)
+    native_columns = _native_csv_columns(columns) if module is not None and direct else None
+    if module is None or native_columns is None:
+        writer.writerows(zip(*_as_lists(columns).values(), strict=True))
+        return
+    fh.flush()
+    n = len(next(iter(columns.values()), []))
+    for begin in range(0, n, _CSV_ROWS_PER_WRITE):
+        end = min(n, begin + _CSV_ROWS_PER_WRITE)
+        fh.buffer.write(module.csv_rows(native_columns, n, begin, end))
 
 
 def _write_csv_binary(columns: Columns, fh: BinaryIO) -> None:
-    text = io.TextIOWrapper(fh, encoding="utf-8", newline="", write_through=True)
+    text = _CsvText(fh, encoding="utf-8", newline="", write_through=True)
     try:
         _write_csv(columns, text)
         text.flush()
     finally:
         text.detach()  # the caller closes ``fh``
+
+
+#: Rows formatted per call of the compiled CSV formatter: bounds the text held in memory at once.
+_CSV_ROWS_PER_WRITE: Final = 65_536
+_FLOAT, _INT, _BOOL, _STR = 0, 1, 2, 3
+
+
+def _native_csv_columns(columns: Columns) -> list[tuple[int, Any]] | None:
+    """``(kind, data)`` per column for ``_native.csv_rows``, or ``None`` when a column holds values
+    it does not format exactly like ``csv.writer`` (then the Python writer runs)."""
+    out: list[tuple[int, Any]] = []
+    n = len(next(iter(columns.values()), []))
+    for values in columns.values():
+        if len(values) != n:
+            return None
+        column = _native_csv_column(values)
+        if column is None:
+            return None
+        out.append(column)
+    return out
+
+
+def _native_csv_column(values: NDArray[Any] | Sequence[Any]) -> tuple[int, Any] | None:
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            return None
+        kind = values.dtype.kind
+        if kind == "f":  # float16 / float32 widen exactly, as ``tolist`` does
+            return _FLOAT, np.ascontiguousarray(values, dtype=np.float64)
+        if kind == "i" or (kind == "u" and values.dtype.itemsize <= 4):
+            return _INT, np.ascontiguousarray(values, dtype=np.int64)
+        if kind == "b":
+            return _BOOL, np.ascontiguousarray(values).view(np.uint8)
+        if kind not in "UO":
+            return None
+        values = values.tolist()
+    items = values if isinstance(values, list) else list(values)
+    try:
+        joined = "".join(items)  # a TypeError unless every value is a str: one C loop, no Python one
+    except TypeError:
+        joined = None
+    if joined is not None:
+        # csv.writer's handling of NUL has changed across Python versions: leave it to csv.writer.
+        return None if "\x00" in joined else (_STR, items)
+    if all(type(v) is float for v in items):
+        return _FLOAT, np.array(items, dtype=np.float64)
+    if all(type(v) is int for v in items) and all(-(2**63) <= v < 2**63 for v in items):
+        return _INT, np.array(items, dtype=np.int64)
+    return None
 
 
 def _write_jsonl(columns: Columns, fh: BinaryIO) -> None:

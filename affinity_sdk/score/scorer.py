@@ -500,11 +500,19 @@ class Scorer:
             return known
 
     # --- identity ----------------------------------------------------------------------------
-    def identify(self, user_id: str, into: str) -> bool:
+    def identify(
+        self,
+        user_id: str,
+        into: str,
+        *,
+        traits: dict[str, Any] | None = None,
+        at: datetime | str | int | None = None,
+    ) -> bool:
         """Stitch ``user_id`` (an anonymous or previous id) into ``into`` (the known id): one
         profile from now on in every view, whether the link comes before, between or after their
         events (:meth:`ProfileStore.link <affinity_sdk.profile.store.ProfileStore.link>`). Returns
-        ``False`` (and links nothing) when either id was forgotten.
+        ``False`` (and links nothing) when either id was forgotten. ``traits`` (the identify
+        call's) are recorded for ``into`` as of ``at`` (:meth:`traits_of`).
 
         Examples
         --------
@@ -523,7 +531,31 @@ class Scorer:
                 self._tiers[source] = NO_TIER
             if linked:
                 self._cutoffs = None
+            if traits:
+                self.store.set_traits(into, traits, at=at)
             return linked
+
+    def traits_of(self, user_id: str) -> dict[str, Any]:
+        """The latest ``identify`` traits of the person ``user_id`` names (any linked id), sorted
+        by name; ``{}`` for an opted-out, forgotten or traitless user. ``email`` and ``phone`` are
+        keyed hashes unless kept in clear (:mod:`affinity_sdk.profile.traits`).
+
+        Examples
+        --------
+        >>> scorer = Scorer()
+        >>> _ = scorer.identify("anon-1", "ann", traits={"plan": "gold"}, at=1767225600000)
+        >>> scorer.traits_of("anon-1")
+        {'plan': 'gold'}
+        >>> scorer.opt_out("ann")
+        >>> scorer.traits_of("ann")
+        {}
+        """
+        store = self.store
+        with self._lock:
+            code = store.interners.users.lookup(user_id)
+            if code is not None and not store.is_visible(code):
+                return {}
+            return store.traits.of(store.identity.canonical_of(user_id))
 
     def ingest_segment(
         self, data: Any, *, errors: Errors = "raise", until: datetime | str | int | None = None
@@ -531,24 +563,34 @@ class Scorer:
         """Ingest Segment / RudderStack calls (one, a list or a ``/v1/batch`` body, as JSON bytes or
         parsed): track / page / screen calls become events, and identify / alias calls stitch
         identities (:func:`~affinity_sdk.capture.segment_adapter.segment_links`), applied after the
-        events of the same call; a call that raises changes nothing. With ``until``, events stamped
-        after it are set aside and counted in :attr:`IngestReport.n_later` (the CLI's ``--now``)."""
+        events of the same call, and record identify traits at the call's time
+        (:func:`~affinity_sdk.capture.segment_adapter.segment_traits`, :meth:`traits_of`); a call
+        that raises changes nothing. With ``until``, events and traits stamped after it are set
+        aside (events counted in :attr:`IngestReport.n_later`: the CLI's ``--now``)."""
         from affinity_sdk._units import to_epoch_ms
         from affinity_sdk.capture.events import timestamp_ms
-        from affinity_sdk.capture.segment_adapter import from_segment, parse_segment, segment_links
+        from affinity_sdk.capture.segment_adapter import (
+            from_segment,
+            parse_segment,
+            segment_links,
+            segment_traits,
+        )
 
         data = parse_segment(data)
         decoded = from_segment(data, errors=errors, unknown_types="skip")
         events, calls = list(decoded), list(decoded.positions)  # the call each event came from
         n_later = 0
-        if until is not None:
-            until_ms = to_epoch_ms(until)
+        until_ms = None if until is None else to_epoch_ms(until)
+        if until_ms is not None:
             kept = [i for i, e in enumerate(events) if timestamp_ms(e) <= until_ms]
             n_later = len(events) - len(kept)
             events, calls = [events[i] for i in kept], [calls[i] for i in kept]
         report = self.ingest(events, errors=errors)  # callbacks run outside the lock
         for user_id, into in segment_links(data):
             self.identify(user_id, into)
+        for user_id, traits, at_ms in segment_traits(data):
+            if until_ms is None or at_ms is None or at_ms <= until_ms:
+                self.store.set_traits(user_id, traits, at=at_ms)
         rejects = decoded.rejects
         return replace(
             report,

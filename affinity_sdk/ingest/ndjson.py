@@ -1,0 +1,335 @@
+"""NDJSON through the compiled reader: one chunk or a whole file, streamed in fixed-size pieces.
+
+:func:`finish_native` turns the C++ reader's columns (``_native.read_ndjson`` or
+``_native.NdjsonReader.read``) into an :class:`~affinity_sdk.ingest.batch.EventBatch`: the lines the
+reader flagged are decoded with msgspec, so errors and edge cases match the Struct decoders exactly,
+and the reader's local string codes become codes of the caller's interners, in first-seen order.
+
+:func:`read_ndjson_file` streams a file through it a chunk at a time (each chunk ends at a line
+end), so memory holds one chunk and its columns whatever the file's size. The reader keeps its
+string tables across chunks, so each distinct id is decoded to ``str`` and interned once, and a
+chunk's batch has the codes, rows and line numbers that one batch of the whole file would have.
+
+Examples
+--------
+>>> import pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "events.ndjson"
+>>> _ = path.write_text('{"type":"app_opened","user_id":"u1","timestamp":1}\\n' * 3)
+>>> names = Interners()
+>>> [len(b) for b in read_ndjson_file(path, names, chunk_bytes=64)], list(names.users.names)
+([1, 1, 1], ['u1'])
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from affinity_sdk._backends import native
+from affinity_sdk.capture.decode import _JSON_EVENT, _JSON_TAG, Errors, UnknownTypes, _Collector, _decode_one
+from affinity_sdk.errors import AffinityError, BackendUnavailableError
+from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, SourcePositions
+from affinity_sdk.ingest.interner import Interners
+
+__all__ = ["DEFAULT_CHUNK_BYTES", "finish_native", "iter_chunks", "read_ndjson_file"]
+
+#: Bytes read per chunk: large enough that per-chunk work is noise, small enough that a chunk and
+#: its columns stay in a few tens of MB.
+DEFAULT_CHUNK_BYTES: Final = 16 << 20
+
+_INTERNED: Final = ("users", "products", "categories", "brands", "campaigns")
+_ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
+_NO_CODES: Final = np.zeros(0, dtype=np.int64)
+
+#: Per string kind, the caller's code of each of a streaming reader's codes so far.
+ReaderCodes = dict[str, NDArray[np.int64]]
+
+
+def finish_native(
+    res: dict[str, Any],
+    buf: bytes | bytearray | memoryview,
+    names: Interners,
+    errors: Errors,
+    unknown_types: UnknownTypes,
+    *,
+    first_line: int = 0,
+    codes: ReaderCodes | None = None,
+) -> EventBatch:
+    """Finish a batch from the C++ reader's slots: decode its flagged lines with msgspec, merge,
+    and intern the string tables into ``names`` in first-seen order over the whole input.
+
+    ``first_line`` is added to the reader's line numbers. ``codes`` carries a streaming reader's
+    code mapping from chunk to chunk (``res`` then lists only the names new in this chunk, and
+    the reader's codes continue); it is updated in place. ``None``: a one-off read.
+    """
+    codes = {} if codes is None else codes
+    status: NDArray[np.uint8] = res["status"]
+    line: NDArray[np.int64] = res["line"] + first_line if first_line else res["line"]
+    begin, end = res["begin"], res["end"]
+    out = _Collector(errors, unknown_types)
+    view = buf if isinstance(buf, bytes) else memoryview(buf).cast("B")
+    for slot in np.flatnonzero(status).tolist():
+        index = int(line[slot])
+        raw = view[begin[slot] : end[slot]]
+        out.add(_decode_one(raw, _JSON_EVENT.decode, _JSON_TAG.decode), index, None, f" (line {index + 1})")
+    rejects = out.result().rejects
+    # Slots are the non-blank lines in order, so a line index finds its slot by bisection.
+    py_slots = np.searchsorted(line, np.asarray(out.positions, dtype=np.int64))
+    local = Interners()
+    py = EventBatch.from_events(out.events, local)
+
+    keep = status == 0
+    cols = {k: res[k] for k in EVENT_COLUMNS}
+    cols["has_coupon"] = cols["has_coupon"].view(np.bool_)
+    # The reader's codes: those of earlier chunks, then this chunk's new names; msgspec's after.
+    n_cpp = {k: len(codes.get(k, _NO_CODES)) + len(res[k][0]) for k in _INTERNED}
+    if py_slots.size:
+        keep[py_slots] = True
+        for k in EVENT_COLUMNS:
+            cols[k][py_slots] = getattr(py, k)
+        cols["user"][py_slots] += n_cpp["users"]
+        campaign = cols["campaign"]
+        campaign[py_slots] = np.where(py.campaign >= 0, py.campaign + n_cpp["campaigns"], -1)
+
+    # Items: C++ rows then msgspec rows, stably ordered by slot (each event's items stay in order).
+    item_slot = res["item_slot"]
+    n_cpp_items = item_slot.shape[0]
+    items = {k: res[k] for k in ITEM_COLUMNS if k != "item_event"}
+    item_order: NDArray[np.intp] | None = None
+    if py.n_items:
+        item_slot = np.concatenate([item_slot, py_slots[py.item_event]])
+        for k in items:
+            extra = getattr(py, k)
+            if k in _ITEM_INTERNER:
+                extra = extra + n_cpp[_ITEM_INTERNER[k]]
+            items[k] = np.concatenate([items[k], extra])
+        item_order = np.argsort(item_slot, kind="stable")
+        item_slot = item_slot[item_order]
+        for k in items:
+            items[k] = items[k][item_order]
+
+    # Reader code -> code in `names`, interning in order of first appearance in the final batch.
+    remap: dict[str, NDArray[np.int64]] = {}
+    for kind in _INTERNED:
+        cpp_names, cpp_first = res[kind]
+        known = codes.get(kind, _NO_CODES)
+        py_names = getattr(local, kind).names
+        interner = getattr(names, kind)
+        if not py_names:
+            codes[kind] = remap[kind] = np.concatenate([known, interner.intern_many(cpp_names)])
+            continue
+        py_codes = _py_codes(py, kind)
+        valid = py_codes >= 0
+        _, py_first = np.unique(py_codes[valid], return_index=True)
+        py_first = np.flatnonzero(valid)[py_first]
+        if kind in ("users", "campaigns"):
+            py_key = py_slots[py_first]
+            cpp_key = cpp_first
+        else:
+            assert item_order is not None
+            inverse = np.empty_like(item_order)
+            inverse[item_order] = np.arange(item_order.shape[0])
+            py_key = inverse[n_cpp_items + py_first]
+            cpp_key = inverse[cpp_first]
+        all_names = [*cpp_names, *py_names]
+        order = np.argsort(np.concatenate([cpp_key, py_key]), kind="stable")
+        table = np.empty(len(all_names), dtype=np.int64)
+        table[order] = interner.intern_many([all_names[i] for i in order.tolist()])
+        codes[kind] = np.concatenate([known, table[: len(cpp_names)]])
+        remap[kind] = np.concatenate([codes[kind], table[len(cpp_names) :]])
+
+    rows = np.cumsum(keep) - 1
+    every = bool(keep.all())
+    final = {k: (v if every else v[keep]) for k, v in cols.items()}
+    final["user"] = remap["users"][final["user"]]
+    campaign = final["campaign"]
+    # -1 (no campaign) picks the appended -1.
+    final["campaign"] = np.append(remap["campaigns"], -1)[campaign]
+    final_items: dict[str, NDArray[Any]] = {"item_event": rows[item_slot]}
+    for k, v in items.items():
+        final_items[k] = remap[_ITEM_INTERNER[k]][v].astype(np.int32) if k in _ITEM_INTERNER else v
+    arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=EVENT_COLUMNS[k]) for k, v in final.items()}
+    arrays.update({k: np.ascontiguousarray(v, dtype=ITEM_COLUMNS[k]) for k, v in final_items.items()})
+    source = SourcePositions(np.ascontiguousarray(line if every else line[keep], dtype=np.int64), lines=True)
+    return EventBatch(**arrays, interners=names, rejects=rejects, source=source)
+
+
+def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:
+    column: dict[str, NDArray[Any]] = {
+        "users": py.user,
+        "campaigns": py.campaign,
+        "products": py.item_product,
+        "categories": py.item_category,
+        "brands": py.item_brand,
+    }
+    return column[kind]
+
+
+def iter_chunks(
+    fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES, *, buffers: int = 1
+) -> Iterator[memoryview]:
+    """Pieces of ``fh`` that end at a line end (the last one at the end of the file). A piece is
+    a view of one of ``buffers`` reused buffers, valid until ``buffers`` more pieces are asked for
+    (so with two, one piece can be filled while the caller works on the one before); a line
+    longer than ``chunk_bytes`` grows the buffer.
+
+    Examples
+    --------
+    >>> import io
+    >>> [bytes(c) for c in iter_chunks(io.BytesIO(b"a\\nbb\\nccc\\n\\nd"), 4)]
+    [b'a\\n', b'bb\\n', b'ccc\\n', b'\\nd']
+    """
+    if chunk_bytes < 1 or buffers < 1:
+        raise ValueError(f"chunk_bytes and buffers must be >= 1 (got {chunk_bytes}, {buffers})")
+    pool = [bytearray(chunk_bytes) for _ in range(buffers)]
+    turn = 0
+    carry = b""  # the start of a line the last piece cut off
+    while True:
+        buf = pool[turn]
+        while len(buf) <= len(carry):
+            buf = pool[turn] = bytearray(2 * len(buf))  # a new buffer: old views stay valid
+        buf[: len(carry)] = carry  # same-size slice assignment: allowed while views exist
+        filled = len(carry)
+        while True:
+            with memoryview(buf) as free:
+                n = fh.readinto(free[filled:])
+            filled += n
+            if n == 0 or (filled == len(buf) and buf.rfind(b"\n", 0, filled) >= 0):
+                break
+            if filled == len(buf):  # no line end in a full buffer: the line is longer than it
+                buf = pool[turn] = buf + bytearray(len(buf))
+        if filled == 0:
+            return
+        cut = filled if n == 0 else buf.rfind(b"\n", 0, filled) + 1
+        carry = bytes(buf[cut:filled])
+        yield memoryview(buf)[:cut]
+        turn = (turn + 1) % buffers
+
+
+def read_ndjson_file(
+    path: str | os.PathLike[str],
+    interners: Interners,
+    *,
+    errors: Errors = "raise",
+    unknown_types: UnknownTypes = "raise",
+    chunk_bytes: int | None = None,
+    reader: Literal["auto", "native", "python"] = "auto",
+    background: bool = True,
+) -> Iterator[EventBatch]:
+    """The events of an NDJSON file as batches of about ``chunk_bytes`` each (default
+    :data:`DEFAULT_CHUNK_BYTES`), in ``interners``.
+
+    Together the batches equal ``EventBatch.from_ndjson(whole_file, interners, ...)``: the same
+    rows in order, the same codes, rejects at the same lines, and ``errors="raise"`` raising at the
+    first bad line. Memory holds two chunks at a time. With the compiled reader and
+    ``background=True`` the next chunk is read and parsed on a worker thread (the parser releases
+    the GIL) while the caller works on this one. ``interners`` must only grow while the file is
+    read (as they do when each batch is ingested into a store that owns them; a name forgotten
+    meanwhile would keep its old code here); if they shrink below what this reader interned (a
+    rolled-back ingest), the reader starts its string tables afresh (still correct).
+    A file that cannot be read raises :class:`~affinity_sdk.errors.AffinityError`.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "e.ndjson"
+    >>> _ = path.write_text('{"type":"app_opened","user_id":"a","timestamp":1}\\n{"type":"x"}\\n')
+    >>> [b.rejects.errors for b in read_ndjson_file(path, Interners(), errors="collect", chunk_bytes=60)]
+    [[], [(1, "Unknown event type 'x' - at `$.type` (line 2)")]]
+    """
+    module = None if reader == "python" else native()
+    if module is None or not hasattr(module, "NdjsonReader"):
+        if reader == "native":
+            raise BackendUnavailableError("the compiled NDJSON reader (affinity_sdk._native) is missing")
+        module = None
+    try:
+        fh = open(path, "rb")  # closed by the `with` below, after the last chunk
+    except OSError as exc:
+        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with fh:
+        size = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        chunks = _read_chunks(fh, size, path, 1 if module is None else 2)
+        if module is not None:
+            yield from _native_batches(module, chunks, interners, errors, unknown_types, background)
+            return
+        first_line = 0  # of the chunk, in the file
+        for chunk in chunks:
+            data = bytes(chunk)
+            batch = EventBatch.from_ndjson(
+                data, interners, errors=errors, unknown_types=unknown_types, reader="python",
+                first_line=first_line,
+            )  # fmt: skip
+            first_line += data.count(b"\n")
+            yield batch
+
+
+_Parsed = tuple[memoryview, dict[str, Any], Any]
+
+
+def _native_batches(
+    module: Any,
+    chunks: Iterator[memoryview],
+    interners: Interners,
+    errors: Errors,
+    unknown_types: UnknownTypes,
+    background: bool,
+) -> Iterator[EventBatch]:
+    """The native half of :func:`read_ndjson_file`: chunk k + 1 is read and parsed on the worker
+    while chunk k is finished here and handed to the caller."""
+    state = _Stream(module.NdjsonReader())
+    first_line = 0  # of the chunk, in the file
+
+    def parse(reader: Any) -> _Parsed | None:
+        chunk = next(chunks, None)
+        return None if chunk is None else (chunk, reader.read(chunk), reader)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") as pool:
+        pending: Future[_Parsed | None] | None = pool.submit(parse, state.reader) if background else None
+        while True:
+            item = pending.result() if pending is not None else parse(state.reader)
+            if item is None:
+                return
+            chunk, res, used = item
+            if not state.still_valid(interners):
+                state = _Stream(module.NdjsonReader())
+            if used is not state.reader:  # parsed before the restart: again, before the next chunk
+                res = state.reader.read(chunk)
+            if pending is not None:
+                pending = pool.submit(parse, state.reader)
+            batch = finish_native(
+                res, chunk, interners, errors, unknown_types, first_line=first_line, codes=state.codes
+            )
+            first_line += res["n_lines"]  # a chunk ends at a line end: its '\n's
+            state.mark(interners)
+            yield batch
+
+
+def _read_chunks(
+    fh: io.BufferedIOBase, chunk_bytes: int, path: str | os.PathLike[str], buffers: int
+) -> Iterator[memoryview]:
+    try:
+        yield from iter_chunks(fh, chunk_bytes, buffers=buffers)
+    except OSError as exc:
+        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+class _Stream:
+    """A native reader and its codes in the caller's interners, with the interners' sizes after
+    the last chunk (a reader's codes stay valid only while the interners keep those names)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.codes: ReaderCodes = {}
+        self.sizes: dict[str, int] = {}
+
+    def mark(self, interners: Interners) -> None:
+        self.sizes = {kind: len(getattr(interners, kind)) for kind in _INTERNED}
+
+    def still_valid(self, interners: Interners) -> bool:
+        return all(len(getattr(interners, kind)) >= n for kind, n in self.sizes.items())
