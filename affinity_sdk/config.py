@@ -142,7 +142,8 @@ def _convert(data: Any, type: type[_T], source: str) -> _T:
         raise ConfigError(f"{source}: nesting too deep") from None
 
 
-#: Event types that carry product lines and may feed affinity.
+#: Event types that carry product lines and may feed affinity (none of the types after
+#: ``consent_changed`` does by default: see docs/segment.md).
 PRODUCT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {
         "product_viewed",
@@ -153,6 +154,15 @@ PRODUCT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
         "cart_viewed",
         "checkout_started",
         "order_completed",
+        "product_clicked",
+        "product_list_filtered",
+        "order_updated",
+        "order_cancelled",
+        "product_removed_from_wishlist",
+        "wishlist_product_added_to_cart",
+        "product_shared",
+        "cart_shared",
+        "product_reviewed",
     }
 )
 

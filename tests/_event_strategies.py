@@ -44,6 +44,9 @@ _FIELD: dict[str, Any] = {
     "discount": amounts,
     "currency": st.text(min_size=3, max_size=3),
     "granted": st.booleans(),
+    "medium": st.sampled_from(ev.MEDIA),
+    "step": st.integers(min_value=0, max_value=1_000),
+    "rating": st.floats(min_value=0.0, max_value=5.0),
 }
 
 

@@ -54,7 +54,17 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def segment_server() -> Iterator[tuple[str, list[bytes]]]:
-    bodies: ClassVar[list[bytes]] = []
+    yield from _recording_server()
+
+
+@pytest.fixture
+def rudder_server() -> Iterator[tuple[str, list[bytes]]]:
+    """A local data plane recording what the real ``rudder-sdk-python`` client posts to ``/v1/batch``."""
+    yield from _recording_server()
+
+
+def _recording_server() -> Iterator[tuple[str, list[bytes]]]:
+    bodies: list[bytes] = []
     handler = type("Recorder", (_Recorder,), {"bodies": bodies})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -34,10 +34,10 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from os import PathLike
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from affinity_sdk.capture import events as ev
 from affinity_sdk.capture.decode import Rejects
@@ -45,7 +45,14 @@ from affinity_sdk.errors import AffinityError, ConfigError, SchemaError
 from affinity_sdk.ingest.batch import NO_CAMPAIGN, NO_CONSENT, EventBatch
 from affinity_sdk.ingest.interner import Interners
 
-__all__ = ["ORDER_COLUMNS", "orders_batch", "parse_column_map", "read_order_log"]
+__all__ = [
+    "ORDER_COLUMNS",
+    "frame_orders",
+    "input_format",
+    "orders_batch",
+    "parse_column_map",
+    "read_order_log",
+]
 
 #: The order-log fields, each read from the header column of the same name unless mapped.
 ORDER_COLUMNS: Final = ("customer_id", "date", "revenue")
@@ -81,6 +88,66 @@ def parse_column_map(text: str) -> dict[str, str]:
             raise ConfigError(f"order column {key!r} is mapped twice in --columns")
         mapping[key] = name
     return mapping
+
+
+#: What the start of a file looks like for --format orders / the JSON-lines formats, in words.
+_ORDERS_WANTED: Final = "a CSV order log (a header line such as customer_id,date,revenue)"
+_JSON_WANTED: Final = "one JSON object per line"
+
+
+def input_format(path: str | PathLike[str], fmt: str = "auto", columns: str = "") -> str:
+    """The CLI's ``--format`` resolved for the file at ``path``: ``auto`` is ``"parquet"`` by
+    extension, else ``"orders"`` (an order log) if the file starts with a CSV header line, else
+    ``"ndjson"``; any other ``fmt`` is returned as given. A file that plainly is not in the format
+    named (a CSV header for a JSON-lines format, JSON or binary data for ``orders``, binary data
+    for ``auto``) raises one :class:`~affinity_sdk.errors.AffinityError` line saying what was
+    expected and what was found; so does ``columns`` (``--columns``) for anything but an order log.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sales.txt"
+    >>> _ = path.write_text("customer_id,date,revenue\\nann,2024-01-05,30\\n")
+    >>> input_format(path)
+    'orders'
+    >>> input_format(path, "ndjson")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    affinity_sdk.errors.AffinityError: --format ndjson expects one JSON object per line, ... orders?
+    """
+    from affinity_sdk.capture.decode import sniff_text
+
+    if fmt == "parquet" or (fmt == "auto" and str(path).lower().endswith(".parquet")):
+        found = "parquet"
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+        except OSError as exc:
+            raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
+        kind, line = sniff_text(head)
+        shown = {
+            "csv": f"a CSV header line `{line}`",
+            "json": f"JSON `{line}`",
+            "binary": "Parquet data" if head[:4] == b"PAR1" else "binary data (not text)",
+        }.get(kind, f"`{line}`")
+        hint = {"csv": "--format orders", "json": "--format ndjson", "binary": "--format parquet"}
+        found = "orders" if kind == "csv" else "ndjson"
+        wanted = _ORDERS_WANTED if fmt == "orders" else _JSON_WANTED
+        clash = kind in ("json", "binary") if fmt == "orders" else kind in ("csv", "binary")
+        if fmt != "auto" and clash:
+            raise AffinityError(
+                f"--format {fmt} expects {wanted}, but {path} starts with {shown}: is it {hint[kind]}?"
+            )
+        if fmt == "auto" and kind == "binary":
+            raise AffinityError(
+                f"cannot read {path}: expected NDJSON events ({_JSON_WANTED}), {_ORDERS_WANTED} or "
+                f"Parquet (.parquet), found {shown}; name its format with --format"
+            )
+    resolved = found if fmt == "auto" else fmt
+    if columns and resolved != "orders":
+        raise AffinityError(f"--columns maps order-log CSV headers; {path} is read as {resolved}")
+    return resolved
 
 
 def _epoch_ms(text: str) -> int:
@@ -210,6 +277,135 @@ def _read_row(rows: _Rows, line: int, record: list[str], at: list[int], names: d
     rows.customer.append(customer)
     rows.ts_ms.append(ts_ms)
     rows.revenue.append(revenue)
+
+
+def frame_orders(
+    frame: Any,
+    *,
+    columns: Mapping[str, str] | None = None,
+    errors: Errors = "raise",
+    interners: Interners | None = None,
+) -> EventBatch:
+    """A pandas / polars DataFrame or pyarrow Table of orders (one row each) as
+    ``order_completed`` events, in row order; ``columns`` maps :data:`ORDER_COLUMNS` to the
+    frame's names. Customer ids are text or integers (read as their decimal text); dates are
+    datetimes, dates or ISO-8601 text (naive values are UTC); revenue is a number. A bad row
+    ("Expected ..., got ... - at row N, column `name`", ``N`` 0-based) is handled by ``errors``
+    as in :func:`read_order_log`; a column of the wrong type raises
+    :class:`~affinity_sdk.errors.SchemaError` naming it.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> t = pa.table({"customer_id": ["a", "b"], "date": ["2024-01-05", "someday"], "revenue": [3, 4]})
+    >>> batch = frame_orders(t, errors="collect")
+    >>> batch.revenue.tolist(), batch.rejects.errors
+    ([3.0], [(1, "Expected an ISO-8601 date (e.g. 1997-01-31), got 'someday' - at row 1, column `date`")])
+    """
+    from affinity_sdk.ingest.arrow import _arrow_float64, _pyarrow
+    from affinity_sdk.ingest.frames import _to_arrow, frame_kind
+
+    if errors not in ("raise", "skip", "collect"):
+        raise ConfigError(f"errors must be 'raise', 'skip' or 'collect' (got {errors!r})")
+    names = {key: dict(columns or {}).get(key, key) for key in ORDER_COLUMNS}
+    unknown = sorted(set(columns or {}) - set(ORDER_COLUMNS))
+    if unknown:
+        raise ConfigError(f"unknown order column {unknown[0]!r}: use {', '.join(ORDER_COLUMNS)}")
+    kind = frame_kind(frame)
+    if kind is None:
+        raise SchemaError(
+            f"Expected a CSV path or a pandas / polars DataFrame or pyarrow Table of orders, got "
+            f"`{type(frame).__name__}`"
+        )
+    present = [str(c) for c in frame.columns] if kind != "arrow" else list(frame.schema.names)
+    missing = [f"`{name}` ({key})" for key, name in names.items() if name not in present]
+    if missing:
+        raise SchemaError(
+            f"the order frame has no column {', '.join(missing)}: its columns are "
+            f"{', '.join(repr(p) for p in present[:20])} (map others with customer=, date=, revenue=)"
+        )
+    pa = _pyarrow()
+    pc = _pyarrow("compute")
+    table = _to_arrow(frame, kind, [names[key] for key in ORDER_COLUMNS])
+    customer = _frame_customers(table.column(0), names["customer_id"])
+    ts_ms, bad_date = _frame_dates(table.column(1), names["date"])
+    try:
+        revenue = _arrow_float64(table.column(2), names["revenue"])
+    except SchemaError as exc:
+        raise SchemaError(f"{exc} (the order frame's revenue column)") from None
+    bad = {
+        "customer_id": customer.is_null().to_numpy(zero_copy_only=False)
+        | (pc.utf8_length(customer).fill_null(0).to_numpy(zero_copy_only=False) == 0),
+        "date": bad_date,
+        "revenue": ~(np.isfinite(revenue) & (revenue >= 0)),
+    }
+    rows = _Rows(errors)
+    invalid = bad["customer_id"] | bad["date"] | bad["revenue"]
+    for row in np.flatnonzero(invalid).tolist():
+        key = next(k for k in ORDER_COLUMNS if bad[k][row])
+        value = table.column(ORDER_COLUMNS.index(key))[row].as_py()
+        what = {
+            "customer_id": "a customer id",
+            "date": "an ISO-8601 date (e.g. 1997-01-31)",
+            "revenue": "a finite revenue >= 0",
+        }[key]
+        rows.reject(row + 1, f"Expected {what}, got {value!r} - at row {row}, column `{names[key]}`")
+    keep = ~invalid
+    return orders_batch(
+        customer.filter(pa.array(keep)).to_pylist() if invalid.any() else customer.to_pylist(),
+        ts_ms[keep],
+        revenue[keep],
+        interners,
+        Rejects(rows.rejects, rows.n_invalid),
+    )
+
+
+def _frame_customers(column: Any, name: str) -> Any:
+    """A customer column as one Arrow string array (integers as their decimal text)."""
+    from affinity_sdk.ingest.arrow import _one_array, _pyarrow
+
+    pa = _pyarrow()
+    column = _one_array(column)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+    if text or pa.types.is_integer(kind) or getattr(pa.types, "is_string_view", bool)(kind):
+        return column.cast(pa.large_string())
+    raise SchemaError(f"Expected customer ids as text or integers, got `{column.type}` - at column `{name}`")
+
+
+def _frame_dates(column: Any, name: str) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Epoch ms of a date column and, per row, whether it is missing, unreadable or out of range."""
+    from affinity_sdk.ingest.arrow import _one_array, _pyarrow
+
+    pa = _pyarrow()
+    column = _one_array(column)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        if pa.types.is_date(kind):
+            column = column.cast(pa.timestamp("ms"))
+        per_ms = {"s": -1000, "ms": 1, "us": 1000, "ns": 1_000_000}[column.type.unit]
+        raw = np.asarray(column.view(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+        ts_ms = raw * -per_ms if per_ms < 0 else raw // per_ms
+        bad = np.asarray(column.is_null().to_numpy(zero_copy_only=False))
+        bad |= (ts_ms < ev.MIN_TS_MS) | (ts_ms > ev.MAX_TS_MS)
+        return ts_ms, bad
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise SchemaError(f"Expected datetimes, dates or ISO-8601 text, got `{kind}` - at column `{name}`")
+    encoded = column.dictionary_encode()
+    ms_of = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
+    ok = np.zeros(len(encoded.dictionary) + 1, dtype=np.bool_)  # the extra slot serves nulls
+    for i, text in enumerate(encoded.dictionary.to_pylist()):
+        try:
+            ms_of[i] = _epoch_ms(text.strip())
+            ok[i] = True
+        except (ValueError, OverflowError):
+            pass
+    idx = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return ms_of[idx], ~ok[idx]
 
 
 def orders_batch(

@@ -7,7 +7,9 @@ already-parsed dicts. Mapping rules:
 - ``track``: the event name in the e-commerce spec's words ("Product Viewed", "Order Completed",
   "Product Added to Wishlist", ...) becomes the snake_case type; a few spec aliases are mapped too
   ("Email Link Clicked" -> ``email_clicked``, "Push Notification Tapped"/"Opened" -> ``push_opened``,
-  "Application Installed"/"Opened"/"Uninstalled" -> ``app_*``). Other names are unknown types.
+  "Application Installed"/"Opened"/"Uninstalled" -> ``app_*``, "Email Delivered" etc. -> the
+  ``message_*`` family with its ``medium``). Other names are unknown types. Every Segment v2
+  e-commerce event has a type; docs/segment.md has the table.
 - ``page`` -> ``page_viewed`` (``properties.url``); ``screen`` -> ``page_viewed`` on channel ``app``;
   ``identify``, ``group`` and ``alias`` carry no behaviour and are skipped as events, counted in
   ``rejects.n_unknown``; the identity links in ``identify`` / ``alias`` calls are read by
@@ -17,9 +19,11 @@ already-parsed dicts. Mapping rules:
   ``context.sessionId`` -> ``session_id``.
 - channel: ``properties.channel`` if it is one of ours, else ``context.channel`` / top-level
   ``channel`` ("browser" -> web, "mobile" -> app, "server" -> none), else the type's default.
-- product events take the product from flat properties (``product_id`` or ``sku``, ``category``,
-  ``brand``, ``price``, ``quantity``, ``discount``); orders and lists take ``properties.products``;
-  ``order_completed.revenue`` falls back to ``total``.
+- product events take the product from flat properties (``product_id`` or ``sku``, and the
+  optional ``category``, ``brand``, ``price``, ``quantity``, ``discount``); orders and lists take
+  ``properties.products``; ``revenue`` falls back to ``total``, ``coupon`` to ``coupon_id`` /
+  ``coupon_name``; message and consent events read ``medium`` (else a medium-valued ``channel``)
+  from ``properties``. Properties a type does not know are ignored.
 
 Errors name the call's position and the Segment path (``$.properties.price``), with the same
 ``errors="raise" | "skip" | "collect"`` modes as :mod:`affinity_sdk.capture.decode`.
@@ -58,6 +62,31 @@ _ALIASES: Final[dict[str, str]] = {
     "application opened": "app_opened",
     "application uninstalled": "app_uninstalled",
     "email unsubscribed": "unsubscribed",
+    # Segment's Email and Push specs, onto the message family (medium below).
+    "email sent": "message_sent",
+    "email delivered": "message_delivered",
+    "email bounced": "message_bounced",
+    "email marked as spam": "message_marked_as_spam",
+    "push notification sent": "message_sent",
+    "push notification received": "message_delivered",
+    "push notification bounced": "message_bounced",
+    "sms sent": "message_sent",
+    "sms delivered": "message_delivered",
+    "sms bounced": "message_bounced",
+}
+#: The medium an alias implies (a message event otherwise reads ``properties.medium`` / ``channel``).
+_ALIAS_MEDIUM: Final[dict[str, str]] = {
+    "email sent": "email",
+    "email delivered": "email",
+    "email bounced": "email",
+    "email marked as spam": "email",
+    "email unsubscribed": "email",
+    "push notification sent": "push",
+    "push notification received": "push",
+    "push notification bounced": "push",
+    "sms sent": "sms",
+    "sms delivered": "sms",
+    "sms bounced": "sms",
 }
 _SKIPPED_CALLS: Final = frozenset({"identify", "group", "alias"})
 _CHANNEL_HINTS: Final[dict[str, str | None]] = {
@@ -66,9 +95,15 @@ _CHANNEL_HINTS: Final[dict[str, str | None]] = {
     "server": None,
     "client": "web",
 }
+#: Types whose one product sits in flat ``properties`` (``product_id`` / ``sku``, ``category``, ...).
 _SINGLE: Final = frozenset(
-    {"product_viewed", "product_added", "product_removed", "product_added_to_wishlist"}
+    name for name, cls in ev.EVENT_CLASSES.items() if "product" in cls.__struct_fields__
 )
+#: Types with a ``medium`` field, and where a coupon's name may sit in the spec.
+_WITH_MEDIUM: Final = frozenset(
+    name for name, cls in ev.EVENT_CLASSES.items() if "medium" in cls.__struct_fields__
+)
+_COUPON_KEYS: Final = ("coupon", "coupon_id", "coupon_name")
 _PRODUCT_KEYS: Final = ("product_id", "category", "brand", "price", "discount", "quantity")
 _CONVERT_PATH: Final = re.compile(r"`\$((?:\.\w+|\[\d+\])*)`")
 
@@ -81,9 +116,23 @@ def segment_event_type(name: str) -> str | None:
     >>> segment_event_type("Product Added to Wishlist"), segment_event_type("Signed Up")
     ('product_added_to_wishlist', None)
     """
-    key = " ".join(name.strip().lower().split())
+    key = _key(name)
     kind = _ALIASES.get(key, key.replace(" ", "_"))
     return kind if kind in ev.EVENT_TYPE_CODES else None
+
+
+def _key(name: str) -> str:
+    return " ".join(name.strip().lower().split())
+
+
+def _medium(props: Mapping[str, Any], name: str | None) -> str | None:
+    """A message's medium: ``properties.medium``, else ``properties.channel`` when it names one,
+    else the one the event name implies ("Email Delivered": email)."""
+    for key in ("medium", "channel"):
+        given = props.get(key)
+        if isinstance(given, str) and given in ev.MEDIA:
+            return given
+    return None if name is None else _ALIAS_MEDIUM.get(_key(name))
 
 
 def _product(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,18 +192,16 @@ def _map_call(call: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | Non
         session = context.get("sessionId")
     if session is not None:
         out["session_id"] = session
+    fields = _EVENT_FIELDS[kind]
     if kind == "page_viewed":
         if "url" in props:
             out["url"] = props["url"]
-    elif kind in _SINGLE:
+        return out, None
+    if kind in _SINGLE:
         out["product"] = _product(props)
-        for key in ("cart_id", "wishlist_id"):
-            if key in props:
-                out[key] = props[key]
+        skip = frozenset(("product", *_PRODUCT_KEYS))
     else:
-        for key, value in props.items():
-            if key != "products" and key in _EVENT_FIELDS[kind]:
-                out[key] = value
+        skip = frozenset(("products",))
         if "products" in props:
             products = props["products"]
             out["products"] = (
@@ -162,11 +209,24 @@ def _map_call(call: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | Non
                 if isinstance(products, list)
                 else products
             )
-        if kind == "order_completed" and "revenue" not in out and "total" in props:
-            out["revenue"] = props["total"]
+    for key, value in props.items():
+        if key in fields and key not in skip and key not in _RESERVED:
+            out[key] = value
+    if "revenue" in fields and "revenue" not in out and "total" in props:
+        out["revenue"] = props["total"]
+    if "coupon" in fields and out.get("coupon") is None:
+        coupon = next((props[k] for k in _COUPON_KEYS if props.get(k) is not None), None)
+        if coupon is not None:
+            out["coupon"] = coupon
+    if kind in _WITH_MEDIUM:
+        medium = _medium(props, call.get("event") if kind_of_call == "track" else None)
+        if medium is not None:
+            out["medium"] = medium
     return out, None
 
 
+#: Fields set from the call itself, never from ``properties``.
+_RESERVED: Final = frozenset(("type", "user_id", "timestamp", "event_id", "channel", "session_id", "medium"))
 _EVENT_FIELDS: Final[dict[str, frozenset[str]]] = {
     name: frozenset(cls.__struct_fields__) for name, cls in ev.EVENT_CLASSES.items()
 }
@@ -316,8 +376,9 @@ def segment_links(
 def segment_traits(
     data: bytes | bytearray | memoryview | str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
 ) -> list[tuple[str, dict[str, Any], int | None]]:
-    """The ``traits`` of ``identify`` calls, in call order: ``(user id, traits, time in epoch ms)``
-    with the ``userId`` (else the ``anonymousId``) and the call's ``timestamp`` (else
+    """The traits of ``identify`` calls, in call order: ``(user id, traits, time in epoch ms)``
+    with the call's ``traits`` (Segment) over its ``context.traits`` (where RudderStack's SDKs
+    put them), the ``userId`` (else the ``anonymousId``) and the call's ``timestamp`` (else
     ``originalTimestamp``; ``None`` when it has neither or it does not parse). Calls without an
     id or with empty traits give nothing; trait names that are not non-empty strings are left
     out. Feed them to :meth:`ProfileStore.set_traits
@@ -330,6 +391,9 @@ def segment_traits(
     ...                  "timestamp": "2026-01-01T00:00:00Z", "traits": {"plan": "gold"}},
     ...                 {"type": "track", "userId": "ann", "event": "Order Completed"}])
     [('ann', {'plan': 'gold'}, 1767225600000)]
+    >>> segment_traits({"type": "identify", "userId": "bob", "timestamp": 5,
+    ...                 "context": {"traits": {"plan": "free", "city": "Oslo"}}, "traits": {"plan": "pro"}})
+    [('bob', {'plan': 'pro', 'city': 'Oslo'}, 5)]
     """
     from affinity_sdk._units import to_epoch_ms
 
@@ -338,11 +402,15 @@ def segment_traits(
     for call in calls:
         if not isinstance(call, Mapping) or call.get("type") != "identify":
             continue
-        traits = call.get("traits")
+        context = call.get("context")
+        merged: dict[Any, Any] = {}
+        for traits in (context.get("traits") if isinstance(context, Mapping) else None, call.get("traits")):
+            if isinstance(traits, Mapping):
+                merged.update(traits)
         user = call.get("userId") or call.get("anonymousId")
-        if not isinstance(traits, Mapping) or not isinstance(user, str) or not user:
+        if not isinstance(user, str) or not user:
             continue
-        kept = {k: v for k, v in traits.items() if isinstance(k, str) and k}
+        kept = {k: v for k, v in merged.items() if isinstance(k, str) and k}
         if not kept:
             continue
         stamp = call.get("timestamp", call.get("originalTimestamp"))

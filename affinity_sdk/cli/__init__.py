@@ -92,10 +92,16 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
     p.add_argument(
         "--format",
-        choices=("auto", "ndjson", "parquet", "segment"),
+        choices=("auto", "ndjson", "parquet", "segment", "orders"),
         default="auto",
-        help="input format: the SDK's NDJSON events, Parquet, or Segment / RudderStack calls (one "
-        "call or /v1/batch body per line: track, page, screen, identify, alias); default: by extension",
+        help="input format: the SDK's NDJSON events, Parquet, Segment / RudderStack calls (one "
+        "call or /v1/batch body per line: track, page, screen, identify, alias), or a CSV order log "
+        "(customer_id,date,revenue); default: Parquet by extension, else NDJSON or an order log by content",
+    )
+    p.add_argument(
+        "--columns",
+        default="",
+        help="order-log header names (--format orders), e.g. customer_id=cust,date=day,revenue=amount",
     )
 
 
@@ -108,11 +114,20 @@ def _add_now(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_batch(path: Path, interners: Interners | None, errors: str, fmt: str = "auto") -> EventBatch:
+def _read_batch(
+    path: Path, interners: Interners | None, errors: str, fmt: str = "auto", columns: str = ""
+) -> EventBatch:
+    from affinity_sdk.capture.order_log import input_format
     from affinity_sdk.ingest.batch import EventBatch
 
-    if fmt == "parquet" or (fmt == "auto" and path.suffix.lower() == ".parquet"):
+    fmt = input_format(path, fmt, columns)
+    if fmt == "parquet":
         return EventBatch.from_parquet(path, interners)
+    if fmt == "orders":
+        from affinity_sdk.capture.order_log import parse_column_map, read_order_log
+
+        columns_map = parse_column_map(columns)
+        return read_order_log(path, columns=columns_map, errors=errors, interners=interners)  # type: ignore[arg-type]
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -264,20 +279,22 @@ def _ingest_file(
     ingested before the next is read, so memory holds the state and one chunk, not the file; with
     the ``affinity`` view the file is read whole (see below)."""
     from affinity_sdk._units import to_epoch_ms
+    from affinity_sdk.capture.order_log import input_format
     from affinity_sdk.ingest.batch import take_rows
     from affinity_sdk.ingest.ndjson import read_ndjson_file
     from affinity_sdk.score.scorer import Scorer
 
     scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
     now_ms = to_epoch_ms(now) if now is not None else None
-    fmt = getattr(args, "format", "auto")
+    columns = getattr(args, "columns", "")
+    fmt = input_format(path, getattr(args, "format", "auto"), columns)
     if fmt == "segment":
         return scorer, _ingest_segment_file(scorer, path, now, args.errors)
     # The affinity view fits each category's price bands from the products it first sees, so it
     # takes the file in one batch: its numbers then do not depend on where chunks happen to end.
-    whole = "affinity" in views or fmt == "parquet" or (fmt == "auto" and path.suffix.lower() == ".parquet")
+    whole = "affinity" in views or fmt in ("parquet", "orders")
     batches = (
-        iter([_read_batch(path, scorer.interners, args.errors, fmt)])
+        iter([_read_batch(path, scorer.interners, args.errors, fmt, columns)])
         if whole
         else read_ndjson_file(path, scorer.interners, errors=args.errors)
     )

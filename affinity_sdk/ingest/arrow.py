@@ -91,10 +91,12 @@ def _arrow_codes(
     dictionary may carry values no row refers to: those must neither fail the batch nor be interned).
     """
     pc = _pyarrow("compute")
-    column = _one_array(column)
+    column = _text_column(_one_array(column), what)
     if column.null_count and required:
         row = int(pc.index(column.is_null(), True).as_py())
         raise SchemaError(f"Expected `str`, got `null` - at `$[{row}].{what}`", row)
+    if column.null_count == len(column):  # e.g. an all-None pandas column: Arrow type `null`
+        return np.full(len(column), -1, dtype=dtype)
     fast = _local_codes(column)
     if fast is None:
         return np.asarray(_arrow_codes_pyarrow(column, interner, what), dtype=dtype)
@@ -113,6 +115,22 @@ def _arrow_codes(
         return (local + start).astype(dtype, copy=False) if start else local.astype(dtype, copy=False)
     codes: NDArray[Any] = np.append(table, -1).astype(dtype)[local]  # local -1 (null) picks the -1
     return codes
+
+
+def _text_column(column: Any, what: str) -> Any:
+    """``column`` if it holds text (plain or dictionary-encoded; a string view is cast to a string),
+    else a :class:`SchemaError` naming it, as msgspec words a wrong type."""
+    pa = _pyarrow()
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        return column
+    if hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind):
+        return (
+            column.cast(pa.large_string())
+            if kind is column.type
+            else column.cast(pa.dictionary(column.type.index_type, pa.large_string()))
+        )
+    raise SchemaError(f"Expected `str`, got `{kind}` - at `$.{what}`", None)
 
 
 def _arrow_codes_pyarrow(column: Any, interner: Interner, what: str) -> NDArray[np.int64]:
@@ -150,10 +168,16 @@ def _arrow_numpy(column: Any, fill: Any = None) -> NDArray[Any]:
     return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
-def _arrow_float64(column: Any) -> NDArray[np.float64]:
-    """A numeric Arrow column as float64 with NaN where null (zero-copy where there are no nulls)."""
+def _arrow_float64(column: Any, what: str) -> NDArray[np.float64]:
+    """A numeric Arrow column as float64 with NaN where null (zero-copy where there are no nulls);
+    a column of another type is a :class:`SchemaError` naming ``what``."""
     pa = _pyarrow()
     column = _one_array(column)
+    kind = column.type
+    if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)) and not (
+        pa.types.is_null(kind)
+    ):
+        raise SchemaError(f"Expected `float`, got `{kind}` - at `$.{what}`", None)
     if column.type != pa.float64():
         column = column.cast(pa.float64())
     mod = native()
@@ -168,7 +192,7 @@ def _arrow_float64(column: Any) -> NDArray[np.float64]:
 def _arrow_floats(table: Any, name: str, n: int, limit: float = ev.MAX_AMOUNT) -> NDArray[np.float64]:
     if name not in table.column_names:
         return np.full(n, np.nan)
-    out = _arrow_float64(table.column(name))
+    out = _arrow_float64(table.column(name), name)
     _check_amounts(out, name, limit)
     return out
 
@@ -391,11 +415,11 @@ def _arrow_items(table: Any, names: Interners, n: int) -> dict[str, Any]:
     for required in ("product_id", "category", "brand", "price"):
         if required not in fields:
             raise SchemaError(f"Object missing required field `{required}` - at `$.products[]`", None)
-    price = _arrow_float64(flat.field("price"))
+    price = _arrow_float64(flat.field("price"), "products[].price")
     _check_amounts(price, "products[].price", nan_ok=False)
     discount = np.full(price.shape[0], np.nan)
     if "discount" in fields:
-        discount = _arrow_float64(flat.field("discount"))
+        discount = _arrow_float64(flat.field("discount"), "products[].discount")
         _check_amounts(discount, "products[].discount")
     quantity = np.ones(price.shape[0], dtype=np.int32)
     if "quantity" in fields:

@@ -18,8 +18,9 @@ Examples
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -37,6 +38,7 @@ from affinity_sdk.capture.decode import (
     _Collector,
     _decode_one,
     iter_lines,
+    skip_bom,
 )
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.interner import TOMBSTONE, Interner, Interners, event_id_hash
@@ -215,7 +217,7 @@ class EventBatch:
         (1, [4], 1)
         """
         names = interners if interners is not None else Interners()
-        buf = data.encode() if isinstance(data, str) else data
+        buf = skip_bom(data.encode() if isinstance(data, str) else data)  # BOM: still line 1
         mod = None if reader == "python" else native()
         if mod is None or not hasattr(mod, "read_ndjson"):
             if reader == "native":
@@ -275,6 +277,71 @@ class EventBatch:
         }
         arrays.update({k: np.ascontiguousarray(columns[k], dtype=ITEM_COLUMNS[k]) for k in ITEM_COLUMNS})
         return cls(**arrays, interners=names)
+
+    @classmethod
+    def from_frame(
+        cls, frame: Any, interners: Interners | None = None, *, columns: Mapping[str, str] | None = None
+    ) -> EventBatch:
+        """Build a batch from a pandas or polars DataFrame or a pyarrow Table / RecordBatch with
+        one row per event, in the :meth:`from_arrow` layout (see :mod:`affinity_sdk.ingest.frames`).
+
+        ``columns`` maps the layout's names to the frame's where they differ, e.g.
+        ``{"user_id": "customer", "timestamp": "event_time"}``. pandas and polars frames pass
+        through Arrow (zero-copy where their memory allows), and neither library is imported
+        unless such a frame is given. A missing column or a column of the wrong type raises
+        :class:`SchemaError` naming it.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"kind": ["app_opened"], "customer": ["u1"],
+        ...                    "at": pd.to_datetime(["2024-01-01"], utc=True)})
+        >>> batch = EventBatch.from_frame(df, columns={"type": "kind", "user_id": "customer",
+        ...                                            "timestamp": "at"})
+        >>> batch.interners.users.names, batch.ts_ms.tolist()
+        (('u1',), [1704067200000])
+        """
+        from affinity_sdk.ingest.frames import frame_batch
+
+        return frame_batch(frame, interners, columns)
+
+    @classmethod
+    def from_orders(
+        cls,
+        orders: Any,
+        *,
+        customer: str = "customer_id",
+        date: str = "date",
+        revenue: str = "revenue",
+        errors: Errors = "raise",
+        interners: Interners | None = None,
+    ) -> EventBatch:
+        """Order log (one row per order) as ``order_completed`` events without products, like
+        lifetimes' ``summary_data_from_transaction_data(transactions, customer_id_col,
+        datetime_col, monetary_value_col)`` takes a transaction table.
+
+        ``orders`` is a CSV path (:func:`~affinity_sdk.capture.order_log.read_order_log`) or a
+        pandas / polars DataFrame or pyarrow Table; ``customer``, ``date`` and ``revenue`` name
+        its columns. Customer ids may be strings or integers; dates are datetimes, dates or
+        ISO-8601 strings (naive ones are UTC); revenue a finite number >= 0. Bad rows are
+        handled by ``errors`` as for event files, located as ``line N`` (CSV) or ``row N``
+        (frames, 0-based).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> tx = pd.DataFrame({"cust": [7, 7, 9], "day": ["2024-01-05", "2024-02-01", "2024-01-09"],
+        ...                    "amount": [30.0, 12.5, 8.0]})
+        >>> batch = EventBatch.from_orders(tx, customer="cust", date="day", revenue="amount")
+        >>> batch.interners.users.names, batch.revenue.tolist()
+        (('7', '9'), [30.0, 12.5, 8.0])
+        """
+        from affinity_sdk.capture.order_log import frame_orders, read_order_log
+
+        mapping = {"customer_id": customer, "date": date, "revenue": revenue}
+        if isinstance(orders, str | os.PathLike):
+            return read_order_log(orders, columns=mapping, errors=errors, interners=interners)
+        return frame_orders(orders, columns=mapping, errors=errors, interners=interners)
 
     @classmethod
     def from_parquet(
@@ -378,34 +445,34 @@ def _append_event(
     has_coupon = False
     campaign = NO_CAMPAIGN
     consent = NO_CONSENT
-    if isinstance(event, ev.ProductViewed | ev.ProductAdded | ev.ProductRemoved | ev.ProductAddedToWishlist):
-        products = [event.product]
-        revenue = event.product.price * event.product.quantity
-        discount = _NAN if event.product.discount is None else event.product.discount
+    product = getattr(event, "product", None)
+    if isinstance(product, ev.Product):  # every type with one product (see capture/events.py)
+        products = [product]
+        revenue = _NAN if product.price is None else product.price * product.quantity
+        discount = _NAN if product.discount is None else product.discount
     elif isinstance(event, ev.OrderCompleted):
         products = event.products
         revenue = event.revenue
         discount = _NAN if event.discount is None else event.discount
         has_coupon = event.coupon is not None
-    elif isinstance(event, ev.OrderRefunded | ev.CheckoutStarted):
+    elif isinstance(event, ev.OrderRefunded | ev.CheckoutStarted | ev.OrderUpdated | ev.OrderCancelled):
         products = event.products
         revenue = _NAN if event.revenue is None else event.revenue
-    elif isinstance(event, ev.ProductListViewed | ev.CartViewed):
+    elif isinstance(event, ev.ProductListViewed | ev.CartViewed | ev.ProductListFiltered | ev.CartShared):
         products = event.products
     elif isinstance(event, ev.CouponApplied):
         discount = _NAN if event.discount is None else event.discount
         has_coupon = event.coupon is not None
-    elif isinstance(
-        event, ev.EmailOpened | ev.EmailClicked | ev.SmsClicked | ev.PushOpened | ev.Unsubscribed
-    ):
-        if event.campaign_id is not None:
-            campaign = names.campaigns.intern(event.campaign_id)
+    elif ev.message_action(event) is not None:
+        campaign_id: str | None = getattr(event, "campaign_id", None)
+        if campaign_id is not None:
+            campaign = names.campaigns.intern(campaign_id)
     elif isinstance(event, ev.ConsentChanged):
         consent = 1 if event.granted else 0
     cols["user"].append(names.users.intern(event.user_id))
     cols["event_type"].append(ev.EVENT_TYPE_CODES[kind])
     cols["ts_ms"].append(ts)
-    cols["channel"].append(_CHANNEL_CODES[event.channel or ev.default_channel(kind)])
+    cols["channel"].append(_CHANNEL_CODES[ev.event_channel(event)])
     cols["revenue"].append(revenue)
     cols["discount"].append(discount)
     cols["has_coupon"].append(has_coupon)
@@ -415,9 +482,12 @@ def _append_event(
     for product in products:
         items["item_event"].append(row)
         items["item_product"].append(names.products.intern(product.product_id))
-        items["item_category"].append(names.categories.intern(product.category))
-        items["item_brand"].append(names.brands.intern(product.brand))
-        items["item_price"].append(product.price)
+        # -1 / NaN: not given (Segment makes them optional). A NaN *given* (only a constructed
+        # Struct can hold one: decoding rejects it) goes in as inf, so the screen rejects it.
+        category, brand, price = product.category, product.brand, product.price
+        items["item_category"].append(-1 if category is None else names.categories.intern(category))
+        items["item_brand"].append(-1 if brand is None else names.brands.intern(brand))
+        items["item_price"].append(_NAN if price is None else price if price == price else math.inf)
         items["item_discount"].append(_NAN if product.discount is None else product.discount)
         items["item_quantity"].append(product.quantity)
 

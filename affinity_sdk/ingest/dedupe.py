@@ -183,6 +183,34 @@ class EventIdWindow:
             self._rotate()
             cur, old = self._allocate()
 
+    def seen_one(self, key: int) -> bool:
+        """:meth:`seen` for one id (the one-event ingest path): whether ``key`` is a replay,
+        remembering it if not; on the ``"cpp"`` backend one scalar probe, no array.
+
+        Examples
+        --------
+        >>> window, twin = EventIdWindow(2), EventIdWindow(2)
+        >>> keys = (7, 7, 8, 7, 9, 3, 7)  # 9 starts a new generation; 7 is in the previous one
+        >>> [window.seen_one(k) for k in keys]
+        [False, True, False, True, False, False, True]
+        >>> [twin.seen(np.array([k], dtype=np.uint64)).item() for k in keys]
+        [False, True, False, True, False, False, True]
+        """
+        if key == 0:
+            return False
+        module = native() if self.backend == "cpp" else None
+        probe = getattr(module, "live_probe", None)
+        if probe is None:
+            return bool(self.seen(np.array([key], dtype=np.uint64))[0])
+        cur, old = self._allocate()
+        while True:
+            found: int = probe(cur, old, key, self.generation_size - self._count, self._shift)
+            if found >= 0:
+                self._count += 1 - found
+                return found == 1
+            self._rotate()
+            cur, old = self._allocate()
+
     def contains(self, event_ids: ArrayLike) -> NDArray[np.bool_]:
         """Which ids the window holds now, without remembering anything (a set lookup over the
         held ids: meant for merges, not for the per-event path).

@@ -1,22 +1,32 @@
 """The string-id interner (ids to dense integer codes) and the event-id hash.
 
+Ids are Unicode-normalised when interned (NFC by default, see :data:`IdForm`), so the composed
+and decomposed spellings of "José" are one user; an ASCII id is never touched, and an id already
+known in the spelling given costs nothing extra.
+
 Examples
 --------
 >>> names = Interners()
 >>> names.users.intern("u1"), names.users.intern("u2"), names.users.lookup("u1")
 (0, 1, 0)
+>>> names.users.intern("Jose\\u0301") == names.users.intern("Jos\\u00e9")
+True
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import InitVar, dataclass, field
+from typing import Final, Literal, TypeAlias, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TOMBSTONE", "Interner", "Interners", "event_id_hash"]
+__all__ = ["TOMBSTONE", "IdForm", "Interner", "Interners", "event_id_hash", "normalize_id"]
+
+#: The Unicode normal form string ids are put in when interned; ``None`` keeps them as given.
+IdForm: TypeAlias = Literal["NFC", "NFKC", "NFD", "NFKD"]
 
 _FNV_OFFSET: Final = 0xCBF29CE484222325
 _FNV_PRIME: Final = 0x100000001B3
@@ -41,12 +51,36 @@ def event_id_hash(event_id: str | None) -> int:
     return h or 1
 
 
+def _check_form(form: object) -> IdForm | None:
+    if form is not None and form not in get_args(IdForm):
+        raise ValueError(f"normalize_ids must be 'NFC', 'NFKC', 'NFD', 'NFKD' or None (got {form!r})")
+    return form  # type: ignore[return-value]
+
+
+def normalize_id(name: str, form: IdForm | None = "NFC") -> str:
+    """``name`` in Unicode normal form ``form`` (``None``: as given); ASCII ids are returned as is.
+
+    Examples
+    --------
+    >>> normalize_id("Jose\\u0301") == "Jos\\u00e9", normalize_id("Jose\\u0301", None) == "Jos\\u00e9"
+    (True, False)
+    """
+    if form is None or name.isascii():
+        return name
+    return unicodedata.normalize(form, name)
+
+
 #: What an erased (forgotten) id leaves in :attr:`Interner.names`; never a valid id.
 TOMBSTONE: Final = ""
 
 
 class Interner:
     """Maps string ids to dense ``int`` codes 0, 1, 2, ... in first-seen order, stably.
+
+    Every method that takes an id (:meth:`intern`, :meth:`lookup`, :meth:`forget`, :meth:`alias`)
+    puts it in normal form ``normalize`` first (:func:`normalize_id`), so :attr:`names` holds the
+    normalised spellings. Only a non-ASCII id not found as given pays for it. The ``names`` given
+    to the constructor (a saved table) are taken verbatim, so their codes are kept.
 
     Examples
     --------
@@ -55,26 +89,38 @@ class Interner:
     (0, 1, 0, 2)
     >>> names.lookup("zzz") is None
     True
+    >>> Interner(normalize=None).intern_many(["Jos\\u00e9", "Jose\\u0301"]).tolist()
+    [0, 1]
     """
 
-    __slots__ = ("_codes", "_names")
+    __slots__ = ("_codes", "_names", "normalize")
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = (), *, normalize: IdForm | None = "NFC") -> None:
         self._names: list[str] = []
         self._codes: dict[str, int] = {}
+        #: The normal form ids are put in (``None``: as given); see :func:`normalize_id`.
+        self.normalize: IdForm | None = _check_form(normalize)
         for name in names:
             if name == TOMBSTONE:
                 self._names.append(name)
             else:
-                self.intern(name)
+                self._codes.setdefault(name, len(self._names))
+                if self._codes[name] == len(self._names):
+                    self._names.append(name)
+
+    def _normal(self, name: str) -> str:
+        return normalize_id(name, self.normalize)
 
     def intern(self, name: str) -> int:
         """The code of ``name``, assigning the next free one if it is new."""
         code = self._codes.get(name)
         if code is None:
-            code = len(self._names)
-            self._codes[name] = code
-            self._names.append(name)
+            name = self._normal(name)
+            code = self._codes.get(name)
+            if code is None:
+                code = len(self._names)
+                self._codes[name] = code
+                self._names.append(name)
         return code
 
     def intern_many(self, names: Iterable[str]) -> NDArray[np.int64]:
@@ -87,6 +133,10 @@ class Interner:
         """
         names = names if isinstance(names, list | tuple) else list(names)
         codes = list(map(self._codes.get, names))
+        if None in codes and self.normalize is not None:
+            # Only ids unknown as spelled are normalised (ASCII ones are left as they are).
+            names = [n if c is not None else self._normal(n) for n, c in zip(names, codes, strict=True)]
+            codes = list(map(self._codes.get, names))
         if None in codes:
             missing = [n for n, c in zip(names, codes, strict=True) if c is None]
             if len(set(missing)) == len(missing):
@@ -101,12 +151,13 @@ class Interner:
 
     def lookup(self, name: str) -> int | None:
         """The code of ``name`` or ``None`` if it was never interned."""
-        return self._codes.get(name)
+        code = self._codes.get(name)
+        return self._codes.get(self._normal(name)) if code is None and self.normalize else code
 
     def forget(self, name: str) -> int | None:
         """Erase ``name``: its code becomes a tombstone (``""``, never reused) and a later
         :meth:`intern` of the same name gets a new code. Returns the erased code, if any."""
-        code = self._codes.pop(name, None)
+        code = self._codes.pop(self._normal(name), None)
         if code is not None:
             self._names[code] = TOMBSTONE
         return code
@@ -124,6 +175,7 @@ class Interner:
         """
         if not 0 <= code < len(self._names) or self._names[code] == TOMBSTONE:
             raise ValueError(f"cannot alias {name!r} to code {code}: no such live code")
+        name = self._normal(name)
         current = self._codes.get(name)
         if current is not None and current != code and self._names[current] == name:
             raise ValueError(f"{name!r} names code {current} of its own; retire that code first")
@@ -131,6 +183,7 @@ class Interner:
 
     def drop_alias(self, name: str) -> None:
         """Make ``name`` look up nothing again, if it is an alias (a code's own name stays)."""
+        name = self._normal(name)
         code = self._codes.get(name)
         if code is not None and self._names[code] != name:
             del self._codes[name]
@@ -190,10 +243,26 @@ class Interner:
 
 @dataclass(eq=False)
 class Interners:
-    """The interners a batch's integer columns refer to; share one across batches."""
+    """The interners a batch's integer columns refer to; share one across batches.
+
+    ``normalize_ids`` is the Unicode normal form every one of them puts ids in (``"NFC"`` by
+    default; ``None`` keeps ids byte for byte as given), also for interners passed in.
+
+    Examples
+    --------
+    >>> names = Interners(normalize_ids=None)
+    >>> names.users.intern("Jos\\u00e9") == names.users.intern("Jose\\u0301")
+    False
+    """
 
     users: Interner = field(default_factory=Interner)
     products: Interner = field(default_factory=Interner)
     categories: Interner = field(default_factory=Interner)
     brands: Interner = field(default_factory=Interner)
     campaigns: Interner = field(default_factory=Interner)
+    normalize_ids: InitVar[IdForm | None] = "NFC"
+
+    def __post_init__(self, normalize_ids: IdForm | None) -> None:
+        form = _check_form(normalize_ids)
+        for interner in (self.users, self.products, self.categories, self.brands, self.campaigns):
+            interner.normalize = form

@@ -32,7 +32,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk._backends import native
-from affinity_sdk.capture.decode import _JSON_EVENT, _JSON_TAG, Errors, UnknownTypes, _Collector, _decode_one
+from affinity_sdk.capture.decode import (
+    _JSON_EVENT,
+    _JSON_TAG,
+    BOM,
+    Errors,
+    UnknownTypes,
+    _Collector,
+    _decode_one,
+)
 from affinity_sdk.errors import AffinityError, BackendUnavailableError
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, SourcePositions
 from affinity_sdk.ingest.interner import Interners
@@ -106,8 +114,8 @@ def finish_native(
         item_slot = np.concatenate([item_slot, py_slots[py.item_event]])
         for k in items:
             extra = getattr(py, k)
-            if k in _ITEM_INTERNER:
-                extra = extra + n_cpp[_ITEM_INTERNER[k]]
+            if k in _ITEM_INTERNER:  # -1 (not given) stays -1
+                extra = np.where(extra >= 0, extra + n_cpp[_ITEM_INTERNER[k]], -1)
             items[k] = np.concatenate([items[k], extra])
         item_order = np.argsort(item_slot, kind="stable")
         item_slot = item_slot[item_order]
@@ -153,7 +161,10 @@ def finish_native(
     final["campaign"] = np.append(remap["campaigns"], -1)[campaign]
     final_items: dict[str, NDArray[Any]] = {"item_event": rows[item_slot]}
     for k, v in items.items():
-        final_items[k] = remap[_ITEM_INTERNER[k]][v].astype(np.int32) if k in _ITEM_INTERNER else v
+        # -1 (a category or brand not given) picks the appended -1.
+        final_items[k] = (
+            np.append(remap[_ITEM_INTERNER[k]], -1)[v].astype(np.int32) if k in _ITEM_INTERNER else v
+        )
     arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=EVENT_COLUMNS[k]) for k, v in final.items()}
     arrays.update({k: np.ascontiguousarray(v, dtype=ITEM_COLUMNS[k]) for k, v in final_items.items()})
     source = SourcePositions(np.ascontiguousarray(line if every else line[keep], dtype=np.int64), lines=True)
@@ -227,12 +238,13 @@ def read_ndjson_file(
 
     Together the batches equal ``EventBatch.from_ndjson(whole_file, interners, ...)``: the same
     rows in order, the same codes, rejects at the same lines, and ``errors="raise"`` raising at the
-    first bad line. Memory holds two chunks at a time. With the compiled reader and
-    ``background=True`` the next chunk is read and parsed on a worker thread (the parser releases
-    the GIL) while the caller works on this one. ``interners`` must only grow while the file is
-    read (as they do when each batch is ingested into a store that owns them; a name forgotten
-    meanwhile would keep its old code here); if they shrink below what this reader interned (a
-    rolled-back ingest), the reader starts its string tables afresh (still correct).
+    first bad line. A leading UTF-8 byte order mark is skipped. Memory holds two chunks at a
+    time. With the compiled reader and ``background=True`` the next chunk is read and parsed on a
+    worker thread (the parser releases the GIL) while the caller works on this one. ``interners``
+    must only grow while the file is read (as they do when each batch is ingested into a store
+    that owns them; a name forgotten meanwhile would keep its old code here); if they shrink below
+    what this reader interned (a rolled-back ingest), the reader starts its string tables afresh
+    (still correct).
     A file that cannot be read raises :class:`~affinity_sdk.errors.AffinityError`.
 
     Examples
@@ -314,7 +326,12 @@ def _read_chunks(
     fh: io.BufferedIOBase, chunk_bytes: int, path: str | os.PathLike[str], buffers: int
 ) -> Iterator[memoryview]:
     try:
-        yield from iter_chunks(fh, chunk_bytes, buffers=buffers)
+        chunks = iter_chunks(fh, chunk_bytes, buffers=buffers)
+        first = next(chunks, None)
+        if first is None:
+            return
+        yield first[3:] if bytes(first[:3]) == BOM else first  # a BOM is part of line 1: skip it
+        yield from chunks
     except OSError as exc:
         raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
 

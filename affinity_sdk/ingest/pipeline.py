@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from affinity_sdk.capture.events import Event as EventStruct
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions, take_rows
+from affinity_sdk.ingest.frames import frame_kind
 from affinity_sdk.ingest.screen import screen_rows
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED
 
@@ -40,7 +41,8 @@ __all__ = ["Errors", "IngestInput", "IngestReport", "run_ingest"]
 
 Errors = Literal["raise", "skip", "collect"]
 #: What ``ingest`` takes: a batch, Structs, NDJSON / JSON / MessagePack bytes or text, or a
-#: pyarrow Table / RecordBatch (the ``[arrow]`` extra; columns as in ``EventBatch.from_arrow``).
+#: pandas / polars DataFrame or pyarrow Table / RecordBatch (the ``[arrow]`` extra; columns as in
+#: ``EventBatch.from_arrow``, see :mod:`affinity_sdk.ingest.frames`).
 IngestInput = EventBatch | EventStruct | Iterable[EventStruct] | bytes | bytearray | memoryview | str | Any
 _INTERNERS = ("users", "products", "categories", "brands", "campaigns")
 _NONE_REBORN: Final = np.zeros(0, dtype=np.int64)
@@ -139,8 +141,8 @@ def _decode(
             np.asarray(decoded.positions, dtype=np.int64), lines=False, single=decoded.single
         )
         return batch, decoded.rejects.total, decoded.rejects.errors
-    if type(data).__module__.startswith("pyarrow") and hasattr(data, "schema"):
-        return EventBatch.from_arrow(data, names), 0, []  # a pyarrow Table or RecordBatch
+    if frame_kind(data) is not None:  # a pandas / polars DataFrame, a pyarrow Table / RecordBatch
+        return EventBatch.from_frame(data, names), 0, []
     if isinstance(data, msgspec.Struct):  # one event: its fields are at `$.field`
         batch = EventBatch.from_events([cast(EventStruct, data)], names)
         batch.source = SourcePositions(np.zeros(1, np.int64), lines=False, single=True)

@@ -91,8 +91,7 @@ def screen_rows(
         ),
     ]
     item_bad = (
-        np.isnan(batch.item_price)
-        | _bad_amount(batch.item_price, ev.MAX_AMOUNT)
+        _bad_amount(batch.item_price, ev.MAX_AMOUNT)  # NaN: no price given (optional in Segment's spec)
         | _bad_amount(batch.item_discount, ev.MAX_AMOUNT)
         | (batch.item_quantity < 1)
     )

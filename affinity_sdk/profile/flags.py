@@ -125,6 +125,23 @@ class UserFlags:
         consent_ms[users] = ts_ms
         self.opted_out[users] = out
 
+    def apply_consent_one(self, code: int, ts_ms: int, granted: bool) -> None:
+        """:meth:`apply_consent` for one decision, on scalars (the one-event ingest path).
+
+        Examples
+        --------
+        >>> flags = UserFlags()
+        >>> flags.grow(1)
+        >>> flags.apply_consent_one(0, 9, False)
+        >>> flags.apply_consent_one(0, 9, True)  # a grant at the same time loses to the revocation
+        >>> flags.opted_out.tolist(), flags.consent_ms.tolist()
+        ([True], [9])
+        """
+        in_force = int(self.consent_ms[code])
+        if ts_ms > in_force or (ts_ms == in_force and not granted):
+            self.consent_ms[code] = ts_ms
+            self.opted_out[code] = not granted
+
     def mark_reborn(self, codes: NDArray[np.int64], forget_ms: NDArray[np.int64]) -> None:
         """Profiles started after their id was forgotten at ``forget_ms``: events stamped at or
         before it are dropped, and the profile stays opted out until a consent grant after it
@@ -141,6 +158,11 @@ class UserFlags:
                 self.first_ms[users[0]] = ts_ms[0]
             return
         np.minimum.at(self.first_ms, users, ts_ms)
+
+    def touch_one(self, code: int, ts_ms: int) -> None:
+        """:meth:`touch` for one event, on scalars."""
+        if ts_ms < self.first_ms[code]:
+            self.first_ms[code] = ts_ms
 
     def merge_rows(self, other: UserFlags, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
         """Fold ``other``'s rows ``theirs`` into rows ``mine`` (one to one): the later consent

@@ -20,12 +20,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk import kernels
+from affinity_sdk._backends import native
 from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.kernels import empty_records
-from affinity_sdk.profile.decay import DecayState
+from affinity_sdk.profile.decay import DecayState, landmark_for
 
 __all__ = ["SignalView"]
 
@@ -46,6 +47,15 @@ class SignalView:
         self._any_revenue = bool(self._decays_revenue.any())
         self._coefs_at: tuple[int, int | None] | None = None
         self._coefs = self.weights
+        # The one-event path's tables, as Python scalars (no numpy indexing per event).
+        self._signal_list: list[int] = self._signal_of_type.tolist()
+        self._decays_list: list[bool] = self._decays_revenue.tolist()
+        self._lam_max = float(self.state.lam_per_ms.max(initial=0.0))
+        self._neg_lam = -self.state.lam_per_ms
+        self._buffers = tuple(np.empty_like(self._neg_lam) for _ in range(3))
+        module = native() if self.state.backend == "cpp" else None
+        #: The compiled one-event kernels (csrc/live.hpp), or None: the batch kernels on 1 row.
+        self.live: Any = module if module is not None and hasattr(module, "live_fold") else None
 
     @property
     def backend(self) -> str:
@@ -71,6 +81,35 @@ class SignalView:
             values = np.ones(n)
         self.state.add(users, signal, ts_ms, values)
         return n
+
+    def fold_one(self, code: int, event_type: int, ts_ms: int, revenue: float) -> bool:
+        """:meth:`fold` of a one-event batch, on scalars (the same numbers bit for bit: one
+        compiled call on the ``"cpp"`` backend, the backend's batch kernel on one row otherwise).
+        Returns whether the event's type is scored.
+
+        Examples
+        --------
+        >>> from affinity_sdk.config import default_config
+        >>> view = SignalView(default_config(), backend="reference")
+        >>> view.fold_one(0, EVENT_TYPE_CODES["app_opened"], 0, float("nan"))
+        True
+        >>> int(view.state.records[0]["count"].sum())
+        1
+        """
+        signal = self._signal_list[event_type]
+        if signal < 0:
+            return False
+        value = (0.0 if revenue != revenue else float(revenue)) if self._decays_list[signal] else 1.0
+        state = self.state
+        if self.live is None:
+            state.add(np.array([code]), np.array([signal]), np.array([ts_ms]), np.array([value]))
+            return True
+        state.ensure_profiles(code + 1)
+        target = landmark_for(state.landmark_ms, ts_ms, self._lam_max)
+        if target is not None:
+            state.rebase(target)
+        self.live.live_fold(state.records, code, signal, ts_ms, value, state.landmark_ms, state.lam_per_ms)
+        return True
 
     def unfold(self, batch: EventBatch) -> None:
         """Take back events folded earlier (a copy both merged shards folded): acc, count and
@@ -112,14 +151,35 @@ class SignalView:
     def raw_scores(self, now_ms: int) -> NDArray[np.float64]:
         return self.state.raw_scores(self.weights, now_ms)
 
-    def raw_of(self, code: int, now_ms: int) -> float:
-        """One profile's raw score at ``now_ms`` (the per-signal coefficients are kept for the
-        next call at the same time and landmark: ``tier_of`` asks at the latest event time)."""
-        key = (now_ms, self.state.landmark_ms)
+    def coefs_at(self, now_ms: int) -> NDArray[np.float64]:
+        """``weights · factors(now_ms)``, the per-signal coefficients of :meth:`raw_scores`, kept
+        for the next call at the same time and landmark (``tier_of`` asks at the latest event
+        time); the same numbers as computing them afresh."""
+        state = self.state
+        key = (now_ms, state.landmark_ms)
         if key != self._coefs_at:
-            self._coefs = self.weights * self.state.factors(now_ms)
+            landmark = state.landmark_ms
+            if landmark is None or now_ms == landmark:
+                self._coefs = self.weights * 1.0
+            elif now_ms > landmark:
+                # decay_factors' own arithmetic (into kept buffers), without the overflow guard a
+                # factor <= 1 never needs
+                x, factors, coefs = self._buffers
+                np.multiply(self._neg_lam, float(now_ms - landmark), out=x)
+                np.exp(x, out=factors)
+                self._coefs = np.multiply(self.weights, factors, out=coefs)
+            else:
+                self._coefs = self.weights * state.factors(now_ms)
             self._coefs_at = key
-        return float(self.state.records[code]["acc"] @ self._coefs)
+        return self._coefs
+
+    def raw_of(self, code: int, now_ms: int) -> float:
+        """One profile's raw score at ``now_ms``: on the ``"cpp"`` backend one compiled call
+        summing in :meth:`raw_scores`' order (so the same number ``score()`` sees)."""
+        coefs = self.coefs_at(now_ms)
+        if self.live is not None:
+            return float(self.live.live_raw(self.state.records, code, coefs))
+        return float(self.state.records[code]["acc"] @ coefs)
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         return {"landmark_ms": self.state.landmark_ms}, {"records": self.state.records}

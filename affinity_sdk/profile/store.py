@@ -40,8 +40,10 @@ from affinity_sdk.config import ScoringConfig, load_scoring_config
 from affinity_sdk.errors import AffinityError, ConfigError, StateError
 from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interner, Interners, take_rows
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow
+from affinity_sdk.ingest.interner import normalize_id
 from affinity_sdk.ingest.journal import EventJournal, first_of_each_id
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport, adopt, run_ingest
+from affinity_sdk.profile.channel_consent import ChannelConsent, medium_code
 from affinity_sdk.profile.flags import NO_TIME, UserFlags
 from affinity_sdk.profile.identity import IdentityMap
 from affinity_sdk.profile.signals import SignalView
@@ -126,6 +128,7 @@ class ProfileStore:
         self.suppression = Suppression(suppression_key)
         self.identity = IdentityMap()
         self.traits = TraitStore(suppression_key)  # identify traits (profile.traits)
+        self.channel_consent = ChannelConsent()  # per-medium consent (profile.channel_consent)
         self.dedupe = EventIdWindow(dedupe_window, backend=backend) if dedupe_window is not None else None
         self.journal = EventJournal() if dedupe_window is not None else None
         self.max_future_ms = _max_future_ms(max_future)
@@ -158,6 +161,7 @@ class ProfileStore:
     def grow(self, n_users: int) -> None:
         """Make room in the flags and every view for codes below ``n_users``."""
         self.flags.grow(n_users)
+        self.channel_consent.grow(n_users)
         for view in self.views.values():
             view.grow(n_users)
 
@@ -236,23 +240,46 @@ class ProfileStore:
             self.flags.mark_reborn(np.array([code], dtype=np.int64), forget_ms)
         return code
 
-    def opt_out(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
+    def opt_out(
+        self, user_id: str, *, at: datetime | str | int | None = None, medium: str | None = None
+    ) -> None:
         """Revoke consent as of ``at`` (default: now, or the latest event if later): the user
-        appears in no output until a later grant (:meth:`opt_in` or a ``consent_changed`` event)."""
+        appears in no output until a later grant (:meth:`opt_in` or a ``consent_changed`` event).
+        With ``medium`` ("email", "sms", "push", "in_app", "whatsapp") only that medium is revoked
+        (:mod:`affinity_sdk.profile.channel_consent`); the user stays in every other output."""
         with self._lock:
+            if medium is not None:
+                medium_code(medium)  # an unknown medium raises before a profile is created
+                self._channel_decision(self._intern_profile(user_id), medium, at, revoked=True)
+                return
             code = self._intern_profile(user_id)
             self.flags.apply_consent(
                 np.array([code]), np.array([self._decision_ms(at, code)]), np.zeros(1, dtype=np.int8)
             )
 
-    def opt_in(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
-        """Grant consent as of ``at``; an unknown user is left alone (no profile is created)."""
+    def opt_in(
+        self, user_id: str, *, at: datetime | str | int | None = None, medium: str | None = None
+    ) -> None:
+        """Grant consent as of ``at`` (on ``medium`` only, if given); an unknown user is left
+        alone (no profile is created)."""
         with self._lock:
             code = self.interners.users.lookup(user_id)
-            if code is not None:
+            if code is not None and medium is not None:
+                self._channel_decision(code, medium, at, revoked=False)
+            elif code is not None:
                 self.flags.apply_consent(
                     np.array([code]), np.array([self._decision_ms(at, code)]), np.ones(1, dtype=np.int8)
                 )
+
+    def _channel_decision(
+        self, code: int, medium: str, at: datetime | str | int | None, *, revoked: bool
+    ) -> None:
+        column = medium_code(medium)
+        self.channel_consent.grow(self.n_users)
+        ms = self._decision_ms(at)
+        if at is None:  # a call supersedes the decision before it, as for the global one
+            ms = max(ms, int(self.channel_consent.decided_ms[code, column]) + 1)
+        self.channel_consent.apply(np.array([code]), np.array([column]), np.array([ms]), np.array([revoked]))
 
     def opted_out(self) -> list[str]:
         """Ids of the known users now opted out."""
@@ -261,11 +288,16 @@ class ProfileStore:
             codes = np.flatnonzero(self.flags.opted_out & ~self.flags.retired)
             return [names[c] for c in codes.tolist()]
 
+    def _normal_id(self, user_id: str) -> str:
+        """``user_id`` in the Unicode form the user interner keeps ids in (``normalize_id``)."""
+        return normalize_id(user_id, self.interners.users.normalize)
+
     def forget(self, user_id: str, *, at: datetime | str | int | None = None) -> bool:
         """Erase ``user_id`` from every view and flag, and suppress their events stamped at or
         before ``at`` (default: now, or the latest event if later), whenever they arrive. A later
         event starts a new profile that stays opted out until a consent grant. Returns whether
         the user had a profile."""
+        user_id = self._normal_id(user_id)  # suppression hashes the form events are interned in
         with self._lock:
             forget_ms = self._decision_ms(at)
             canonical = self.identity.canonical_of(user_id)
@@ -302,6 +334,7 @@ class ProfileStore:
         """
         if not user_id or not into:
             raise ValueError("both ids must be non-empty strings")
+        user_id, into = self._normal_id(user_id), self._normal_id(into)
         with self._lock:
             if (
                 len(self.suppression)
@@ -359,6 +392,7 @@ class ProfileStore:
             view.erase(theirs)
         self.flags.reset(theirs)
         self.flags.retired[source] = True
+        self.channel_consent.fold_into(source, target)
         if self.journal is not None:
             self.journal.move_user(source, target)
         self.interners.users.retire(source)
@@ -369,6 +403,7 @@ class ProfileStore:
             view.erase(codes)
         self.flags.reset(codes)
         self.flags.retired[codes] = True
+        self.channel_consent.erase(codes)
         if self.journal is not None:
             self.journal.erase_users(codes)
         names = self.interners.users.names
@@ -425,6 +460,7 @@ class ProfileStore:
         fresh = mine >= n_before
         self.flags.consent_ms[mine[fresh]] = NO_TIME  # new rows take the other's decision as is
         self.flags.merge_rows(other.flags, theirs, mine)
+        self.channel_consent.merge_rows(other.channel_consent, theirs, mine)
         for name, view in self.views.items():
             view.merge_rows(other.views[name], theirs, mine)
         if self.dedupe is not None and other.dedupe is not None:
@@ -495,6 +531,7 @@ class ProfileStore:
                 view_headers[name] = header
                 arrays.update({f"{name}.{k}": v for k, v in view_arrays.items()})
             arrays.update({f"suppression.{k}": v for k, v in self.suppression.to_arrays().items()})
+            arrays.update({f"medium_consent.{k}": v for k, v in self.channel_consent.to_arrays().items()})
             if self.dedupe is not None:
                 ids = self.dedupe.to_arrays()
                 arrays["dedupe.previous"], arrays["dedupe.current"] = ids["previous"], ids["current"]
@@ -563,6 +600,10 @@ class ProfileStore:
                     raise ValueError(f"linked id {name!r} points to {canonical!r}, which has no profile")
                 store.interners.users.alias(name, code)
             store.flags.load_arrays(arrays, n)
+            prefix = "medium_consent."  # not "channel_...": a forgotten "ann" is looked for in files
+            store.channel_consent.load_arrays(
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, n
+            )
             store.suppression.load_arrays(arrays["suppression.digests"], arrays["suppression.forget_ms"])
             store.traits.load(stored.traits)
         except (KeyError, ValueError) as exc:

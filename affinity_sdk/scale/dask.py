@@ -26,6 +26,8 @@ This module is the public entry point; the work lives in focused modules:
 * :mod:`affinity_sdk.scale.lake`: reading a lake into the lean event frame (:func:`read_events`)
   and back into an :class:`~affinity_sdk.ingest.batch.EventBatch` in the workers;
 * :mod:`affinity_sdk.scale.quantiles`: exact distributed quantiles (:func:`exact_quantile_cutoffs`);
+* :mod:`affinity_sdk.scale.identity`: identify / alias links resolved once and events re-keyed to
+  canonical ids before the shuffle (``score_dataset(..., links=...)``);
 * :mod:`affinity_sdk.scale.scores`: :func:`score_dataset` (tiers by
   :class:`~affinity_sdk.score.tiers.TierPlan`, the single-process Scorer's plan);
 * :mod:`affinity_sdk.scale.propensity`: :func:`score_propensity`;

@@ -51,15 +51,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk import kernels
+from affinity_sdk.capture.events import MEDIA
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
+from affinity_sdk.ingest.one_event import ingest_one, takes_one
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
+from affinity_sdk.profile.channel_consent import medium_code
 from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
 from affinity_sdk.score.results import ScoreResult
-from affinity_sdk.score.tiers import NO_TIER, Cutoffs, TierPlan
+from affinity_sdk.score.shadow import ShadowReport, Shadows, ShadowSpec, shadow_report, shadow_result
+from affinity_sdk.score.tiers import NO_TIER, Cutoffs, ScalarCutoffs, TierPlan
 
 if TYPE_CHECKING:
     from affinity_sdk.ingest.batch import Interners
@@ -80,6 +84,7 @@ _log = logging.getLogger(__name__)
 
 
 _LABELS: tuple[TierLabel, TierLabel, TierLabel] = ("low", "medium", "high")  # TIER_LABELS as str
+_ERRORS = ("raise", "skip", "collect")
 
 
 def _no_tiers(size: int) -> NDArray[np.int8]:
@@ -166,6 +171,12 @@ class Scorer:
         the number of events folded since the last refresh to this many (a pass over every user,
         like :meth:`score` without the tiers). ``None`` (the default): cut-offs refresh only on
         :meth:`score`, and are computed once on first use if there are none yet.
+    shadow:
+        Candidate configs (or TOML / JSON paths) named by their ``version``, or a ``{name:
+        config}`` mapping, folded by the same ingest pass as the live config: compare them with
+        :meth:`shadow_report`, score one with :meth:`shadow_score`, switch with :meth:`promote`
+        (:mod:`affinity_sdk.score.shadow`; a candidate that changes only weights, tiers or the
+        score mapping keeps no state of its own).
     """
 
     def __init__(
@@ -178,6 +189,7 @@ class Scorer:
         views: Sequence[ViewName] = ("signals",),
         suppression_key: bytes | None = None,
         refresh_cutoffs_every: int | None = None,
+        shadow: ShadowSpec | None = None,
     ) -> None:
         if "signals" not in views:
             raise ValueError("a Scorer keeps the 'signals' view")
@@ -191,8 +203,11 @@ class Scorer:
             suppression_key=suppression_key,
         )
         self._attach(store, refresh_every)
+        if shadow is not None:
+            self._shadows.add(shadow)
 
     def _attach(self, store: ProfileStore, refresh_every: int | None = None) -> None:
+        self._shadows = Shadows(store)
         self.store = store
         self.config: ScoringConfig = store.config
         self.signals: SignalView = store.view("signals")
@@ -203,6 +218,7 @@ class Scorer:
         self._callbacks: list[Callable[[TierChange], None]] = []
         self._refresh_every = refresh_every
         self._since_cutoffs = 0  # events folded since the cut-offs were last computed
+        self._scalar_cuts: tuple[Cutoffs | None, ScalarCutoffs | None] = (None, None)  # (of, as floats)
 
     def __repr__(self) -> str:
         return (
@@ -269,7 +285,10 @@ class Scorer:
         computed here (users untouched by a call are re-tiered by :meth:`score`).
         """
         with self._lock:
-            report = self.store.ingest(data, format=format, errors=errors)
+            store = self.store
+            # One event: the scalar path (affinity_sdk.ingest.one_event), else the batch pipeline.
+            one = ingest_one(store, data) if takes_one(store, data, format) and errors in _ERRORS else None
+            report = one if one is not None else store.ingest(data, format=format, errors=errors)
             if not report.accepted or (self._refresh_every is None and not self._callbacks):
                 return report
             changes = self._ingest_changes(report)
@@ -288,6 +307,8 @@ class Scorer:
         codes = report.user_codes
         if not self._callbacks or codes.shape[0] == 0:
             return []
+        if codes.shape[0] == 1 and self.signals.live is not None:
+            return self._one_change(int(codes[0]), now_ms)
         flags = self.store.flags
         codes = codes[~(flags.opted_out[codes] | flags.retired[codes])]
         if codes.shape[0] == 0:
@@ -322,6 +343,33 @@ class Scorer:
                 strict=True,
             )
         ]
+
+    def _one_change(self, code: int, now_ms: int) -> list[TierChange]:
+        """:meth:`_ingest_changes` for one user on scalars (compiled signals view): the same raw
+        score, rule and tier as the array path."""
+        flags = self.store.flags
+        if flags.opted_out[code] or flags.retired[code]:
+            return []
+        cuts = self._scalar_cutoffs(now_ms)
+        raw = self.signals.raw_of(code, now_ms)
+        tiers_all = self._grown_tiers()
+        previous = int(tiers_all[code])
+        tier = cuts.tier(raw, previous)
+        tiers_all[code] = tier
+        before = 0 if previous == NO_TIER else previous
+        if tier == before:
+            return []
+        name = self.interners.users.names[code]
+        return [TierChange(name, _LABELS[before], _LABELS[tier], self.plan.score_one(raw))]
+
+    def _scalar_cutoffs(self, now_ms: int) -> ScalarCutoffs:
+        """The current cut-offs (computed if there are none) as Python floats, kept until they change."""
+        cutoffs = self._cutoffs if self._cutoffs is not None else self._refresh_cutoffs(now_ms)
+        of, cuts = self._scalar_cuts
+        if of is not cutoffs or cuts is None:
+            cuts = ScalarCutoffs.of(*cutoffs)
+            self._scalar_cuts = (cutoffs, cuts)
+        return cuts
 
     def _refresh_cutoffs(self, now_ms: int) -> Cutoffs:
         """Recompute the cut-offs over the consenting users at ``now_ms`` (lock held)."""
@@ -397,8 +445,7 @@ class Scorer:
             code = self.store.code_of(user_id)
             if code is None:
                 return None
-            raw = self.signals.raw_of(code, self.store.now_ms(now))
-            return float(self.plan.to_score(np.array([raw]))[0])
+            return self.plan.score_one(self.signals.raw_of(code, self.store.now_ms(now)))
 
     def tier_of(self, user_id: str, now: datetime | str | int | None = None) -> TierLabel | None:
         """One user's tier against the current cut-offs (those of the last :meth:`score` run or
@@ -410,10 +457,9 @@ class Scorer:
             if code is None or not store.is_visible(code):
                 return None
             now_ms = store.now_ms(now)
-            cut_up, cut_down = self._cutoffs if self._cutoffs is not None else self._refresh_cutoffs(now_ms)
+            cuts = self._scalar_cutoffs(now_ms)
             previous = int(self._tiers[code]) if code < self._tiers.shape[0] else NO_TIER
-            tier = self.plan.tier_of(self.signals.raw_of(code, now_ms), cut_up, cut_down, previous)
-            return _LABELS[tier]
+            return _LABELS[cuts.tier(self.signals.raw_of(code, now_ms), previous)]
 
     def explain(self, user_id: str, now: datetime | str | int | None = None) -> Explanation:
         """Each signal's decayed value, count, first / last seen and contribution, largest first.
@@ -465,14 +511,72 @@ class Scorer:
         return callback
 
     # --- consent ---------------------------------------------------------------------------
-    def opt_out(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
+    def opt_out(
+        self, user_id: str, *, at: datetime | str | int | None = None, medium: str | None = None
+    ) -> None:
         """Exclude a user from every output, export and trigger until a later consent grant
-        (:meth:`opt_in` or a ``consent_changed`` event stamped after ``at``, default now)."""
-        self.store.opt_out(user_id, at=at)
+        (:meth:`opt_in` or a ``consent_changed`` event stamped after ``at``, default now). With
+        ``medium`` only messages on that medium are revoked (see :meth:`may_contact`)."""
+        self.store.opt_out(user_id, at=at, medium=medium)
 
-    def opt_in(self, user_id: str, *, at: datetime | str | int | None = None) -> None:
-        """Grant consent as of ``at`` (default now): undoes an earlier :meth:`opt_out`."""
-        self.store.opt_in(user_id, at=at)
+    def opt_in(
+        self, user_id: str, *, at: datetime | str | int | None = None, medium: str | None = None
+    ) -> None:
+        """Grant consent as of ``at`` (default now; on ``medium`` only, if given): undoes an
+        earlier :meth:`opt_out`."""
+        self.store.opt_in(user_id, at=at, medium=medium)
+
+    def consents_of(self, user_id: str) -> dict[str, bool]:
+        """Per medium (:data:`~affinity_sdk.capture.events.MEDIA`): may the user be contacted
+        there? All false for an unknown, opted-out or forgotten user.
+
+        Examples
+        --------
+        >>> scorer = Scorer()
+        >>> from affinity_sdk.capture.events import AppOpened
+        >>> _ = scorer.ingest([AppOpened(user_id="ann", timestamp=0)])
+        >>> scorer.opt_out("ann", medium="email", at=1)
+        >>> scorer.consents_of("ann")
+        {'email': False, 'sms': True, 'push': True, 'in_app': True, 'whatsapp': True}
+        """
+        with self.store.lock:
+            code = self.store.code_of(user_id)
+            if code is None:
+                return dict.fromkeys(MEDIA, False)
+            revoked = self.store.channel_consent.revoked(code)
+            return {medium: not bool(r) for medium, r in zip(MEDIA, revoked.tolist(), strict=True)}
+
+    def may_contact(self, user_id: str, medium: str) -> bool:
+        """Whether the user may be messaged on ``medium``: visible (consenting globally, not
+        forgotten) and not opted out of that medium. An unsubscribe from email leaves push open.
+
+        Examples
+        --------
+        >>> scorer = Scorer()
+        >>> from affinity_sdk.capture.events import AppOpened
+        >>> _ = scorer.ingest([AppOpened(user_id="ann", timestamp=0)])
+        >>> scorer.opt_out("ann", medium="email", at=1)
+        >>> scorer.may_contact("ann", "email"), scorer.may_contact("ann", "push")
+        (False, True)
+        """
+        medium_code(medium)
+        return self.consents_of(user_id)[medium]
+
+    def contact_mask(self, medium: str) -> NDArray[np.bool_]:
+        """Per profile code: may it be messaged on ``medium``? The global visibility mask with
+        that medium's opt-outs removed; index audiences and exports with it.
+
+        Examples
+        --------
+        >>> scorer = Scorer()
+        >>> from affinity_sdk.capture.events import AppOpened
+        >>> _ = scorer.ingest([AppOpened(user_id=u, timestamp=0) for u in ("ann", "bob")])
+        >>> scorer.opt_out("bob", medium="sms", at=1)
+        >>> scorer.contact_mask("sms").tolist(), scorer.contact_mask("push").tolist()
+        ([True, False], [True, True])
+        """
+        with self.store.lock:
+            return self.store.channel_consent.mask(medium, self.store.visible())
 
     def opted_out(self) -> list[str]:
         """The ids of the users now opted out: pass them as ``suppressed`` to
@@ -614,6 +718,7 @@ class Scorer:
                 self.store.source_position = source_position
             header, arrays = self.store.to_container()
             arrays["score.tiers"] = self._grown_tiers().copy()
+            self._shadows.to_container(header)
             if self._cutoffs is not None:
                 arrays["score.cut_up"], arrays["score.cut_down"] = self._cutoffs
             write_container(path, _STATE_KIND, header, arrays)
@@ -668,6 +773,7 @@ class Scorer:
             raise StateError(f"{path}: the state keeps no 'signals' view")
         scorer = cls.__new__(cls)
         scorer._attach(store, refresh_every)
+        scorer._shadows.load(path, header, arrays)
         n = store.n_users
         tiers = arrays.get("score.tiers")
         if tiers is None or tiers.dtype != np.int8 or tiers.shape != (n,):
@@ -696,9 +802,90 @@ class Scorer:
         Users are matched by id; the later consent decision wins; forget suppression and event-id
         windows are united (see :meth:`ProfileStore.merge
         <affinity_sdk.profile.store.ProfileStore.merge>`). Tier cut-offs are recomputed on the
-        next :meth:`score` or :meth:`tier_of`.
+        next :meth:`score` or :meth:`tier_of`. Both must shadow the same configs by the same names.
         """
+        self._shadows.check_mergeable(other._shadows)
         self.store.merge(other.store)
         with self._lock:
             self._cutoffs = None
         return self
+
+    # --- shadow configs (affinity_sdk.score.shadow) -----------------------------------------
+    @property
+    def shadows(self) -> dict[str, ScoringConfig]:
+        """The candidate configs folded beside the live one, by name (a copy)."""
+        with self._lock:
+            return dict(self._shadows.configs)
+
+    def shadow_score(self, name: str, now: datetime | str | int | None = None) -> ScoreResult:
+        """Every visible user scored by candidate ``name`` at ``now``, as the first :meth:`score`
+        after ``promote(name)`` would (read-only: no tier is remembered, no callback fires).
+
+        Examples
+        --------
+        >>> import msgspec
+        >>> from affinity_sdk.config import default_config
+        >>> live = default_config()
+        >>> scorer = Scorer(live, shadow={"no-decay": msgspec.structs.replace(live, signals={
+        ...     "app_opened": msgspec.structs.replace(live.signals["app_opened"], half_life="inf")})})
+        >>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"ann","timestamp":0}')
+        >>> scorer.shadow_score("no-decay", now="1970-01-15T00:00:00Z").raw_score.tolist()
+        [0.5]
+        """
+        with self._lock:
+            return shadow_result(self, name, self.store.now_ms(now))
+
+    def shadow_report(
+        self, now: datetime | str | int | None = None, *, top: int | None = 100
+    ) -> ShadowReport:
+        """Each candidate against the live config at ``now`` (default: the latest event) over the
+        visible users: the live-to-candidate tier transition matrix, the Spearman correlation of
+        the raw scores and who would move tier (both tiers and scores, largest change first, at
+        most ``top``; ``None``: all). Live tiers are those :meth:`score` would assign at ``now``;
+        read-only.
+
+        Examples
+        --------
+        >>> import msgspec
+        >>> from affinity_sdk.config import default_config
+        >>> live = default_config()
+        >>> scorer = Scorer(live, shadow=[msgspec.structs.replace(live, version="v2")])
+        >>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"ann","timestamp":0}')
+        >>> report = scorer.shadow_report()
+        >>> report["v2"].n_moved, report["v2"].shares_state
+        (0, True)
+        """
+        with self._lock:
+            return shadow_report(self, self.store.now_ms(now), top)
+
+    def promote(self, name: str, *, demote_as: str | None = None) -> Scorer:
+        """Make candidate ``name`` the live config without re-ingesting; returns ``self``.
+
+        Scores, tiers, :meth:`tier_of`, :meth:`explain`, saved files and results then follow the
+        candidate's config (version and fingerprint included). Each user's last tier is kept as
+        the hysteresis memory, so the next :meth:`score` fires ``on_tier_change`` for the users
+        :meth:`shadow_report` listed as moving; cut-offs are recomputed on next use. The old live
+        config is dropped, or kept as a shadow called ``demote_as`` (promote it back to undo).
+
+        Examples
+        --------
+        >>> import msgspec
+        >>> from affinity_sdk.config import default_config
+        >>> live = default_config()
+        >>> scorer = Scorer(live, shadow=[msgspec.structs.replace(live, version="v2")])
+        >>> scorer.promote("v2", demote_as="v1").config.version, list(scorer.shadows)
+        ('v2', ['v1'])
+        """
+        with self._lock:
+            self._shadows.promote(name, demote_as)
+            self.config = self.store.config
+            self.signals = self.store.view("signals")
+            self.plan = TierPlan.from_config(self.config)
+            self._cutoffs = None
+            self._since_cutoffs = 0
+        return self
+
+    def drop_shadow(self, name: str) -> None:
+        """Stop shadowing candidate ``name`` (its own state, if any, is freed)."""
+        with self._lock:
+            self._shadows.drop(name)

@@ -82,7 +82,7 @@ from affinity_sdk.score.results import TIER_LABELS
 if TYPE_CHECKING:
     from affinity_sdk.config import ScoringConfig
 
-__all__ = ["NO_TIER", "Cutoffs", "TierMethod", "TierPlan"]
+__all__ = ["NO_TIER", "Cutoffs", "ScalarCutoffs", "TierMethod", "TierPlan"]
 
 TierMethod = Literal["quantile", "absolute"]
 #: ``(up, down)``: raw-score thresholds to enter / stay in Medium and High. ``down`` has shape
@@ -103,6 +103,46 @@ class _TierSection(Protocol):
     def high(self) -> float: ...
     @property
     def medium(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarCutoffs:
+    """Cut-offs ``(up, down)`` as Python floats, for one-user lookups without numpy: ``enter``
+    (a user who has a tier entering Medium / High), ``first`` (a first assignment) and ``down``
+    (staying), each ``(medium, high)``. :meth:`tier` is :meth:`TierPlan.assign`'s rule.
+
+    Examples
+    --------
+    >>> cuts = ScalarCutoffs.of(np.array([2.0, 5.0, 1.5, 4.5]), np.array([1.0, 4.0]))
+    >>> cuts.tier(1.5, NO_TIER), cuts.tier(1.5, 0), cuts.tier(4.2, 2), cuts.tier(float("nan"), 2)
+    (1, 0, 2, 0)
+    """
+
+    enter: tuple[float, float]
+    first: tuple[float, float]
+    down: tuple[float, float]
+
+    @classmethod
+    def of(cls, up: ArrayLike, down: ArrayLike | None = None) -> ScalarCutoffs:
+        """From ``(up, down)`` as :meth:`TierPlan.cutoffs` gives them (``down`` ``None``: ``up``'s
+        entering cut-offs)."""
+        enter, first = TierPlan.split_up(up)
+        stay = enter if down is None else np.asarray(down, dtype=np.float64)
+        e1, e2 = enter.tolist()
+        f1, f2 = first.tolist()
+        d1, d2 = stay.tolist()
+        return cls((e1, e2), (f1, f2), (d1, d2))
+
+    def tier(self, raw: float, previous: int = NO_TIER) -> int:
+        """The tier code of ``raw`` for a user whose last tier was ``previous``: tier ``t`` when
+        ``raw > 0`` and ``raw`` reaches ``down[t-1]`` if ``previous >= t``, else the entering
+        cut-off (the plain one for a user with no tier)."""
+        if not raw > 0.0:
+            return 0
+        enter = self.first if previous == NO_TIER else self.enter
+        if raw >= (self.down[1] if previous >= 2 else enter[1]):
+            return 2
+        return 1 if raw >= (self.down[0] if previous >= 1 else enter[0]) else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +243,21 @@ class TierPlan:
                 positive == np.inf, 100.0, 100.0 * positive / (positive + self.half_point)
             )
         return score
+
+    def score_one(self, raw: float) -> float:
+        """:meth:`to_score` of one value in plain Python (the same number, no array).
+
+        Examples
+        --------
+        >>> plan = TierPlan(half_point=2.0)
+        >>> values = [6.0, -1.0, float("inf")]
+        >>> [plan.score_one(x) for x in values] == plan.to_score(values).tolist()
+        True
+        """
+        if self.half_point is None:
+            return float(raw)
+        positive = raw if raw > 0.0 or raw != raw else 0.0
+        return 100.0 if positive == math.inf else 100.0 * positive / (positive + self.half_point)
 
     def raw_threshold(self, score: float) -> float:
         """The raw value whose score is ``score`` (the mapping's inverse; ``+inf`` from 100 on).
@@ -378,18 +433,7 @@ class TierPlan:
         >>> TierPlan.tier_of(1.5, np.array([2.0, 5.0, 1.5, 4.5]), down)  # no tier yet: plain cut-offs
         1
         """
-        enter = up[:2]
-        if down is None:
-            down = enter
-        if previous == NO_TIER and len(up) == 4:
-            enter = up[2:4]
-        tier = 0
-        if raw > 0.0:
-            for level in (1, 2):
-                threshold = down[level - 1] if previous >= level else enter[level - 1]
-                if raw >= threshold:
-                    tier = level
-        return tier
+        return ScalarCutoffs.of(up, down).tier(float(raw), previous)
 
     @staticmethod
     def labels(codes: NDArray[np.integer[Any]]) -> NDArray[np.str_]:

@@ -28,6 +28,12 @@ EXTRA = {
     "email_opened": {"campaign_id": "spring"},
     "consent_changed": {"granted": False},
     "page_viewed": {"url": "https://shop.example/"},
+    "product_clicked": {"product": P},
+    "product_removed_from_wishlist": {"product": P},
+    "wishlist_product_added_to_cart": {"product": P},
+    "product_shared": {"product": P, "share_via": "email"},
+    "product_reviewed": {"product": ev.Product(product_id="p1"), "rating": 4.5},
+    **{name: {"medium": "whatsapp"} for name in ev.EVENT_TYPES if name.startswith("message_")},
 }
 
 

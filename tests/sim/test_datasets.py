@@ -75,8 +75,9 @@ def test_history_and_future_split_at_end(sim: ShopSimulation) -> None:
 
 
 def test_every_event_type_is_generated(big: ShopSimulation) -> None:
+    modelled = ev.EVENT_TYPES[: ev.EVENT_TYPE_CODES["consent_changed"] + 1]  # the simulator's types
     counts = np.bincount(big.batch.event_type, minlength=len(ev.EVENT_TYPES))
-    missing = [name for name, c in zip(ev.EVENT_TYPES, counts, strict=True) if c == 0]
+    missing = [name for name, c in zip(modelled, counts, strict=False) if c == 0]
     assert not missing
 
 

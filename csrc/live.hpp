@@ -1,0 +1,41 @@
+// One event at a time (affinity_sdk/ingest/pipeline.py's one-event path, Scorer.tier_of): the
+// fold, the raw score and the event-id probe on scalars, reusing the batch kernels' own pieces so
+// every number equals the batch path's bit for bit. Header-only and free of Python.
+#pragma once
+
+#include <cstdint>
+
+#include "dedupe.hpp"
+#include "kernels.hpp"
+
+namespace affinity::live {
+
+// Fold one event into its profile's row: the contribution v · exp(λ_s (t − L)) computed by the
+// batch kernel's own routine (the same vectorised exp, std::exp out of its range), then the same
+// record update as accumulate's direct path.
+inline void fold_one(kernels::Record* row, int64_t signal, int64_t ts_ms, double value, int64_t landmark_ms,
+                     const double* lam) {
+    double expo = 0.0;
+    double contrib = 0.0;
+    kernels::detail::contributions(&signal, &ts_ms, &value, landmark_ms, lam, 1, &expo, &contrib);
+    kernels::detail::apply(row[signal], contrib, value, ts_ms);
+}
+
+// One profile's raw score Σ_s c_s A_s, summed in raw_scores' order (so the same double).
+inline double raw_of(const kernels::Record* row, int64_t n_signals, const double* coefs) {
+    double sum = 0.0;
+    for (int64_t s = 0; s < n_signals; ++s) sum += coefs[s] * row[s].acc;
+    return sum;
+}
+
+// Probe one non-zero key: 1 if either generation holds it, 0 if it was inserted into `cur`, -1 if
+// it is new and `cur` has no room left (nothing inserted: the caller rotates and probes again).
+inline int probe_one(uint64_t* cur, const uint64_t* old, uint64_t size, uint64_t key, int64_t room,
+                     unsigned shift) {
+    bool dup = false;
+    const auto next = dedupe::probe_insert(cur, old, size, &key, &dup, 1, 0, room, shift);
+    if (next.first == 0) return -1;
+    return dup ? 1 : 0;
+}
+
+}  // namespace affinity::live
