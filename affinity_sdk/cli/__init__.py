@@ -92,11 +92,24 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="kernel backend: auto, cpp, numba or reference")
     p.add_argument(
         "--format",
-        choices=("auto", "ndjson", "parquet", "segment", "orders"),
+        choices=(
+            "auto",
+            "ndjson",
+            "parquet",
+            "segment",
+            "rudderstack",
+            "snowplow",
+            "shopify",
+            "woocommerce",
+            "orders",
+        ),
         default="auto",
         help="input format: the SDK's NDJSON events, Parquet, Segment / RudderStack calls (one "
         "call or /v1/batch body per line: track, page, screen, identify, alias), or a CSV order log "
-        "(customer_id,date,revenue); default: Parquet by extension, else NDJSON or an order log by content",
+        "(customer_id,date,revenue); rudderstack reads as segment; snowplow: tracker-protocol bodies, "
+        "one per line, or the enriched TSV; shopify / woocommerce: one webhook delivery {topic, payload} "
+        "per line; "
+        "default: Parquet by extension, else NDJSON or an order log by content",
     )
     p.add_argument(
         "--columns",
@@ -118,8 +131,13 @@ def _read_batch(
     path: Path, interners: Interners | None, errors: str, fmt: str = "auto", columns: str = ""
 ) -> EventBatch:
     from affinity_sdk.capture.order_log import input_format
+    from affinity_sdk.cli.adapters import ADAPTER_FORMATS, read_adapter_file
     from affinity_sdk.ingest.batch import EventBatch
 
+    if fmt in ADAPTER_FORMATS:
+        return read_adapter_file(path, fmt, errors, interners)
+    if fmt in ("segment", "rudderstack"):
+        raise AffinityError(f"--format {fmt} is read by the commands that score (score, report, ...)")
     fmt = input_format(path, fmt, columns)
     if fmt == "parquet":
         return EventBatch.from_parquet(path, interners)
@@ -286,18 +304,23 @@ def _ingest_file(
 
     scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
     now_ms = to_epoch_ms(now) if now is not None else None
+    from affinity_sdk.cli.adapters import ADAPTER_FORMATS, read_adapter_file
+
     columns = getattr(args, "columns", "")
-    fmt = input_format(path, getattr(args, "format", "auto"), columns)
-    if fmt == "segment":
+    fmt = getattr(args, "format", "auto")
+    if fmt in ("segment", "rudderstack"):
         return scorer, _ingest_segment_file(scorer, path, now, args.errors)
+    if fmt not in ADAPTER_FORMATS:
+        fmt = input_format(path, fmt, columns)
     # The affinity view fits each category's price bands from the products it first sees, so it
     # takes the file in one batch: its numbers then do not depend on where chunks happen to end.
     whole = "affinity" in views or fmt in ("parquet", "orders")
-    batches = (
-        iter([_read_batch(path, scorer.interners, args.errors, fmt, columns)])
-        if whole
-        else read_ndjson_file(path, scorer.interners, errors=args.errors)
-    )
+    if fmt in ADAPTER_FORMATS:
+        batches = iter([read_adapter_file(path, fmt, args.errors, scorer.interners)])
+    elif whole:
+        batches = iter([_read_batch(path, scorer.interners, args.errors, fmt, columns)])
+    else:
+        batches = read_ndjson_file(path, scorer.interners, errors=args.errors)
     accepted = n_later = n_dropped = 0
     decode_rejects: list[tuple[int, str]] = []
     ingest_rejects: list[tuple[int, str]] = []
@@ -487,7 +510,7 @@ def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 #: Commands that live in a module of their own (``affinity_sdk/cli/<name>.py``): each module has
 #: ``add_parser(sub)``, which registers its sub-command and sets ``handler``. They are imported
 #: when the parser is built, so a module may import this package's helpers at its top.
-_COMMAND_MODULES: Final[tuple[str, ...]] = ("propensity", "segments", "clv", "recommend")
+_COMMAND_MODULES: Final[tuple[str, ...]] = ("propensity", "segments", "clv", "recommend", "channels")
 
 
 #: The arguments that name a file a command reads, and how an error calls them.
