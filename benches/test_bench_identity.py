@@ -1,11 +1,14 @@
 """Identity merges per second: ``Scorer.identify`` folding an anonymous profile (with events) into
-a known one inside a scorer of 100k users, the batch union-find ``resolve_links`` that a Dask job
+a known one inside a scorer of 100k users (per set of views, by the one-row fold and by the
+earlier whole-state ``merge_rows`` + ``erase`` path, alternately), the batch union-find ``resolve_links`` that a Dask job
 runs once on the client, and ``score_dataset`` with and without links (the re-key costs).
 
 Run: ``pytest benches/test_bench_identity.py --benchmark-only -s`` (rates are printed per case).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -32,16 +35,29 @@ def shop() -> EventBatch:
     return simulate_shop(100_000, weeks=4, seed=11).batch
 
 
+VIEW_SETS = {
+    "signals": ("signals",),
+    "signals+affinity": ("signals", "affinity"),
+    "all": ("signals", "affinity", "propensity", "products"),
+}
+
+
+@pytest.mark.parametrize("path", ["rows", "whole"])
+@pytest.mark.parametrize("views", list(VIEW_SETS))
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.benchmark(group="identity-merge")
-def test_identify_merges_per_second(benchmark, backend, shop) -> None:  # type: ignore[no-untyped-def]
-    """Each round links 200 users with events into 200 others (a profile fold in every view)."""
+def test_identify_merges_per_second(benchmark, backend, views, path, shop) -> None:  # type: ignore[no-untyped-def]
+    """Each round links 200 users with events into 200 others (a profile fold in every view;
+    the dedupe journal on). ``whole`` is the earlier path (``_fold_profile(whole=True)``)."""
     users = sorted(set(shop.interners.users.names))
     pairs = list(zip(users[: 2 * N_MERGES : 2], users[1 : 2 * N_MERGES : 2], strict=True))
 
     def setup():  # type: ignore[no-untyped-def]
-        scorer = Scorer(backend=backend, views=("signals", "affinity"))
+        scorer = Scorer(backend=backend, views=VIEW_SETS[views])
         scorer.ingest(shop)
+        if path == "whole":
+            store = scorer.store
+            store._fold_profile = partial(store._fold_profile, whole=True)  # type: ignore[method-assign]
         return (scorer,), {}
 
     def merge_all(scorer: Scorer) -> None:

@@ -359,7 +359,7 @@ struct Value {
 enum Field : int {
     F_TYPE, F_USER_ID, F_TIMESTAMP, F_EVENT_ID, F_CHANNEL, F_SESSION_ID, F_PRODUCT, F_PRODUCTS, F_REVENUE,
     F_DISCOUNT, F_COUPON, F_CURRENCY, F_ORDER_ID, F_CAMPAIGN_ID, F_GRANTED, F_URL, F_LIST_ID, F_CATEGORY,
-    F_QUERY, F_CART_ID, F_WISHLIST_ID, F_APP_VERSION, N_FIELDS
+    F_QUERY, F_CART_ID, F_WISHLIST_ID, F_APP_VERSION, F_MEDIUM, N_FIELDS
 };
 
 inline int field_of(std::string_view k) {
@@ -367,7 +367,7 @@ inline int field_of(std::string_view k) {
         case 3: return is(k, "url") ? F_URL : -1;
         case 4: return is(k, "type") ? F_TYPE : -1;
         case 5: return is(k, "query") ? F_QUERY : -1;
-        case 6: return is(k, "coupon") ? F_COUPON : -1;
+        case 6: return is(k, "coupon") ? F_COUPON : is(k, "medium") ? F_MEDIUM : -1;
         case 7:
             switch (k[0]) {
                 case 'u': return is(k, "user_id") ? F_USER_ID : -1;
@@ -1134,6 +1134,8 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         case SMS_CLICKED:
         case PUSH_OPENED:
         case UNSUBSCRIBED:
+            // an unsubscribe from one medium is a consent decision (a per-medium code): msgspec's
+            if (type == UNSUBSCRIBED && f[F_MEDIUM].kind != ABSENT) return false;
             if (!opt_id(f[F_CAMPAIGN_ID])) return false;
             has_campaign = f[F_CAMPAIGN_ID].kind == STR;
             break;
@@ -1143,7 +1145,8 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
             if (!opt_str(f[F_APP_VERSION])) return false;
             break;
         case CONSENT_CHANGED:
-            if (f[F_GRANTED].kind != BOOL) return false;
+            // a decision on one medium (channel consent, a code >= 2) is msgspec's, null medium too
+            if (f[F_GRANTED].kind != BOOL || f[F_MEDIUM].kind != ABSENT) return false;
             consent = f[F_GRANTED].b ? 1 : 0;
             break;
         default:

@@ -47,6 +47,7 @@ _FIELD: dict[str, Any] = {
     "medium": st.sampled_from(ev.MEDIA),
     "step": st.integers(min_value=0, max_value=1_000),
     "rating": st.floats(min_value=0.0, max_value=5.0),
+    "purpose": st.text(min_size=1, max_size=8),  # the schema asks for at least one character
 }
 
 

@@ -256,9 +256,10 @@ _ARROW_COLUMNS: Final = (
     "has_coupon",
     "campaign_id",
     "granted",
+    "medium",
     "products",
 )
-_ARROW_STRINGS: Final = ("type", "user_id", "channel", "campaign_id", "coupon")
+_ARROW_STRINGS: Final = ("type", "user_id", "channel", "campaign_id", "coupon", "medium")
 _ARROW_ITEM_STRINGS: Final = ("product_id", "category", "brand")
 
 
@@ -327,18 +328,7 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
         campaign = _arrow_codes(table.column("campaign_id"), names.campaigns, "campaign_id", False, np.int32)
     else:
         campaign = np.full(n, NO_CAMPAIGN, dtype=np.int32)
-    if "granted" not in table.column_names:
-        consent = np.full(n, NO_CONSENT, dtype=np.int8)
-    else:
-        granted = _one_array(table.column("granted"))
-        if pa.types.is_boolean(granted.type):
-            consent = _arrow_numpy(granted.cast(pa.int8()), NO_CONSENT)  # true 1, false 0, null -1
-        else:
-            consent = np.where(
-                np.asarray(granted.is_valid().to_numpy(zero_copy_only=False)),
-                np.asarray(granted.fill_null(False).to_numpy(zero_copy_only=False)).astype(np.int8),
-                NO_CONSENT,
-            ).astype(np.int8)
+    consent = _arrow_consent(table, event_type)
 
     items = _arrow_items(table, names, n)
     # Derived single-product revenue (price × quantity) may exceed MAX_AMOUNT by the quantity bound.
@@ -365,6 +355,60 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
         "consent": consent,
         **items,
     }
+
+
+def _arrow_consent(table: Any, event_type: NDArray[np.uint8]) -> NDArray[np.int8]:
+    """The batch ``consent`` codes from ``granted`` and ``medium``
+    (:func:`~affinity_sdk.profile.channel_consent.encode_consent`): a ``consent_changed`` row with
+    a medium decides for it alone, an ``unsubscribed`` row with one revokes it."""
+    pa = _pyarrow()
+    n = table.num_rows
+    if "granted" not in table.column_names:
+        consent = np.full(n, NO_CONSENT, dtype=np.int8)
+    else:
+        granted = _one_array(table.column("granted"))
+        if pa.types.is_boolean(granted.type):
+            consent = _arrow_numpy(granted.cast(pa.int8()), NO_CONSENT)  # true 1, false 0, null -1
+        else:
+            consent = np.where(
+                np.asarray(granted.is_valid().to_numpy(zero_copy_only=False)),
+                np.asarray(granted.fill_null(False).to_numpy(zero_copy_only=False)).astype(np.int8),
+                NO_CONSENT,
+            ).astype(np.int8)
+    if "medium" not in table.column_names:
+        return consent
+    media = Interner(ev.MEDIA)
+    medium = _arrow_codes(table.column("medium"), media, "medium", False, np.int64)
+    if len(media) > len(ev.MEDIA):
+        row = int(np.flatnonzero(medium >= len(ev.MEDIA))[0])
+        raise SchemaError(f"Invalid medium {media.name(int(medium[row]))!r} - at `$[{row}].medium`", row)
+    decided = (event_type == _CONSENT_CHANGED) & (consent >= 0)
+    on_medium = (medium >= 0) & (decided | (event_type == _UNSUBSCRIBED))
+    if not on_medium.any():
+        return consent
+    granted_bit = np.where(decided, consent, 0)  # an unsubscribe revokes
+    coded: NDArray[np.int8] = np.where(on_medium, 2 + 2 * medium + granted_bit, consent).astype(np.int8)
+    return coded
+
+
+def consent_arrow_columns(consent: NDArray[np.int8]) -> tuple[Any, Any]:
+    """``(granted, medium)`` Arrow columns of batch ``consent`` codes, as
+    :meth:`EventBatch.from_arrow <affinity_sdk.ingest.batch.EventBatch.from_arrow>` reads them back:
+    ``granted`` null where no decision, ``medium`` null where the decision (if any) is global.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> granted, medium = consent_arrow_columns(np.array([-1, 0, 1, 7], dtype=np.int8))
+    >>> granted.to_pylist(), medium.to_pylist()
+    ([None, False, True, True], [None, None, None, 'push'])
+    """
+    pa = _pyarrow()
+    pc = _pyarrow("compute")
+    granted = pa.array(consent % 2 == 1, pa.bool_(), mask=consent < 0)
+    codes = (consent.astype(np.int64) - 2) // 2
+    medium = pc.take(pa.array(list(ev.MEDIA), pa.string()), pa.array(codes, pa.int64(), mask=consent < 2))
+    return granted, medium
 
 
 def _hash_strings(column: Any) -> NDArray[np.uint64]:
@@ -455,6 +499,7 @@ def _arrow_table(batch: EventBatch) -> Any:
     pa = _pyarrow()
     n = len(batch)
     offsets = np.searchsorted(batch.item_event, np.arange(n + 1)).astype(np.int32)
+    granted, medium = consent_arrow_columns(batch.consent)
     products = pa.StructArray.from_arrays(
         [
             _dictionary(batch.item_product, batch.interners.products),
@@ -477,12 +522,15 @@ def _arrow_table(batch: EventBatch) -> Any:
             "discount": pa.array(batch.discount, from_pandas=True),
             "has_coupon": pa.array(batch.has_coupon),
             "campaign_id": _dictionary(batch.campaign.astype(np.int64), batch.interners.campaigns),
-            "granted": pa.array(batch.consent == 1, mask=batch.consent < 0),
+            "granted": granted,
+            "medium": medium,
             "products": pa.ListArray.from_arrays(pa.array(offsets), products),
         }
     )
 
 
+_CONSENT_CHANGED: Final = ev.EVENT_TYPE_CODES["consent_changed"]
+_UNSUBSCRIBED: Final = ev.EVENT_TYPE_CODES["unsubscribed"]
 _SINGLE_PRODUCT_CODES: Final = np.asarray(
     [
         ev.EVENT_TYPE_CODES[t]

@@ -42,6 +42,7 @@ from affinity_sdk.capture.decode import (
 )
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.interner import TOMBSTONE, Interner, Interners, event_id_hash
+from affinity_sdk.profile.channel_consent import encode_consent
 
 # Interner, Interners and TOMBSTONE are re-exported for callers that import them from here.
 __all__ = [
@@ -104,7 +105,11 @@ class EventBatch:
     in :data:`~affinity_sdk.capture.events.CHANNELS`), ``revenue`` (float64: order revenue, refund amount,
     checkout revenue, or price × quantity for single-product events), ``discount`` (float64),
     ``has_coupon`` (bool), ``campaign`` (int32 code), ``event_id`` (uint64 FNV-1a hash, 0 = none),
-    ``consent`` (int8: 1 granted, 0 revoked, -1 not a consent event).
+    ``consent`` (int8: -1 not a consent decision; 0 / 1 a global revoke / grant; ``2 + 2 * m +
+    granted`` a decision on medium ``m`` alone, ``m`` the index in
+    :data:`~affinity_sdk.capture.events.MEDIA`: see
+    :func:`~affinity_sdk.profile.channel_consent.encode_consent`. A ``consent_changed`` event
+    with a ``medium`` and an ``unsubscribed`` event with one (a revoke) carry codes >= 2).
 
     Item columns (one row per product line): ``item_event`` (int64 row in the event columns),
     ``item_product``, ``item_category``, ``item_brand`` (int32 codes), ``item_price``,
@@ -254,6 +259,9 @@ class EventBatch:
           single-product event it is price × quantity of its product, as in :meth:`from_events`;
         - ``coupon`` (string, non-null = coupon used) or ``has_coupon`` (bool);
         - ``campaign_id`` (string); ``granted`` (bool, consent events);
+        - ``medium`` (string, optional: a :data:`~affinity_sdk.capture.events.MEDIA` name): on a
+          ``consent_changed`` row the decision covers that medium alone, on an ``unsubscribed``
+          row it revokes it; null = a global decision (or none);
         - ``products``: list<struct<product_id, category, brand: string, price: double,
           discount: double (optional), quantity: int (optional, default 1)>>, one element for
           single-product events.
@@ -467,8 +475,10 @@ def _append_event(
         campaign_id: str | None = getattr(event, "campaign_id", None)
         if campaign_id is not None:
             campaign = names.campaigns.intern(campaign_id)
+        if isinstance(event, ev.Unsubscribed) and event.medium is not None:
+            consent = encode_consent(False, event.medium)  # revokes that medium alone
     elif isinstance(event, ev.ConsentChanged):
-        consent = 1 if event.granted else 0
+        consent = encode_consent(event.granted, event.medium)
     cols["user"].append(names.users.intern(event.user_id))
     cols["event_type"].append(ev.EVENT_TYPE_CODES[kind])
     cols["ts_ms"].append(ts)

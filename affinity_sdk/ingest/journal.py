@@ -57,6 +57,8 @@ class EventJournal:
         self._current: list[EventBatch] = []
         self._previous: list[EventBatch] = []
         self._rotations = 0
+        #: Profile moves (:meth:`move_user`) not yet applied to the kept events: source -> target.
+        self._moves: dict[int, int] = {}
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._current) + sum(len(b) for b in self._previous)
@@ -64,7 +66,7 @@ class EventJournal:
     def _follow(self, rotations: int) -> None:
         behind = rotations - self._rotations
         if behind >= 2:
-            self._previous, self._current = [], []
+            self._previous, self._current, self._moves = [], [], {}
         elif behind == 1:
             self._previous, self._current = self._current, []
         self._rotations = rotations
@@ -80,6 +82,7 @@ class EventJournal:
 
     def batch(self) -> EventBatch | None:
         """Every kept event as one batch (``None`` when empty); compacts the generations."""
+        self._apply_moves()
         parts = [*self._previous, *self._current]
         if not parts:
             return None
@@ -92,6 +95,7 @@ class EventJournal:
 
     def erase_users(self, codes: NDArray[np.int64]) -> None:
         """Drop every kept event of these profiles (a forget)."""
+        self._apply_moves()
         for generation in (self._previous, self._current):
             for i, part in enumerate(generation):
                 hit = np.isin(part.user, codes)
@@ -99,10 +103,52 @@ class EventJournal:
                     generation[i] = take_rows(part, ~hit)
 
     def move_user(self, source: int, target: int) -> None:
-        """Kept events of profile ``source`` now belong to ``target`` (identity stitching)."""
+        """Kept events of profile ``source`` now belong to ``target`` (identity stitching).
+
+        Recorded in O(1) amortised; the kept events are re-coded once, by the next read
+        (:meth:`batch`, :meth:`erase_users`, :meth:`to_arrays`), for every move since the last.
+
+        Examples
+        --------
+        >>> from affinity_sdk.ingest.batch import EventBatch
+        >>> journal = EventJournal()
+        >>> line = b'{"type":"app_opened","user_id":"a","timestamp":0,"event_id":"x"}'
+        >>> journal.append(EventBatch.from_ndjson(line), rotations=0)
+        >>> journal.move_user(0, 3)
+        >>> journal.move_user(3, 5)
+        >>> journal.batch().user.tolist()
+        [5]
+        """
+        if source != target and (self._previous or self._current):
+            self._moves[source] = target
+
+    def _apply_moves(self) -> None:
+        """Re-code the kept events by the recorded moves (one pass over them)."""
+        if not self._moves:
+            return
+        moves = self._moves
+        for source in moves:  # follow each chain (a -> b, then b -> c) to its end, compressing it
+            path: list[int] = []
+            end = moves[source]
+            while end in moves and moves[end] != end:
+                path.append(end)
+                end = moves[end]
+            moves[source] = end
+            for step in path:
+                moves[step] = end
+        sources = np.fromiter(moves.keys(), dtype=np.int64, count=len(moves))
+        targets = np.fromiter(moves.values(), dtype=np.int64, count=len(moves))
+        order = np.argsort(sources)
+        sources, targets = sources[order], targets[order]
+        self._moves = {}
         for generation in (self._previous, self._current):
-            for i, part in enumerate(generation):  # new arrays: a kept batch may be the caller's
-                generation[i] = replace(part, user=np.where(part.user == source, target, part.user))
+            for i, part in enumerate(generation):
+                user = part.user.astype(np.int64, copy=False)
+                at = np.minimum(np.searchsorted(sources, user), sources.shape[0] - 1)
+                hit = sources[at] == user
+                if hit.any():  # new arrays: a kept batch may be the caller's
+                    moved = np.where(hit, targets[at], user).astype(part.user.dtype, copy=False)
+                    generation[i] = replace(part, user=moved)
 
     def extend(self, batch: EventBatch | None, *, rotations: int) -> None:
         """Add ``batch`` (another store's journal, already coded in this store) as current events."""
@@ -112,6 +158,7 @@ class EventJournal:
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         """The kept events' columns, for a state file (with ``generation``: 0 previous, 1 current)."""
+        self._apply_moves()
         parts = [*self._previous, *self._current]
         if not parts:
             return {}
@@ -125,7 +172,7 @@ class EventJournal:
 
     def load_arrays(self, arrays: dict[str, NDArray[Any]], interners: Interners, rotations: int) -> None:
         """Restore :meth:`to_arrays` output (codes in ``interners``); ``ValueError`` if malformed."""
-        self._previous, self._current, self._rotations = [], [], rotations
+        self._previous, self._current, self._rotations, self._moves = [], [], rotations, {}
         if not arrays:
             return
         try:

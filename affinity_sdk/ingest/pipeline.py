@@ -1,7 +1,8 @@
 """The one ingest pipeline: every input takes the same path into the profile store.
 
 ``decode -> screen (bad numbers, future events) -> forget suppression -> dedupe (event_id) ->
-consent -> fold into every view``. A call that raises changes nothing: ids interned while decoding
+consent (global codes to the flags, per-medium ones to the channel consent table) -> fold into
+every view``. A call that raises changes nothing: ids interned while decoding
 are rolled back, the dedupe window and the flags are touched only after the last step that can
 raise, and the views fold last. Users whose events were all dropped (replays, suppressed,
 rejected) are not interned, so a dropped event never creates a profile.
@@ -32,6 +33,7 @@ from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions, take_rows
 from affinity_sdk.ingest.frames import frame_kind
 from affinity_sdk.ingest.screen import screen_rows
+from affinity_sdk.profile.channel_consent import decode_channel_rows
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED
 
 if TYPE_CHECKING:
@@ -276,9 +278,11 @@ def _fold(
         return 0, _NONE_REBORN
     consent_rows = batch.consent >= 0
     if consent_rows.any() if len(batch) > 1 else consent_rows[0]:
-        store.flags.apply_consent(
-            batch.user[consent_rows], batch.ts_ms[consent_rows], batch.consent[consent_rows]
-        )
+        users, ts_ms, codes = batch.user[consent_rows], batch.ts_ms[consent_rows], batch.consent[consent_rows]
+        store.flags.apply_consent(users, ts_ms, codes)  # global decisions (codes 0 / 1)
+        on_medium, media, revoked = decode_channel_rows(codes)
+        if on_medium.any():
+            store.channel_consent.apply(users[on_medium], media, ts_ms[on_medium], revoked)
     store.flags.touch(batch.user, batch.ts_ms)
     scored = 0
     for view in store.views.values():

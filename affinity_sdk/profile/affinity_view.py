@@ -170,7 +170,7 @@ class AffinityView:
 
     def entries(self) -> dict[str, int]:
         """Stored (profile, value) pairs per dimension (pending runs counted as they are)."""
-        return {dim: int(t.keys.shape[0] + t.pending_n) for dim, t in self.tables.items()}
+        return {dim: t.n_entries for dim, t in self.tables.items()}
 
     @property
     def activity(self) -> NDArray[np.float64]:
@@ -390,6 +390,34 @@ class AffinityView:
             if drop.any():
                 table.keep(~drop)
         self._activity[codes] = 0.0
+        self.touch()
+
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source`` into profile ``target`` and empty ``source`` (an identity
+        merge): :meth:`merge_rows` of the view into itself and :meth:`erase` of ``source``, in
+        work proportional to the two profiles' entries (:meth:`SparseTable.fold_row
+        <affinity_sdk.profile.sparse_table.SparseTable.fold_row>`: the moved entries wait as a
+        pending run, the source's old ones are dropped at the next compaction).
+
+        Examples
+        --------
+        >>> from affinity_sdk.capture.events import Product, ProductViewed
+        >>> shoe = Product(product_id="p1", category="shoes", brand="acme", price=80.0)
+        >>> view = AffinityView(backend="reference")
+        >>> _ = view.fold(EventBatch.from_events([ProductViewed(user_id="a", timestamp=0, product=shoe)]))
+        >>> view.grow(2)
+        >>> view.fold_row(0, 1)
+        >>> view.tables["brand"].compact(view.impl)
+        >>> (view.tables["brand"].keys >> VALUE_BITS).tolist(), (view.activity.sum(axis=1) > 0).tolist()
+        ([1], [False, True])
+        """
+        if source == target:
+            return
+        self.grow(max(source, target) + 1)
+        for table in self.tables.values():
+            table.fold_row(source, target, self.impl)
+        self._activity[target] += self._activity[source]
+        self._activity[source] = 0.0
         self.touch()
 
     def merge_rows(self, other: AffinityView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:

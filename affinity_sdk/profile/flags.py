@@ -48,15 +48,22 @@ _COLUMNS: Final[dict[str, tuple[type[np.generic], Any]]] = {
 def latest_consent(
     users: NDArray[np.int64], ts_ms: NDArray[np.int64], consent: NDArray[np.int8]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
-    """The last consent decision per user among consent events (``consent`` 1 granted, 0 revoked):
-    ``(users, time, opted_out)``, one entry per user; on equal times a revocation wins.
+    """The last global consent decision per user among consent events (``consent`` 1 granted,
+    0 revoked): ``(users, time, opted_out)``, one entry per user; on equal times a revocation wins.
+    Codes >= 2 (a decision on one medium, :func:`~affinity_sdk.profile.channel_consent.encode_consent`)
+    are not global decisions and are left out.
 
     Examples
     --------
     >>> import numpy as np
     >>> latest_consent(np.array([4, 4]), np.array([7, 7]), np.array([0, 1], dtype=np.int8))[2].tolist()
     [True]
+    >>> latest_consent(np.array([4, 4]), np.array([7, 8]), np.array([1, 2], dtype=np.int8))[2].tolist()
+    [False]
     """
+    is_global = (consent == 0) | (consent == 1)
+    if not is_global.all():
+        users, ts_ms, consent = users[is_global], ts_ms[is_global], consent[is_global]
     # Within a user, sort by time, then grants before revocations, so the last row wins.
     order = np.lexsort((-consent.astype(np.int64), ts_ms, users))
     ordered = users[order]
@@ -115,7 +122,8 @@ class UserFlags:
     def apply_consent(
         self, users: NDArray[np.int64], ts_ms: NDArray[np.int64], consent: NDArray[np.int8]
     ) -> None:
-        """Fold consent decisions in; a decision older than the one in force is ignored."""
+        """Fold global consent decisions in (codes 0 / 1; codes >= 2 are left out, see
+        :func:`latest_consent`); a decision older than the one in force is ignored."""
         if users.shape[0] == 0:
             return
         users, ts_ms, out = latest_consent(users, ts_ms, consent)
@@ -189,9 +197,10 @@ class UserFlags:
 
 
 def opted_out_users(*batches: Any) -> NDArray[np.bool_]:
-    """Per user code of the batches' (shared) interners: is the user's latest consent decision
-    among the batches' consent rows (``consent >= 0``) a revocation (:func:`latest_consent`)?
-    Users without a decision are not opted out.
+    """Per user code of the batches' (shared) interners: is the user's latest global consent
+    decision among the batches' consent rows (``consent`` 0 / 1) a revocation
+    (:func:`latest_consent`)? Users without one (a decision on one medium is not global) are not
+    opted out.
 
     Examples
     --------
@@ -199,7 +208,8 @@ def opted_out_users(*batches: Any) -> NDArray[np.bool_]:
     >>> lines = [b'{"type":"consent_changed","user_id":"a","timestamp":5,"granted":false}',
     ...          b'{"type":"consent_changed","user_id":"a","timestamp":9,"granted":true}',
     ...          b'{"type":"consent_changed","user_id":"b","timestamp":9,"granted":false}',
-    ...          b'{"type":"app_opened","user_id":"c","timestamp":1}']
+    ...          b'{"type":"app_opened","user_id":"c","timestamp":1}',
+    ...          b'{"type":"consent_changed","user_id":"c","timestamp":2,"granted":false,"medium":"sms"}']
     >>> opted_out_users(EventBatch.from_ndjson(b"\\n".join(lines))).tolist()
     [False, True, False]
     """

@@ -144,7 +144,7 @@ class ProductView:
 
     def entries(self) -> int:
         """Stored (profile, product) pairs (pending runs counted as they are)."""
-        return int(self.table.keys.shape[0] + self.table.pending_n)
+        return self.table.n_entries
 
     @property
     def n_products(self) -> int:
@@ -318,6 +318,15 @@ class ProductView:
             self.category[orphan], self.brand[orphan] = -1, -1
             self.price[orphan], self.seen_ms[orphan] = np.nan, _NO_TIME
         self.touch()
+
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source`` into ``target`` and empty ``source`` (an identity merge), in
+        work proportional to their entries; the catalogue stays (``target`` now holds every
+        product ``source`` touched)."""
+        if source != target:
+            self.grow(max(source, target) + 1)
+            self.table.fold_row(source, target, self.impl)
+            self.touch()
 
     def merge_rows(self, other: ProductView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
         """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (one to one),

@@ -16,6 +16,9 @@ Examples
 >>> table.compact()
 >>> table.keys.tolist(), table.recent
 ([5, 4294967303], {})
+>>> table.fold_row(1, 0)  # profile 1's entries onto profile 0
+>>> table.entries_of(0), table.entries_of(1)
+({5: [1.0], 7: [1.0]}, {})
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ class KeyTable:
     """Sorted unique int64 keys with ``width`` summed float64 values each (the last one a count:
     a key whose count drops to 0 is gone), plus entries not merged in yet: large adds wait as
     pending runs, small ones (one event's) in ``recent``, a dict per profile, so a live read of
-    one profile (:meth:`entries_of`) needs no merge of the whole table."""
+    one profile (:meth:`entries_of`) needs no merge of the whole table.
 
-    __slots__ = ("_starts", "keys", "pending", "pending_n", "recent", "values", "width")
+    :meth:`fold_row` zeroes the moved profile's merged keys in place (count 0: gone to every
+    reader) and the next :meth:`compact` drops them."""
+
+    __slots__ = ("_starts", "_zeroed", "keys", "pending", "pending_n", "recent", "values", "width")
 
     def __init__(self, width: int) -> None:
         self.width = width
@@ -53,9 +59,11 @@ class KeyTable:
         self.pending_n = 0
         #: Per profile, where its keys start in ``keys`` (built on the first live read).
         self._starts: NDArray[np.int64] | None = None
+        #: Merged keys :meth:`fold_row` zeroed (dropped at the next :meth:`compact`).
+        self._zeroed = 0
 
     def _set(self, keys: NDArray[np.int64], values: NDArray[np.float64]) -> None:
-        self.keys, self.values, self._starts = keys, values, None
+        self.keys, self.values, self._starts, self._zeroed = keys, values, None, 0
 
     def add(self, keys: NDArray[np.int64], values: NDArray[np.float64]) -> None:
         """Add ``values`` (one row per key, keys in any order) to the table."""
@@ -65,10 +73,7 @@ class KeyTable:
         if n <= _SMALL_ADD:
             recent = self.recent
             for key, row in zip(keys.tolist(), values.tolist(), strict=True):
-                entries = recent.setdefault(key >> KEY_BITS, {})
-                value = key & VALUE_MASK
-                old = entries.get(value)
-                entries[value] = row if old is None else [a + b for a, b in zip(old, row, strict=True)]
+                _add_entry(recent.setdefault(key >> KEY_BITS, {}), key & VALUE_MASK, row)
         else:
             self.pending.append((keys, values))
         self.pending_n += n
@@ -78,9 +83,16 @@ class KeyTable:
     def compact(self, *, runs_only: bool = False) -> None:
         """Merge the pending runs and (unless ``runs_only``) the small adds into the sorted keys."""
         recent = {} if runs_only else self.recent
-        if not self.pending and not recent:
+        if not self.pending and not recent and not self._zeroed:
             return
-        runs = [(self.keys, self.values), *self.pending]
+        keys, values = self.keys, self.values
+        if self._zeroed:
+            alive = values[:, -1] > 0
+            keys, values = keys[alive], values[alive]
+            if not self.pending and not recent:
+                self._set(keys, values)
+                return
+        runs = [(keys, values), *self.pending]
         if recent:
             items = [(u, v, row) for u, entries in recent.items() for v, row in entries.items()]
             keys = np.array([(u << KEY_BITS) | v for u, v, _ in items], dtype=np.int64)
@@ -107,6 +119,26 @@ class KeyTable:
             keep = np.ones(self.keys.shape[0], dtype=np.bool_)
             keep[at[~alive]] = False
             self.keep(keep)
+
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source``'s entries into ``target``'s (as small adds) and remove them
+        from ``source``: the per-profile offsets (:meth:`starts`) find its merged keys, which
+        are zeroed in place; O(the two profiles' entries) once the pending runs are merged."""
+        if source == target:
+            return
+        moved = self.entries_of(source)
+        starts = self.starts()
+        if source + 1 < starts.shape[0]:
+            lo, hi = starts[source : source + 2].tolist()
+            if hi > lo:
+                self.values[lo:hi] = 0.0
+                self._zeroed += hi - lo
+        self.recent.pop(source, None)
+        if moved:
+            entries = self.recent.setdefault(target, {})
+            for value, row in moved.items():
+                _add_entry(entries, value, row)
+            self.pending_n += len(moved)
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         self._set(self.keys[mask], self.values[mask])
@@ -135,6 +167,8 @@ class KeyTable:
             if hi > lo:
                 values = (self.keys[lo:hi] & VALUE_MASK).tolist()
                 out = dict(zip(values, self.values[lo:hi].tolist(), strict=True))
+                if self._zeroed:
+                    out = {value: row for value, row in out.items() if row[-1] > 0}
         recent = self.recent.get(profile)
         if recent:
             for value, row in recent.items():
@@ -151,7 +185,10 @@ class KeyTable:
         if profile + 1 >= starts.shape[0]:
             return []
         lo, hi = starts[profile : profile + 2].tolist()
-        out: list[float] = self.values[lo:hi, column].tolist()
+        rows = self.values[lo:hi]
+        if self._zeroed:
+            rows = rows[rows[:, -1] > 0]
+        out: list[float] = rows[:, column].tolist()
         return out
 
     def take(self, profiles: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -164,6 +201,9 @@ class KeyTable:
         length = np.where(inside, starts[np.minimum(clipped + 1, starts.shape[0] - 1)] - lo, 0)
         row = np.repeat(np.arange(profiles.shape[0], dtype=np.int64), length)
         at = np.arange(row.shape[0], dtype=np.int64) + np.repeat(lo - (np.cumsum(length) - length), length)
+        if self._zeroed:
+            alive = self.values[at, -1] > 0
+            row, at = row[alive], at[alive]
         keys = (row << KEY_BITS) | (self.keys[at] & VALUE_MASK)
         values = self.values[at]
         if self.recent:
@@ -177,6 +217,12 @@ class KeyTable:
                 keys = np.concatenate([keys, np.array(extra_keys, dtype=np.int64)])
                 values = np.concatenate([values, np.array(extra_rows, dtype=np.float64)])
         return keys, values
+
+
+def _add_entry(entries: dict[int, list[float]], value: int, row: list[float]) -> None:
+    """Add ``row`` into ``entries[value]``."""
+    old = entries.get(value)
+    entries[value] = row if old is None else [a + b for a, b in zip(old, row, strict=True)]
 
 
 def sum_rows(

@@ -66,6 +66,7 @@ from affinity_sdk.models.propensity_features import (
 from affinity_sdk.profile.decay import DecayState
 from affinity_sdk.profile.propensity_tables import KeyTable
 from affinity_sdk.profile.rows import ensure_capacity
+from affinity_sdk.profile.signals import fold_record_row
 
 __all__ = ["PropensityView"]
 
@@ -279,6 +280,23 @@ class PropensityView:
             drop = gone[table.keys >> KEY_BITS]
             if drop.any():
                 table.keep(~drop)
+
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source`` into ``target`` and empty ``source`` (an identity merge):
+        :meth:`merge_rows` of the view into itself and :meth:`erase` of ``source``, in work
+        proportional to the two profiles' rows and table entries."""
+        if source == target:
+            return
+        self.grow(max(source, target) + 1)
+        fold_record_row(self.state, source, target)
+        for counts in (self._channels, self._refunds, self._unsubscribes):
+            counts[target] += counts[source]
+            counts[source] = 0
+        for times in (self._last_use, self._last_gone):
+            times[target] = max(times[target], times[source])
+            times[source] = _NO_TIME
+        self.category_table.fold_row(source, target)
+        self.day_table.fold_row(source, target)
 
     def merge_rows(self, other: PropensityView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
         """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (one to one),

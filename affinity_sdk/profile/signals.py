@@ -28,7 +28,26 @@ from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.kernels import empty_records
 from affinity_sdk.profile.decay import DecayState, landmark_for
 
-__all__ = ["SignalView"]
+__all__ = ["SignalView", "fold_record_row"]
+
+
+def fold_record_row(state: DecayState, source: int, target: int) -> None:
+    """Add profile ``source``'s decay records into ``target``'s and empty ``source``'s: one
+    state's rows share its landmark, so this is the backend's merge kernel on the two rows (the
+    numbers :meth:`DecayState.merge <affinity_sdk.profile.decay.DecayState.merge>` gives them).
+
+    Examples
+    --------
+    >>> state = DecayState([3600.0], backend="reference")
+    >>> state.add(np.array([0, 1]), np.array([0, 0]), np.array([0, 0]), np.array([2.0, 3.0]))
+    >>> fold_record_row(state, 0, 1)
+    >>> state.records["total"].ravel().tolist(), state.records["count"].ravel().tolist()
+    ([0.0, 5.0], [0, 2])
+    """
+    state.ensure_profiles(max(source, target) + 1)
+    records = state.records
+    kernels.merge(records[target : target + 1], records[source : source + 1], backend=state.backend)
+    records[source] = empty_records(1, state.n_signals)[0]
 
 
 class SignalView:
@@ -139,6 +158,12 @@ class SignalView:
 
     def erase(self, codes: NDArray[np.int64]) -> None:
         self.state.records[codes] = empty_records(1, self.state.n_signals)[0]
+
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source`` into ``target`` and empty ``source`` (an identity merge), in
+        work proportional to the two rows (:func:`fold_record_row`)."""
+        if source != target:
+            fold_record_row(self.state, source, target)
 
     def merge_rows(self, other: SignalView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
         """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (exactly)."""

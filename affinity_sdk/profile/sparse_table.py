@@ -18,6 +18,10 @@ Examples
 >>> table.subtract(np.array([5]), np.ones((1, 1)), impl)
 >>> table.keys.tolist(), table.acc.ravel().tolist()
 ([1, 5], [1.0, 1.0])
+>>> table.fold_row(0, 2, impl)  # profile 0's entries (keys 1 and 5) onto profile 2
+>>> table.compact(impl)
+>>> [(int(k) >> VALUE_BITS, int(k) & VALUE_MASK) for k in table.keys]
+[(2, 1), (2, 5)]
 """
 
 from __future__ import annotations
@@ -32,18 +36,37 @@ __all__ = ["VALUE_BITS", "VALUE_MASK", "SparseTable", "subtract_to_zero", "trim_
 #: Bits of a table key holding the value code (the profile code sits above them).
 VALUE_BITS: Final = 32
 VALUE_MASK: Final = (1 << VALUE_BITS) - 1
+#: Pending runs :meth:`SparseTable.fold_row` lets pile up before it merges them into one: each
+#: fold searches every run, so their number bounds its cost.
+_MAX_FOLD_RUNS: Final = 64
+#: Pending runs of at most this many entries are the ones merged then (a fold's, one event's):
+#: larger ones (a batch's) wait for :meth:`SparseTable.compact` as before.
+_SMALL_RUN: Final = 1 << 12
 
 
 class SparseTable:
-    """Sorted unique keys ``u << 32 | v`` with accumulator rows, plus pending sorted runs."""
+    """Sorted unique keys ``u << 32 | v`` with accumulator rows, plus pending sorted runs.
 
-    __slots__ = ("acc", "keys", "pending", "pending_n")
+    Entries of a profile moved away by :meth:`fold_row` stay in their run, marked dead, until the
+    next :meth:`compact` drops them: read ``keys`` / ``acc`` only after a :meth:`compact`."""
+
+    __slots__ = ("acc", "dead", "dead_n", "keys", "pending", "pending_n")
 
     def __init__(self, width: int) -> None:
         self.keys = np.empty(0, dtype=np.int64)
         self.acc = np.empty((0, width), dtype=np.float64)
         self.pending: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
         self.pending_n = 0
+        #: ``(run, lo) -> hi``: rows ``lo:hi`` of run ``run`` (0 the sorted keys, ``i + 1``
+        #: ``pending[i]``) are dead (moved by :meth:`fold_row`).
+        self.dead: dict[tuple[int, int], int] = {}
+        #: Rows the dead ranges cover.
+        self.dead_n = 0
+
+    @property
+    def n_entries(self) -> int:
+        """Stored entries, pending runs counted as they are (a key in two runs counts twice)."""
+        return self.keys.shape[0] + self.pending_n - self.dead_n
 
     def add_run(self, keys: NDArray[np.int64], acc: NDArray[np.float64], impl: Any) -> None:
         """Add a sorted run of unique ``keys`` with their rows (merged in on demand)."""
@@ -60,7 +83,12 @@ class SparseTable:
         self.add_run(*trim_run(out_keys, out_acc, m), impl)
 
     def compact(self, impl: Any) -> None:
-        """Merge the pending runs into the sorted keys."""
+        """Merge the pending runs into the sorted keys (and drop the dead entries)."""
+        if self.dead:
+            ranges = self._dead_ranges()
+            self.keys, self.acc = _cut(self.keys, self.acc, ranges.get(0))
+            self.pending = [_cut(k, a, ranges.get(i + 1)) for i, (k, a) in enumerate(self.pending)]
+            self.dead, self.dead_n = {}, 0
         if not self.pending:
             return
         if len(self.pending) == 1:
@@ -82,6 +110,62 @@ class SparseTable:
         m = impl.merge_runs(self.keys, self.acc, run_keys, run_acc, out_keys, out_acc)
         self.keys, self.acc = trim_run(out_keys, out_acc, m)
         self.pending, self.pending_n = [], 0
+
+    def fold_row(self, source: int, target: int, impl: Any) -> None:
+        """Add profile ``source``'s entries into profile ``target``'s and remove them from
+        ``source``: they join as one pending run and their old places are marked dead (dropped
+        at the next :meth:`compact`). Costs a binary search per run and the rows moved."""
+        if len(self.pending) > _MAX_FOLD_RUNS:
+            self._merge_pending(impl)
+        bounds = np.array([source << VALUE_BITS, (source + 1) << VALUE_BITS], dtype=np.int64)
+        moved_keys: list[NDArray[np.int64]] = []
+        moved_acc: list[NDArray[np.float64]] = []
+        for run, (keys, acc) in enumerate([(self.keys, self.acc), *self.pending]):
+            lo, hi = np.searchsorted(keys, bounds).tolist()
+            if hi > lo and (run, lo) not in self.dead:
+                self.dead[run, lo] = hi
+                self.dead_n += hi - lo
+                moved_keys.append(keys[lo:hi])
+                moved_acc.append(acc[lo:hi])
+        if not moved_keys:
+            return
+        keys = (np.concatenate(moved_keys) & VALUE_MASK) | (target << VALUE_BITS)
+        acc = np.concatenate(moved_acc)  # a copy: a run may be scaled in place later
+        if len(moved_keys) == 1:
+            self.add_run(keys, acc, impl)  # one run's slice, re-prefixed: still sorted and unique
+        else:
+            self.add_unsorted(keys, acc, impl)
+
+    def _dead_ranges(self) -> dict[int, list[tuple[int, int]]]:
+        """The dead ``(lo, hi)`` ranges of each run."""
+        ranges: dict[int, list[tuple[int, int]]] = {}
+        for (run, lo), hi in self.dead.items():
+            ranges.setdefault(run, []).append((lo, hi))
+        return ranges
+
+    def _merge_pending(self, impl: Any) -> None:
+        """Merge the small pending runs into one (not into the sorted keys), dropping their dead
+        rows; with fewer than two small runs, :meth:`compact`."""
+        small = [i for i, (k, _) in enumerate(self.pending) if k.shape[0] <= _SMALL_RUN]
+        if len(small) < 2:
+            self.compact(impl)
+            return
+        ranges = self._dead_ranges()
+        runs = [_cut(*self.pending[i], ranges.get(i + 1)) for i in small]
+        keys = np.concatenate([k for k, _ in runs])
+        acc = np.concatenate([a for _, a in runs])
+        out_keys = np.empty_like(keys)
+        out_acc = np.empty_like(acc)
+        m = impl.group_sum(keys, acc, out_keys, out_acc) if keys.shape[0] else 0
+        merged = set(small)
+        large = [i for i in range(len(self.pending)) if i not in merged]
+        run_of = {0: 0} | {old + 1: new + 1 for new, old in enumerate(large)}
+        self.dead = {(run_of[r], lo): hi for (r, lo), hi in self.dead.items() if r in run_of}
+        self.dead_n = sum(hi - lo for (_, lo), hi in self.dead.items())
+        self.pending = [self.pending[i] for i in large]
+        if m:
+            self.pending.append(trim_run(out_keys, out_acc, m))
+        self.pending_n = sum(k.shape[0] for k, _ in self.pending)
 
     def keep(self, rows: NDArray[np.bool_]) -> None:
         """Keep only the (compacted) entries where ``rows`` is True."""
@@ -117,6 +201,18 @@ class SparseTable:
         empty[at] = ~self.acc[at].any(axis=1)
         if empty.any():
             self.keep(~empty)
+
+
+def _cut(
+    keys: NDArray[np.int64], acc: NDArray[np.float64], dead: list[tuple[int, int]] | None
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """A run without its ``dead`` row ranges."""
+    if not dead:
+        return keys, acc
+    alive = np.ones(keys.shape[0], dtype=np.bool_)
+    for lo, hi in dead:
+        alive[lo:hi] = False
+    return keys[alive], acc[alive]
 
 
 def trim_run(

@@ -49,13 +49,13 @@ from affinity_sdk.profile.identity import IdentityMap
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED, Suppression
 from affinity_sdk.profile.traits import TraitStore
-from affinity_sdk.profile.views import View
+from affinity_sdk.profile.views import View, fold_row
 
 __all__ = ["STORE_FORMAT", "VIEW_NAMES", "NowBeforeDataError", "ProfileStore", "ViewName"]
 
 #: Version of the store's section of a state file.
 STORE_FORMAT: Final = 2
-ViewName = Literal["signals", "affinity", "propensity", "products"]
+ViewName = Literal["signals", "affinity", "propensity", "products", "engagement"]
 _INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
 _serials = itertools.count()
 
@@ -64,7 +64,7 @@ class NowBeforeDataError(AffinityError, ValueError):
     """A score was asked for at a time before events already folded into the state."""
 
 
-VIEW_NAMES: Final[tuple[ViewName, ...]] = ("signals", "affinity", "propensity", "products")
+VIEW_NAMES: Final[tuple[ViewName, ...]] = ("signals", "affinity", "propensity", "products", "engagement")
 
 
 def _make_view(name: str, config: ScoringConfig, backend: str | None, interners: Interners) -> View:
@@ -74,6 +74,10 @@ def _make_view(name: str, config: ScoringConfig, backend: str | None, interners:
         from affinity_sdk.profile.propensity_view import PropensityView
 
         return PropensityView(backend=backend)
+    if name == "engagement":
+        from affinity_sdk.profile.engagement_view import EngagementView
+
+        return EngagementView(backend=backend)
     if name == "products":
         from affinity_sdk.profile.product_view import ProductView
 
@@ -99,7 +103,9 @@ class ProfileStore:
         price band, discount sensitivity; :class:`~affinity_sdk.models.affinity.AffinityModel`),
         ``"propensity"`` (the propensity features;
         :meth:`~affinity_sdk.models.propensity.PropensityModel.score_profiles`) and ``"products"``
-        (per-product interactions; :class:`~affinity_sdk.models.recommend.Recommender`).
+        (per-product interactions; :class:`~affinity_sdk.models.recommend.Recommender`) and
+        ``"engagement"`` (message responses per medium and hour, message counts;
+        :mod:`affinity_sdk.models.channels`).
     backend, dedupe_window, max_future:
         As for :class:`~affinity_sdk.score.scorer.Scorer`.
     suppression_key:
@@ -382,14 +388,21 @@ class ProfileStore:
             self.traits.set(self.identity.canonical_of(user_id), traits, at_ms)
             return True
 
-    def _fold_profile(self, source: int, target: int) -> None:
-        """Add profile ``source`` into ``target`` in the flags and every view; retire ``source``."""
+    def _fold_profile(self, source: int, target: int, *, whole: bool = False) -> None:
+        """Add profile ``source`` into ``target`` in the flags and every view; retire ``source``.
+
+        Each view folds the one row (:func:`~affinity_sdk.profile.views.fold_row`: work in
+        proportion to the two profiles); ``whole`` takes the earlier path through each view's
+        whole-state ``merge_rows`` and ``erase`` instead (tests and benches compare the two)."""
         self.grow(self.n_users)
         theirs, mine = np.array([source], dtype=np.int64), np.array([target], dtype=np.int64)
         self.flags.merge_rows(self.flags, theirs, mine)
         for view in self.views.values():
-            view.merge_rows(view, theirs, mine)
-            view.erase(theirs)
+            if whole:
+                view.merge_rows(view, theirs, mine)
+                view.erase(theirs)
+            else:
+                fold_row(view, source, target)
         self.flags.reset(theirs)
         self.flags.retired[source] = True
         self.channel_consent.fold_into(source, target)

@@ -4,18 +4,22 @@ A view is exact and additive (a forward-decay state or another sum), so the pipe
 consent, forget, dedupe and identity once, before any view sees an event, and merging shards is
 adding rows. :class:`~affinity_sdk.profile.signals.SignalView` is the scored signals; the affinity
 view is :class:`~affinity_sdk.models.affinity.AffinityModel`'s state.
+
+An identity merge folds one profile into another (:func:`fold_row`): a view that implements
+:class:`RowFolding` does it in work proportional to the two profiles; any other view falls back
+to its whole-state :meth:`View.merge_rows` into itself and :meth:`View.erase`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk.ingest.batch import EventBatch
 
-__all__ = ["View"]
+__all__ = ["RowFolding", "View", "fold_row"]
 
 
 class View(Protocol):
@@ -46,3 +50,38 @@ class View(Protocol):
 
     def load_arrays(self, header: dict[str, Any], arrays: dict[str, NDArray[Any]], n_profiles: int) -> None:
         """Restore :meth:`to_arrays` output; raises :class:`~affinity_sdk.errors.StateError`."""
+
+
+@runtime_checkable
+class RowFolding(Protocol):
+    """A view that can fold one profile into another in work proportional to the two rows."""
+
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source`` into ``target`` and empty ``source`` (an identity merge): the
+        state :meth:`View.merge_rows` of the view into itself and :meth:`View.erase` of
+        ``source`` leave, without touching other profiles' rows."""
+
+
+def fold_row(view: View, source: int, target: int) -> None:
+    """Fold profile ``source`` into ``target`` in ``view``: its :meth:`RowFolding.fold_row`
+    where it has one, else :meth:`View.merge_rows` into itself and :meth:`View.erase`.
+
+    Examples
+    --------
+    >>> from affinity_sdk.config import default_config
+    >>> from affinity_sdk.profile.signals import SignalView
+    >>> view = SignalView(default_config(), backend="reference")
+    >>> batch = EventBatch.from_ndjson(b'{"type":"app_opened","user_id":"u","timestamp":0}')
+    >>> view.grow(2)
+    >>> view.fold(batch)
+    1
+    >>> fold_row(view, 0, 1)
+    >>> view.state.records["count"].sum(axis=1).tolist()
+    [0, 1]
+    """
+    if isinstance(view, RowFolding):
+        view.fold_row(source, target)
+        return
+    theirs, mine = np.array([source], dtype=np.int64), np.array([target], dtype=np.int64)
+    view.merge_rows(view, theirs, mine)
+    view.erase(theirs)

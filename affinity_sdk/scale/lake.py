@@ -42,7 +42,16 @@ __all__ = ["EVENT_COLUMNS", "batch_from_lean", "drop_opted_out", "lean_meta", "r
 EVENT_COLUMNS: Final = ("user_id", "event_type", "ts_ms", "revenue", "consent", "event_id")
 _NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz")
 #: Columns of the flat layout that a Scorer needs (``products``: for revenue = price × quantity).
-_FLAT_COLUMNS: Final = ("type", "user_id", "timestamp", "event_id", "revenue", "granted", "products")
+_FLAT_COLUMNS: Final = (
+    "type",
+    "user_id",
+    "timestamp",
+    "event_id",
+    "revenue",
+    "granted",
+    "medium",  # consent on one medium: a code >= 2 in ``consent``
+    "products",
+)
 #: Every column of the :meth:`EventBatch.from_arrow` layout (for models that use product lines).
 _DETAIL_COLUMNS: Final = (
     *_FLAT_COLUMNS,
@@ -258,7 +267,8 @@ def read_events(
     dask.dataframe.DataFrame
         Columns ``user_id`` (string), ``event_type`` (uint8 code in
         :data:`~affinity_sdk.capture.events.EVENT_TYPES`), ``ts_ms`` (int64), ``revenue`` (float64, NaN
-        where absent), ``consent`` (int8: 1 granted, 0 revoked, -1 not a consent event) and
+        where absent), ``consent`` (int8: 1 granted, 0 revoked, -1 not a consent event, >= 2 a
+        decision on one medium: :func:`~affinity_sdk.profile.channel_consent.encode_consent`) and
         ``event_id`` (uint64 FNV-1a hash, 0 = none).
 
     Examples
@@ -308,15 +318,16 @@ def read_events(
 # --------------------------------------------------------------------------------------------
 def drop_opted_out(frame: Any) -> Any:
     """``frame`` (a lean frame holding *whole users*, e.g. a partition after the shuffle by user)
-    without the rows of its opted-out users: those whose latest consent decision is a revocation
-    (:func:`~affinity_sdk.profile.flags.latest_consent`: on equal times a revocation wins), as the
-    profile store decides. Only the consent rows are read; a frame without any is returned as is.
+    without the rows of its opted-out users: those whose latest global consent decision is a
+    revocation (:func:`~affinity_sdk.profile.flags.latest_consent`: on equal times a revocation
+    wins), as the profile store decides. A decision on one medium (``consent`` >= 2) hides no one.
+    Only the consent rows are read; a frame without any is returned as is.
 
     Examples
     --------
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"user_id": list("aaabbc"), "ts_ms": [1, 2, 5, 2, 2, 4],
-    ...                       "consent": [-1, 0, 1, 1, 0, -1]})
+    ...                       "consent": [-1, 0, 1, 1, 0, 2]})
     >>> drop_opted_out(frame)["user_id"].tolist()  # b granted and revoked at once: opted out
     ['a', 'a', 'a', 'c']
     """
@@ -325,7 +336,7 @@ def drop_opted_out(frame: Any) -> Any:
     from affinity_sdk.profile.flags import latest_consent
 
     consent = frame["consent"].to_numpy(dtype=np.int8)
-    rows = consent >= 0
+    rows = (consent == 0) | (consent == 1)  # global decisions only
     if "kind" in frame.columns:  # product lines repeat their event's columns: count events only
         rows &= frame["kind"].to_numpy() == 0
     if not rows.any():

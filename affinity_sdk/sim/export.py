@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk.capture import events as ev
+from affinity_sdk.ingest.arrow import consent_arrow_columns
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.sim.assembly import EventDetails
 from affinity_sdk.sim.ids import _id_prefix, _order_id, _session_id
@@ -90,13 +91,18 @@ def _iter_events(batch: EventBatch, details: EventDetails, seed: int) -> Iterato
             )
             for k in range(first_item[row], first_item[row + 1])
         ]
+        # a decision on one medium (batch code >= 2, see channel_consent.encode_consent)
+        medium = ev.MEDIA[(consent - 2) // 2] if consent >= 2 else None
         product_cls = _PRODUCT_EVENTS.get(etype)
         campaign_cls = _CAMPAIGN_EVENTS.get(etype)
         app_cls = _APP_EVENTS.get(etype)
         if product_cls is not None:
             yield product_cls(product=lines[0], **common)
         elif campaign_cls is not None:
-            yield campaign_cls(campaign_id=campaigns[campaign] if campaign >= 0 else None, **common)
+            on_medium: dict[str, Any] = {} if medium is None else {"medium": medium}  # unsubscribed
+            yield campaign_cls(
+                campaign_id=campaigns[campaign] if campaign >= 0 else None, **on_medium, **common
+            )
         elif app_cls is not None:
             yield app_cls(**common)
         elif etype == _T["page_viewed"]:
@@ -128,7 +134,7 @@ def _iter_events(batch: EventBatch, details: EventDetails, seed: int) -> Iterato
         elif etype == _T["order_refunded"]:
             yield ev.OrderRefunded(order_id=_order_id(order, seed), revenue=revenue[row], **common)
         elif etype == _T["consent_changed"]:
-            yield ev.ConsentChanged(granted=consent == 1, **common)
+            yield ev.ConsentChanged(granted=consent % 2 == 1, medium=medium, **common)
         else:  # pragma: no cover - every generated type is handled above
             raise AssertionError(f"unexpected event type code {etype}")
 
@@ -160,7 +166,7 @@ def _to_arrow(batch: EventBatch, details: EventDetails, seed: int) -> Any:
     ts = pa.array(batch.ts_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
     revenue = pa.array(batch.revenue, pa.float64(), mask=np.isnan(batch.revenue))
     discount = pa.array(batch.discount, pa.float64(), mask=np.isnan(batch.discount))
-    granted = pa.array(batch.consent == 1, pa.bool_(), mask=batch.consent < 0)
+    granted, medium = consent_arrow_columns(batch.consent)
     item_products = pa.StructArray.from_arrays(
         [
             lookup(names.products.names, batch.item_product.astype(np.int64)),
@@ -189,6 +195,7 @@ def _to_arrow(batch: EventBatch, details: EventDetails, seed: int) -> Any:
         "query": lookup(names.categories.names, np.where(is_type["products_searched"], aux, -1)),
         "category": lookup(names.categories.names, np.where(is_type["product_list_viewed"], aux, -1)),
         "granted": granted,
+        "medium": medium,
         "products": products,
     }
     return pa.table(columns)

@@ -244,6 +244,13 @@ def test_native_reader_hands_new_types_to_msgspec() -> None:
         {"type": "consent_changed", "user_id": "u", "timestamp": 3, "granted": True, "purpose": "marketing"},
         {"type": "promotion_clicked", "user_id": "v", "timestamp": 4, "promotion_id": "p"},
         {"type": "app_opened", "user_id": "v", "timestamp": 5},
+        # per-medium decisions (codes >= 2) beside global ones, and the legacy types with a medium
+        {"type": "consent_changed", "user_id": "v", "timestamp": 6, "granted": False, "medium": "push"},
+        {"type": "consent_changed", "user_id": "v", "timestamp": 7, "granted": True, "medium": None},
+        {"type": "consent_changed", "user_id": "w", "timestamp": 8, "granted": False},
+        {"type": "unsubscribed", "user_id": "w", "timestamp": 9, "medium": "email", "campaign_id": "c"},
+        {"type": "unsubscribed", "user_id": "w", "timestamp": 10, "channel": "sms"},
+        {"type": "email_opened", "user_id": "w", "timestamp": 11, "medium": "email"},
     ]
     data = b"\n".join(msgspec.json.encode(line) for line in lines)
     python = EventBatch.from_ndjson(data, reader="python")
@@ -254,11 +261,16 @@ def test_native_reader_hands_new_types_to_msgspec() -> None:
     for name in EVENT_COLUMNS:
         x, y = getattr(native, name), getattr(python, name)
         assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
+    assert native.consent.tolist()[5:] == [
+        encode_consent(False, "push"),
+        1,
+        0,
+        encode_consent(False, "email"),
+        -1,
+        -1,
+    ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the batch / pipeline / flags change (part B) in issue 16's report"
-)
 def test_consent_events_on_one_medium_leave_the_others_open() -> None:
     scorer = _scorer("ann", "bob")
     scorer.ingest(
