@@ -266,7 +266,7 @@ def segment_charts(segments: Mapping[str, NDArray[np.bool_]]) -> tuple[str, str]
         for j in range(len(names)):
             colour = INK if share[i, j] < 0.6 else "white"
             ax.text(j, i, f"{share[i, j]:.0%}", ha="center", va="center", fontsize=8, color=colour)
-    ax.set_title("Overlap: share of the row's users also in the column")
+    ax.set_title("Overlap: row's users also in column", loc="left")
     return size_svg, _svg(fig, "segment overlap")
 
 
