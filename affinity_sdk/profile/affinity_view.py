@@ -67,7 +67,13 @@ from affinity_sdk.profile.price_bands import (
     valid_price_cuts,
 )
 from affinity_sdk.profile.rows import ensure_capacity
-from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTable, subtract_to_zero
+from affinity_sdk.profile.sparse_table import (
+    VALUE_BITS,
+    VALUE_MASK,
+    SparseTable,
+    profile_mask,
+    subtract_to_zero,
+)
 
 __all__ = [
     "DIMENSIONS",
@@ -378,18 +384,12 @@ class AffinityView:
     # --- View protocol: erase / merge -----------------------------------------------------------
     def erase(self, codes: NDArray[np.int64]) -> None:
         """Remove every entry of profiles ``codes`` and zero their activity (exactly)."""
-        codes = np.asarray(codes, dtype=np.int64)
-        codes = codes[(codes >= 0) & (codes < self.n_profiles)]
-        if codes.shape[0] == 0:
+        gone = profile_mask(codes, self.n_profiles)
+        if gone is None:
             return
-        gone = np.zeros(self.n_profiles, dtype=np.bool_)
-        gone[codes] = True
         for table in self.tables.values():
-            table.compact(self.impl)
-            drop = gone[table.keys >> VALUE_BITS]
-            if drop.any():
-                table.keep(~drop)
-        self._activity[codes] = 0.0
+            table.drop_profiles(gone, self.impl)
+        self._activity[np.flatnonzero(gone)] = 0.0
         self.touch()
 
     def fold_row(self, source: int, target: int) -> None:

@@ -56,7 +56,7 @@ from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.kernels import decay_factors
 from affinity_sdk.profile.affinity_view import _impl
 from affinity_sdk.profile.decay import lam_per_ms, landmark_for
-from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTable
+from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTable, profile_mask
 
 __all__ = ["ACTIONS", "DAY_MS", "HOURS_OF_WEEK", "EngagementView", "hour_of_week"]
 
@@ -308,17 +308,11 @@ class EngagementView:
 
     def erase(self, codes: NDArray[np.int64]) -> None:
         """Remove every entry of profiles ``codes``."""
-        codes = np.asarray(codes, dtype=np.int64)
-        codes = codes[(codes >= 0) & (codes < self.n_profiles)]
-        if codes.shape[0] == 0:
+        gone = profile_mask(codes, self.n_profiles)
+        if gone is None:
             return
-        gone = np.zeros(self.n_profiles, dtype=np.bool_)
-        gone[codes] = True
         for table in self._tables():
-            table.compact(self.impl)
-            drop = gone[table.keys >> VALUE_BITS]
-            if drop.any():
-                table.keep(~drop)
+            table.drop_profiles(gone, self.impl)
         self.touch()
 
     def merge_rows(self, other: EngagementView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:

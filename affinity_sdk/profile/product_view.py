@@ -58,7 +58,7 @@ from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.kernels import decay_factors
 from affinity_sdk.profile.affinity_view import _impl
 from affinity_sdk.profile.decay import lam_per_ms, landmark_for
-from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTable
+from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTable, profile_mask
 
 __all__ = ["COLUMNS", "KINDS", "ProductView"]
 
@@ -302,17 +302,12 @@ class ProductView:
     # --- View protocol: erase / merge -----------------------------------------------------------
     def erase(self, codes: NDArray[np.int64]) -> None:
         """Remove every entry of profiles ``codes`` (their part of every pair count goes with them)."""
-        codes = np.asarray(codes, dtype=np.int64)
-        codes = codes[(codes >= 0) & (codes < self.n_profiles)]
-        if codes.shape[0] == 0:
+        gone = profile_mask(codes, self.n_profiles)
+        if gone is None:
             return
-        gone = np.zeros(self.n_profiles, dtype=np.bool_)
-        gone[codes] = True
-        self.table.compact(self.impl)
-        drop = gone[self.table.keys >> VALUE_BITS]
-        if drop.any():
-            touched = np.unique(self.table.keys[drop] & VALUE_MASK)
-            self.table.keep(~drop)
+        dropped = self.table.drop_profiles(gone, self.impl)
+        if dropped.shape[0]:
+            touched = np.unique(dropped & VALUE_MASK)
             # a product no remaining profile touched leaves no trace of the erased ones
             orphan = touched[~np.isin(touched, self.table.keys & VALUE_MASK)]
             self.category[orphan], self.brand[orphan] = -1, -1

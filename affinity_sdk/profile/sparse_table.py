@@ -31,7 +31,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["VALUE_BITS", "VALUE_MASK", "SparseTable", "subtract_to_zero", "trim_run"]
+__all__ = ["VALUE_BITS", "VALUE_MASK", "SparseTable", "profile_mask", "subtract_to_zero", "trim_run"]
 
 #: Bits of a table key holding the value code (the profile code sits above them).
 VALUE_BITS: Final = 32
@@ -171,6 +171,16 @@ class SparseTable:
         """Keep only the (compacted) entries where ``rows`` is True."""
         self.keys, self.acc = self.keys[rows], self.acc[rows]
 
+    def drop_profiles(self, gone: NDArray[np.bool_], impl: Any) -> NDArray[np.int64]:
+        """Compact, then drop every entry of the profiles marked in ``gone`` (a mask over
+        profiles, as :func:`profile_mask` gives); returns the dropped entries' keys."""
+        self.compact(impl)
+        drop = gone[self.keys >> VALUE_BITS]
+        dropped: NDArray[np.int64] = self.keys[drop]
+        if dropped.shape[0]:
+            self.keep(~drop)
+        return dropped
+
     def scale(self, factors: NDArray[np.float64]) -> None:
         """Multiply every accumulator column by its factor (pending runs included)."""
         self.acc *= factors
@@ -201,6 +211,24 @@ class SparseTable:
         empty[at] = ~self.acc[at].any(axis=1)
         if empty.any():
             self.keep(~empty)
+
+
+def profile_mask(codes: NDArray[np.int64], n_profiles: int) -> NDArray[np.bool_] | None:
+    """``codes`` as a mask over ``n_profiles`` profiles (codes out of range ignored), or ``None``
+    when none is in range: what a view's ``erase`` removes.
+
+    Examples
+    --------
+    >>> profile_mask(np.array([1, 7]), 3).tolist(), profile_mask(np.array([5]), 3)
+    ([False, True, False], None)
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    codes = codes[(codes >= 0) & (codes < n_profiles)]
+    if codes.shape[0] == 0:
+        return None
+    gone = np.zeros(n_profiles, dtype=np.bool_)
+    gone[codes] = True
+    return gone
 
 
 def _cut(
