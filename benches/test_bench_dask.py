@@ -151,3 +151,34 @@ def test_local_cluster_affinities(benchmark: Any, lake: tuple[Path, int], client
     assert top.n_users > 0
     benchmark.extra_info["users"] = top.n_users
     _report(benchmark, n_events, "LocalCluster 2x1 score_affinities, brand top 3")
+
+
+#: The views ``fold_dataset`` is timed with (the two that had no Dask path before it).
+FOLD_VIEWS = ("engagement", "products")
+
+
+@pytest.mark.benchmark(group="dask-store")
+def test_single_process_store(benchmark: Any, lake: tuple[Path, int]) -> None:
+    from affinity_sdk.ingest.parquet import read_parquet
+    from affinity_sdk.profile.store import ProfileStore
+
+    path, n_events = lake
+
+    def run() -> ProfileStore:
+        store = ProfileStore(views=FOLD_VIEWS)
+        store.ingest(read_parquet(path))
+        return store
+
+    store = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert store.events_ingested > 0
+    _report(benchmark, n_events, f"single process ProfileStore {FOLD_VIEWS}")
+
+
+@pytest.mark.benchmark(group="dask-store")
+def test_local_cluster_fold_dataset(benchmark: Any, lake: tuple[Path, int], client: Any) -> None:
+    from affinity_sdk.scale.dask import fold_dataset
+
+    path, n_events = lake
+    store = benchmark.pedantic(lambda: fold_dataset(path, views=FOLD_VIEWS), rounds=1, iterations=1)
+    assert store.events_ingested > 0
+    _report(benchmark, n_events, f"LocalCluster 2x1 fold_dataset {FOLD_VIEWS}")

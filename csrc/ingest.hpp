@@ -44,7 +44,8 @@ inline constexpr std::string_view kEventTypeNames[N_EVENT_TYPES] = {
     "product_removed", "product_added_to_wishlist", "cart_viewed", "checkout_started", "coupon_applied",
     "order_completed", "order_refunded", "email_opened", "email_clicked", "sms_clicked", "push_opened",
     "unsubscribed", "app_installed", "app_opened", "app_uninstalled", "consent_changed"};
-inline constexpr std::string_view kChannelNames[6] = {"web", "app", "email", "sms", "push", "store"};
+// Index = channel code (events.CHANNELS): codes are stored, so names are only ever appended.
+inline constexpr std::string_view kChannelNames[7] = {"web", "app", "email", "sms", "push", "store", "whatsapp"};
 
 inline uint8_t default_channel(int type) {
     switch (type) {
@@ -998,6 +999,7 @@ inline int channel_of(std::string_view s) {
         case 3: return is(s, "web") ? 0 : is(s, "app") ? 1 : is(s, "sms") ? 3 : -1;
         case 4: return is(s, "push") ? 4 : -1;
         case 5: return is(s, "email") ? 2 : is(s, "store") ? 5 : -1;
+        case 8: return is(s, "whatsapp") ? 6 : -1;
         default: return -1;
     }
 }

@@ -3,6 +3,7 @@
 // every number equals the batch path's bit for bit. Header-only and free of Python.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "dedupe.hpp"
@@ -26,6 +27,28 @@ inline double raw_of(const kernels::Record* row, int64_t n_signals, const double
     double sum = 0.0;
     for (int64_t s = 0; s < n_signals; ++s) sum += coefs[s] * row[s].acc;
     return sum;
+}
+
+// numpy's one-dimensional ufunc loop (PyUFuncGenericFunction), spelled without Python's headers.
+using UnaryLoop = void (*)(char** args, const std::ptrdiff_t* dimensions, const std::ptrdiff_t* steps, void* data);
+
+// The coefficients of raw_of at Δ = now − L >= 0 into `coefs`: w_s · exp(−λ_s Δ) with the arithmetic
+// of Python's `weights * decay_factors(lam, Δ)`, which score() uses (one multiply, then numpy's own
+// exp loop `exp_loop`, then one multiply; 1 at Δ = 0), so the same doubles. `x` and `factors` are
+// scratch of n_signals doubles.
+inline void coefs_at(const double* neg_lam, const double* weights, int64_t n_signals, int64_t delta_ms,
+                     UnaryLoop exp_loop, void* loop_data, double* x, double* factors, double* coefs) {
+    if (delta_ms == 0) {
+        for (int64_t s = 0; s < n_signals; ++s) coefs[s] = weights[s];
+        return;
+    }
+    const double delta = static_cast<double>(delta_ms);
+    for (int64_t s = 0; s < n_signals; ++s) x[s] = neg_lam[s] * delta;
+    char* args[2] = {reinterpret_cast<char*>(x), reinterpret_cast<char*>(factors)};
+    const std::ptrdiff_t dims[1] = {static_cast<std::ptrdiff_t>(n_signals)};
+    const std::ptrdiff_t steps[2] = {sizeof(double), sizeof(double)};
+    exp_loop(args, dims, steps, loop_data);
+    for (int64_t s = 0; s < n_signals; ++s) coefs[s] = weights[s] * factors[s];
 }
 
 // Probe one non-zero key: 1 if either generation holds it, 0 if it was inserted into `cur`, -1 if

@@ -89,9 +89,9 @@ MAX_AMOUNT: Final = 1e12
 MIN_TS_MS: Final = -2_208_988_800_000
 MAX_TS_MS: Final = 7_258_118_400_000
 
-Channel: TypeAlias = Literal["web", "app", "email", "sms", "push", "store"]
-#: Channel codes used in columnar batches (index in this tuple).
-CHANNELS: Final[tuple[str, ...]] = ("web", "app", "email", "sms", "push", "store")
+Channel: TypeAlias = Literal["web", "app", "email", "sms", "push", "store", "whatsapp"]
+#: Channel codes used in columnar batches (index in this tuple; codes are stored, so only append).
+CHANNELS: Final[tuple[str, ...]] = ("web", "app", "email", "sms", "push", "store", "whatsapp")
 #: Where a message is delivered; ``medium`` on message and consent events (see docs/messages.md).
 Medium: TypeAlias = Literal["email", "sms", "push", "in_app", "whatsapp"]
 #: Message media in code order (only ever append).
@@ -506,21 +506,20 @@ MESSAGE_ACTIONS: Final[dict[str, tuple[str, Medium | None]]] = {
     "sms_clicked": ("clicked", "sms"),
     "push_opened": ("opened", "push"),
 }
-#: The batch channel of a message on each medium (in-app messages happen in the app; WhatsApp,
-#: like SMS, reaches a phone number).
+#: The batch channel of a message on each medium (in-app messages happen in the app).
 _MEDIUM_CHANNEL: Final[dict[str, Channel]] = {
     "email": "email",
     "sms": "sms",
     "push": "push",
     "in_app": "app",
-    "whatsapp": "sms",
+    "whatsapp": "whatsapp",
 }
 
 
 def message_action(event: _Event) -> tuple[str, Medium] | None:
     """``(action, medium)`` of a message event (``None`` for other events): legacy types and the
     ``message_*`` family alike, so rates can be computed over both. An ``unsubscribed`` event
-    without ``medium`` is an email unsubscribe unless its ``channel`` names sms or push.
+    without ``medium`` is an email unsubscribe unless its ``channel`` names sms, push or whatsapp.
 
     Examples
     --------
@@ -540,7 +539,8 @@ def message_action(event: _Event) -> tuple[str, Medium] | None:
         return action, medium
     given: Medium | None = getattr(event, "medium", None)
     if given is None:
-        given = "sms" if event.channel == "sms" else "push" if event.channel == "push" else "email"
+        channel = event.channel
+        given = channel if channel == "sms" or channel == "push" or channel == "whatsapp" else "email"
     return action, given
 
 

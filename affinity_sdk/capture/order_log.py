@@ -34,6 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from os import PathLike
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -96,8 +97,8 @@ _JSON_WANTED: Final = "one JSON object per line"
 
 
 def input_format(path: str | PathLike[str], fmt: str = "auto", columns: str = "") -> str:
-    """The CLI's ``--format`` resolved for the file at ``path``: ``auto`` is ``"parquet"`` by
-    extension, else ``"orders"`` (an order log) if the file starts with a CSV header line, else
+    """The CLI's ``--format`` resolved for the file at ``path``: ``auto`` is ``"parquet"`` for a
+    folder or by extension, else ``"orders"`` (an order log) if the file starts with a CSV header line, else
     ``"ndjson"``; any other ``fmt`` is returned as given. A file that plainly is not in the format
     named (a CSV header for a JSON-lines format, JSON or binary data for ``orders``, binary data
     for ``auto``) raises one :class:`~affinity_sdk.errors.AffinityError` line saying what was
@@ -117,7 +118,8 @@ def input_format(path: str | PathLike[str], fmt: str = "auto", columns: str = ""
     """
     from affinity_sdk.capture.decode import sniff_text
 
-    if fmt == "parquet" or (fmt == "auto" and str(path).lower().endswith(".parquet")):
+    by_name = str(path).lower().endswith(".parquet") or Path(path).is_dir()
+    if fmt == "parquet" or (fmt == "auto" and by_name):
         found = "parquet"
     else:
         try:

@@ -17,8 +17,13 @@ already-parsed dicts. Mapping rules:
 - ``userId`` (or ``anonymousId`` when absent) -> ``user_id``; ``messageId`` -> ``event_id``;
   ``timestamp`` (else ``originalTimestamp``) -> ``timestamp``; ``properties.session_id`` or
   ``context.sessionId`` -> ``session_id``.
-- channel: ``properties.channel`` if it is one of ours, else ``context.channel`` / top-level
-  ``channel`` ("browser" -> web, "mobile" -> app, "server" -> none), else the type's default.
+- channel: ``properties.channel`` if it is one of ours, else (``Order Completed`` only) the
+  message medium ``context.campaign.medium`` names (UTM medium "email", "e-mail", "sms",
+  "push", "whatsapp", ...: the order converts on that medium), else ``context.channel`` /
+  top-level ``channel`` ("browser" -> web, "mobile" -> app, "server" -> none), else the type's
+  default.
+- time zone: ``context.timezone`` (an IANA name) becomes the user's ``timezone`` trait
+  (:func:`segment_traits`), so send hours can be given in local time.
 - product events take the product from flat properties (``product_id`` or ``sku``, and the
   optional ``category``, ``brand``, ``price``, ``quantity``, ``discount``); orders and lists take
   ``properties.products``; ``revenue`` falls back to ``total``, ``coupon`` to ``coupon_id`` /
@@ -89,12 +94,24 @@ _ALIAS_MEDIUM: Final[dict[str, str]] = {
     "sms bounced": "sms",
 }
 _SKIPPED_CALLS: Final = frozenset({"identify", "group", "alias"})
+#: Names sources give a channel (``context.channel``) or a medium (UTM ``context.campaign.medium``)
+#: that are not one of ours, onto ours (``None``: no channel).
 _CHANNEL_HINTS: Final[dict[str, str | None]] = {
     "browser": "web",
     "mobile": "app",
     "server": None,
     "client": "web",
+    "e-mail": "email",
+    "mail": "email",
+    "newsletter": "email",
+    "text": "sms",
+    "push_notification": "push",
+    "push-notification": "push",
+    "push notification": "push",
+    "wa": "whatsapp",
 }
+#: Channels that are message media: an order tagged with one converts on it.
+_MESSAGE_CHANNELS: Final = frozenset(("email", "sms", "push", "whatsapp"))
 #: Types whose one product sits in flat ``properties`` (``product_id`` / ``sku``, ``category``, ...).
 _SINGLE: Final = frozenset(
     name for name, cls in ev.EVENT_CLASSES.items() if "product" in cls.__struct_fields__
@@ -142,10 +159,26 @@ def _product(props: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _channel(call: Mapping[str, Any], props: Mapping[str, Any]) -> str | None:
+def _campaign_medium(call: Mapping[str, Any]) -> str | None:
+    """The message channel ``context.campaign.medium`` (UTM medium) names, if it names one."""
+    context = call.get("context")
+    campaign = context.get("campaign") if isinstance(context, Mapping) else None
+    medium = campaign.get("medium") if isinstance(campaign, Mapping) else None
+    if not isinstance(medium, str):
+        return None
+    key = _key(medium)
+    channel = key if key in ev.CHANNELS else _CHANNEL_HINTS.get(key)
+    return channel if channel in _MESSAGE_CHANNELS else None
+
+
+def _channel(call: Mapping[str, Any], props: Mapping[str, Any], kind: str) -> str | None:
     given = props.get("channel")
     if isinstance(given, str) and given in ev.CHANNELS:
         return given
+    if kind == "order_completed":  # the message the order came through, before the library's channel
+        medium = _campaign_medium(call)
+        if medium is not None:
+            return medium
     context = call.get("context")
     hint = context.get("channel") if isinstance(context, Mapping) else None
     hint = hint if isinstance(hint, str) else call.get("channel")
@@ -183,7 +216,7 @@ def _map_call(call: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | Non
         out["timestamp"] = stamp
     if call.get("messageId") is not None:
         out["event_id"] = call["messageId"]
-    channel = "app" if kind_of_call == "screen" else _channel(call, props)
+    channel = "app" if kind_of_call == "screen" else _channel(call, props, kind)
     if channel is not None:
         out["channel"] = channel
     context = call.get("context")
@@ -378,8 +411,10 @@ def segment_traits(
 ) -> list[tuple[str, dict[str, Any], int | None]]:
     """The traits of ``identify`` calls, in call order: ``(user id, traits, time in epoch ms)``
     with the call's ``traits`` (Segment) over its ``context.traits`` (where RudderStack's SDKs
-    put them), the ``userId`` (else the ``anonymousId``) and the call's ``timestamp`` (else
-    ``originalTimestamp``; ``None`` when it has neither or it does not parse). Calls without an
+    put them) over its ``context.timezone`` (as trait ``timezone``), the ``userId`` (else the
+    ``anonymousId``) and the call's ``timestamp`` (else ``originalTimestamp``; ``None`` when it
+    has neither or it does not parse). Any other call with a ``context.timezone`` gives
+    ``{"timezone": ...}`` for its user: the latest call's zone is the user's. Calls without an
     id or with empty traits give nothing; trait names that are not non-empty strings are left
     out. Feed them to :meth:`ProfileStore.set_traits
     <affinity_sdk.profile.store.ProfileStore.set_traits>` (:meth:`Scorer.ingest_segment
@@ -394,19 +429,25 @@ def segment_traits(
     >>> segment_traits({"type": "identify", "userId": "bob", "timestamp": 5,
     ...                 "context": {"traits": {"plan": "free", "city": "Oslo"}}, "traits": {"plan": "pro"}})
     [('bob', {'plan': 'pro', 'city': 'Oslo'}, 5)]
+    >>> segment_traits({"type": "track", "event": "Email Opened", "userId": "cy", "timestamp": 9,
+    ...                 "context": {"timezone": "Asia/Tokyo"}})
+    [('cy', {'timezone': 'Asia/Tokyo'}, 9)]
     """
     from affinity_sdk._units import to_epoch_ms
 
     calls, _ = _calls(data)
     out: list[tuple[str, dict[str, Any], int | None]] = []
     for call in calls:
-        if not isinstance(call, Mapping) or call.get("type") != "identify":
+        if not isinstance(call, Mapping):
             continue
         context = call.get("context")
-        merged: dict[Any, Any] = {}
-        for traits in (context.get("traits") if isinstance(context, Mapping) else None, call.get("traits")):
-            if isinstance(traits, Mapping):
-                merged.update(traits)
+        context = context if isinstance(context, Mapping) else {}
+        zone = context.get("timezone")
+        merged: dict[Any, Any] = {"timezone": zone} if isinstance(zone, str) and zone else {}
+        if call.get("type") == "identify":
+            for traits in (context.get("traits"), call.get("traits")):
+                if isinstance(traits, Mapping):
+                    merged.update(traits)
         user = call.get("userId") or call.get("anonymousId")
         if not isinstance(user, str) or not user:
             continue

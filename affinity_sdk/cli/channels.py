@@ -5,8 +5,10 @@ replay dedupe and identity applied once, in the pipeline) and writes, for every 
 shows, ``user_id, best_channel, channel_rate, best_send_hour, fatigued``
 (:func:`~affinity_sdk.models.channels.channel_table`, whose module docstring has the maths):
 the medium with the highest shrunk engagement rate among those the user consents to ("" when
-none), the UTC hour of the day (-1 when nobody engaged yet) and whether the user is at a message
-cap on some medium (the default caps). Written atomically (csv / jsonl / parquet by extension).
+none), the hour of the day in the user's time zone (the ``timezone`` trait, e.g. Segment's
+``context.timezone`` with ``--format segment``; UTC without one; -1 when nobody engaged yet) and
+whether the user is at a message cap on some medium (the default caps). Written atomically
+(csv / jsonl / parquet by extension).
 
 Examples
 --------
@@ -50,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--hour-of-week",
         action="store_true",
-        help="best_send_hour as the UTC hour of the week (0 = Monday 00:00) instead of the day",
+        help="best_send_hour as the local hour of the week (0 = Monday 00:00) instead of the day",
     )
     _add_now(p)
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .jsonl or .parquet")

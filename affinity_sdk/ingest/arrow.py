@@ -298,6 +298,13 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
     user = _arrow_codes(table.column("user_id"), names.users, "user_id", True)
     ts_ms = _arrow_timestamps(table)
 
+    medium = _arrow_media(table)
+    default = _DEFAULT_CHANNELS[event_type]
+    if medium is not None:
+        # a message without a channel is on its medium's channel (events.event_channel)
+        by_medium = _IS_MESSAGE[event_type] & (medium >= 0)
+        if by_medium.any():
+            default = np.where(by_medium, _MEDIUM_CHANNEL_CODES[np.maximum(medium, 0)], default)
     if "channel" in table.column_names:
         channels = Interner(ev.CHANNELS)
         given = _arrow_codes(table.column("channel"), channels, "channel", False, np.int32)
@@ -305,11 +312,11 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
             row = int(np.flatnonzero(given >= len(ev.CHANNELS))[0])
             raise SchemaError(f"Invalid channel - at `$[{row}].channel`", row)
         if (given < 0).any():
-            channel = np.where(given >= 0, given, _DEFAULT_CHANNELS[event_type]).astype(np.uint8)
+            channel = np.where(given >= 0, given, default).astype(np.uint8)
         else:
             channel = given.astype(np.uint8)
     else:
-        channel = _DEFAULT_CHANNELS[event_type]
+        channel = default.astype(np.uint8)
 
     if "event_id" not in table.column_names:
         event_id = np.zeros(n, dtype=np.uint64)
@@ -328,7 +335,7 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
         campaign = _arrow_codes(table.column("campaign_id"), names.campaigns, "campaign_id", False, np.int32)
     else:
         campaign = np.full(n, NO_CAMPAIGN, dtype=np.int32)
-    consent = _arrow_consent(table, event_type)
+    consent = _arrow_consent(table, event_type, medium)
 
     items = _arrow_items(table, names, n)
     # Derived single-product revenue (price × quantity) may exceed MAX_AMOUNT by the quantity bound.
@@ -357,9 +364,24 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
     }
 
 
-def _arrow_consent(table: Any, event_type: NDArray[np.uint8]) -> NDArray[np.int8]:
-    """The batch ``consent`` codes from ``granted`` and ``medium``
-    (:func:`~affinity_sdk.profile.channel_consent.encode_consent`): a ``consent_changed`` row with
+def _arrow_media(table: Any) -> NDArray[np.int64] | None:
+    """The ``medium`` column as :data:`~affinity_sdk.capture.events.MEDIA` codes (-1: null), or
+    ``None`` when the table has none; :class:`SchemaError` names the first unknown medium."""
+    if "medium" not in table.column_names:
+        return None
+    media = Interner(ev.MEDIA)
+    medium = _arrow_codes(table.column("medium"), media, "medium", False, np.int64)
+    if len(media) > len(ev.MEDIA):
+        row = int(np.flatnonzero(medium >= len(ev.MEDIA))[0])
+        raise SchemaError(f"Invalid medium {media.name(int(medium[row]))!r} - at `$[{row}].medium`", row)
+    return medium
+
+
+def _arrow_consent(
+    table: Any, event_type: NDArray[np.uint8], medium: NDArray[np.int64] | None
+) -> NDArray[np.int8]:
+    """The batch ``consent`` codes from ``granted`` and ``medium`` (:func:`_arrow_media`'s codes,
+    :func:`~affinity_sdk.profile.channel_consent.encode_consent`): a ``consent_changed`` row with
     a medium decides for it alone, an ``unsubscribed`` row with one revokes it."""
     pa = _pyarrow()
     n = table.num_rows
@@ -375,13 +397,8 @@ def _arrow_consent(table: Any, event_type: NDArray[np.uint8]) -> NDArray[np.int8
                 np.asarray(granted.fill_null(False).to_numpy(zero_copy_only=False)).astype(np.int8),
                 NO_CONSENT,
             ).astype(np.int8)
-    if "medium" not in table.column_names:
+    if medium is None:
         return consent
-    media = Interner(ev.MEDIA)
-    medium = _arrow_codes(table.column("medium"), media, "medium", False, np.int64)
-    if len(media) > len(ev.MEDIA):
-        row = int(np.flatnonzero(medium >= len(ev.MEDIA))[0])
-        raise SchemaError(f"Invalid medium {media.name(int(medium[row]))!r} - at `$[{row}].medium`", row)
     decided = (event_type == _CONSENT_CHANGED) & (consent >= 0)
     on_medium = (medium >= 0) & (decided | (event_type == _UNSUBSCRIBED))
     if not on_medium.any():
@@ -539,6 +556,15 @@ _SINGLE_PRODUCT_CODES: Final = np.asarray(
 )
 #: Indexed by event type code (uint8, so every value indexes): single-product event or not.
 _IS_SINGLE_PRODUCT: Final = np.isin(np.arange(256), _SINGLE_PRODUCT_CODES)
+#: Indexed by event type code (uint8): a ``message_*`` event (its medium sets its channel).
+_IS_MESSAGE: Final = np.isin(
+    np.arange(256),
+    [code for name, code in ev.EVENT_TYPE_CODES.items() if issubclass(ev.EVENT_CLASSES[name], ev._Message)],
+)
+#: Indexed by medium code: the channel code of a message on that medium.
+_MEDIUM_CHANNEL_CODES: Final = np.asarray(
+    [_CHANNEL_CODES[ev._MEDIUM_CHANNEL[m]] for m in ev.MEDIA], dtype=np.uint8
+)
 #: Indexed by event type code: the type's default channel code.
 _DEFAULT_CHANNELS: Final = np.asarray(
     [_CHANNEL_CODES[ev.default_channel(t)] for t in ev.EVENT_TYPES], dtype=np.uint8

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -353,10 +353,14 @@ class EventBatch:
 
     @classmethod
     def from_parquet(
-        cls, path: str | os.PathLike[str], interners: Interners | None = None, **read_options: Any
+        cls,
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        interners: Interners | None = None,
+        **read_options: Any,
     ) -> EventBatch:
         """Read a Parquet file in the :meth:`from_arrow` layout (``read_options`` go to
-        :func:`pyarrow.parquet.read_table`).
+        :func:`pyarrow.parquet.read_table`); a folder of files (sub-folders included) or a list
+        of files is read row group by row group (:func:`affinity_sdk.ingest.parquet.read_parquet`).
 
         Examples
         --------
@@ -367,6 +371,10 @@ class EventBatch:
         >>> EventBatch.from_parquet(path).ts_ms.tolist()
         [5]
         """
+        if not isinstance(path, str | os.PathLike) or os.path.isdir(path):
+            from affinity_sdk.ingest.parquet import read_parquet
+
+            return read_parquet(path, interners, **read_options)
         from affinity_sdk.ingest.arrow import _parquet_read_plan, _pyarrow
 
         pq = _pyarrow("parquet")

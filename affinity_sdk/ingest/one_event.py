@@ -2,10 +2,11 @@
 
 :func:`ingest_one` takes one event (a Struct, or one NDJSON line as bytes) through the steps of
 :func:`~affinity_sdk.ingest.pipeline.run_ingest` (decode, screen, forget suppression, event-id
-dedupe, consent, fold, journal) without building a batch: Python scalars, one compiled call for
-the fold (``csrc/live.hpp``) and one for the event-id probe. It applies when the store keeps only
-scored-signals views (the live config's and shadow configs'); the state it leaves equals the
-batch path's bit for bit (the tests run both on the same streams).
+dedupe, consent, fold, journal) without building a batch: Python scalars and a few compiled calls
+(``csrc/bind_live.cpp``): one reads a common event's fields, its event-id hash and the codes its
+ids already have, one folds it, one builds the report (and one probes the event-id window). It
+applies when the store keeps only scored-signals views (the live config's and shadow configs');
+the state it leaves equals the batch path's bit for bit (the tests run both on the same streams).
 
 It never raises on bad input and never changes anything before it knows the event is good: an
 event it does not fully understand (a line it cannot decode, a Struct with odd field types) or one
@@ -151,7 +152,8 @@ def _shape_of(cls: type) -> tuple[int, int, int] | None:
 def _event(event: Any) -> tuple[Any, ...] | None:
     """The event's columns as ``batch._append_event`` computes them, or ``None`` when the screen
     (:func:`~affinity_sdk.ingest.screen.screen_rows`) would reject it or it is not plain."""
-    found = _shape_of(type(event))
+    cls = type(event)
+    found = _SHAPES[cls] if cls in _SHAPES else _shape_of(cls)
     if found is None:
         return None
     user_id = event.user_id
@@ -201,8 +203,13 @@ def _event(event: Any) -> tuple[Any, ...] | None:
         if type(event.granted) is not bool or event.medium is not None:
             return None  # a decision on one medium is the batch path's (channel consent)
         consent = 1 if event.granted else 0
-    revenue = _amount(revenue, MAX_ROW_REVENUE, required=type_code == _ORDER)
-    discount = _amount(discount, ev.MAX_AMOUNT)
+    # _amount's answer for a plain float in range (NaN fails the comparison) without the call
+    if type(revenue) is not float or not 0.0 <= revenue <= MAX_ROW_REVENUE:
+        revenue = _amount(revenue, MAX_ROW_REVENUE, required=type_code == _ORDER)
+    if discount is None:
+        discount = _NAN
+    elif type(discount) is not float or not 0.0 <= discount <= ev.MAX_AMOUNT:
+        discount = _amount(discount, ev.MAX_AMOUNT)
     if products is None or revenue is None or discount is None:
         return None
     return (
@@ -228,6 +235,26 @@ def _hash(event_id: str | None) -> int:
     return int(compiled(event_id)) if compiled is not None else event_id_hash(event_id)
 
 
+_COMPILED: list[tuple[Any, Any]] = []  # (reader, report maker), once looked up
+
+
+def _compiled() -> tuple[Any, Any]:
+    """The extension's one-event helpers, ``(None, None)`` without it (or with one built before
+    them): ``live_event`` set up with this module's tables, :func:`_event`'s fields, the event-id
+    hash and the user's and items' codes (``None`` where the interners do not hold the id as
+    spelled) of a plain or one-product Struct whose fields all have their usual types and pass the
+    screen, ``None`` for any other event (ask :func:`_event`); and ``live_report``, which builds
+    :func:`_accepted`'s report."""
+    if not _COMPILED:
+        module: Any = native()
+        setup = getattr(module, "live_event_setup", None)
+        if setup is not None:
+            limits = (ev.MIN_TS_MS, ev.MAX_TS_MS, ev.MAX_AMOUNT, MAX_ROW_REVENUE)
+            setup(_SHAPES, _CHANNEL_CODES, ev.Product, _PLAIN, _ONE, *limits)
+        _COMPILED.append((module.live_event, module.live_report) if setup is not None else (None, None))
+    return _COMPILED[0]
+
+
 def ingest_one(store: ProfileStore, data: Any) -> IngestReport | None:
     """Take one event into ``store`` as :func:`~affinity_sdk.ingest.pipeline.run_ingest` would,
     on scalars; ``None`` (nothing changed) when the batch path must take it instead. The caller
@@ -235,20 +262,43 @@ def ingest_one(store: ProfileStore, data: Any) -> IngestReport | None:
     event = _decode_line(data) if type(data) is bytes else data
     if event is None:
         return None
-    try:
-        fields = _event(event)
-        key = _hash(fields[9]) if fields is not None else 0
-    except Exception:  # whatever the batch path makes of it, it says so itself
-        return None
-    if fields is None:
-        return None
-    type_code, user_id, ts, channel, revenue, discount, has_coupon, campaign_id, consent, _, products = fields
-    if store.max_future_ms is not None:
-        if ts > max(int(time.time() * 1000), store.latest_ms or 0) + store.max_future_ms:
-            return None
     names = store.interners
+    read, make_report = _COMPILED[0] if _COMPILED else _compiled()
+    fields = read(event, names) if read is not None else None
+    if fields is None:  # not the compiled reader's common case: the Python reader decides
+        try:
+            found = _event(event)
+            if found is None:
+                return None
+            fields = (*found, _hash(found[9]), None, None)
+        except Exception:  # whatever the batch path makes of it, it says so itself
+            return None
+    # code and items: as the interners hold them (None: looked up / interned below)
+    (
+        type_code,
+        user_id,
+        ts,
+        channel,
+        revenue,
+        discount,
+        has_coupon,
+        campaign_id,
+        consent,
+        _,
+        products,
+        key,
+        code,
+        items,
+    ) = fields
+    limit = store.max_future_ms
+    if limit is not None:
+        latest = store.latest_ms or 0
+        # ts > max(clock, latest) + limit, the clock read only when the newest event allows it
+        if ts > latest + limit and ts > max(int(time.time() * 1000), latest) + limit:
+            return None
     users = names.users
-    code = users.lookup(user_id)
+    if code is None:
+        code = users.lookup(user_id)
     flags = store.flags
     if code is not None and code >= flags.n:
         return None  # a profile the flags do not cover yet: the batch path grows them first
@@ -262,10 +312,12 @@ def ingest_one(store: ProfileStore, data: Any) -> IngestReport | None:
         else:
             until = int(flags.reborn_ms[code])
         if ts <= until:
-            _intern_items(names, campaign_id, products)
+            if items is None:
+                _intern_items(names, campaign_id, products)
             return _report(0, 0, np.zeros(0, dtype=np.int64), n_suppressed=1)
     # From here on nothing can fail: the batch path has interned the item ids by now.
-    items = _intern_items(names, campaign_id, products)
+    if items is None:
+        items = _intern_items(names, campaign_id, products)
     dedupe = store.dedupe
     if dedupe is not None and key and dedupe.seen_one(key):
         return _report(0, 0, np.zeros(0, dtype=np.int64), n_duplicates=1)
@@ -277,31 +329,44 @@ def ingest_one(store: ProfileStore, data: Any) -> IngestReport | None:
     if consent >= 0:
         flags.apply_consent_one(code, ts, consent == 1)
     flags.touch_one(code, ts)
-    scored = False
-    for view in store.views.values():
-        used = view.fold_one(code, type_code, ts, revenue)  # type: ignore[attr-defined]
-        if view.name == "signals":
-            scored = used
-    if store.journal is not None and dedupe is not None and key:
+    views = store.views
+    if len(views) == 1:  # the live config's signals only (no shadow configs)
+        scored = views["signals"].fold_one(code, type_code, ts, revenue)  # type: ignore[attr-defined]
+    else:
+        scored = False
+        for view in views.values():
+            used = view.fold_one(code, type_code, ts, revenue)  # type: ignore[attr-defined]
+            if view.name == "signals":
+                scored = used
+    if key and store.journal is not None and dedupe is not None:
         row = (code, type_code, ts, channel, revenue, discount, has_coupon, items[0], key, consent)
         store.journal.append(_one_row(names, row, products, items[1]), rotations=dedupe.rotations)
-    store.latest_ms = ts if store.latest_ms is None else max(store.latest_ms, ts)
+    newest = store.latest_ms
+    if newest is None or ts > newest:
+        store.latest_ms = ts
     store.events_ingested += 1
-    return _report(1, int(scored), np.array([code], dtype=np.int64))
+    if make_report is not None:
+        return make_report(IngestReport, _ACCEPTED_FIELDS[scored], code)  # type: ignore[no-any-return]
+    return _accepted(code, scored)
 
 
 # IngestReport is a frozen dataclass whose __init__ sets each field through object.__setattr__:
-# a third of the one-event path. _report fills a new instance's __dict__ directly instead.
+# most of the one-event path's cost. _report and _accepted give a new instance a filled __dict__.
 _REPORT_FIELDS: Final = dict(vars(IngestReport(accepted=0, scored=0)))
+_ACCEPTED_FIELDS: Final = (
+    {**_REPORT_FIELDS, "accepted": 1, "scored": 0},
+    {**_REPORT_FIELDS, "accepted": 1, "scored": 1},
+)
+_ONE_CODE: Final = np.zeros(1, dtype=np.int64)
+_new = object.__new__
+_set_attr = object.__setattr__
 
 
 def _report(
     accepted: int, scored: int, codes: Any, *, n_duplicates: int = 0, n_suppressed: int = 0
 ) -> IngestReport:
     """``IngestReport(accepted=..., scored=..., user_codes=codes, ...)``, built faster."""
-    report = object.__new__(IngestReport)
-    fields = report.__dict__
-    fields.update(_REPORT_FIELDS)
+    fields = _REPORT_FIELDS.copy()
     fields.update(
         accepted=accepted,
         scored=scored,
@@ -310,6 +375,21 @@ def _report(
         n_duplicates=n_duplicates,
         n_suppressed=n_suppressed,
     )
+    report = _new(IngestReport)
+    _set_attr(report, "__dict__", fields)
+    return report
+
+
+def _accepted(code: int, scored: bool) -> IngestReport:
+    """``_report(1, int(scored), np.array([code]))``: the report of one folded event (what the
+    compiled ``live_report`` builds from ``_ACCEPTED_FIELDS[scored]``)."""
+    codes = _ONE_CODE.copy()
+    codes[0] = code
+    fields = _ACCEPTED_FIELDS[scored].copy()
+    fields["rejected"] = []
+    fields["user_codes"] = codes
+    report = _new(IngestReport)
+    _set_attr(report, "__dict__", fields)
     return report
 
 
@@ -319,15 +399,19 @@ def _intern_items(
     """Intern the event's campaign and product ids as decoding a batch does: ``(campaign code,
     [(product, category, brand) codes])``."""
     campaign = -1 if campaign_id is None else names.campaigns.intern(campaign_id)
-    codes = [
-        (
-            names.products.intern(p.product_id),
-            names.categories.intern(p.category),
-            names.brands.intern(p.brand),
-        )
-        for p in products
-    ]
-    return campaign, codes
+    if not products:
+        return campaign, []
+    if len(products) == 1:  # the usual one: no loop
+        p = products[0]
+        return campaign, [
+            (
+                names.products.intern(p.product_id),
+                names.categories.intern(p.category),
+                names.brands.intern(p.brand),
+            )
+        ]
+    product, category, brand = names.products.intern, names.categories.intern, names.brands.intern
+    return campaign, [(product(p.product_id), category(p.category), brand(p.brand)) for p in products]
 
 
 def _one_row(names: Any, row: tuple[Any, ...], products: list[ev.Product], codes: list[Any]) -> EventBatch:

@@ -21,22 +21,28 @@ best. Only media the profile may be contacted on (global consent and the per-med
 The channel tier is the SDK's tier plan (:class:`~affinity_sdk.score.tiers.TierPlan`, quantiles
 by default) on the best rates.
 
+**Conversions.** The view counts, per (profile, medium), the decayed orders whose channel is that
+message medium (:mod:`affinity_sdk.profile.engagement_view`). The conversion rate is shrunk the
+same way, :math:`c` conversions out of :math:`\max(n, c)` messages, with its own per-medium prior;
+:func:`channel_table` reports it on the best channel. It does not rank the media: orders are far
+rarer than opens, so on most profiles the conversion rate is the prior's, and it counts only the
+orders a source tagged with a medium (docs/channels.md).
+
 **Best send hour.** The profile's decayed engagement per UTC hour of the week :math:`h` is shrunk
 toward the population's distribution :math:`\pi` (Dirichlet prior of strength :math:`\kappa`,
 fitted by the method of moments unless given, :func:`fit_dirichlet_strength`):
 :math:`\theta \propto h + \kappa \pi`; the best hour is :math:`\arg\max \theta` (ties: the earliest)
 and the confidence :math:`\sum h / (\sum h + \kappa)`, the share of the profile's own evidence
 (0: the population's hour). By default the 168 hours are folded into the 24 hours of the day.
+The hour is reported in the user's local time: shifted by the UTC offset, at ``now``, of the
+``timezone`` trait (whole hours, half up); the counts and the population's distribution stay in
+UTC, so the answer is the same instant whatever the zone; no zone: UTC.
 
 **Fatigue.** Messages received on a medium in a window of ``d`` UTC days ending on the day of
 ``now`` (bucketed by day, exact): :math:`\max(\text{sent}, \text{delivered})` summed over those
 days. A cap ``{"email": (3, "7d")}`` allows at most 3 emails in 7 days; :func:`may_message` is
 true when the profile may be contacted on the medium and is under its cap, and a profile is
 *fatigued* when it is at or over a cap on any medium.
-
-Conversions (an order within hours of a click) are not kept: attributing an order to a click
-depends on events that may sit in different shards or arrive late, which an additive state cannot
-settle exactly.
 
 Examples
 --------
@@ -56,17 +62,21 @@ False
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk._units import parse_duration
+from affinity_sdk._units import parse_duration, to_epoch_ms
 from affinity_sdk.activate.segments import Segment, col
 from affinity_sdk.capture.events import MEDIA
 from affinity_sdk.errors import ConfigError
 from affinity_sdk.profile.channel_consent import medium_code
-from affinity_sdk.profile.engagement_view import DAY_MS, HOURS_OF_WEEK, EngagementView
+from affinity_sdk.profile.engagement_view import ACTIONS, DAY_MS, HOURS_OF_WEEK, EngagementView
 from affinity_sdk.profile.store import ProfileStore
 from affinity_sdk.score.tiers import TierPlan
 
@@ -74,6 +84,7 @@ __all__ = [
     "DEFAULT_CAPS",
     "MAX_STRENGTH",
     "MIN_STRENGTH",
+    "TIMEZONE_TRAIT",
     "BetaPrior",
     "best_channel",
     "best_send_hour",
@@ -82,6 +93,7 @@ __all__ = [
     "fit_beta_prior",
     "fit_dirichlet_strength",
     "may_message",
+    "utc_offset_s",
 ]
 
 #: Caps: per medium, at most this many messages in this window.
@@ -97,6 +109,9 @@ DEFAULT_CAPS: Final[Caps] = {
 MIN_STRENGTH: Final = 0.5
 MAX_STRENGTH: Final = 1e4
 BetaPrior = tuple[float, float]
+_CONVERTED: Final = ACTIONS.index("converted")
+#: The profile trait holding the user's IANA time zone (Segment ``context.timezone``).
+TIMEZONE_TRAIT: Final = "timezone"
 
 
 def fit_beta_prior(
@@ -145,10 +160,27 @@ def _contactable(store: ProfileStore) -> NDArray[np.bool_]:
     return np.stack([store.channel_consent.mask(m, visible) for m in MEDIA], axis=1)
 
 
-def _rates(
-    store: ProfileStore, now_ms: int
-) -> tuple[NDArray[np.float64], NDArray[np.bool_], list[BetaPrior | None]]:
-    """Posterior rates (n_users, media), the contactable mask and each medium's prior."""
+def _shrunk(
+    successes: NDArray[np.float64],
+    trials: NDArray[np.float64],
+    effective: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+) -> NDArray[np.float64]:
+    """(n_users, media) posterior rates, each medium's Beta prior fitted on the rows ``ok`` marks
+    (NaN where not ``ok`` or nobody has a trial on the medium)."""
+    rates = np.full(successes.shape, np.nan)
+    for m in range(successes.shape[1]):
+        prior = fit_beta_prior(successes[ok[:, m], m], trials[ok[:, m], m], effective[ok[:, m], m])
+        if prior is not None:
+            a, b = prior
+            rates[:, m] = (successes[:, m] + a) / (trials[:, m] + a + b)
+    rates[~ok] = np.nan
+    return rates
+
+
+def _rates(store: ProfileStore, now_ms: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Posterior engagement rates and conversion rates, both (n_users, media); NaN where the
+    profile may not be contacted on the medium or nobody has data on it."""
     view = _view(store)
     n_users = store.n_users
     users, media, acc = view.media_table()
@@ -159,25 +191,29 @@ def _rates(
     counts[users, media] = acc[:, :half] * factor
     squares[users, media] = acc[:, half:] * factor**2
     engaged = np.maximum(counts[:, :, 2], counts[:, :, 3])
-    # trials: the largest of sent, delivered and engaged, with the squared weights of that column
-    column = np.where(counts[:, :, 2] >= counts[:, :, 3], 2, 3)
-    column = np.where(counts[:, :, 1] >= np.take_along_axis(counts, column[..., None], 2)[..., 0], 1, column)
-    column = np.where(counts[:, :, 0] >= np.take_along_axis(counts, column[..., None], 2)[..., 0], 0, column)
-    trials = np.take_along_axis(counts, column[..., None], 2)[..., 0]
+    ok = _contactable(store)
+    # trials: the largest of sent, delivered and engaged (for conversions, converted too: an
+    # order may name a medium no message event reached us on), with that column's squares
+    trials, effective = _largest(counts, squares, (3, 2, 1, 0))
+    reached, reached_effective = _largest(counts, squares, (_CONVERTED, 3, 2, 1, 0))
+    converted = counts[:, :, _CONVERTED]
+    return _shrunk(engaged, trials, effective, ok), _shrunk(converted, reached, reached_effective, ok)
+
+
+def _largest(
+    counts: NDArray[np.float64], squares: NDArray[np.float64], columns: tuple[int, ...]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""Per cell: the largest of the decayed ``columns`` (ties: the later-listed column) and its
+    effective number :math:`(\sum w)^2 / \sum w^2` (0 where empty)."""
+    column = np.full(counts.shape[:2], columns[0], dtype=np.int64)
+    for c in columns[1:]:
+        held = np.take_along_axis(counts, column[..., None], 2)[..., 0]
+        column = np.where(counts[:, :, c] >= held, c, column)
+    value = np.take_along_axis(counts, column[..., None], 2)[..., 0]
     square = np.take_along_axis(squares, column[..., None], 2)[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        effective = np.where(square > 0, trials * trials / square, 0.0)
-    ok = _contactable(store)
-    rates = np.full((n_users, len(MEDIA)), np.nan)
-    priors: list[BetaPrior | None] = []
-    for m in range(len(MEDIA)):
-        prior = fit_beta_prior(engaged[ok[:, m], m], trials[ok[:, m], m], effective[ok[:, m], m])
-        priors.append(prior)
-        if prior is not None:
-            a, b = prior
-            rates[:, m] = (engaged[:, m] + a) / (trials[:, m] + a + b)
-    rates[~ok] = np.nan
-    return rates, ok, priors
+        effective = np.where(square > 0, value * value / square, 0.0)
+    return value, effective
 
 
 def _pick(rates: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -214,7 +250,7 @@ def best_channel(store: ProfileStore, user_id: str, now: Any = None) -> tuple[st
         code = store.code_of(user_id)
         if code is None:
             return None, float("nan")
-        rates, _, _ = _rates(store, _now(store, now))
+        rates, _ = _rates(store, _now(store, now))
         best, rate = _pick(rates[code : code + 1])
         return (MEDIA[int(best[0])] if best[0] >= 0 else None), float(rate[0])
 
@@ -254,10 +290,56 @@ def fit_dirichlet_strength(
     return float(np.clip(strength, MIN_STRENGTH, MAX_STRENGTH))
 
 
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # not an IANA name (or no tz database)
+        return None
+
+
+def utc_offset_s(tz: Any, now: Any = None) -> int | None:
+    """The UTC offset in seconds of IANA time zone ``tz`` at ``now`` (epoch ms, ``datetime`` or
+    ISO string; default: the current time), or ``None`` when ``tz`` is not a known zone name.
+
+    Examples
+    --------
+    >>> utc_offset_s("Asia/Tokyo", 0), utc_offset_s("Europe/Oslo", "2026-07-01T00:00:00Z")
+    (32400, 7200)
+    >>> utc_offset_s("Mars/Olympus", 0) is None
+    True
+    """
+    zone = _zone(tz) if isinstance(tz, str) and tz else None
+    if zone is None:
+        return None
+    now_ms = int(time.time() * 1000) if now is None else to_epoch_ms(now)
+    offset = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(zone).utcoffset()
+    return None if offset is None else int(offset.total_seconds())
+
+
+def _time_zones(store: ProfileStore, now_ms: int) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+    """Per profile code: its ``timezone`` trait ("" when none or not a known zone) and UTC
+    offset in hours at ``now_ms`` (0 without a zone)."""
+    zones = np.full(store.n_users, "", dtype=object)
+    offsets = np.zeros(store.n_users)
+    users = store.interners.users
+    for user_id, tz in store.traits.values_of(TIMEZONE_TRAIT).items():
+        code = users.lookup(user_id)
+        offset = utc_offset_s(tz, now_ms)
+        if code is not None and code < store.n_users and offset is not None:
+            zones[code], offsets[code] = tz, offset / 3600
+    return zones, offsets
+
+
 def _send_hours(
-    store: ProfileStore, now_ms: int, hour_of_week: bool, strength: float | None
+    store: ProfileStore,
+    now_ms: int,
+    hour_of_week: bool,
+    strength: float | None,
+    offset_h: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Per profile code: best send hour (-1: no data anywhere) and its confidence."""
+    """Per profile code: best send hour (-1: no data anywhere) and its confidence; the hour in
+    each profile's local time where ``offset_h`` (UTC offsets in hours) is given, else UTC."""
     if strength is not None and not (np.isfinite(strength) and strength > 0):
         raise ConfigError(f"strength must be a positive number (got {strength})")
     view = _view(store)
@@ -294,6 +376,9 @@ def _send_hours(
     has_top[cell_user[cell_bin == top]] = True
     candidate = np.concatenate([np.ones(cells.shape[0], dtype=np.bool_), ~has_top])
     owner, value, hour = owner[candidate], value[candidate], hour[candidate]
+    if offset_h is not None:  # whole hours, half up: the bins are UTC hours
+        shift = np.floor(offset_h + 0.5).astype(np.int64)
+        hour = (hour + shift[owner]) % bins
     order = np.lexsort((hour, -value, owner))  # per owner: highest value, then earliest hour
     first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
     best[owner[first]] = hour[first]
@@ -312,24 +397,38 @@ def best_send_hour(
     hour_of_week: bool = False,
     strength: float | None = None,
 ) -> tuple[int | None, float]:
-    """The UTC hour (of the day, 0-23, or of the week, 0-167 from Monday 00:00) at which
-    ``user_id`` most likely engages, and the confidence (share of their own evidence).
+    """The hour (of the day, 0-23, or of the week, 0-167 from Monday 00:00) at which ``user_id``
+    most likely engages, in the user's local time, and the confidence (share of their own
+    evidence).
 
-    ``(None, 0.0)`` for a hidden or unknown user, or when nobody has engaged yet.
+    Local time: the user's :data:`TIMEZONE_TRAIT` trait (an IANA name, from Segment's
+    ``context.timezone`` or identify traits), by its UTC offset at ``now`` (rounded to whole
+    hours; a DST change between the engagements and ``now`` is not corrected for); UTC for a
+    user without a known zone. ``(None, 0.0)`` for a hidden or unknown user, or when nobody has
+    engaged yet.
 
     Examples
     --------
     >>> store = ProfileStore(views=("signals", "engagement"))
     >>> _ = store.ingest(b'{"type":"push_opened","user_id":"cy","timestamp":68400000}')
-    >>> hour, confidence = best_send_hour(store, "cy", strength=5.0)
+    >>> hour, confidence = best_send_hour(store, "cy", strength=5.0)  # 19:00 UTC
     >>> hour, round(confidence, 3)
     (19, 0.167)
+    >>> store.set_traits("cy", {"timezone": "Asia/Tokyo"}, at=0)
+    True
+    >>> best_send_hour(store, "cy", strength=5.0)[0]  # 04:00 the next day in Tokyo
+    4
     """
     with store.lock:
         code = store.code_of(user_id)
         if code is None:
             return None, 0.0
-        best, confidence = _send_hours(store, _now(store, now), hour_of_week, strength)
+        now_ms = _now(store, now)
+        offset_h = np.zeros(store.n_users)
+        zone = store.traits.of(store.interners.users.names[code]).get(TIMEZONE_TRAIT)
+        offset_s = utc_offset_s(zone, now_ms)
+        offset_h[code] = 0.0 if offset_s is None else offset_s / 3600
+        best, confidence = _send_hours(store, now_ms, hour_of_week, strength, offset_h)
         return (int(best[code]) if best[code] >= 0 else None), float(confidence[code])
 
 
@@ -415,8 +514,11 @@ def channel_table(
     tiers: TierPlan | None = None,
 ) -> dict[str, NDArray[Any]]:
     """For every visible user: ``user_id``, ``best_channel`` ("" when none), ``channel_rate``,
-    ``channel_tier`` (on the best rates; quantile tiers by default), ``best_send_hour`` (-1 when
-    none), ``send_hour_confidence`` and ``fatigued``; the same numbers as the one-user queries.
+    ``best_send_hour`` (local, -1 when none) and ``fatigued``, the columns of ``affinity
+    channels``; then ``channel_tier`` (on the best rates; quantile tiers by default),
+    ``conversion_rate`` (the shrunk orders-per-message rate on the best channel, NaN when none),
+    ``send_hour_confidence``, ``tz`` (the zone the send hour is in, "" for UTC) and
+    ``utc_offset`` (its offset at ``now``, hours). The same numbers as the one-user queries.
 
     Examples
     --------
@@ -428,9 +530,11 @@ def channel_table(
     """
     with store.lock:
         now_ms = _now(store, now)
-        rates, _, _ = _rates(store, now_ms)
+        rates, conversions = _rates(store, now_ms)
         best, rate = _pick(rates)
-        hour, confidence = _send_hours(store, now_ms, hour_of_week, strength)
+        converts = np.where(best >= 0, conversions[np.arange(best.shape[0]), best], np.nan)
+        zones, offset_h = _time_zones(store, now_ms)
+        hour, confidence = _send_hours(store, now_ms, hour_of_week, strength, offset_h)
         fatigued: NDArray[np.bool_] = np.any(
             _over_cap(store, now_ms, DEFAULT_CAPS if caps is None else caps), axis=1
         )
@@ -446,10 +550,13 @@ def channel_table(
             "user_id": np.array([ids[c] for c in codes.tolist()], dtype=object),
             "best_channel": names[best[codes]],
             "channel_rate": rate[codes],
-            "channel_tier": plan.labels(tier).astype(object),
             "best_send_hour": hour[codes],
-            "send_hour_confidence": confidence[codes],
             "fatigued": fatigued[codes],
+            "channel_tier": plan.labels(tier).astype(object),
+            "conversion_rate": converts[codes],
+            "send_hour_confidence": confidence[codes],
+            "tz": zones[codes],
+            "utc_offset": offset_h[codes],
         }
 
 

@@ -174,7 +174,7 @@ def feature_names(spec: FeatureSpec | None = None) -> tuple[str, ...]:
     Examples
     --------
     >>> names = feature_names(FeatureSpec(half_lives=("7d", "28d")))
-    >>> names[:3], len(names) == 2 * 7 + 19
+    >>> names[:3], len(names) == 2 * 7 + 20
     (('activity_decay_7d', 'activity_decay_28d', 'browse_decay_7d'), True)
     """
     spec = spec or FeatureSpec()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import numpy as np
 
 from affinity_sdk._persist import read_container, write_container
 from affinity_sdk.errors import StateError
@@ -80,12 +81,26 @@ def load_model(
     except (KeyError, TypeError, ValueError, msgspec.ValidationError) as exc:
         raise StateError(f"{path}: malformed propensity model ({exc})") from exc
     n_features = (len(model.feature_names),)
-    if model.feature_names != feature_names(spec) or any(
-        a.shape != n_features for a in (model.coef_, model.mean_, model.scale_)
-    ):
-        raise StateError(f"{path}: the model's feature list does not match this SDK's features")
+    if any(a.shape != n_features for a in (model.coef_, model.mean_, model.scale_)):
+        raise StateError(f"{path}: the model's feature list does not match its coefficients")
+    if model.feature_names != feature_names(spec):
+        _widen_to(model, feature_names(spec), path)
     if config_fingerprint is not None and model.config_fingerprint != config_fingerprint:
         raise StateError(
             f"{path}: model was trained under config {model.config_fingerprint!r}, not {config_fingerprint!r}"
         )
     return model
+
+
+def _widen_to(model: PropensityModel, names: tuple[str, ...], path: str | Path) -> None:
+    """Give a model saved before features were added to this SDK the current feature list: each
+    new feature gets coefficient 0 (mean 0, scale 1), so every prediction stays what it was.
+    :class:`StateError` if the saved list is not the current one with features left out."""
+    at = {name: i for i, name in enumerate(names)}
+    where = [at.get(name, -1) for name in model.feature_names]
+    if -1 in where or where != sorted(where):
+        raise StateError(f"{path}: the model's feature list does not match this SDK's features")
+    coef, mean, scale = np.zeros(len(names)), np.zeros(len(names)), np.ones(len(names))
+    coef[where], mean[where], scale[where] = model.coef_, model.mean_, model.scale_
+    model.feature_names = names
+    model.coef_, model.mean_, model.scale_ = coef, mean, scale

@@ -6,14 +6,15 @@ additive, so folding is adding (order does not matter), shards merge by addition
 copy taken back by :meth:`~EngagementView.unfold` leaves exactly what one copy left:
 
 - **media**: keyed ``u << 32 | m`` (medium ``m`` of :data:`~affinity_sdk.capture.events.MEDIA`),
-  forward-decay accumulators (one half-life) of the :data:`ACTIONS` sent, delivered, opened and
-  clicked: an event at ``t`` adds :math:`e^{\lambda (t - L)}`, and beside each the sum of the
+  forward-decay accumulators (one half-life) of the :data:`ACTIONS` sent, delivered, opened,
+  clicked and converted: an event at ``t`` adds :math:`e^{\lambda (t - L)}`, and beside each the sum of the
   squared weights (:math:`e^{2 \lambda (t - L)}`, itself a forward-decay sum at rate
   :math:`2 \lambda`), from which the effective number of messages
   :math:`(\sum w)^2 / \sum w^2` follows (the noise term of the population prior's fit).
 - **hours**: keyed ``u << 32 | w`` (hour of the week ``w`` in 0..167, Monday 00:00 UTC = 0), the
-  decayed count of engagements (opens and clicks) and its sum of squared weights. The batch
-  carries epoch milliseconds only (no time zone or offset field), so hours are UTC.
+  decayed count of engagements (opens and clicks) and its sum of squared weights. Hours stay in
+  UTC, so the table is exact and additive whatever zone a user is in; the queries shift a
+  user's answer by their time zone (the ``timezone`` trait).
 - **sends**: keyed ``u << 32 | (day · 8 + m)``, the plain counts of messages sent and delivered
   per UTC day (days since 1900-01-01), for the rolling windows of fatigue caps. Days older than
   ``retention`` before the newest event are dropped; since that cut-off only moves forward with
@@ -21,10 +22,15 @@ copy taken back by :meth:`~EngagementView.unfold` leaves exactly what one copy l
 
 The medium of an event: the legacy types fix it (``email_opened``: email, ``sms_clicked``: sms,
 ``push_opened``: push); for the ``message_*`` family it is read back from the batch ``channel``
-(email, sms, push, app → in_app). The batch has no medium column, and
-:func:`~affinity_sdk.capture.events.event_channel` gives WhatsApp messages the ``sms`` channel, so
-WhatsApp engagement is counted as SMS here; a ``message_*`` event whose ``channel`` was set to
-something else (web, store) is left out. The queries (best channel, send hour, fatigue) are
+(email, sms, push, whatsapp, app → in_app, the channel
+:func:`~affinity_sdk.capture.events.event_channel` gives each medium); a ``message_*`` event whose
+``channel`` was set to something else (web, store) is left out.
+
+A **conversion** is an ``order_completed`` whose batch channel is a message medium (email, sms,
+push, whatsapp: the order came through that message, e.g. a Segment order whose UTM medium names
+it); it adds to the ``converted`` column of that medium. In-app is not counted (an order in the
+app is not a response to an in-app message). The rule reads one event, so conversions stay as
+exact and additive as the other counts. The queries (best channel, send hour, fatigue) are
 :mod:`affinity_sdk.models.channels`'s.
 
 Examples
@@ -37,8 +43,8 @@ Examples
 ...     MessageOpened(user_id="ann", timestamp=0, medium="push"),
 ... ]))
 2
->>> view.media_counts(0).tolist()  # per medium: sent, delivered, opened, clicked
-[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+>>> view.media_counts(0)[MEDIA.index("push")].tolist()  # sent, delivered, opened, clicked, converted
+[0.0, 1.0, 1.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
@@ -61,14 +67,15 @@ from affinity_sdk.profile.sparse_table import VALUE_BITS, VALUE_MASK, SparseTabl
 __all__ = ["ACTIONS", "DAY_MS", "HOURS_OF_WEEK", "EngagementView", "hour_of_week"]
 
 #: The message actions kept per (profile, medium), in column order.
-ACTIONS: Final = ("sent", "delivered", "opened", "clicked")
+ACTIONS: Final = ("sent", "delivered", "opened", "clicked", "converted")
 HOURS_OF_WEEK: Final = 168
 DAY_MS: Final = 86_400_000
 _HOUR_MS: Final = 3_600_000
 #: Days from 1900-01-01 (the earliest timestamp a batch accepts) to the epoch, so day codes are >= 0.
 _DAY_OFFSET: Final = 25_567
 _MEDIUM_SLOTS: Final = 8
-_VIEW_FORMAT: Final = 1
+#: 2: the ``converted`` column (format 1 files load with no conversions).
+_VIEW_FORMAT: Final = 2
 _T: Final = EVENT_TYPE_CODES
 #: Event type -> action column.
 _ACTION_OF_TYPE: Final = {
@@ -80,7 +87,9 @@ _ACTION_OF_TYPE: Final = {
     _T["email_clicked"]: 3,
     _T["sms_clicked"]: 3,
     _T["push_opened"]: 2,
+    _T["order_completed"]: 4,
 }
+_CONVERTED: Final = ACTIONS.index("converted")
 #: Legacy event type -> the medium its type fixes.
 _FIXED_MEDIUM: Final = {
     _T["email_opened"]: MEDIA.index("email"),
@@ -88,8 +97,16 @@ _FIXED_MEDIUM: Final = {
     _T["sms_clicked"]: MEDIA.index("sms"),
     _T["push_opened"]: MEDIA.index("push"),
 }
-#: Batch channel -> medium of a ``message_*`` event (-1: none; WhatsApp shares ``sms``).
-_MEDIUM_OF_CHANNEL: Final = {"email": "email", "sms": "sms", "push": "push", "app": "in_app"}
+#: Batch channel -> medium of a ``message_*`` event.
+_MEDIUM_OF_CHANNEL: Final = {
+    "email": "email",
+    "sms": "sms",
+    "push": "push",
+    "app": "in_app",
+    "whatsapp": "whatsapp",
+}
+#: Batch channel -> medium an order converts on (message media only: an app order is no conversion).
+_CONVERSION_MEDIUM: Final = {"email": "email", "sms": "sms", "push": "push", "whatsapp": "whatsapp"}
 
 
 def hour_of_week(ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -108,6 +125,14 @@ def hour_of_week(ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
 def _paired(factor: NDArray[np.float64], width: int) -> NDArray[np.float64]:
     """Column factors of a table of ``width`` decayed sums then their ``width`` squared-weight sums."""
     out: NDArray[np.float64] = np.concatenate([np.repeat(factor, width), np.repeat(factor**2, width)])
+    return out
+
+
+def _without_conversions(acc: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A format-1 media table (no ``converted`` column) widened with zero conversions."""
+    n, half = acc.shape[0], acc.shape[1] // 2
+    zero = np.zeros((n, 1))
+    out: NDArray[np.float64] = np.ascontiguousarray(np.hstack([acc[:, :half], zero, acc[:, half:], zero]))
     return out
 
 
@@ -149,6 +174,9 @@ class EngagementView:
         self._by_channel = np.full(256, -1, dtype=np.int64)
         for channel, medium_name in _MEDIUM_OF_CHANNEL.items():
             self._by_channel[CHANNELS.index(channel)] = MEDIA.index(medium_name)
+        self._converts_on = np.full(256, -1, dtype=np.int64)
+        for channel, medium_name in _CONVERSION_MEDIUM.items():
+            self._converts_on[CHANNELS.index(channel)] = MEDIA.index(medium_name)
         self.media = SparseTable(2 * len(ACTIONS))
         self.hours = SparseTable(2)
         self.sends = SparseTable(2)
@@ -218,7 +246,10 @@ class EngagementView:
         """Rows of the batch the view uses, with their action and medium."""
         types = batch.event_type.astype(np.int64)
         action = self._action[types]
-        medium = np.where(self._fixed[types] >= 0, self._fixed[types], self._by_channel[batch.channel])
+        by_channel = np.where(
+            action == _CONVERTED, self._converts_on[batch.channel], self._by_channel[batch.channel]
+        )
+        medium = np.where(self._fixed[types] >= 0, self._fixed[types], by_channel)
         rows = np.flatnonzero((action >= 0) & (medium >= 0))
         return rows, action[rows], medium[rows]
 
@@ -234,7 +265,7 @@ class EngagementView:
         media_acc[at, action] = weight
         media_acc[at, len(ACTIONS) + action] = weight * weight
         runs = [(self.media, user | medium, media_acc)]
-        engaged = action >= 2
+        engaged = (action == ACTIONS.index("opened")) | (action == ACTIONS.index("clicked"))
         runs.append(
             (
                 self.hours,
@@ -315,6 +346,29 @@ class EngagementView:
             table.drop_profiles(gone, self.impl)
         self.touch()
 
+    def fold_row(self, source: int, target: int) -> None:
+        """Add profile ``source`` into ``target`` and empty ``source`` (an identity merge): what
+        :meth:`merge_rows` of the view into itself and :meth:`erase` of ``source`` leave, in work
+        proportional to the two profiles' entries (same landmark, so no rescaling; the moved
+        entries wait as a pending run, the old ones go at the next compaction).
+
+        Examples
+        --------
+        >>> from affinity_sdk.capture.events import EmailOpened
+        >>> view = EngagementView(backend="reference")
+        >>> _ = view.fold(EventBatch.from_events([EmailOpened(user_id="a", timestamp=0)]))
+        >>> view.grow(2)
+        >>> view.fold_row(0, 1)
+        >>> float(view.media_counts(0).sum()), view.media_counts(1)[0].tolist()
+        (0.0, [0.0, 0.0, 1.0, 0.0, 0.0])
+        """
+        if source == target:
+            return
+        self.grow(max(source, target) + 1)
+        for table in self._tables():
+            table.fold_row(source, target, self.impl)
+        self.touch()
+
     def merge_rows(self, other: EngagementView, theirs: NDArray[np.int64], mine: NDArray[np.int64]) -> None:
         """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (one to one)."""
         if (other.half_life_s, other.retention_days) != (self.half_life_s, self.retention_days):
@@ -366,8 +420,9 @@ class EngagementView:
     def load_arrays(self, header: dict[str, Any], arrays: dict[str, NDArray[Any]], n_profiles: int) -> None:
         """Restore :meth:`to_arrays` output; :class:`StateError` if it is malformed or foreign."""
         try:
-            if header["format"] != _VIEW_FORMAT:
-                raise StateError(f"engagement state format {header['format']} is not supported")
+            file_format = header["format"]
+            if file_format not in (1, _VIEW_FORMAT):
+                raise StateError(f"engagement state format {file_format} is not supported")
             if (float(header["half_life_s"]), header["retention_days"]) != (
                 self.half_life_s,
                 self.retention_days,
@@ -378,6 +433,8 @@ class EngagementView:
             for name, width in (("media", 2 * len(ACTIONS)), ("hours", 2), ("sends", 2)):
                 keys = np.array(arrays[f"{name}_keys"], dtype=np.int64, order="C")
                 acc = np.array(arrays[f"{name}_acc"], dtype=np.float64, order="C")
+                if name == "media" and file_format == 1 and acc.ndim == 2 and acc.shape[1] == width - 2:
+                    acc = _without_conversions(acc)
                 tables.append((keys, acc, width))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"engagement state is incomplete or foreign: {exc}") from None

@@ -466,7 +466,7 @@ class PropensityView:
             raise StateError("propensity state: the category names repeat")
         n, width = n_profiles, self.state.n_signals
         records = _array(arrays, "records", kernels.STATE_DTYPE, (n, width))
-        channels = _array(arrays, "channels", np.int64, (n, len(CHANNELS)))
+        channels = _channel_counts(arrays, n)
         refunds = _array(arrays, "refunds", np.int64, (n,))
         unsubscribes = _array(arrays, "unsubscribes", np.int64, (n,))
         last_use = _array(arrays, "last_use_ms", np.int64, (n,))
@@ -530,6 +530,25 @@ def _array(
     if (shape is None and value.ndim != 1) or (shape is not None and value.shape != shape):
         raise StateError(f"propensity state array {name!r} does not match the stored users")
     return np.ascontiguousarray(value)
+
+
+#: Widths of the saved events-per-channel array: 6 before ``whatsapp`` became channel 6.
+_SAVED_CHANNEL_WIDTHS: Final = (6, len(CHANNELS))
+
+
+def _channel_counts(arrays: dict[str, NDArray[Any]], n: int) -> NDArray[np.int64]:
+    """The stored events-per-channel array, widened with zero columns when it was saved before
+    channels were appended to :data:`~affinity_sdk.capture.events.CHANNELS` (codes only append)."""
+    value = arrays.get("channels")
+    width = value.shape[1] if isinstance(value, np.ndarray) and value.ndim == 2 else len(CHANNELS)
+    if width not in _SAVED_CHANNEL_WIDTHS:
+        raise StateError("propensity state array 'channels' does not match the known channels")
+    stored = _array(arrays, "channels", np.int64, (n, width))
+    if width == len(CHANNELS):
+        return stored
+    wide = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    wide[:, :width] = stored
+    return wide
 
 
 def _check_keys(kind: str, keys: NDArray[np.int64], n: int, n_values: int | None) -> None:

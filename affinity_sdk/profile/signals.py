@@ -25,10 +25,42 @@ from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.batch import EventBatch
-from affinity_sdk.kernels import empty_records
-from affinity_sdk.profile.decay import DecayState, landmark_for
+from affinity_sdk.kernels import REBASE_EXPONENT, empty_records
+from affinity_sdk.profile.decay import DecayState
 
-__all__ = ["SignalView", "fold_record_row"]
+__all__ = ["SignalView", "compiled_exp_matches", "fold_record_row"]
+
+_EXP_MATCHES: list[bool] = []  # compiled_exp_matches' answer, once known
+
+
+def compiled_exp_matches() -> bool:
+    """Whether the extension calls numpy's float64 exp loop and gets ``np.exp``'s doubles, bit for
+    bit, on a spread of exponents (checked once per process): the condition for
+    :meth:`SignalView.raw_of` computing decay coefficients in compiled code.
+
+    Examples
+    --------
+    >>> compiled_exp_matches() in (True, False)
+    True
+    """
+    if not _EXP_MATCHES:
+        module = native()
+        matches = False
+        if module is not None and hasattr(module, "live_exp"):
+            rng = np.random.default_rng(0)
+            lam = np.log(2.0) / (1000.0 * rng.uniform(1.0, 1e8, size=509))
+            x = np.concatenate([-lam * rng.integers(1, 10**11, size=509), -rng.uniform(0.0, 750.0, size=509)])
+            want = np.exp(x)
+            try:
+                matches = True
+                for n in (1, 3, 8, 13, x.shape[0]):  # tails and whole vectors of every SIMD width
+                    out = np.empty(n)
+                    module.live_exp(x[-n:], out)
+                    matches = matches and out.tobytes() == want[-n:].tobytes()
+            except ValueError:  # the loop was not found
+                matches = False
+        _EXP_MATCHES.append(matches)
+    return _EXP_MATCHES[0]
 
 
 def fold_record_row(state: DecayState, source: int, target: int) -> None:
@@ -75,6 +107,13 @@ class SignalView:
         module = native() if self.state.backend == "cpp" else None
         #: The compiled one-event kernels (csrc/live.hpp), or None: the batch kernels on 1 row.
         self.live: Any = module if module is not None and hasattr(module, "live_fold") else None
+        # raw_of's compiled call and its table [Δ of the coefficients, −λ, weights, scratch,
+        # coefficients] (csrc/bind_live.cpp), where numpy's exp loop was found and checked.
+        self._raw_at: Any = (
+            self.live.live_raw_at if self.live is not None and compiled_exp_matches() else None
+        )
+        n = self.weights.shape[0]
+        self._table = np.concatenate([[np.nan], self._neg_lam, self.weights, np.zeros(3 * n)])
 
     @property
     def backend(self) -> str:
@@ -123,11 +162,16 @@ class SignalView:
         if self.live is None:
             state.add(np.array([code]), np.array([signal]), np.array([ts_ms]), np.array([value]))
             return True
-        state.ensure_profiles(code + 1)
-        target = landmark_for(state.landmark_ms, ts_ms, self._lam_max)
-        if target is not None:
-            state.rebase(target)
-        self.live.live_fold(state.records, code, signal, ts_ms, value, state.landmark_ms, state.lam_per_ms)
+        if code >= state.n_profiles:
+            state.ensure_profiles(code + 1)
+        landmark = state.landmark_ms
+        # landmark_for's rule, inlined: most events leave the landmark where it is
+        if landmark is None or (ts_ms > landmark and self._lam_max * (ts_ms - landmark) > REBASE_EXPONENT):
+            state.rebase(ts_ms)
+            landmark = ts_ms
+        # The whole buffer, not the `records` view: slicing it costs more than the fold (the row
+        # exists, ensure_profiles made sure of it).
+        self.live.live_fold(state._records, code, signal, ts_ms, value, landmark, state.lam_per_ms)
         return True
 
     def unfold(self, batch: EventBatch) -> None:
@@ -200,11 +244,52 @@ class SignalView:
 
     def raw_of(self, code: int, now_ms: int) -> float:
         """One profile's raw score at ``now_ms``: on the ``"cpp"`` backend one compiled call
-        summing in :meth:`raw_scores`' order (so the same number ``score()`` sees)."""
+        summing in :meth:`raw_scores`' order (so the same number ``score()`` sees), which also
+        computes the coefficients when ``now_ms`` moved, as :meth:`coefs_at` does.
+
+        Examples
+        --------
+        >>> from affinity_sdk.config import default_config
+        >>> view = SignalView(default_config())
+        >>> _ = view.fold_one(0, EVENT_TYPE_CODES["app_opened"], 0, float("nan"))
+        >>> view.raw_of(0, 86_400_000) == float(view.raw_scores(86_400_000)[0])
+        True
+        """
+        state = self.state
+        landmark = state.landmark_ms
+        if self._raw_at is not None and landmark is not None and now_ms >= landmark:
+            return float(self._raw_at(state._records, code, now_ms - landmark, self._table))  # as in fold_one
         coefs = self.coefs_at(now_ms)
         if self.live is not None:
             return float(self.live.live_raw(self.state.records, code, coefs))
         return float(self.state.records[code]["acc"] @ coefs)
+
+    def tier_at(
+        self, code: int, now_ms: int, tiers: NDArray[np.int8], cuts: NDArray[np.float64]
+    ) -> int | None:
+        """Profile ``code``'s tier code at ``now_ms`` in one compiled call: :meth:`raw_of`'s raw
+        score against ``cuts`` (``[enter (2), first (2), stay (2)]`` as in
+        :class:`~affinity_sdk.score.tiers.ScalarCutoffs`) with hysteresis against ``tiers[code]``
+        (none past the end), by the batch kernels' rule; ``None`` where it does not apply (not
+        the ``"cpp"`` backend, or ``now_ms`` before the landmark): use :meth:`raw_of` then.
+
+        Examples
+        --------
+        >>> from affinity_sdk.config import default_config
+        >>> view = SignalView(default_config())
+        >>> _ = view.fold_one(0, EVENT_TYPE_CODES["app_opened"], 0, float("nan"))
+        >>> raw = view.raw_of(0, 0)
+        >>> cuts = np.array([raw / 2, raw * 2, raw / 2, raw * 2, raw / 3, raw])  # Medium
+        >>> view.tier_at(0, 0, np.zeros(0, dtype=np.int8), cuts) in (None, 1)
+        True
+        """
+        landmark = self.state.landmark_ms
+        if self._raw_at is None or landmark is None or now_ms < landmark:
+            return None
+        tier: int = self.live.live_tier(
+            self.state._records, code, now_ms - landmark, self._table, tiers, cuts
+        )
+        return tier
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         return {"landmark_ms": self.state.landmark_ms}, {"records": self.state.records}

@@ -120,6 +120,23 @@ class TraitStore:
         held = self._by_user.get(user_id, {})
         return {name: msgspec.json.decode(held[name][1]) for name in sorted(held)}
 
+    def values_of(self, name: str) -> dict[str, Any]:
+        """Every user holding trait ``name``, with its value (decoding that trait only).
+
+        Examples
+        --------
+        >>> traits = TraitStore()
+        >>> traits.set("ann", {"timezone": "Europe/Oslo", "plan": "gold"}, ts_ms=0)
+        >>> traits.set("bob", {"plan": "free"}, ts_ms=0)
+        >>> traits.values_of("timezone")
+        {'ann': 'Europe/Oslo'}
+        """
+        return {
+            user_id: msgspec.json.decode(entries[name][1])
+            for user_id, entries in self._by_user.items()
+            if name in entries
+        }
+
     def move(self, source: str, target: str) -> None:
         """Fold ``source``'s traits into ``target``'s (an identity merge); ``source`` keeps none."""
         entries = self._by_user.pop(source, None)

@@ -31,7 +31,9 @@ This module is the public entry point; the work lives in focused modules:
 * :mod:`affinity_sdk.scale.scores`: :func:`score_dataset` (tiers by
   :class:`~affinity_sdk.score.tiers.TierPlan`, the single-process Scorer's plan);
 * :mod:`affinity_sdk.scale.propensity`: :func:`score_propensity`;
-* :mod:`affinity_sdk.scale.affinities`: :func:`score_affinities`.
+* :mod:`affinity_sdk.scale.affinities`: :func:`score_affinities`;
+* :mod:`affinity_sdk.scale.views`: :func:`fold_dataset`, every view of the profile store (one
+  store per input partition, merged in a tree: no shuffle).
 
 Examples
 --------
@@ -60,16 +62,19 @@ from affinity_sdk.scale.lake import EVENT_COLUMNS, read_events
 from affinity_sdk.scale.propensity import DaskPropensity, score_propensity
 from affinity_sdk.scale.quantiles import exact_quantile_cutoffs
 from affinity_sdk.scale.scores import DaskScores, score_dataset
+from affinity_sdk.scale.views import Forgotten, fold_dataset
 
 __all__ = [
     "EVENT_COLUMNS",
     "DaskAffinities",
     "DaskPropensity",
     "DaskScores",
+    "Forgotten",
     "Format",
     "Reader",
     "Source",
     "exact_quantile_cutoffs",
+    "fold_dataset",
     "read_events",
     "score_affinities",
     "score_dataset",

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -63,6 +63,9 @@ from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
 from affinity_sdk.score.results import ScoreResult
 from affinity_sdk.score.shadow import ShadowReport, Shadows, ShadowSpec, shadow_report, shadow_result
+from affinity_sdk.score.tier_changes import LABELS as _LABELS
+from affinity_sdk.score.tier_changes import TierChange, TierLabel
+from affinity_sdk.score.tier_changes import fire as _fire
 from affinity_sdk.score.tiers import NO_TIER, Cutoffs, ScalarCutoffs, TierPlan
 
 if TYPE_CHECKING:
@@ -78,13 +81,12 @@ __all__ = [
     "TierChange",
 ]
 
-TierLabel = Literal["low", "medium", "high"]
 _STATE_KIND = "affinity_sdk.Scorer"
 _log = logging.getLogger(__name__)
-
-
-_LABELS: tuple[TierLabel, TierLabel, TierLabel] = ("low", "medium", "high")  # TIER_LABELS as str
 _ERRORS = ("raise", "skip", "collect")
+
+
+_NO_CUTS: NDArray[np.float64] = np.full(6, np.nan)
 
 
 def _no_tiers(size: int) -> NDArray[np.int8]:
@@ -98,25 +100,6 @@ def _refresh_every(value: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"refresh_cutoffs_every must be None or a positive integer (got {value!r})")
     return int(value)
-
-
-def _fire(changes: list[TierChange], callbacks: list[Callable[[TierChange], None]]) -> None:
-    """Run every callback on every change, in order (the caller has released the lock)."""
-    for change in changes:
-        for callback in callbacks:
-            callback(change)
-
-
-@dataclass(frozen=True)
-class TierChange:
-    """A user's tier moved (passed to ``on_tier_change`` callbacks): at a ``score()`` run, or at an
-    ``ingest`` call that folded the user's events. ``score`` is the 0-100 score the new tier was
-    assigned from."""
-
-    user_id: str
-    old: TierLabel
-    new: TierLabel
-    score: float
 
 
 class SignalExplanation(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,7 +201,12 @@ class Scorer:
         self._callbacks: list[Callable[[TierChange], None]] = []
         self._refresh_every = refresh_every
         self._since_cutoffs = 0  # events folded since the cut-offs were last computed
-        self._scalar_cuts: tuple[Cutoffs | None, ScalarCutoffs | None] = (None, None)  # (of, as floats)
+        # (of, as floats, as the array [enter, first, stay] for the compiled tier_at)
+        self._scalar_cuts: tuple[Cutoffs | None, ScalarCutoffs | None, NDArray[np.float64]] = (
+            None,
+            None,
+            _NO_CUTS,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -365,10 +353,10 @@ class Scorer:
     def _scalar_cutoffs(self, now_ms: int) -> ScalarCutoffs:
         """The current cut-offs (computed if there are none) as Python floats, kept until they change."""
         cutoffs = self._cutoffs if self._cutoffs is not None else self._refresh_cutoffs(now_ms)
-        of, cuts = self._scalar_cuts
+        of, cuts, _ = self._scalar_cuts
         if of is not cutoffs or cuts is None:
             cuts = ScalarCutoffs.of(*cutoffs)
-            self._scalar_cuts = (cutoffs, cuts)
+            self._scalar_cuts = (cutoffs, cuts, np.array([*cuts.enter, *cuts.first, *cuts.down]))
         return cuts
 
     def _refresh_cutoffs(self, now_ms: int) -> Cutoffs:
@@ -441,11 +429,14 @@ class Scorer:
 
     def score_of(self, user_id: str, now: datetime | str | int | None = None) -> float | None:
         """One user's 0-100 score, or ``None`` for an unknown, opted-out or forgotten user."""
-        with self._lock:
-            code = self.store.code_of(user_id)
-            if code is None:
+        store = self.store
+        with self._lock:  # store.code_of and store.now_ms, inlined as in tier_of
+            code = store.interners.users.lookup(user_id)
+            if code is None or not store.is_visible(code):
                 return None
-            return self.plan.score_one(self.signals.raw_of(code, self.store.now_ms(now)))
+            latest = store.latest_ms
+            now_ms = (0 if latest is None else latest) if now is None else store.now_ms(now)
+            return self.plan.score_one(self.signals.raw_of(code, now_ms))
 
     def tier_of(self, user_id: str, now: datetime | str | int | None = None) -> TierLabel | None:
         """One user's tier against the current cut-offs (those of the last :meth:`score` run or
@@ -456,10 +447,18 @@ class Scorer:
             code = store.interners.users.lookup(user_id)
             if code is None or not store.is_visible(code):
                 return None
-            now_ms = store.now_ms(now)
-            cuts = self._scalar_cutoffs(now_ms)
-            previous = int(self._tiers[code]) if code < self._tiers.shape[0] else NO_TIER
-            return _LABELS[cuts.tier(self.signals.raw_of(code, now_ms), previous)]
+            latest = store.latest_ms  # store.now_ms(now), its default inlined (the usual call)
+            now_ms = (0 if latest is None else latest) if now is None else store.now_ms(now)
+            of, cuts, cut_array = self._scalar_cuts
+            if cuts is None or of is not self._cutoffs:
+                cuts = self._scalar_cutoffs(now_ms)
+                cut_array = self._scalar_cuts[2]
+            tiers = self._tiers
+            tier = self.signals.tier_at(code, now_ms, tiers, cut_array)
+            if tier is None:
+                previous = int(tiers[code]) if code < tiers.shape[0] else NO_TIER
+                tier = cuts.tier(self.signals.raw_of(code, now_ms), previous)
+            return _LABELS[tier]
 
     def explain(self, user_id: str, now: datetime | str | int | None = None) -> Explanation:
         """Each signal's decayed value, count, first / last seen and contribution, largest first.

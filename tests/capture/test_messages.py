@@ -92,7 +92,13 @@ def test_open_rate_over_both_spellings() -> None:
 
 def test_message_channels() -> None:
     channel = {m: ev.event_channel(ev.MessageSent(user_id="u", timestamp=0, medium=m)) for m in MEDIA}
-    assert channel == {"email": "email", "sms": "sms", "push": "push", "in_app": "app", "whatsapp": "sms"}
+    assert channel == {
+        "email": "email",
+        "sms": "sms",
+        "push": "push",
+        "in_app": "app",
+        "whatsapp": "whatsapp",
+    }
     given_channel = ev.MessageSent(user_id="u", timestamp=0, medium="email", channel="web")
     assert ev.event_channel(given_channel) == "web"
 
@@ -100,7 +106,9 @@ def test_message_channels() -> None:
 def test_segment_message_calls_read_the_medium() -> None:
     call = {"type": "track", "userId": "u", "timestamp": 0, "event": "Message Clicked"}
     (event,) = from_segment({**call, "properties": {"channel": "whatsapp", "campaign_id": "c"}})
-    assert event == ev.MessageClicked(user_id="u", timestamp=0, medium="whatsapp", campaign_id="c")
+    assert event == ev.MessageClicked(
+        user_id="u", timestamp=0, medium="whatsapp", campaign_id="c", channel="whatsapp"
+    )
     (event,) = from_segment(
         {**call, "event": "Consent Changed", "properties": {"granted": False, "medium": "sms"}}
     )
@@ -292,4 +300,4 @@ def test_consent_events_on_one_medium_leave_the_others_open() -> None:
 def test_batch_channel_follows_the_medium() -> None:
     events = [ev.MessageOpened(user_id="u", timestamp=1, medium=m) for m in MEDIA]
     channels = [ev.CHANNELS[c] for c in EventBatch.from_events(events).channel.tolist()]
-    assert channels == ["email", "sms", "push", "app", "sms"]
+    assert channels == ["email", "sms", "push", "app", "whatsapp"]

@@ -73,3 +73,98 @@ def test_event_names() -> None:
     assert segment_event_type("Push Notification Tapped") == "push_opened"
     assert segment_event_type("Application Installed") == "app_installed"
     assert segment_event_type("Identify") is None
+
+
+def _order_call(
+    i: int, context: dict[str, object], props: dict[str, object] | None = None
+) -> dict[str, object]:
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "ann",
+        "messageId": f"m{i}",
+        "timestamp": 1_767_225_600_000 + i,
+        "context": context,
+        "properties": {"order_id": f"o{i}", "total": 10.0, "products": [], **(props or {})},
+    }
+
+
+@pytest.mark.parametrize(
+    ("context", "props", "channel"),
+    [
+        ({"campaign": {"medium": "email"}}, {}, "email"),
+        ({"campaign": {"medium": " E-Mail "}, "channel": "browser"}, {}, "email"),
+        ({"campaign": {"medium": "whatsapp"}}, {}, "whatsapp"),
+        ({"campaign": {"medium": "push-notification"}}, {}, "push"),
+        ({"campaign": {"medium": "SMS"}}, {}, "sms"),
+        ({"campaign": {"medium": "cpc"}, "channel": "browser"}, {}, "web"),  # not a message medium
+        ({"campaign": {"medium": "app"}}, {}, None),  # in-app is no message medium for orders
+        ({"campaign": {"medium": "email"}}, {"channel": "store"}, "store"),  # explicit wins
+    ],
+)
+def test_order_channel_from_utm_medium(
+    context: dict[str, object], props: dict[str, object], channel: str | None
+) -> None:
+    (order,) = from_segment(_order_call(0, context, props))
+    assert isinstance(order, ev.OrderCompleted) and order.channel == channel
+
+
+def test_utm_medium_only_sets_the_channel_of_orders() -> None:
+    call = {
+        "type": "track",
+        "event": "Product Viewed",
+        "userId": "ann",
+        "timestamp": 0,
+        "context": {"campaign": {"medium": "email"}},
+        "properties": {"sku": "p1"},
+    }
+    (viewed,) = from_segment(call)
+    assert viewed.channel is None
+
+
+def test_segment_conversions_and_time_zone_reach_the_engagement_view() -> None:
+    from affinity_sdk.models.channels import best_send_hour, channel_table
+    from affinity_sdk.profile.engagement_view import ACTIONS
+    from affinity_sdk.score.scorer import Scorer
+
+    t0 = 1_767_225_600_000  # 00:00 UTC
+    opened = {
+        "type": "track",
+        "event": "Email Opened",
+        "userId": "ann",
+        "messageId": "open",
+        "timestamp": t0 + 3_600_000,  # 01:00 UTC
+        "context": {"timezone": "Asia/Tokyo"},
+    }
+    calls = [
+        opened,
+        _order_call(1, {"campaign": {"medium": "e-mail"}}),
+        _order_call(2, {"campaign": {"medium": "whatsapp"}}),
+        _order_call(3, {"campaign": {"medium": "cpc"}}),
+    ]
+    scorer = Scorer(views=("signals", "engagement"), backend="reference")
+    scorer.ingest_segment({"batch": calls})
+    store = scorer.store
+    assert scorer.traits_of("ann") == {"timezone": "Asia/Tokyo"}
+    view = store.view("engagement")
+    counts = view.media_counts(store.code_of("ann"), t0 + 10)
+    converted = counts[:, ACTIONS.index("converted")]
+    assert converted[ev.MEDIA.index("email")] > 0 and converted[ev.MEDIA.index("whatsapp")] > 0
+    assert converted[ev.MEDIA.index("sms")] == 0 and converted.sum() == pytest.approx(2.0, rel=1e-6)
+    assert best_send_hour(store, "ann", strength=1.0)[0] == 10
+    assert channel_table(store)["tz"].tolist() == ["Asia/Tokyo"]
+
+
+def test_identify_traits_override_context_timezone() -> None:
+    from affinity_sdk.capture.segment_adapter import segment_traits
+
+    call = {
+        "type": "identify",
+        "userId": "bo",
+        "timestamp": 5,
+        "context": {"timezone": "Europe/Oslo"},
+        "traits": {"timezone": "America/New_York"},
+    }
+    assert segment_traits([call, {"type": "page", "userId": "bo", "timestamp": 6}]) == [
+        ("bo", {"timezone": "America/New_York"}, 5)
+    ]

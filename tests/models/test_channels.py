@@ -1,4 +1,5 @@
-"""Best channel, send hour and fatigue: shrinkage, consent, caps, and the table = the scalar calls."""
+"""Best channel, send hour and fatigue: shrinkage, consent, caps, conversions, local send hours,
+and the table = the scalar calls."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from affinity_sdk.models.channels import (
     fit_beta_prior,
     fit_dirichlet_strength,
     may_message,
+    utc_offset_s,
 )
 from affinity_sdk.profile.store import ProfileStore
 
@@ -153,3 +155,93 @@ def test_dirichlet_strength_recovers_planted_kappa(kappa: float) -> None:
     c = np.array(counts, dtype=float)
     fitted = fit_dirichlet_strength(np.array(users), c, c, pi, np.array(bins))
     assert kappa / 1.3 < fitted < kappa * 1.3
+
+
+def orders(user: str, channel: str, n: int, at: int = T0) -> list[dict[str, object]]:
+    return [
+        {
+            "type": "order_completed",
+            "user_id": user,
+            "timestamp": at + i,
+            "order_id": f"o-{user}-{channel}-{i}",
+            "products": [],
+            "revenue": 5.0,
+            "channel": channel,
+        }
+        for i in range(n)
+    ]
+
+
+def test_whatsapp_opt_out_is_never_given_whatsapp() -> None:
+    store = ProfileStore(views=("signals", "engagement"), backend="reference")
+    events: list[dict[str, object]] = []
+    for i in range(10):
+        events += messages(f"p{i}", "whatsapp", 10, 8) + messages(f"p{i}", "sms", 10, 1)
+    events += messages("wa", "whatsapp", 20, 20) + messages("wa", "sms", 20, 1)
+    ingest(store, events)
+    assert best_channel(store, "wa")[0] == "whatsapp"
+    table = channel_table(store)
+    assert set(table["best_channel"].tolist()) == {"whatsapp"}  # not folded into sms
+    store.opt_out("wa", medium="whatsapp", at=T0 + 10**6)
+    ingest(store, messages("wa", "whatsapp", 5, 5, at=T0 + 2 * 10**6))  # later engagement too
+    assert best_channel(store, "wa")[0] == "sms"
+    assert not may_message(store, "wa", "whatsapp", caps={})
+    table = channel_table(store)
+    row = table["user_id"].tolist().index("wa")
+    assert table["best_channel"][row] == "sms"
+    assert best_channel(store, "p1")[0] == "whatsapp"  # others keep it
+
+
+def test_conversion_rate_is_shrunk_and_reported_on_the_best_channel() -> None:
+    store = ProfileStore(views=("signals", "engagement"), backend="reference")
+    events: list[dict[str, object]] = []
+    for i in range(20):  # population: email, 10 messages, 1 order each from every other user
+        events += messages(f"p{i}", "email", 10, 5) + orders(f"p{i}", "email", i % 2)
+    events += messages("buyer", "email", 10, 5) + orders("buyer", "email", 6)
+    events += messages("none", "email", 10, 5)
+    events += orders("none", "app", 3) + orders("none", "web", 3)  # not conversions
+    ingest(store, events)
+    table = channel_table(store)
+    rate = dict(zip(table["user_id"].tolist(), table["conversion_rate"].tolist(), strict=True))
+    population = (10 + 6) / 220  # the prior's mean: orders per email message over everyone
+    assert 0.6 > rate["buyer"] > population  # pulled toward the population from 6 / 10
+    assert rate["none"] < population  # no orders on email: below the mean, above 0
+    assert rate["none"] > 0
+    # the ranking stays on engagement: the same rate for both
+    assert table["channel_rate"][table["user_id"].tolist().index("buyer")] == pytest.approx(
+        table["channel_rate"][table["user_id"].tolist().index("none")]
+    )
+
+
+def test_send_hour_is_local_where_the_user_has_a_zone() -> None:
+    store = ProfileStore(views=("signals", "engagement"), backend="reference")
+    events = [
+        {"type": "push_opened", "user_id": user, "timestamp": T0 + 1 * H + d * 86_400_000}
+        for user in ("tokyo", "utc", "bogus")
+        for d in range(5)
+    ]
+    ingest(store, events)
+    store.set_traits("tokyo", {"timezone": "Asia/Tokyo"}, at=T0)
+    store.set_traits("bogus", {"timezone": "Not/AZone"}, at=T0)
+    assert best_send_hour(store, "tokyo", strength=1.0)[0] == 10  # 01:00 UTC is 10:00 in Tokyo
+    assert best_send_hour(store, "utc", strength=1.0)[0] == 1
+    assert best_send_hour(store, "bogus", strength=1.0)[0] == 1  # an unknown zone: UTC
+    week, _ = best_send_hour(store, "tokyo", hour_of_week=True, strength=1.0)
+    assert week is not None and week % 24 == 10
+    table = channel_table(store, strength=1.0)
+    rows = {u: i for i, u in enumerate(table["user_id"].tolist())}
+    assert table["best_send_hour"][rows["tokyo"]] == 10 and table["best_send_hour"][rows["utc"]] == 1
+    assert table["tz"][rows["tokyo"]] == "Asia/Tokyo" and table["utc_offset"][rows["tokyo"]] == 9.0
+    assert table["tz"][rows["bogus"]] == "" and table["utc_offset"][rows["bogus"]] == 0.0
+
+
+def test_offsets_follow_dst_at_now() -> None:
+    winter, summer = "2026-01-15T12:00:00Z", "2026-07-15T12:00:00Z"
+    assert utc_offset_s("Europe/Oslo", winter) == 3600 and utc_offset_s("Europe/Oslo", summer) == 7200
+    assert utc_offset_s("America/St_Johns", winter) == -12_600  # -03:30
+    assert utc_offset_s("", winter) is None and utc_offset_s(None, winter) is None
+    store = ProfileStore(views=("signals", "engagement"), backend="reference")
+    ingest(store, [{"type": "push_opened", "user_id": "n", "timestamp": T0 + 20 * H}])
+    store.set_traits("n", {"timezone": "America/St_Johns"}, at=T0)
+    # 20:00 UTC - 3:30 = 16:30 local: whole hours, half up -> -3 -> 17
+    assert best_send_hour(store, "n", strength=1.0)[0] == 17

@@ -277,6 +277,31 @@ def test_feature_columns_select_and_survive_save_load(sim, tmp_path: Path) -> No
     )
 
 
+def test_a_model_saved_before_a_feature_was_added_loads_and_predicts_the_same(  # type: ignore[no-untyped-def]
+    sim, tmp_path: Path
+) -> None:
+    # What a file from before `channel_share_whatsapp` existed holds: the full list without it.
+    full = P.feature_names(P.FeatureSpec())
+    older = tuple(name for name in full if name != "channel_share_whatsapp")
+    assert len(older) == len(full) - 1
+    spec = msgspec.structs.replace(P.FeatureSpec(), columns=older)
+    cutoff = sim.end_ms - 2 * WEEK
+    model = P.PropensityModel.fit(P.build_training_set(sim.batch, "purchase", [cutoff], "2w", spec=spec))
+    model.spec = P.FeatureSpec()  # as the older SDK wrote it: no column selection
+    model.save(tmp_path / "old.model")
+    again = P.PropensityModel.load(tmp_path / "old.model")
+    assert again.feature_names == full and again.coef_[full.index("channel_share_whatsapp")] == 0.0
+    model.spec = spec
+    np.testing.assert_allclose(
+        again.score_batch(sim.batch, sim.end_ms)[0], model.score_batch(sim.batch, sim.end_ms)[0], rtol=1e-12
+    )
+    model.feature_names = ("no_such_feature", *older[1:])
+    model.spec = P.FeatureSpec()
+    model.save(tmp_path / "odd.model")
+    with pytest.raises(StateError, match="feature list"):
+        P.PropensityModel.load(tmp_path / "odd.model")
+
+
 # --- CDNOW time split --------------------------------------------------------------------------
 CAL_END = int(np.datetime64("1997-09-30", "ms").astype(np.int64))
 HOLDOUT_END = int(np.datetime64("1998-06-30", "ms").astype(np.int64))

@@ -213,6 +213,19 @@ def test_view_refuses_other_half_lives_an_early_now_and_merges_of_other_views() 
     assert wide.features(0, P.FeatureSpec(half_lives=("7d", "28d"), order_days=True)).X.shape[0] == 1
 
 
+def test_state_saved_before_the_whatsapp_channel_loads_with_a_zero_column() -> None:
+    view = PropensityView(backend="reference")
+    lines = _random_lines(np.random.default_rng(5), 120, n_users=5)
+    view.fold(EventBatch.from_ndjson(b"\n".join(lines)))
+    header, arrays = view.to_arrays()
+    old = {**arrays, "channels": arrays["channels"][:, :6].copy()}
+    fresh = PropensityView(backend="reference")
+    fresh.load_arrays(header, old, view.n_profiles)
+    expected = view.channels.copy()
+    expected[:, 6:] = 0
+    np.testing.assert_array_equal(fresh.channels, expected)
+
+
 def test_load_refuses_malformed_arrays() -> None:
     view = PropensityView(backend="reference")
     lines = _random_lines(np.random.default_rng(4), 200, n_users=6)

@@ -273,6 +273,21 @@ def test_the_fast_report_is_an_ingest_report() -> None:
     assert got.rejected == [] and got.rejected is not one_event._report(0, 0, None).rejected
 
 
+def test_the_compiled_report_is_the_python_one() -> None:
+    make = one_event._compiled()[1]
+    if make is None:
+        pytest.skip("needs the C++ extension")
+    for scored in (False, True):
+        got, want = make(IngestReport, one_event._ACCEPTED_FIELDS[scored], 7), one_event._accepted(7, scored)
+        assert type(got) is IngestReport and got == want and vars(got).keys() == vars(want).keys()
+        assert got.user_codes.dtype == np.int64 and got.user_codes.tolist() == [7] and got.scored == scored
+        assert (
+            got.rejected == []
+            and got.rejected is not make(IngestReport, one_event._ACCEPTED_FIELDS[1], 7).rejected
+        )
+    assert one_event._ACCEPTED_FIELDS[1]["rejected"] == []  # the template is not changed
+
+
 def test_without_the_extension_the_event_id_hash_is_pythons(monkeypatch: pytest.MonkeyPatch) -> None:
     from affinity_sdk.ingest.interner import event_id_hash
 
@@ -283,3 +298,154 @@ def test_without_the_extension_the_event_id_hash_is_pythons(monkeypatch: pytest.
     scorer = Scorer(CONFIG, backend="numba" if "numba" in BACKENDS else "reference")
     event = AppOpened(user_id="ann", timestamp=T0, event_id="e1")
     assert [scorer.ingest(event).accepted for _ in range(2)] == [1, 0]
+
+
+def _plain(fields: tuple[Any, ...] | None) -> Any:
+    """A reader's answer with NaN spelled out (NaN != NaN would fail any comparison)."""
+    if fields is None:
+        return None
+    return tuple("nan" if isinstance(x, float) and x != x else x for x in fields)
+
+
+odd_values = st.sampled_from([None, 0, 1, -1, 2**31, 2**70, 0.0, 3.5, -0.0, -2.0, float("nan"), 1e13, 1e30])
+
+
+@st.composite
+def odd_events(draw: st.DrawFn) -> Any:
+    """Structs as anything may build them (a Struct validates nothing on construction): every field
+    of its usual type or not, in range or not."""
+    product = Product(
+        product_id=draw(st.sampled_from(["p1", "", 7])),
+        category=draw(st.sampled_from(["shoes", None])),
+        brand=draw(st.sampled_from(["acme", b"acme"])),
+        price=draw(st.one_of(odd_values, st.floats(0.0, 1e12))),
+        quantity=draw(st.one_of(odd_values, st.integers(1, 5))),
+        discount=draw(odd_values),
+    )
+    common = {
+        "user_id": draw(st.sampled_from(["ann", "", "Jose\u0301", 5, None])),
+        "timestamp": draw(st.sampled_from([T0, -(2**62), 2**62, float(T0), True])),
+        "event_id": draw(st.sampled_from([None, "e1", "", "\ud800", 3])),
+        "channel": draw(st.sampled_from([None, "", "web", "email", "pigeon", 4])),
+    }
+    kind = draw(st.sampled_from([AppOpened, PageViewed, EmailOpened, ProductViewed, OrderCompleted]))
+    if kind is ProductViewed:
+        return ProductViewed(**common, product=draw(st.sampled_from([product, None, "p"])))
+    if kind is OrderCompleted:
+        return OrderCompleted(**common, order_id="o", products=[product], revenue=10.0)
+    return kind(**common)
+
+
+def _known_names() -> Any:
+    """Interners knowing some of the names the strategies draw (and not others)."""
+    scorer = Scorer(CONFIG)
+    scorer.ingest(ProductViewed(user_id="ann", timestamp=T0, product=_product(1.0)))
+    scorer.ingest(AppOpened(user_id="Jos\u00e9", timestamp=T0))
+    scorer.interners.brands.intern("other")
+    return scorer.interners
+
+
+@pytest.mark.skipif(one_event._compiled()[0] is None, reason="needs the C++ extension")
+@settings(max_examples=400, deadline=None)
+@given(event=st.one_of(events(), odd_events()))
+def test_the_compiled_reader_reads_as_the_python_reader(event: Any) -> None:
+    """Where the compiled reader answers, it answers what _event and _hash give, with the codes the
+    interners hold for the user and the items as spelled (None where one is missing); where it
+    passes (None), the Python reader decides."""
+    if isinstance(event, bytes):
+        event = one_event._decode_line(event)
+    names = _known_names()
+    one_event._shape_of(type(event))  # the class's shape is known before the compiled reader looks
+    got = one_event._compiled()[0](event, names)
+    try:
+        found = one_event._event(event)
+        want = None if found is None else (*found, one_event._hash(found[9]))
+    except Exception:  # ingest_one leaves such an event to the batch path
+        want = None
+    if got is None:
+        return
+    assert want is not None
+    assert _plain(got[:12]) == _plain(want)
+    assert [type(x) for x in got[:12]] == [type(x) for x in want]
+    user_code, items = got[12:]
+    known = {n: names.users.lookup(n) for n in names.users.names}
+    assert user_code == known.get(want[1])
+    tables = (names.products, names.categories, names.brands)
+    ids = [(p.product_id, p.category, p.brand) for p in want[10]]
+    if all(n in t.names for row in ids for t, n in zip(tables, row, strict=True)):
+        assert items == one_event._intern_items(names, want[7], want[10])
+    else:
+        assert items is None
+
+
+def test_the_compiled_reader_takes_the_common_events() -> None:
+    compiled = one_event._compiled()[0]
+    if compiled is None:
+        pytest.skip("needs the C++ extension")
+    names = _known_names()
+    common = [
+        AppOpened(user_id="ann", timestamp=T0, event_id="e1", channel="web"),
+        ProductViewed(user_id="ann", timestamp=T0, product=_product(3.0)),
+        ProductViewed(user_id="new", timestamp=T0, product=_product(3.0)),
+    ]
+    for event in common:
+        one_event._shape_of(type(event))
+    assert [compiled(e, names)[12:] for e in common] == [
+        (0, (-1, [])),
+        (0, (-1, [(0, 0, 0)])),
+        (None, (-1, [(0, 0, 0)])),
+    ]
+
+
+@pytest.mark.skipif("cpp" not in BACKENDS, reason="needs the C++ extension")
+def test_compiled_coefficients_are_numpys() -> None:
+    """raw_of's compiled coefficients (numpy's own exp loop) give score()'s raw scores bit for bit
+    at every time, including after the landmark moved."""
+    from affinity_sdk.profile.signals import compiled_exp_matches
+
+    assert compiled_exp_matches()
+    scorer = Scorer(CONFIG, backend="cpp")
+    assert scorer.signals._raw_at is not None
+    rng = np.random.default_rng(11)
+    latest = T0
+    for step in range(40):
+        for _ in range(5):
+            latest += int(rng.integers(0, 30 * HOUR))
+            scorer.ingest(
+                OrderCompleted(
+                    user_id=f"u{rng.integers(8)}",
+                    timestamp=latest,
+                    order_id="o",
+                    products=[],
+                    revenue=float(rng.uniform(1, 100)),
+                )
+            )
+        now = latest + int(rng.integers(0, 400 * HOUR)) * (step % 2)
+        result = scorer.score(now)
+        assert [scorer.score_of(u, now) for u in result.user_ids] == result.score.tolist()
+        raw = [scorer.signals.raw_of(scorer.store.code_of(u), now) for u in result.user_ids]  # type: ignore[arg-type]
+        assert np.array(raw).tobytes() == result.raw_score.tobytes()
+
+
+@pytest.mark.skipif("cpp" not in BACKENDS, reason="needs the C++ extension")
+@settings(max_examples=200, deadline=None)
+@given(
+    previous=st.sampled_from([-1, 0, 1, 2]),
+    offsets=st.lists(st.sampled_from([-1.0, -1e-12, 0.0, 1e-12, 1.0]), min_size=6, max_size=6),
+    banded=st.booleans(),
+)
+def test_the_compiled_tier_is_the_scalar_rule(previous: int, offsets: list[float], banded: bool) -> None:
+    """SignalView.tier_at gives ScalarCutoffs.tier of raw_of, cut-offs just below, at and above
+    the raw score, for every previous tier (none, past the end of the tiers, too)."""
+    from affinity_sdk.score.tiers import ScalarCutoffs
+
+    scorer = Scorer(CONFIG, backend="cpp")
+    scorer.ingest(ProductViewed(user_id="ann", timestamp=T0, product=_product(3.0)))
+    view, now = scorer.signals, T0 + HOUR
+    raw = view.raw_of(0, now)
+    up = [raw * (1 + o) for o in offsets[:4]] if banded else [raw * (1 + o) for o in offsets[:2]]
+    cuts = ScalarCutoffs.of(np.array(up), np.array([raw * (1 + o) for o in offsets[4:]]))
+    array = np.array([*cuts.enter, *cuts.first, *cuts.down])
+    tiers = np.array([previous], dtype=np.int8)
+    assert view.tier_at(0, now, tiers, array) == cuts.tier(raw, previous)
+    assert view.tier_at(0, now, tiers[:0], array) == cuts.tier(raw)
