@@ -107,8 +107,12 @@ if os.environ.get("AFFINITY_SDK_NO_NATIVE") != "1":
             include_dirs=["csrc"],
             depends=sorted(glob("csrc/*.hpp")),  # rebuild when a kernel header changes
             cxx_std=17,
-            extra_compile_args=["-O1", *SANITIZE] if sanitize else ["-O3", "-fno-math-errno"],
-            extra_link_args=SANITIZE if sanitize else [],
+            # -pthread: the NDJSON reader parses on std::threads (csrc/ingest_parallel.hpp)
+            extra_compile_args=[
+                "-pthread",
+                *(["-O1", *SANITIZE] if sanitize else ["-O3", "-fno-math-errno"]),
+            ],
+            extra_link_args=["-pthread", *(SANITIZE if sanitize else [])],
         )
     )
 

@@ -10,8 +10,8 @@ and the quantile tier (``config.toml``'s 60 % / 90 %; cut-off = the ``k``-th lar
 
 Every engine runs as a whole process (interpreter start, imports, reading, writing), one at a time,
 alternating over ``--repeat`` rounds; wall time is measured around the process and peak RSS with
-``os.wait4`` (that process's own ``ru_maxrss``). DuckDB and polars run with one thread and with all
-threads. After the timed rounds the CSVs are compared: same users, raw scores to 1e-9 relative,
+``os.wait4`` (that process's own ``ru_maxrss``). affinity, DuckDB and polars run with one thread and
+with all threads. After the timed rounds the CSVs are compared: same users, raw scores to 1e-9 relative,
 same tiers.
 
 Run ``python benches/e2e.py`` (3M events: about 500 MB of NDJSON, cached in ``--dir``) or
@@ -69,7 +69,7 @@ EVENT_MIX: dict[str, float] = {
     "app_opened": 0.045,
     "unsubscribed": 0.005,
 }
-ENGINES = ("affinity", "duckdb-1", "duckdb-all", "polars-1", "polars-all")
+ENGINES = ("affinity", "affinity-1", "duckdb-1", "duckdb-all", "polars-1", "polars-all")
 
 
 # --- the workload ---------------------------------------------------------------------------------
@@ -216,21 +216,13 @@ u.write_csv({str(out)!r})
 
 def command(engine: str, events: Path, out: Path) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
-    if engine == "affinity" or engine.startswith("affinity@"):
+    if engine in ("affinity", "affinity-1") or engine.startswith("affinity@"):
         if engine.startswith("affinity@"):  # another copy of the package, e.g. the one before a change
             env["PYTHONPATH"] = engine.split("@", 1)[1]
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW_MS // 1000))
-        return [
-            sys.executable,
-            "-m",
-            "affinity_sdk",
-            "score",
-            str(events),
-            "--out",
-            str(out),
-            "--now",
-            now,
-        ], env
+        argv = [sys.executable, "-m", "affinity_sdk", "score", str(events), "--out", str(out), "--now", now]
+        # "affinity": every core (the default); "affinity-1": one thread reads and folds
+        return argv + (["--threads", "1"] if engine == "affinity-1" else []), env
     if engine.startswith("duckdb"):
         threads = 1 if engine.endswith("-1") else None
         return [sys.executable, "-c", duckdb_program(events, out, threads)], env
@@ -243,8 +235,8 @@ def command(engine: str, events: Path, out: Path) -> tuple[list[str], dict[str, 
     raise SystemExit(f"unknown engine {engine!r}")
 
 
-def run_once(engine: str, events: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one whole process of ``engine``."""
+def run_once(engine: str, events: Path, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one whole process of ``engine``."""
     argv, env = command(engine, events, out)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -254,7 +246,7 @@ def run_once(engine: str, events: Path, out: Path) -> tuple[float, float]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{engine} failed ({proc.returncode}):\n{err}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 # --- agreement --------------------------------------------------------------------------------------
@@ -315,13 +307,18 @@ def main() -> None:
     outputs = {e: folder / f"out-{_label(e).replace(' ', '-')}.csv" for e in engines}
     walls: dict[str, list[float]] = {e: [] for e in engines}
     peaks: dict[str, list[float]] = {e: [] for e in engines}
+    cpus: dict[str, list[float]] = {e: [] for e in engines}
     for r in range(args.repeat):
         order = engines if r % 2 == 0 else engines[::-1]
         for engine in order:
-            wall, peak = run_once(engine, events, outputs[engine])
+            wall, peak, cpu = run_once(engine, events, outputs[engine])
             walls[engine].append(wall)
             peaks[engine].append(peak)
-            print(f"round {r + 1} {_label(engine):<19} {wall:6.2f} s {peak:7.0f} MB", file=sys.stderr)
+            cpus[engine].append(cpu)
+            print(
+                f"round {r + 1} {_label(engine):<19} {wall:6.2f} s {peak:7.0f} MB {cpu:6.2f} s CPU",
+                file=sys.stderr,
+            )
     if args.repeat and not args.no_check and "affinity" in engines:
         check_agreement(outputs)
         print("engines agree: same users, raw scores to 1e-9, same tiers", file=sys.stderr)
@@ -329,12 +326,15 @@ def main() -> None:
     print(f"\n{args.events:,} events ({size_mb:.0f} MB NDJSON), {args.users:,} users; {machine()}; "
           f"median of {args.repeat} alternated runs\n")  # fmt: skip
     base = statistics.median(walls["affinity"]) if "affinity" in engines else None
-    print("| engine | wall s (median) | MB/s | peak RSS MB | wall / affinity |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| engine | wall s (median) | MB/s | peak RSS MB | CPU s (median) | wall / affinity |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for e in engines:
         wall = statistics.median(walls[e])
         ratio = f"{wall / base:.2f}" if base else "-"
-        print(f"| {_label(e)} | {wall:.2f} | {size_mb / wall:.0f} | {max(peaks[e]):.0f} | {ratio} |")
+        cpu = statistics.median(cpus[e])
+        print(
+            f"| {_label(e)} | {wall:.2f} | {size_mb / wall:.0f} | {max(peaks[e]):.0f} | {cpu:.2f} | {ratio} |"
+        )
 
 
 def _label(engine: str) -> str:

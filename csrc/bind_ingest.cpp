@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ingest.hpp"
+#include "ingest_parallel.hpp"
 
 namespace py = pybind11;
 using affinity::ingest::Columns;
@@ -81,14 +82,31 @@ const char* ndjson_bytes(const py::buffer& data, py::buffer_info& info) {
     return static_cast<const char*>(info.ptr);
 }
 
-py::dict read_ndjson(const py::buffer& data) {
+// Below this many bytes a part is not worth a thread of its own.
+constexpr size_t kMinPartBytes = size_t{1} << 20;
+
+int checked_threads(int threads) {
+    if (threads < 1) throw py::value_error("threads must be >= 1 (got " + std::to_string(threads) + ")");
+    return threads;
+}
+
+// The reader on `threads` threads (one: the plain reader); the same result either way.
+int64_t read_into(const char* bytes, size_t size, Columns& cols, int threads, size_t min_part,
+                  affinity::ingest::PartColumns& scratch) {
+    if (threads == 1) return affinity::ingest::read_ndjson(bytes, size, cols);
+    return affinity::ingest::read_ndjson_parallel(bytes, size, cols, threads, min_part, scratch);
+}
+
+py::dict read_ndjson(const py::buffer& data, int threads, size_t min_part_bytes) {
     py::buffer_info info;
     const char* bytes = ndjson_bytes(data, info);
+    checked_threads(threads);
     auto cols = std::make_unique<Columns>();
+    affinity::ingest::PartColumns scratch;
     int64_t n_lines;
     {
         py::gil_scoped_release release;
-        n_lines = affinity::ingest::read_ndjson(bytes, static_cast<size_t>(info.size), *cols);
+        n_lines = read_into(bytes, static_cast<size_t>(info.size), *cols, threads, min_part_bytes, scratch);
     }
     size_t seen[5] = {};
     py::dict out = export_columns(*cols, seen);  // names are views into `data`, still alive here
@@ -101,6 +119,11 @@ py::dict read_ndjson(const py::buffer& data) {
 // file streams through in fixed-size pieces and every distinct id is decoded to str once.
 class NdjsonReader {
 public:
+    explicit NdjsonReader(int threads = 1, size_t min_part_bytes = kMinPartBytes)
+        : threads_(checked_threads(threads)), min_part_(min_part_bytes) {}
+
+    int threads() const { return threads_; }
+
     py::dict read(const py::buffer& data) {
         py::buffer_info info;
         const char* bytes = ndjson_bytes(data, info);
@@ -110,7 +133,7 @@ public:
             py::gil_scoped_release release;
             lock.lock();  // taken without the GIL: a second caller waits here, not holding it
             cols_.clear_rows();
-            n_lines = affinity::ingest::read_ndjson(bytes, static_cast<size_t>(info.size), cols_);
+            n_lines = read_into(bytes, static_cast<size_t>(info.size), cols_, threads_, min_part_, scratch_);
         }
         py::dict out = export_columns(cols_, seen_);
         out["n_lines"] = n_lines;
@@ -119,6 +142,9 @@ public:
 
 private:
     Columns cols_{true};
+    int threads_;
+    size_t min_part_;
+    affinity::ingest::PartColumns scratch_;
     size_t seen_[5] = {};
     std::mutex mutex_;
 };
@@ -322,14 +348,17 @@ py::array_t<double> arrow_float64(py::array_t<double, py::array::c_style> values
 }  // namespace
 
 void register_ingest(py::module_& m) {
-    m.def("read_ndjson", &read_ndjson, py::arg("data"),
+    m.def("read_ndjson", &read_ndjson, py::arg("data"), py::arg("threads") = 1,
+          py::arg("min_part_bytes") = kMinPartBytes,
           "Parse NDJSON bytes into event columns (one slot per non-blank line) plus local string "
           "tables (and n_lines, blank ones included); slots with status 1 were not understood "
-          "and must be decoded by msgspec.");
+          "and must be decoded by msgspec. With threads > 1 the input is cut at line ends into "
+          "parts of at least min_part_bytes, read at once; the result is the same.");
     py::class_<NdjsonReader>(m, "NdjsonReader",
                              "read_ndjson for a stream of chunks (each ending at a line end): codes and "
                              "first-seen order continue across chunks; each result lists only new names.")
-        .def(py::init<>())
+        .def(py::init<int, size_t>(), py::arg("threads") = 1, py::arg("min_part_bytes") = kMinPartBytes)
+        .def_property_readonly("threads", &NdjsonReader::threads)
         .def("read", &NdjsonReader::read, py::arg("data"), "Read one chunk, like read_ndjson.");
     m.def("fnv1a_strings", &fnv1a_strings, py::arg("offsets"), py::arg("data"), py::arg("valid"),
           "64-bit FNV-1a (0 -> 1) of each string given as Arrow large_string offsets and data.");

@@ -209,6 +209,17 @@ public:
 
     explicit LocalInterner(bool owns = false) : table_(1024), mask_(1023), owns_(owns) {}
 
+    // Forget every name but keep the table's memory: a scratch interner reused chunk after chunk
+    // (fresh tables would be fresh pages, zeroed by the kernel on first touch, every chunk).
+    void clear() {
+        for (size_t i = 0; i < table_.size(); ++i) table_[i].code = -1;
+        names.clear();
+        first.clear();
+        arena_.clear();
+        free_ = nullptr;
+        left_ = 0;
+    }
+
     // Hint the slot of `s` into cache ahead of intern(s, ...): a table of 10^5+ names lives in
     // main memory, and the lookup is otherwise one cache miss per event.
     AFFINITY_INGEST_INLINE void prefetch(std::string_view s, const char* limit) const {
@@ -1179,19 +1190,23 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     return true;
 }
 
-// Read every non-blank line of `data` into a slot; lines not committed keep status FLAGGED and
-// placeholder values, for the caller to decode another way. The row columns of `out` must be
-// empty; its interners may hold names from earlier chunks (new names get the next codes).
-// Returns the number of lines, blank ones included (the '\n's, plus one for a last line without).
-inline int64_t read_ndjson(const char* data, size_t size, Columns& out) {
-    out.reserve(size / 128 + 16);
+// Read every non-blank line of data[from, to) into a slot; lines not committed keep status FLAGGED
+// and placeholder values, for the caller to decode another way. `from` is a line start and `to` a
+// line end (just past a '\n') or `size`; `begin` / `end` are offsets in `data`, lines and slots
+// count from 0 at `from`, and the scanner may read (never parse) up to data + size. The row
+// columns of `out` must be empty; its interners may hold names from earlier chunks (new names get
+// the next codes). Returns the number of lines, blank ones included (the '\n's, plus one for a
+// last line without).
+inline int64_t read_ndjson_lines(const char* data, size_t from, size_t to, size_t size, Columns& out) {
+    out.reserve((to - from) / 128 + 16);
     std::vector<Product> items;
-    const char* p = data;
-    const char* end = data + size;
+    const char* p = data + from;
+    const char* const stop = data + to;
+    const char* const end = data + size;
     int64_t line = 0;
-    while (p < end) {
-        const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
-        const char* e = nl ? nl : end;
+    while (p < stop) {
+        const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(stop - p)));
+        const char* e = nl ? nl : stop;
         const char* q = p;
         while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) ++q;
         if (q < e) {
@@ -1217,6 +1232,11 @@ inline int64_t read_ndjson(const char* data, size_t size, Columns& out) {
     }
     out.flush_deferred();
     return line;
+}
+
+// read_ndjson_lines over the whole of `data`.
+inline int64_t read_ndjson(const char* data, size_t size, Columns& out) {
+    return read_ndjson_lines(data, 0, size, size, out);
 }
 
 // ---- Arrow columns -> first-seen local codes ----------------------------------------------------

@@ -29,14 +29,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from affinity_sdk import __version__
+from affinity_sdk.cli.events import ingest_file, score_file
 from affinity_sdk.errors import AffinityError
-
-if TYPE_CHECKING:
-    from affinity_sdk.ingest.batch import EventBatch
-    from affinity_sdk.ingest.interner import Interners
 
 DIMENSIONS = ("category", "brand", "price_band")  # affinity.DIMENSIONS, without importing numpy
 
@@ -63,7 +60,7 @@ def _add_score(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _run_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    scorer, accepted = _ingest_file(args, args.events, args.now)
+    scorer, accepted = ingest_file(args, args.events, args.now)
     result = scorer.score(args.now)
     result.save(args.out)
     elapsed = time.perf_counter() - started
@@ -79,7 +76,11 @@ def _run_score(args: argparse.Namespace) -> int:
 
 def _add_event_input(p: argparse.ArgumentParser) -> None:
     """Arguments shared by the commands that read an event file."""
-    p.add_argument("events", type=Path, help="events file (.ndjson / .jsonl / .json lines, or .parquet)")
+    p.add_argument(
+        "events",
+        type=Path,
+        help="events file (.ndjson / .jsonl / .json lines, or .parquet), or a folder of .parquet files",
+    )
     p.add_argument(
         "--config", type=Path, default=None, help="config (.toml or .json); default: the built-in one"
     )
@@ -116,6 +117,23 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
         default="",
         help="order-log header names (--format orders), e.g. customer_id=cust,date=day,revenue=amount",
     )
+    p.add_argument(
+        "--threads",
+        type=_thread_count,
+        default=None,
+        metavar="N",
+        help="threads that read NDJSON events (default: every core); any count gives the same scores",
+    )
+
+
+def _thread_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
 
 
 def _add_now(p: argparse.ArgumentParser) -> None:
@@ -127,45 +145,10 @@ def _add_now(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_batch(
-    path: Path, interners: Interners | None, errors: str, fmt: str = "auto", columns: str = ""
-) -> EventBatch:
-    from affinity_sdk.capture.order_log import input_format
-    from affinity_sdk.cli.adapters import ADAPTER_FORMATS, read_adapter_file
-    from affinity_sdk.ingest.batch import EventBatch
-
-    if fmt in ADAPTER_FORMATS:
-        return read_adapter_file(path, fmt, errors, interners)
-    if fmt in ("segment", "rudderstack"):
-        raise AffinityError(f"--format {fmt} is read by the commands that score (score, report, ...)")
-    fmt = input_format(path, fmt, columns)
-    if fmt == "parquet":
-        return EventBatch.from_parquet(path, interners)
-    if fmt == "orders":
-        from affinity_sdk.capture.order_log import parse_column_map, read_order_log
-
-        columns_map = parse_column_map(columns)
-        return read_order_log(path, columns=columns_map, errors=errors, interners=interners)  # type: ignore[arg-type]
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return EventBatch.from_ndjson(data, interners, errors=errors)  # type: ignore[arg-type]
-
-
-def _print_rejected(rejected: Sequence[tuple[int, str]], n_dropped: int) -> None:
-    if n_dropped:
-        print(f"rejected {n_dropped:,} bad events", file=sys.stderr)
-    for position, message in rejected[:20]:
-        print(f"  line {position + 1}: {message}", file=sys.stderr)
-    if len(rejected) > 20:
-        print(f"  ... and {len(rejected) - 20:,} more", file=sys.stderr)
-
-
 def _fit_affinity(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     """Read the events into a profile store with the affinity view (consent and forget applied
     once, in the pipeline) and return its :class:`~affinity_sdk.models.affinity.AffinityModel`."""
-    scorer, _ = _ingest_file(args, args.events, args.now, views=("signals", "affinity"))
+    scorer, _ = ingest_file(args, args.events, args.now, views=("signals", "affinity"))
     model = scorer.affinity
     metadata = {
         "config_version": scorer.config.version,
@@ -285,106 +268,6 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=_run_report)
 
 
-def _ingest_file(
-    args: argparse.Namespace, path: Path, now: str | None, views: tuple[str, ...] = ("signals",)
-) -> tuple[Any, int]:
-    """Read an event file into a new :class:`~affinity_sdk.score.scorer.Scorer` (its store keeps
-    ``views``); bad events are handled by ``--errors`` and listed on stderr. With ``now``, events
-    after it are set aside (and counted on stderr), so the state is the one as of ``now``.
-    Returns the scorer and the number of events accepted.
-
-    NDJSON streams through in chunks (:func:`~affinity_sdk.ingest.ndjson.read_ndjson_file`), each
-    ingested before the next is read, so memory holds the state and one chunk, not the file; with
-    the ``affinity`` view the file is read whole (see below)."""
-    from affinity_sdk._units import to_epoch_ms
-    from affinity_sdk.capture.order_log import input_format
-    from affinity_sdk.ingest.batch import take_rows
-    from affinity_sdk.ingest.ndjson import read_ndjson_file
-    from affinity_sdk.score.scorer import Scorer
-
-    scorer = Scorer(args.config, backend=args.backend, views=views)  # type: ignore[arg-type]
-    now_ms = to_epoch_ms(now) if now is not None else None
-    from affinity_sdk.cli.adapters import ADAPTER_FORMATS, read_adapter_file
-
-    columns = getattr(args, "columns", "")
-    fmt = getattr(args, "format", "auto")
-    if fmt in ("segment", "rudderstack"):
-        return scorer, _ingest_segment_file(scorer, path, now, args.errors)
-    if fmt not in ADAPTER_FORMATS:
-        fmt = input_format(path, fmt, columns)
-    # The affinity view fits each category's price bands from the products it first sees, so it
-    # takes the file in one batch: its numbers then do not depend on where chunks happen to end.
-    whole = "affinity" in views or fmt in ("parquet", "orders")
-    if fmt in ADAPTER_FORMATS:
-        batches = iter([read_adapter_file(path, fmt, args.errors, scorer.interners)])
-    elif whole:
-        batches = iter([_read_batch(path, scorer.interners, args.errors, fmt, columns)])
-    else:
-        batches = read_ndjson_file(path, scorer.interners, errors=args.errors)
-    accepted = n_later = n_dropped = 0
-    decode_rejects: list[tuple[int, str]] = []
-    ingest_rejects: list[tuple[int, str]] = []
-    for batch in batches:
-        kept = batch
-        if now_ms is not None:
-            later = batch.ts_ms > now_ms
-            n_batch_later = int(later.sum())
-            if n_batch_later:
-                kept = take_rows(batch, ~later)
-                n_later += n_batch_later
-        report = scorer.ingest(kept, errors=args.errors)
-        decode_rejects += batch.rejects.errors
-        ingest_rejects += report.rejected
-        n_dropped += batch.rejects.n_invalid + report.n_rejected
-        accepted += report.accepted
-    if n_later:
-        print(f"set aside {n_later:,} events stamped after {now} (--now)", file=sys.stderr)
-    _print_rejected([*decode_rejects, *ingest_rejects], n_dropped)
-    return scorer, accepted
-
-
-def _ingest_segment_file(scorer: Any, path: Path, now: str | None, errors: str) -> int:
-    """Fold a file of Segment / RudderStack calls (one call, list or ``/v1/batch`` body per line)
-    through :meth:`Scorer.ingest_segment <affinity_sdk.score.scorer.Scorer.ingest_segment>`."""
-    from affinity_sdk.capture.segment_adapter import parse_segment, segment_links
-    from affinity_sdk.errors import SchemaError
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
-    calls: list[Any] = []
-    call_lines: list[int] = []  # the line of each call, to report rejects where a person looks
-    for line_no, line in enumerate(data.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            body = parse_segment(line)
-        except SchemaError as exc:
-            raise SchemaError(f"{exc} (line {line_no + 1})", line_no) from None
-        items = body["batch"] if isinstance(body, dict) and isinstance(body.get("batch"), list) else body
-        items = items if isinstance(items, list) else [items]
-        calls.extend(items)
-        call_lines.extend([line_no] * len(items))
-    report = scorer.ingest_segment(calls, errors=errors, until=now)
-    if report.n_later:
-        print(f"set aside {report.n_later:,} events stamped after {now} (--now)", file=sys.stderr)
-    rejected = [(call_lines[i], message) for i, message in report.rejected]
-    _print_rejected(rejected, report.n_rejected)
-    n_links = len(segment_links(calls))
-    if n_links:
-        print(f"stitched {n_links:,} identify / alias links", file=sys.stderr)
-    accepted: int = report.accepted
-    return accepted
-
-
-def _score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, int]:
-    """Score an event file at ``now`` (default: its latest event): the scorer, its result and
-    the number of events accepted."""
-    scorer, accepted = _ingest_file(args, path, now, views=("signals", "affinity"))
-    return scorer, scorer.score(now), accepted
-
-
 def _run_report(args: argparse.Namespace) -> int:
     from affinity_sdk.activate.report import ReportInputs, actions_path, favourite_shares, write_report
     from affinity_sdk.activate.segments import compare_runs
@@ -393,14 +276,14 @@ def _run_report(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise AffinityError(f"--top must be at least 1 (got {args.top})")
     started = time.perf_counter()
-    scorer, result, _ = _score_file(args, args.events, args.now)
+    scorer, result, _ = score_file(args, args.events, args.now)
     model = scorer.affinity
     favourites: dict[str, list[tuple[str, float]]] = {
         dim: favourite_shares(model.top_affinities_all(dim, 1)) for dim in affinity.DIMENSIONS
     }
     previous = drift = None
     if args.previous is not None:
-        _, previous, _ = _score_file(args, args.previous, None)
+        _, previous, _ = score_file(args, args.previous, None)
         drift = compare_runs(previous, result)
     inputs = ReportInputs(
         result=result,
@@ -570,7 +453,7 @@ def _check_arrow(args: argparse.Namespace) -> None:
     parquet = [
         (f"reading {path}", path)
         for path in (getattr(args, "events", None), getattr(args, "previous", None))
-        if path is not None and path.suffix.lower() == ".parquet"
+        if path is not None and (path.suffix.lower() == ".parquet" or path.is_dir())
     ]
     out: Path | None = getattr(args, "out", None)
     if hasattr(args, "events") and out is not None and out.suffix.lower() == ".parquet":

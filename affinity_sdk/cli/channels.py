@@ -31,7 +31,8 @@ import argparse
 import time
 from pathlib import Path
 
-from affinity_sdk.cli import _add_event_input, _add_now, _ingest_file
+from affinity_sdk.cli import _add_event_input, _add_now
+from affinity_sdk.cli.events import ingest_file
 
 __all__ = ["add_parser"]
 
@@ -64,7 +65,7 @@ def _run_channels(args: argparse.Namespace) -> int:
     from affinity_sdk.score.results import write_columns
 
     started = time.perf_counter()
-    scorer, _ = _ingest_file(args, args.events, args.now, views=("signals", "engagement"))
+    scorer, _ = ingest_file(args, args.events, args.now, views=("signals", "engagement"))
     store = scorer.store
     table = channel_table(store, args.now, hour_of_week=args.hour_of_week)
     metadata = {

@@ -120,7 +120,7 @@ def _read_orders(args: argparse.Namespace) -> Any:
     opted-out customers and replayed ``event_id`` s left out."""
     from affinity_sdk.capture.events import EVENT_TYPE_CODES
     from affinity_sdk.capture.order_log import parse_column_map, read_order_log
-    from affinity_sdk.cli import _print_rejected, _read_batch
+    from affinity_sdk.cli.events import print_rejected, read_batch
     from affinity_sdk.ingest.batch import take_rows
     from affinity_sdk.models.visibility import visible_users
 
@@ -128,12 +128,12 @@ def _read_orders(args: argparse.Namespace) -> Any:
     columns = parse_column_map(args.columns)
     if path.suffix.lower() in _ORDER_LOG_SUFFIXES:
         batch = read_order_log(path, columns=columns, errors=args.errors)
-        _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
+        print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
     else:
         if columns:
             raise AffinityError(f"--columns maps order-log CSV headers; {path} is read as an event file")
-        batch = _read_batch(path, None, args.errors)
-        _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
+        batch = read_batch(path, None, args.errors)
+        print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
         keep = (batch.event_type == EVENT_TYPE_CODES["order_completed"]) & visible_users(batch)[batch.user]
         # A replayed event (same non-zero event_id) is one order, as in the ingest pipeline.
         ids = batch.event_id

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from affinity_sdk.cli import _add_event_input, _print_rejected, _read_batch, _same_file
+from affinity_sdk.cli import _add_event_input, _same_file
+from affinity_sdk.cli.events import print_rejected, read_batch
 from affinity_sdk.cli.progress import progress_for
 from affinity_sdk.errors import AffinityError
 
@@ -160,8 +161,8 @@ def read_events(args: argparse.Namespace, interners: Any = None) -> EventBatch:
             "(affinity_sdk.capture.segment_adapter)"
         )
     started = time.perf_counter()
-    batch = _read_batch(args.events, interners, args.errors, args.format)
-    _print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
+    batch = read_batch(args.events, interners, args.errors, args.format)
+    print_rejected(batch.rejects.errors, batch.rejects.n_invalid)
     if not len(batch):
         raise AffinityError(f"no events in {args.events}")
     log.info(

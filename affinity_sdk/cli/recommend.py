@@ -30,7 +30,8 @@ import argparse
 import time
 from pathlib import Path
 
-from affinity_sdk.cli import _add_event_input, _add_now, _ingest_file
+from affinity_sdk.cli import _add_event_input, _add_now
+from affinity_sdk.cli.events import ingest_file
 from affinity_sdk.errors import AffinityError
 
 __all__ = ["add_parser"]
@@ -68,7 +69,7 @@ def _run_recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise AffinityError(f"--k must be >= 1 (got {args.k})")
     started = time.perf_counter()
-    scorer, _ = _ingest_file(args, args.events, args.now, views=("signals", "affinity", "products"))
+    scorer, _ = ingest_file(args, args.events, args.now, views=("signals", "affinity", "products"))
     store = scorer.store
     try:
         rec = Recommender(store, popularity_weight=args.popularity_weight)

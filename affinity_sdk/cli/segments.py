@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk.cli import _add_event_input, _print_rejected
+from affinity_sdk.cli import _add_event_input
+from affinity_sdk.cli.events import print_rejected
 from affinity_sdk.cli.progress import progress_for
 from affinity_sdk.cli.propensity import iso_utc, read_events
 from affinity_sdk.errors import AffinityError
@@ -112,7 +113,7 @@ def _run_segments(args: argparse.Namespace) -> int:
             batch = take_rows(batch, ~later)
         bar.advance("scoring")
         report = scorer.ingest(batch, errors=args.errors)
-        _print_rejected(report.rejected, report.n_rejected)
+        print_rejected(report.rejected, report.n_rejected)
         result = scorer.score(now_ms)
         log.info("scored %s users at %s", f"{len(result):,}", iso_utc(now_ms))
         lookup = scorer.interners.users.lookup

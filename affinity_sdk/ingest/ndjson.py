@@ -9,6 +9,9 @@ and the reader's local string codes become codes of the caller's interners, in f
 end), so memory holds one chunk and its columns whatever the file's size. The reader keeps its
 string tables across chunks, so each distinct id is decoded to ``str`` and interned once, and a
 chunk's batch has the codes, rows and line numbers that one batch of the whole file would have.
+With ``threads`` above one, the next chunk is read and parsed on the other threads while the
+caller works on this one; with two or more parser threads a chunk is cut at line ends, its parts
+read at once and merged in order into the columns and codes one thread gives, bit for bit.
 
 Examples
 --------
@@ -40,16 +43,28 @@ from affinity_sdk.capture.decode import (
     UnknownTypes,
     _Collector,
     _decode_one,
+    skip_bom,
 )
-from affinity_sdk.errors import AffinityError, BackendUnavailableError
+from affinity_sdk.errors import AffinityError, BackendUnavailableError, ConfigError
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, SourcePositions
 from affinity_sdk.ingest.interner import Interners
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "finish_native", "iter_chunks", "read_ndjson_file"]
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "finish_native",
+    "iter_chunks",
+    "ndjson_batch",
+    "read_ndjson_file",
+    "resolve_threads",
+]
 
 #: Bytes read per chunk: large enough that per-chunk work is noise, small enough that a chunk and
 #: its columns stay in a few tens of MB.
 DEFAULT_CHUNK_BYTES: Final = 16 << 20
+
+#: A chunk is cut into parts of at least this many bytes, one per thread (a smaller part is not
+#: worth a thread's start; tests lower it to cut tiny inputs).
+_MIN_PART_BYTES = 1 << 20
 
 _INTERNED: Final = ("users", "products", "categories", "brands", "campaigns")
 _ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
@@ -57,6 +72,23 @@ _NO_CODES: Final = np.zeros(0, dtype=np.int64)
 
 #: Per string kind, the caller's code of each of a streaming reader's codes so far.
 ReaderCodes = dict[str, NDArray[np.int64]]
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The thread count to read with: ``threads``, or every core (``os.cpu_count()``) for ``None``.
+
+    Raises :class:`~affinity_sdk.errors.ConfigError` for anything but ``None`` or an ``int >= 1``.
+
+    Examples
+    --------
+    >>> resolve_threads(3), resolve_threads(None) == (os.cpu_count() or 1)
+    (3, True)
+    """
+    if threads is None:
+        return os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ConfigError(f"threads must be a whole number >= 1 or None (all cores), got {threads!r}")
+    return int(threads)
 
 
 def finish_native(
@@ -171,6 +203,34 @@ def finish_native(
     return EventBatch(**arrays, interners=names, rejects=rejects, source=source)
 
 
+def ndjson_batch(
+    data: bytes | bytearray | memoryview | str,
+    interners: Interners | None = None,
+    *,
+    errors: Errors = "raise",
+    unknown_types: UnknownTypes = "raise",
+    threads: int | None = 1,
+) -> EventBatch:
+    """``EventBatch.from_ndjson(data, interners, ...)`` with the compiled reader parsing on
+    ``threads`` threads (``None``: every core): the same batch, codes and rejects for any count.
+    Without the compiled reader (or with one thread) it is ``from_ndjson`` itself.
+
+    Examples
+    --------
+    >>> line = b'{"type":"app_opened","user_id":"u1","timestamp":1}\\n'
+    >>> names = Interners()
+    >>> len(ndjson_batch(line * 3, names, threads=2)), list(names.users.names)
+    (3, ['u1'])
+    """
+    n_threads = resolve_threads(threads)
+    module = native()
+    if n_threads == 1 or module is None or not hasattr(module, "read_ndjson"):
+        return EventBatch.from_ndjson(data, interners, errors=errors, unknown_types=unknown_types)
+    buf = skip_bom(data.encode() if isinstance(data, str) else data)  # a BOM is part of line 1
+    res = module.read_ndjson(buf, threads=n_threads, min_part_bytes=_MIN_PART_BYTES)
+    return finish_native(res, buf, Interners() if interners is None else interners, errors, unknown_types)
+
+
 def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:
     column: dict[str, NDArray[Any]] = {
         "users": py.user,
@@ -232,6 +292,7 @@ def read_ndjson_file(
     chunk_bytes: int | None = None,
     reader: Literal["auto", "native", "python"] = "auto",
     background: bool = True,
+    threads: int | None = None,
 ) -> Iterator[EventBatch]:
     """The events of an NDJSON file as batches of about ``chunk_bytes`` each (default
     :data:`DEFAULT_CHUNK_BYTES`), in ``interners``.
@@ -239,8 +300,12 @@ def read_ndjson_file(
     Together the batches equal ``EventBatch.from_ndjson(whole_file, interners, ...)``: the same
     rows in order, the same codes, rejects at the same lines, and ``errors="raise"`` raising at the
     first bad line. A leading UTF-8 byte order mark is skipped. Memory holds two chunks at a
-    time. With the compiled reader and ``background=True`` the next chunk is read and parsed on a
-    worker thread (the parser releases the GIL) while the caller works on this one. ``interners``
+    time. With the compiled reader the work is spread over ``threads`` threads (default: every
+    core, see :func:`resolve_threads`), the batches and codes being the same whatever the count:
+    with ``threads=1`` everything runs on the calling thread; with more and ``background=True`` the
+    next chunk is read and parsed (the parser releases the GIL) on the other ``threads - 1``, cut at
+    line ends, while the caller works on this one; with ``background=False`` the calling thread
+    waits while ``threads`` threads parse each chunk. ``interners``
     must only grow while the file is read (as they do when each batch is ingested into a store
     that owns them; a name forgotten meanwhile would keep its old code here); if they shrink below
     what this reader interned (a rolled-back ingest), the reader starts its string tables afresh
@@ -255,6 +320,7 @@ def read_ndjson_file(
     >>> [b.rejects.errors for b in read_ndjson_file(path, Interners(), errors="collect", chunk_bytes=60)]
     [[], [(1, "Unknown event type 'x' - at `$.type` (line 2)")]]
     """
+    n_threads = resolve_threads(threads)
     module = None if reader == "python" else native()
     if module is None or not hasattr(module, "NdjsonReader"):
         if reader == "native":
@@ -268,7 +334,10 @@ def read_ndjson_file(
         size = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         chunks = _read_chunks(fh, size, path, 1 if module is None else 2)
         if module is not None:
-            yield from _native_batches(module, chunks, interners, errors, unknown_types, background)
+            behind = background and n_threads > 1
+            # In the background the calling thread folds while the others parse: threads in all.
+            parsers = n_threads - 1 if behind else n_threads
+            yield from _native_batches(module, chunks, interners, errors, unknown_types, behind, parsers)
             return
         first_line = 0  # of the chunk, in the file
         for chunk in chunks:
@@ -291,10 +360,11 @@ def _native_batches(
     errors: Errors,
     unknown_types: UnknownTypes,
     background: bool,
+    threads: int,
 ) -> Iterator[EventBatch]:
     """The native half of :func:`read_ndjson_file`: chunk k + 1 is read and parsed on the worker
     while chunk k is finished here and handed to the caller."""
-    state = _Stream(module.NdjsonReader())
+    state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
     first_line = 0  # of the chunk, in the file
 
     def parse(reader: Any) -> _Parsed | None:
@@ -309,7 +379,7 @@ def _native_batches(
                 return
             chunk, res, used = item
             if not state.still_valid(interners):
-                state = _Stream(module.NdjsonReader())
+                state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
             if used is not state.reader:  # parsed before the restart: again, before the next chunk
                 res = state.reader.read(chunk)
             if pending is not None:

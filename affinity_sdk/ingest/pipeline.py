@@ -32,6 +32,7 @@ from affinity_sdk.capture.events import Event as EventStruct
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions, take_rows
 from affinity_sdk.ingest.frames import frame_kind
+from affinity_sdk.ingest.ndjson import ndjson_batch, resolve_threads
 from affinity_sdk.ingest.screen import screen_rows
 from affinity_sdk.profile.channel_consent import decode_channel_rows
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED
@@ -81,14 +82,18 @@ def run_ingest(
     *,
     format: Literal["ndjson", "json", "msgpack"] = "ndjson",
     errors: Errors = "raise",
+    threads: int | None = 1,
 ) -> IngestReport:
-    """Take ``data`` through the pipeline into ``store`` (the caller holds the store's lock)."""
+    """Take ``data`` through the pipeline into ``store`` (the caller holds the store's lock).
+    NDJSON bytes are parsed on ``threads`` threads (``None``: every core; the same result for
+    any count, see :func:`~affinity_sdk.ingest.ndjson.ndjson_batch`)."""
     if errors not in ("raise", "skip", "collect"):
         raise ValueError(f"errors must be 'raise', 'skip' or 'collect' (got {errors!r})")
+    threads = resolve_threads(threads)
     names = store.interners
     marks = [(interner, len(interner)) for interner in (getattr(names, name) for name in _INTERNERS)]
     try:
-        batch, n_rejected, rejected = _decode(data, names, format, errors)
+        batch, n_rejected, rejected = _decode(data, names, format, errors, threads)
         n_decoded = len(batch)
         batch, n_future = _screen(store, batch, errors, rejected)
         n_rejected += n_decoded - len(batch)
@@ -121,7 +126,7 @@ def run_ingest(
 
 
 def _decode(
-    data: Any, names: Interners, fmt: str, errors: Errors
+    data: Any, names: Interners, fmt: str, errors: Errors, threads: int | None = 1
 ) -> tuple[EventBatch, int, list[tuple[int, str]]]:
     """Any accepted input as a batch in the store's interners, with the decoder's rejects."""
     if isinstance(data, EventBatch):
@@ -132,7 +137,7 @@ def _decode(
         from affinity_sdk.capture import decode
 
         if fmt == "ndjson":
-            batch = EventBatch.from_ndjson(data, names, errors=errors)
+            batch = ndjson_batch(data, names, errors=errors, threads=threads)
             return batch, batch.rejects.total, batch.rejects.errors
         decoders = {"json": decode.decode_json, "msgpack": decode.decode_msgpack}
         if fmt not in decoders:

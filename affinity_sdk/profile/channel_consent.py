@@ -62,21 +62,38 @@ class ChannelConsent:
     """Per (profile, medium): the time of the decision in force and whether it revoked consent."""
 
     def __init__(self) -> None:
-        self.decided_ms = np.full((0, len(MEDIA)), NO_DECISION, dtype=np.int64)
-        self.revoked_ = np.zeros((0, len(MEDIA)), dtype=np.bool_)
+        # Rows beyond the used ones are spare capacity (no decision), so growing chunk after chunk
+        # copies the table a logarithmic number of times, not once per chunk.
+        self._decided = np.full((0, len(MEDIA)), NO_DECISION, dtype=np.int64)
+        self._revoked = np.zeros((0, len(MEDIA)), dtype=np.bool_)
+        self._n = 0
+
+    @property
+    def decided_ms(self) -> NDArray[np.int64]:
+        """Per (profile, medium): the time of the decision in force (:data:`NO_DECISION`: none)."""
+        return self._decided[: self._n]
+
+    @property
+    def revoked_(self) -> NDArray[np.bool_]:
+        """Per (profile, medium): did the decision in force revoke consent?"""
+        return self._revoked[: self._n]
 
     @property
     def n_users(self) -> int:
-        return int(self.decided_ms.shape[0])
+        return self._n
 
     def grow(self, n_users: int) -> None:
         """Make room for profile codes below ``n_users`` (new rows: no decision)."""
-        extra = n_users - self.n_users
-        if extra > 0:
-            self.decided_ms = np.vstack(
-                [self.decided_ms, np.full((extra, len(MEDIA)), NO_DECISION, np.int64)]
-            )
-            self.revoked_ = np.vstack([self.revoked_, np.zeros((extra, len(MEDIA)), np.bool_)])
+        if n_users <= self._n:
+            return
+        if n_users > self._decided.shape[0]:
+            capacity = max(n_users, 2 * self._decided.shape[0], 1024)
+            decided = np.full((capacity, len(MEDIA)), NO_DECISION, dtype=np.int64)
+            revoked = np.zeros((capacity, len(MEDIA)), dtype=np.bool_)
+            decided[: self._n] = self.decided_ms
+            revoked[: self._n] = self.revoked_
+            self._decided, self._revoked = decided, revoked
+        self._n = n_users
 
     def apply(
         self,
@@ -157,7 +174,7 @@ class ChannelConsent:
                 raise ValueError(
                     f"channel consent arrays have shape {decided.shape}, expected {(n_users, len(MEDIA))}"
                 )
-        self.decided_ms, self.revoked_ = decided, revoked
+        self._decided, self._revoked, self._n = decided, revoked, n_users
 
 
 def encode_consent(granted: bool, medium: str | None) -> int:

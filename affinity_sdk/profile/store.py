@@ -178,10 +178,12 @@ class ProfileStore:
         *,
         format: Literal["ndjson", "json", "msgpack"] = "ndjson",
         errors: Errors = "raise",
+        threads: int | None = 1,
     ) -> IngestReport:
-        """Take events through the one pipeline (:mod:`affinity_sdk.ingest.pipeline`)."""
+        """Take events through the one pipeline (:mod:`affinity_sdk.ingest.pipeline`);
+        ``threads`` parse NDJSON bytes (``None``: every core; the result is the same for any)."""
         with self._lock:
-            return run_ingest(self, data, format=format, errors=errors)
+            return run_ingest(self, data, format=format, errors=errors, threads=threads)
 
     # --- who may be shown -------------------------------------------------------------------
     def visible(self) -> NDArray[np.bool_]:

@@ -55,6 +55,7 @@ from affinity_sdk.capture.events import MEDIA
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
+from affinity_sdk.ingest.ndjson import resolve_threads
 from affinity_sdk.ingest.one_event import ingest_one, takes_one
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
 from affinity_sdk.profile.channel_consent import medium_code
@@ -160,6 +161,9 @@ class Scorer:
         :meth:`shadow_report`, score one with :meth:`shadow_score`, switch with :meth:`promote`
         (:mod:`affinity_sdk.score.shadow`; a candidate that changes only weights, tiers or the
         score mapping keeps no state of its own).
+    threads:
+        Threads that parse NDJSON given to :meth:`ingest` (``None``: every core). Any count gives
+        the same state, bit for bit.
     """
 
     def __init__(
@@ -173,6 +177,7 @@ class Scorer:
         suppression_key: bytes | None = None,
         refresh_cutoffs_every: int | None = None,
         shadow: ShadowSpec | None = None,
+        threads: int | None = None,
     ) -> None:
         if "signals" not in views:
             raise ValueError("a Scorer keeps the 'signals' view")
@@ -185,11 +190,14 @@ class Scorer:
             max_future=max_future,
             suppression_key=suppression_key,
         )
-        self._attach(store, refresh_every)
+        self._attach(store, refresh_every, threads)
         if shadow is not None:
             self._shadows.add(shadow)
 
-    def _attach(self, store: ProfileStore, refresh_every: int | None = None) -> None:
+    def _attach(
+        self, store: ProfileStore, refresh_every: int | None = None, threads: int | None = None
+    ) -> None:
+        self.threads = resolve_threads(threads)
         self._shadows = Shadows(store)
         self.store = store
         self.config: ScoringConfig = store.config
@@ -276,7 +284,11 @@ class Scorer:
             store = self.store
             # One event: the scalar path (affinity_sdk.ingest.one_event), else the batch pipeline.
             one = ingest_one(store, data) if takes_one(store, data, format) and errors in _ERRORS else None
-            report = one if one is not None else store.ingest(data, format=format, errors=errors)
+            report = (
+                one
+                if one is not None
+                else store.ingest(data, format=format, errors=errors, threads=self.threads)
+            )
             if not report.accepted or (self._refresh_every is None and not self._callbacks):
                 return report
             changes = self._ingest_changes(report)
@@ -733,9 +745,11 @@ class Scorer:
         backend: str | None = "auto",
         suppression_key: bytes | None = None,
         refresh_cutoffs_every: int | None = None,
+        threads: int | None = None,
     ) -> Scorer:
         """Load a file written by :meth:`save`; a corrupt, truncated or foreign file raises
-        :class:`StateError`. ``refresh_cutoffs_every`` is as for :class:`Scorer` (not stored).
+        :class:`StateError`. ``refresh_cutoffs_every`` and ``threads`` are as for :class:`Scorer`
+        (not stored).
 
         A state keeps the config it was built with, and folded state cannot be re-weighted
         afterwards. ``config`` (a :class:`~affinity_sdk.config.ScoringConfig` or a TOML / JSON
@@ -771,7 +785,7 @@ class Scorer:
         if "signals" not in store.views:
             raise StateError(f"{path}: the state keeps no 'signals' view")
         scorer = cls.__new__(cls)
-        scorer._attach(store, refresh_every)
+        scorer._attach(store, refresh_every, threads)
         scorer._shadows.load(path, header, arrays)
         n = store.n_users
         tiers = arrays.get("score.tiers")
