@@ -1,6 +1,7 @@
-"""Single-event latency: one event through ``Scorer.ingest`` (a Struct, or one NDJSON line as bytes)
-then ``tier_of``, and ``tier_of`` / ``score_of`` alone, p50 / p99 / p999, at 100k and 1M users;
-the one-event path (``affinity_sdk.ingest.one_event``) and the batch pipeline on one row measured
+"""Single-event latency: one event through ``Scorer.ingest`` (a Struct, or one NDJSON line as bytes,
+without and with a unique ``event_id`` as real traffic carries: then the event-id window and the
+journal see it) then ``tier_of``, and ``tier_of`` / ``score_of`` alone, p50 / p99 / p999, at 100k
+and 1M users; the one-event path (``affinity_sdk.ingest.one_event``) and the batch pipeline on one row measured
 alternately, in blocks, on the same scorer (the lookups have one path: compare them with an older
 checkout for a before / after).
 
@@ -66,14 +67,21 @@ def measure(n_users: int, calls: int = CALLS) -> list[Row]:
     scorer = _scorer(n_users)
     names = scorer.interners.users.names
     rng = np.random.default_rng(7)
-    users = [names[c] for c in rng.integers(0, n_users, size=4 * calls + 1_000).tolist()]
+    # each ingest case takes 2 * calls + its warm-up events from the one shared stream
+    users = [names[c] for c in rng.integers(0, n_users, size=8 * calls + 2_000).tolist()]
     product = Product(product_id="p1", category="shoes", brand="acme", price=59.0)
     events = [ProductViewed(user_id=u, timestamp=T0 + i, product=product) for i, u in enumerate(users)]
-    lines = [
-        b'{"type":"product_viewed","user_id":"%s","timestamp":%d,"product":{"product_id":"p1",'
-        b'"category":"shoes","brand":"acme","price":59.0}}' % (u.encode(), T0 + i)
+    line = (
+        b'{"type":"product_viewed","user_id":"%s","timestamp":%d,%s"product":{"product_id":"p1",'
+        b'"category":"shoes","brand":"acme","price":59.0}}'
+    )
+    lines = [line % (u.encode(), T0 + i, b"") for i, u in enumerate(users)]
+    # what real traffic carries: a unique message id per event (Segment's messageId, webhook ids)
+    with_ids = [
+        ProductViewed(user_id=u, timestamp=T0 + i, product=product, event_id=f"m{i}")
         for i, u in enumerate(users)
     ]
+    lines_with_ids = [line % (u.encode(), T0 + i, b'"event_id":"m%d",' % i) for i, u in enumerate(users)]
     clock = [0]  # events keep moving time forward, as in a live stream
 
     def struct_then_tier(i: int) -> None:
@@ -86,9 +94,21 @@ def measure(n_users: int, calls: int = CALLS) -> list[Row]:
         scorer.ingest(lines[clock[0]])
         scorer.tier_of(users[clock[0]])
 
+    def struct_with_id_then_tier(i: int) -> None:
+        clock[0] += 1
+        scorer.ingest(with_ids[clock[0]])
+        scorer.tier_of(users[clock[0]])
+
+    def bytes_with_id_then_tier(i: int) -> None:
+        clock[0] += 1
+        scorer.ingest(lines_with_ids[clock[0]])
+        scorer.tier_of(users[clock[0]])
+
     cases: dict[str, Callable[[int], object]] = {
         "ingest(Struct) + tier_of": struct_then_tier,
         "ingest(bytes) + tier_of": bytes_then_tier,
+        "ingest(Struct with event_id) + tier_of": struct_with_id_then_tier,
+        "ingest(bytes with event_id) + tier_of": bytes_with_id_then_tier,
         "tier_of": lambda i: scorer.tier_of(users[i % len(users)]),
         "score_of": lambda i: scorer.score_of(users[i % len(users)]),
     }
@@ -129,7 +149,7 @@ def report(n_users: int, rows: list[Row]) -> str:
 def test_single_event_latency(n_users: int) -> None:
     rows = measure(n_users)
     print("\n" + report(n_users, rows))
-    assert {path for _, path, *_ in rows} == {"one-event", "batch"} and len(rows) == 6
+    assert {path for _, path, *_ in rows} == {"one-event", "batch"} and len(rows) == 10
 
 
 if __name__ == "__main__":
