@@ -9,9 +9,9 @@ The job, as in ``benches/e2e.py``: drop the replays, every user's decayed value 
 the built-in config at ``NOW`` (the newest event), the raw score, the 0-100 score and the quantile
 tier; users whose latest global consent decision revokes consent (a revocation wins a tie) are
 left out of the output and of the tier quantiles, as the SDK does. Engines: ``affinity`` (the SDK
-reads and folds in one thread; pyarrow decodes with its own pool), ``duckdb-1`` and
-``duckdb-all`` (every core). The CSVs are compared afterwards (same users, raw scores to 1e-9
-relative, same tiers).
+folds in one thread while a worker thread reads the next row group; pyarrow decodes with its own
+pool), ``duckdb-1`` and ``duckdb-all`` (every core). The CSVs are compared afterwards (same
+users, raw scores to 1e-9 relative, same tiers).
 
 Run ``python benches/e2e_parquet.py`` (the lake is cached in ``--dir``) or
 ``python benches/e2e_parquet.py --events 400000 --repeat 1`` for a quick look.

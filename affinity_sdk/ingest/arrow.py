@@ -5,7 +5,6 @@ read plan. pyarrow is imported on first use."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Final
 
 import numpy as np
@@ -14,158 +13,62 @@ from numpy.typing import NDArray
 from affinity_sdk._backends import native
 from affinity_sdk.capture import events as ev
 from affinity_sdk.errors import SchemaError
+from affinity_sdk.ingest.arrow_codes import _arrow_codes
+from affinity_sdk.ingest.arrow_codes import _one_array as _one_array  # re-exported: their old home
+from affinity_sdk.ingest.arrow_codes import _pyarrow as _pyarrow
 from affinity_sdk.ingest.batch import _CHANNEL_CODES, ITEM_COLUMNS, NO_CAMPAIGN, NO_CONSENT, EventBatch
 from affinity_sdk.ingest.interner import Interner, Interners, event_id_hash
 
 
-def _pyarrow(sub: str = "") -> Any:
-    """pyarrow (or ``pyarrow.<sub>``), imported on first use with a clear error if missing."""
-    try:
-        return importlib.import_module("pyarrow" + (f".{sub}" if sub else ""))
-    except ImportError as exc:
-        raise ImportError("Arrow / Parquet support needs pyarrow: pip install 'affinity_sdk[arrow]'") from exc
+def _numpy(array: Any, fill: Any = None) -> NDArray[Any]:
+    """An Arrow Array or ChunkedArray as numpy, nulls -> ``fill`` (given where there are nulls).
 
-
-def _one_array(column: Any) -> Any:
-    """A ChunkedArray as one Array (no copy when it has a single chunk)."""
+    Fixed-width numbers and booleans are read straight from their buffers (zero-copy, read-only,
+    where there are no nulls): pyarrow's ``to_numpy`` and ``fill_null``, left for other types, go
+    through pandas-aware code that imports pandas (a third of a second of a short ``affinity
+    score`` run)."""
     pa = _pyarrow()
-    if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    return column
-
-
-def _string_buffers(array: Any) -> tuple[NDArray[Any], Any] | None:
-    """Offsets (numpy view) and data buffer of a string / large_string Array, or None for other types."""
-    pa = _pyarrow()
-    if pa.types.is_string(array.type):
-        dtype: type[np.generic] = np.int32
-    elif pa.types.is_large_string(array.type):
-        dtype = np.int64
-    else:
-        return None
+    array = _one_array(array)
+    kind, n, start = array.type, len(array), array.offset
+    code = "?" if pa.types.is_boolean(kind) else _NUMPY_CODES.get(str(kind))
+    if not n or code is None:
+        if array.null_count and fill is not None:
+            array = array.fill_null(fill)
+        return np.asarray(array.to_numpy(zero_copy_only=False))
     buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=dtype)[array.offset : array.offset + len(array) + 1]
-    return offsets, (buffers[2] if buffers[2] is not None else b"")
+    values = (
+        _bits(buffers[1], start, n)
+        if code == "?"
+        else np.frombuffer(buffers[1], dtype=code)[start : start + n]
+    )
+    if array.null_count and fill is not None:
+        values = np.where(_bits(buffers[0], start, n), values, np.asarray(fill).astype(values.dtype))
+    return values
 
 
-_LocalCodes = tuple[NDArray[np.int32], list[str], NDArray[np.int64], NDArray[np.int64]]
+def _valid(array: Any) -> NDArray[np.bool_]:
+    """Where an Arrow Array or ChunkedArray is not null (``is_valid`` without pyarrow.compute)."""
+    array = _one_array(array)
+    if not array.null_count:
+        return np.ones(len(array), dtype=np.bool_)
+    if array.buffers()[0] is None:  # a null-typed array
+        return np.zeros(len(array), dtype=np.bool_)
+    return _bits(array.buffers()[0], array.offset, len(array))
 
 
-def _local_codes(column: Any) -> _LocalCodes | None:
-    """With the compiled extension, a string column (plain or dictionary-encoded) as local codes
-    numbered in order of first appearance (-1 where null), with the distinct values, the first row
-    and the length in code points of each; None where only the pyarrow path applies."""
-    pa = _pyarrow()
-    mod = native()
-    if mod is None or not hasattr(mod, "arrow_dict_codes") or len(column) == 0:
-        return None
-    if pa.types.is_dictionary(column.type):
-        dictionary = column.dictionary
-        strings = _string_buffers(dictionary)
-        indices = column.indices
-        if strings is None or dictionary.null_count or not pa.types.is_integer(indices.type):
-            return None
-        if pa.types.is_uint64(indices.type):
-            return None
-        buffers = indices.buffers()
-        index_dtype = np.dtype(indices.type.to_pandas_dtype())
-        idx = np.frombuffer(buffers[1], dtype=index_dtype)[indices.offset : indices.offset + len(indices)]
-        validity = buffers[0] if indices.null_count else None
-        local, order, first = mod.arrow_dict_codes(idx, validity, indices.offset, len(dictionary))
-        values, lengths = mod.arrow_take_strings(strings[0], strings[1], order)
-        return local, values, first, lengths
-    strings = _string_buffers(column)
-    if strings is None:
-        return None
-    validity = column.buffers()[0] if column.null_count else None
-    local, values, first, lengths = mod.arrow_string_codes(strings[0], strings[1], validity, column.offset)
-    return local, values, first, lengths
+def _bits(buffer: Any, start: int, n: int) -> NDArray[np.bool_]:
+    """Bits ``start .. start + n`` of an Arrow bitmap (a validity or boolean buffer) as bools."""
+    packed = np.frombuffer(buffer, dtype=np.uint8)[start // 8 : (start + n + 7) // 8]
+    return np.unpackbits(packed, bitorder="little")[start % 8 : start % 8 + n].view(np.bool_)
 
 
-def _arrow_codes(
-    column: Any, interner: Interner, what: str, required: bool, dtype: type[np.generic] = np.int64
-) -> NDArray[Any]:
-    """Intern a string column per distinct value; -1 where null. Raises on nulls if required.
-
-    Only values some row uses are checked and interned, in order of first appearance (a Parquet
-    dictionary may carry values no row refers to: those must neither fail the batch nor be interned).
-    """
-    pc = _pyarrow("compute")
-    column = _text_column(_one_array(column), what)
-    if column.null_count and required:
-        row = int(pc.index(column.is_null(), True).as_py())
-        raise SchemaError(f"Expected `str`, got `null` - at `$[{row}].{what}`", row)
-    if column.null_count == len(column):  # e.g. an all-None pandas column: Arrow type `null`
-        return np.full(len(column), -1, dtype=dtype)
-    fast = _local_codes(column)
-    if fast is None:
-        return np.asarray(_arrow_codes_pyarrow(column, interner, what), dtype=dtype)
-    local, values, first, lengths = fast
-    # Ids are 1..512 characters, required or not (an empty id would be a tombstone, see Interner).
-    bad = (lengths < 1) | (lengths > 512)
-    if bad.any():
-        k = int(np.argmax(bad))  # local codes are in first-seen order: the first bad one is the first row
-        row = int(first[k])
-        bound = "<= 512" if lengths[k] > 0 else ">= 1"
-        raise SchemaError(f"Expected `str` of length {bound} - at `$[{row}].{what}`", row)
-    start = len(interner)
-    table = interner.intern_many(values)
-    if len(interner) - start == len(values) and not column.null_count:
-        # All values were new and distinct: they got start, start + 1, ... in local code order.
-        return (local + start).astype(dtype, copy=False) if start else local.astype(dtype, copy=False)
-    codes: NDArray[Any] = np.append(table, -1).astype(dtype)[local]  # local -1 (null) picks the -1
-    return codes
-
-
-def _text_column(column: Any, what: str) -> Any:
-    """``column`` if it holds text (plain or dictionary-encoded; a string view is cast to a string),
-    else a :class:`SchemaError` naming it, as msgspec words a wrong type."""
-    pa = _pyarrow()
-    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
-        return column
-    if hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind):
-        return (
-            column.cast(pa.large_string())
-            if kind is column.type
-            else column.cast(pa.dictionary(column.type.index_type, pa.large_string()))
-        )
-    raise SchemaError(f"Expected `str`, got `{kind}` - at `$.{what}`", None)
-
-
-def _arrow_codes_pyarrow(column: Any, interner: Interner, what: str) -> NDArray[np.int64]:
-    """:func:`_arrow_codes` with pyarrow and numpy only (no extension, or not a string column)."""
-    pa = _pyarrow()
-    pc = _pyarrow("compute")
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    indices = column.indices.fill_null(-1) if column.null_count else column.indices
-    idx = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    first_row = np.full(len(column.dictionary), n_rows := idx.shape[0], dtype=np.int64)
-    present = idx >= 0
-    np.minimum.at(first_row, idx[present], np.flatnonzero(present))
-    used = np.flatnonzero(first_row < n_rows)
-    lengths = np.asarray(pc.utf8_length(column.dictionary).to_numpy(zero_copy_only=False))[used]
-    bad = (lengths < 1) | (lengths > 512)
-    if bad.any():
-        rows = first_row[used[bad]]
-        row = int(rows.min())
-        bound = "<= 512" if column.dictionary[int(idx[row])].as_py() else ">= 1"
-        raise SchemaError(f"Expected `str` of length {bound} - at `$[{row}].{what}`", row)
-    used = used[np.argsort(first_row[used], kind="stable")]  # intern in order of first appearance
-    values = column.dictionary.take(pa.array(used, pa.int64())).to_pylist()
-    table = np.full(len(column.dictionary) + 1, -1, dtype=np.int64)  # the extra -1 serves null rows
-    table[used] = interner.intern_many(values)
-    codes: NDArray[np.int64] = table[idx]
-    return codes
-
-
-def _arrow_numpy(column: Any, fill: Any = None) -> NDArray[Any]:
-    """One Arrow column as numpy: zero-copy (read-only) where the layout allows; nulls -> ``fill``."""
-    column = _one_array(column)
-    if column.null_count and fill is not None:
-        column = column.fill_null(fill)
-    return np.asarray(column.to_numpy(zero_copy_only=False))
+#: numpy dtypes of the Arrow types :func:`_numpy` reads from their buffers (little-endian, as Arrow).
+_NUMPY_CODES: Final = {
+    **{f"int{8 * w}": f"<i{w}" for w in (1, 2, 4, 8)},
+    **{f"uint{8 * w}": f"<u{w}" for w in (1, 2, 4, 8)},
+    "float": "<f4",
+    "double": "<f8",
+}
 
 
 def _arrow_float64(column: Any, what: str) -> NDArray[np.float64]:
@@ -186,7 +89,7 @@ def _arrow_float64(column: Any, what: str) -> NDArray[np.float64]:
         values = np.frombuffer(buffers[1], dtype=np.float64)[column.offset : column.offset + len(column)]
         out: NDArray[np.float64] = mod.arrow_float64(values, buffers[0], column.offset)
         return out
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(_numpy(column), dtype=np.float64)
 
 
 def _arrow_floats(table: Any, name: str, n: int, limit: float = ev.MAX_AMOUNT) -> NDArray[np.float64]:
@@ -222,17 +125,16 @@ def _check_amounts(
 
 def _arrow_timestamps(table: Any) -> NDArray[np.int64]:
     pa = _pyarrow()
-    pc = _pyarrow("compute")
     ts_col = _one_array(table.column("timestamp"))
     if ts_col.null_count:
-        row = int(pc.index(ts_col.is_null(), True).as_py())
+        row = int(_pyarrow("compute").index(ts_col.is_null(), True).as_py())
         raise SchemaError(f"Expected `int | datetime`, got `null` - at `$[{row}].timestamp`", row)
     if pa.types.is_timestamp(ts_col.type):
         per_ms = {"s": -1000, "ms": 1, "us": 1000, "ns": 1_000_000}[ts_col.type.unit]
-        raw = np.asarray(ts_col.view(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        raw = np.asarray(_numpy(ts_col.view(pa.int64())), dtype=np.int64)
         ts_ms = raw if per_ms == 1 else raw * -per_ms if per_ms < 0 else raw // per_ms
     elif pa.types.is_integer(ts_col.type):
-        ts_ms = np.asarray(ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        ts_ms = np.asarray(_numpy(ts_col.cast(pa.int64())), dtype=np.int64)
     else:
         raise SchemaError(f"Expected `int | datetime`, got `{ts_col.type}` - at `$.timestamp`", None)
     if ts_ms.shape[0] and (ts_ms.min() < ev.MIN_TS_MS or ts_ms.max() > ev.MAX_TS_MS):
@@ -321,14 +223,14 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
     if "event_id" not in table.column_names:
         event_id = np.zeros(n, dtype=np.uint64)
     elif pa.types.is_unsigned_integer(table.schema.field("event_id").type):
-        event_id = np.asarray(_arrow_numpy(table.column("event_id"), 0), dtype=np.uint64)
+        event_id = np.asarray(_numpy(table.column("event_id"), 0), dtype=np.uint64)
     else:
         event_id = _hash_strings(table.column("event_id").cast(pa.large_string()).combine_chunks())
 
     if "coupon" in table.column_names:
-        has_coupon = np.asarray(table.column("coupon").is_valid().to_numpy(zero_copy_only=False))
+        has_coupon = _valid(table.column("coupon"))
     elif "has_coupon" in table.column_names:
-        has_coupon = np.asarray(_arrow_numpy(table.column("has_coupon"), False))
+        has_coupon = np.asarray(_numpy(table.column("has_coupon"), False))
     else:
         has_coupon = np.zeros(n, dtype=np.bool_)
     if "campaign_id" in table.column_names:
@@ -390,10 +292,12 @@ def _arrow_consent(
     else:
         granted = _one_array(table.column("granted"))
         if pa.types.is_boolean(granted.type):
-            consent = _arrow_numpy(granted.cast(pa.int8()), NO_CONSENT)  # true 1, false 0, null -1
+            consent = _numpy(granted, False).astype(np.int8)  # true 1, false 0
+            if granted.null_count:
+                consent[~_valid(granted)] = NO_CONSENT
         else:
             consent = np.where(
-                np.asarray(granted.is_valid().to_numpy(zero_copy_only=False)),
+                _valid(granted),
                 np.asarray(granted.fill_null(False).to_numpy(zero_copy_only=False)).astype(np.int8),
                 NO_CONSENT,
             ).astype(np.int8)
@@ -438,7 +342,7 @@ def _hash_strings(column: Any) -> NDArray[np.uint64]:
     data = (
         np.frombuffer(column.buffers()[2], dtype=np.uint8) if column.buffers()[2] else np.zeros(0, np.uint8)
     )
-    valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8)
+    valid = _valid(column).view(np.uint8)
     return np.asarray(mod.fnv1a_strings(np.ascontiguousarray(offsets), data, valid), dtype=np.uint64)
 
 
@@ -467,10 +371,11 @@ def _arrow_items(table: Any, names: Interners, n: int) -> dict[str, Any]:
         )
     if col.null_count:
         col = col.fill_null(pa.scalar([], type=col.type))
-    offsets = np.asarray(col.offsets.to_numpy(zero_copy_only=False))
-    if offsets.shape[0] and offsets[0] != 0:
+    offsets = _numpy(col.offsets)
+    # What `flatten` gives a list array without nulls (it would import pyarrow.compute).
+    flat = col.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    if offsets[0] != 0:
         offsets = offsets - offsets[0]
-    flat = col.flatten()
     item_event = _item_rows(offsets)
     fields = {f.name for f in flat.type}
     for required in ("product_id", "category", "brand", "price"):
@@ -484,7 +389,7 @@ def _arrow_items(table: Any, names: Interners, n: int) -> dict[str, Any]:
         _check_amounts(discount, "products[].discount")
     quantity = np.ones(price.shape[0], dtype=np.int32)
     if "quantity" in fields:
-        q = _arrow_numpy(flat.field("quantity"), 1)
+        q = _numpy(flat.field("quantity"), 1)
         if q.dtype != np.int32:
             q = np.asarray(q, dtype=np.int64)
         if q.shape[0] and (q.min() < 1 or q.max() > 1_000_000):

@@ -93,13 +93,18 @@ class Interner:
     [0, 1]
     """
 
-    __slots__ = ("_codes", "_names", "normalize")
+    __slots__ = ("_codes", "_epoch", "_names", "memo", "normalize")
 
     def __init__(self, names: Iterable[str] = (), *, normalize: IdForm | None = "NFC") -> None:
         self._names: list[str] = []
         self._codes: dict[str, int] = {}
+        self._epoch = 0
         #: The normal form ids are put in (``None``: as given); see :func:`normalize_id`.
         self.normalize: IdForm | None = _check_form(normalize)
+        #: A reader's cache of codes it looked up here (the Arrow reader keeps its last
+        #: dictionary's), to be trusted only while :attr:`epoch` and :attr:`normalize` are as they
+        #: were when it was filled; never pickled.
+        self.memo: object = None
         for name in names:
             if name == TOMBSTONE:
                 self._names.append(name)
@@ -110,6 +115,29 @@ class Interner:
 
     def _normal(self, name: str) -> str:
         return normalize_id(name, self.normalize)
+
+    @property
+    def epoch(self) -> int:
+        """A counter that moves whenever a name may stop looking up the code it did (:meth:`forget`,
+        :meth:`alias`, :meth:`drop_alias`, :meth:`retire`, :meth:`truncate`); interning new names
+        leaves it, so a cache of name -> code lookups stays right while it is unchanged.
+
+        Examples
+        --------
+        >>> names = Interner(["a"])
+        >>> before = names.epoch
+        >>> _ = names.intern("b")
+        >>> names.epoch == before, (names.forget("a"), names.epoch == before)
+        (True, (0, False))
+        """
+        return self._epoch
+
+    def __getstate__(self) -> tuple[list[str], dict[str, int], int, IdForm | None]:
+        return self._names, self._codes, self._epoch, self.normalize
+
+    def __setstate__(self, state: tuple[list[str], dict[str, int], int, IdForm | None]) -> None:
+        self._names, self._codes, self._epoch, self.normalize = state
+        self.memo = None
 
     def intern(self, name: str) -> int:
         """The code of ``name``, assigning the next free one if it is new."""
@@ -133,20 +161,13 @@ class Interner:
         """
         names = names if isinstance(names, list | tuple) else list(names)
         codes = list(map(self._codes.get, names))
-        if None in codes and self.normalize is not None:
-            # Only ids unknown as spelled are normalised (ASCII ones are left as they are).
-            names = [n if c is not None else self._normal(n) for n, c in zip(names, codes, strict=True)]
-            codes = list(map(self._codes.get, names))
         if None in codes:
-            missing = [n for n, c in zip(names, codes, strict=True) if c is None]
-            if len(set(missing)) == len(missing):
-                # Distinct new names (the usual case: a dictionary) are appended in one go.
-                start = len(self._names)
-                self._codes.update(zip(missing, range(start, start + len(missing)), strict=True))
-                self._names.extend(missing)
-                codes = list(map(self._codes.get, names))
-            else:
-                codes = [self.intern(n) if c is None else c for n, c in zip(names, codes, strict=True)]
+            # Only ids unknown as spelled are normalised (ASCII ones are left as they are) and
+            # interned, in order; a dictionary's known ids (most of them, batch after batch) cost
+            # one lookup each.
+            intern = self.intern
+            for i in [i for i, c in enumerate(codes) if c is None]:
+                codes[i] = intern(names[i])
         return np.asarray(codes, dtype=np.int64)
 
     def lookup(self, name: str) -> int | None:
@@ -160,6 +181,7 @@ class Interner:
         code = self._codes.pop(self._normal(name), None)
         if code is not None:
             self._names[code] = TOMBSTONE
+            self._epoch += 1
         return code
 
     def alias(self, name: str, code: int) -> None:
@@ -180,6 +202,7 @@ class Interner:
         if current is not None and current != code and self._names[current] == name:
             raise ValueError(f"{name!r} names code {current} of its own; retire that code first")
         self._codes[name] = code
+        self._epoch += 1
 
     def drop_alias(self, name: str) -> None:
         """Make ``name`` look up nothing again, if it is an alias (a code's own name stays)."""
@@ -187,6 +210,7 @@ class Interner:
         code = self._codes.get(name)
         if code is not None and self._names[code] != name:
             del self._codes[name]
+            self._epoch += 1
 
     def retire(self, code: int) -> None:
         """Turn ``code`` into a tombstone; its own name no longer looks up (aliases that point to
@@ -195,6 +219,7 @@ class Interner:
         if self._codes.get(name) == code:
             del self._codes[name]
         self._names[code] = TOMBSTONE
+        self._epoch += 1
 
     def truncate(self, n: int) -> None:
         """Drop every code ``>= n`` (the names and their entries; tombstones have no entry), so
@@ -221,7 +246,9 @@ class Interner:
             name = self._names[code]
             if self._codes.get(name) == code:  # a tombstone ("") never has an entry
                 del self._codes[name]
-        del self._names[n:]
+        if n < len(self._names):
+            del self._names[n:]
+            self._epoch += 1
 
     def name(self, code: int) -> str:
         """The string behind ``code``."""

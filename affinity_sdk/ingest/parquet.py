@@ -8,8 +8,8 @@ or a list through :func:`read_parquet`; the CLI folds :func:`iter_parquet`'s bat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Final
+from collections.abc import Generator, Iterator
+from typing import Any, Final, TypeVar
 
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.arrow import _ARROW_COLUMNS, _parquet_read_plan, _pyarrow
@@ -91,17 +91,25 @@ def parquet_columns(views: Any = None) -> tuple[str, ...]:
 
 
 def iter_parquet(
-    source: Any, interners: Interners | None = None, *, views: Any = None, **read_options: Any
+    source: Any,
+    interners: Interners | None = None,
+    *,
+    views: Any = None,
+    read_ahead: bool = True,
+    **read_options: Any,
 ) -> Iterator[EventBatch]:
     """Batches of a Parquet file, folder or list of files, one per row group, all coded in one
     set of ``interners``: what :meth:`EventBatch.from_parquet
     <affinity_sdk.ingest.batch.EventBatch.from_parquet>` concatenates, and what a store can fold
-    one at a time, so memory holds one row group's Arrow table, not the lake's.
+    one at a time, so memory holds a row group's Arrow table or two, not the lake's.
 
     Only the columns the ``views`` read are read (:func:`parquet_columns`), and string columns
-    are read as dictionaries: each row group's distinct values are interned once, not each row.
-    A :class:`~affinity_sdk.errors.SchemaError` names the file and row group and its position
-    counts rows from the start of the lake. ``read_options`` go to
+    are read as dictionaries: each row group's distinct values are interned once, not each row,
+    and a dictionary shared by row groups (pyarrow writes a dictionary column's in every one)
+    only for the values no earlier row group used. With ``read_ahead`` a worker thread reads
+    the next row group while the caller works on this one (pyarrow decodes without holding
+    the GIL). A :class:`~affinity_sdk.errors.SchemaError` names the file and row group and its
+    position counts rows from the start of the lake. ``read_options`` go to
     :class:`pyarrow.parquet.ParquetFile` (``columns``, ``read_dictionary``: instead of the plan).
 
     Examples
@@ -114,26 +122,58 @@ def iter_parquet(
     >>> [b.user.tolist() for b in iter_parquet(root)]  # one set of interners: u1 is code 1
     [[0], [1]]
     """
-    pq = _pyarrow("parquet")
     names = interners if interners is not None else Interners()
-    wanted = parquet_columns(views)
-    options = dict(read_options)
+    groups = _row_groups(parquet_files(source), parquet_columns(views), dict(read_options))
+    offset = 0
+    for path, group, table in _read_ahead(groups) if read_ahead else groups:
+        try:
+            yield EventBatch.from_arrow(table, names)
+        except SchemaError as exc:
+            where = None if exc.position is None else offset + exc.position
+            raise SchemaError(f"{path} (row group {group}): {exc}", where) from None
+        offset += table.num_rows
+
+
+def _row_groups(
+    files: list[str], wanted: tuple[str, ...], options: dict[str, Any]
+) -> Iterator[tuple[str, int, Any]]:
+    """``(path, row group, Arrow table)`` of each row group of ``files`` in order, read as
+    :func:`iter_parquet` says."""
+    pq = _pyarrow("parquet")
     columns = options.pop("columns", None)
     dictionary = options.pop("read_dictionary", None)
-    offset = 0
-    for path in parquet_files(source):
-        plan = _parquet_read_plan(pq.ParquetFile(path, **options).schema)
+    for path in files:
+        with pq.ParquetFile(path, **options) as file:
+            plan = _parquet_read_plan(file.schema)
         file_columns = columns if columns is not None else [c for c in plan["columns"] if c in wanted]
         read_dictionary = dictionary if dictionary is not None else plan["read_dictionary"]
         with pq.ParquetFile(path, read_dictionary=read_dictionary, **options) as file:
             for group in range(file.num_row_groups):
-                table = file.read_row_group(group, columns=file_columns)
+                yield path, group, file.read_row_group(group, columns=file_columns)
+
+
+_T = TypeVar("_T")
+
+
+def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """``items`` in order, each one made in a worker thread while the caller works on the one
+    before; the worker's errors are raised where the item would have been."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-read-ahead") as pool:
+        pending = pool.submit(next, items)
+        try:
+            while True:
                 try:
-                    yield EventBatch.from_arrow(table, names)
-                except SchemaError as exc:
-                    where = None if exc.position is None else offset + exc.position
-                    raise SchemaError(f"{path} (row group {group}): {exc}", where) from None
-                offset += table.num_rows
+                    item = pending.result()
+                except StopIteration:
+                    return
+                pending = pool.submit(next, items)
+                yield item
+        finally:
+            wait([pending])  # the worker is never left inside `items` (e.g. a file being closed)
+            if isinstance(items, Generator):
+                items.close()
 
 
 def read_parquet(
