@@ -13,7 +13,10 @@ favourite category / brand match rates, and each propensity model's ROC AUC besi
 true probabilities (the best any model could do). Custom goals (:data:`DEMO_GOALS`: cart
 abandonment and VIP spend, see :mod:`affinity_sdk.models.goals`) are fitted the same way and
 evaluated on the events the simulator drew for the next two weeks. ``rfm.csv`` holds every
-customer's RFM scores and segment (:mod:`affinity_sdk.activate.rfm`); the report shows both.
+customer's RFM scores and segment (:mod:`affinity_sdk.activate.rfm`); the report shows both. The
+scorer also keeps the ``engagement`` view (:data:`DEMO_VIEWS`) and the shop logs every email's
+delivery, so the report shows each medium's reach and best-channel users, the best send hours
+and the users at a message cap (:mod:`affinity_sdk.models.channels`).
 
 Examples
 --------
@@ -39,6 +42,7 @@ from affinity_sdk.models.goals import CartAbandonmentGoal, Goal, VipGoal
 if TYPE_CHECKING:
     from affinity_sdk.activate.rfm import RFMTable
     from affinity_sdk.models.propensity import Outcome
+    from affinity_sdk.profile.store import ViewName
 
 __all__ = ["run_demo"]
 
@@ -55,6 +59,11 @@ DEMO_GOALS: tuple[Goal, ...] = (
     CartAbandonmentGoal(name="cart abandonment (2w)", started="product_added", within="24h"),
     VipGoal(name="VIP: spend 300+ (2w)", min_revenue=300.0),
 )
+#: The scorer's store views: the engagement view feeds the report's channel and send-time panel.
+DEMO_VIEWS: tuple[ViewName, ...] = ("signals", "engagement")
+#: The shop logs a ``message_delivered`` for every email, so channel rates and fatigue caps have
+#: the messages received to count (see ``simulate_shop``'s ``deliveries``).
+DELIVERIES = True
 #: How many of the highest scores go into ``seeds.txt``.
 N_SEEDS = 20
 #: The files the demo writes for the CLI, by their placeholder in :data:`NEXT_STEPS`.
@@ -83,7 +92,7 @@ def run_demo(
     ``events.ndjson``, ``orders.csv``, ``scoring.toml`` and ``seeds.txt``. Ends by echoing the
     commands to run on those (:data:`NEXT_STEPS`). Returns the exit status (0)."""
     from affinity_sdk.activate.evaluate import roc_auc
-    from affinity_sdk.activate.report_text import describe_segments
+    from affinity_sdk.activate.report_text import channel_panel, describe_segments
     from affinity_sdk.activate.rfm import RFM_SEGMENTS, rfm_from_batch
     from affinity_sdk.activate.segments import (
         evaluate_segments,
@@ -105,7 +114,7 @@ def run_demo(
     step = _Steps(echo)
 
     with step("simulating the shop"):
-        sim = simulate_shop(customers, weeks=weeks, horizon_weeks=2, seed=seed)
+        sim = simulate_shop(customers, weeks=weeks, horizon_weeks=2, seed=seed, deliveries=DELIVERIES)
     echo(f"    {customers:,} customers, {len(sim.batch):,} events over {weeks} weeks")
 
     with step("writing the shop's events, order log and config"):
@@ -116,7 +125,7 @@ def run_demo(
     echo(f"    events.ndjson: {len(sim.batch):,} events; orders.csv: {n_orders:,} orders; scoring.toml")
 
     with step("scoring"):
-        scorer = Scorer(config_path, backend=backend)
+        scorer = Scorer(config_path, backend=backend, views=DEMO_VIEWS)
         scorer.ingest(sim.batch)
         result = scorer.score()
         result.save(folder / "scores.csv")
@@ -252,6 +261,7 @@ def run_demo(
                     "config": scorer.config,
                     "segment_info": describe_segments(segments),
                     "user_columns": {k: frame[k] for k in ("p_purchase", "p_churn", "p_unsubscribe")},
+                    "channels": channel_panel(scorer.store, sim.end_ms),
                 },
             )
         except ImportError as exc:

@@ -7,7 +7,10 @@ users score 0; the users to act on (top N per segment, or per tier when no segme
 also written to ``<name>_actions.csv``); segments, a line each with their rule; trends since a
 previous run (PSI, tier transitions, biggest movers); top affinities; lift / cumulative gains and
 calibration per propensity model and custom goal (:mod:`affinity_sdk.models.goals`); RFM
-segments (:mod:`affinity_sdk.activate.rfm`); and a glossary of every term. Charts come from
+segments (:mod:`affinity_sdk.activate.rfm`); channels and send times when the scorer's store keeps
+the ``engagement`` view (per medium: who may be contacted, whose best channel it is and its
+shrunk rate; users per best send hour; the fatigued and the caps, see
+:func:`~affinity_sdk.activate.report_text.channel_panel`); and a glossary of every term. Charts come from
 :mod:`~affinity_sdk.activate.report_charts`, words from :mod:`~affinity_sdk.activate.report_text`.
 matplotlib (extra ``[report]``) is imported only when a report is written.
 
@@ -78,6 +81,9 @@ class ReportInputs:
     goals: Sequence[tuple[Goal, NDArray[Any], NDArray[np.float64]]] = ()
     #: RFM scores and segments of the customers with an order
     rfm: RFMTable | None = None
+    #: best channel, send hour and fatigue (``report_text.channel_panel`` of the scorer's store;
+    #: ``None`` when it keeps no engagement view: then the report has no channel panel)
+    channels: words.ChannelPanel | None = None
     previous: ScoreResult | None = None
     drift: DriftReport | None = None
     #: the scoring config: tier plan, signal weights and half-lives, for the words
@@ -319,8 +325,45 @@ def _rfm(table: RFMTable) -> str:
     return _card("RFM segments", body, "rfm")
 
 
+def _channels(panel: words.ChannelPanel) -> str:
+    n = max(panel.n_users, 1)
+    rows = []
+    for medium, reach, best, rate in zip(
+        panel.media, panel.reach, panel.best_for, panel.mean_rate, strict=True
+    ):
+        shown = "-" if rate != rate else f"{rate:.1%}"
+        rows.append(
+            [
+                f'<span data-medium="{_e(medium)}">{_e(medium.replace("_", "-"))}</span>',
+                f"{reach:,}",
+                f"{best:,}",
+                _pct(best / n),
+                shown,
+            ]
+        )
+    head = ["medium", "may contact", "best channel for", "share", "their expected rate"]
+    channel_svg, hour_svg = charts.channel_charts(panel.media, panel.best_for, panel.send_hours)
+    when = datetime.fromtimestamp(panel.now_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    body = (
+        '<p class="lead">Send each customer on their <a href="#g-best-channel">best channel</a> at '
+        'their <a href="#g-best-send-hour">best send hour</a>, and hold back the '
+        f'<a href="#g-fatigued">fatigued</a>: <b id="fatigued-count">{panel.fatigued:,} users '
+        f"({_pct(panel.fatigued / n)})</b> are at a message cap as of {when} "
+        f"(caps: {_e(panel.caps_text())}).</p>"
+        f'<div class="pair">{channel_svg}{hour_svg}</div>'
+        + _table(head, rows, "channels")
+        + f'<div class="caption">{panel.n_users:,} users. "May contact": not opted out of the medium. '
+        "Their expected rate: the mean shrunk open-or-click rate on the medium of the users whose best "
+        "channel it is. Send hours are the customer's local hour where their events carry a time zone, "
+        "else UTC.</div>"
+    )
+    return _card("Channels and send times", body, "channels")
+
+
 def _glossary(inputs: ReportInputs) -> str:
     entries = [*words.GLOSSARY, *words.goal_glossary([g for g, _, _ in inputs.goals])]
+    if inputs.channels is not None:
+        entries += words.CHANNEL_GLOSSARY
     items = "".join(f'<dt id="g-{_slug(term)}">{_e(term)}</dt><dd>{_e(text)}</dd>' for term, text in entries)
     return _card("Glossary", f'<dl class="glossary">{items}</dl>', "glossary")
 
@@ -354,14 +397,15 @@ svg.chart{display:block;width:100%;height:auto}
 .lead{font-size:13px;margin:0 0 6px}
 .tier{display:inline-block;border-radius:6px;padding:0 7px;font-weight:bold;font-size:12px}
 .t2{background:#0f766e;color:#fff} .t1{background:#f59e0b;color:#1e293b} .t0{background:#cbd5e1;color:#1e293b}
-.caption{font-size:12px;color:#475569;margin-top:6px} .caption a{color:inherit}
+.caption{font-size:12px;color:#475569;margin-top:6px} .caption a,.lead a{color:inherit}
 .alert{color:#b91c1c;font-weight:bold;font-size:13px}
 .rule{color:#475569;font-size:12px} code{font-size:11px;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:12px;margin-top:6px}
 td,th{padding:4px 10px;border-bottom:1px solid #e2e8f0;text-align:right;vertical-align:top}
 table.actions :is(td,th):nth-child(2),table.actions :is(td,th):nth-child(4),
-table.movers :is(td,th):first-child,table.transitions td:first-child{text-align:left}
+table.movers :is(td,th):first-child,table.transitions td:first-child,
+table.channels :is(td,th):first-child{text-align:left}
 .rfm{width:100%} .rfm .name,.rfm .text{text-align:left} .rfm .text{min-width:180px}
 details{margin:6px 0;font-size:13px} summary{cursor:pointer;font-weight:bold}
 dl.glossary{display:grid;grid-template-columns:minmax(90px,180px) minmax(0,1fr);gap:6px 16px;
@@ -416,6 +460,9 @@ def write_report(path: str | Path, inputs: ReportInputs) -> Path:
     if inputs.rfm is not None:
         sections.append(("rfm", "RFM"))
         cards.append(_rfm(inputs.rfm))
+    if inputs.channels is not None:
+        sections.append(("channels", "Channels"))
+        cards.append(_channels(inputs.channels))
     for note in inputs.notes:
         cards.append(f'<section class="card"><div class="caption">{_e(note)}</div></section>')
     sections.append(("glossary", "Glossary"))

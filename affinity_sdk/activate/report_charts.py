@@ -307,3 +307,27 @@ def drift_chart(previous: ScoreResult, current: ScoreResult) -> str:
     ax.set_ylabel("users")
     ax.set_title("Users per score, both runs")
     return _svg(fig, "score distribution of the previous and this run")
+
+
+def channel_charts(
+    media: Sequence[str], best_for: Sequence[int], send_hours: Sequence[int]
+) -> tuple[str, str]:
+    """Users per best channel (one bar per medium) and per best send hour (0-23: local where the
+    customer's time zone is known, else UTC)."""
+    fig, ax = _figure(HALF)
+    _sizes(
+        ax,
+        [m.replace("_", "-") for m in media],
+        np.asarray(best_for, dtype=np.float64),
+        "Users per best channel",
+    )
+    channel_svg = _svg(fig, "users per best channel")
+    fig, ax = _figure(HALF)
+    hours = np.arange(24)
+    ax.bar(hours, np.asarray(send_hours, dtype=np.float64), color=ACCENT, width=0.8)
+    ax.set_xticks(hours[::3], [f"{h:02d}" for h in hours[::3]])
+    ax.set_xlim(-0.6, 23.6)
+    ax.set_xlabel("best send hour (local, else UTC)")
+    ax.set_ylabel("users")
+    ax.set_title("Users per best send hour")
+    return channel_svg, _svg(fig, "users per best send hour")

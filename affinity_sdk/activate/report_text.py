@@ -28,13 +28,17 @@ if TYPE_CHECKING:
     from affinity_sdk.activate.segments import Segment
     from affinity_sdk.config import ScoringConfig
     from affinity_sdk.models.goals import Goal
+    from affinity_sdk.profile.store import ProfileStore
 
 __all__ = [
+    "CHANNEL_GLOSSARY",
     "GLOSSARY",
+    "ChannelPanel",
     "SegmentInfo",
     "TierLine",
     "ZeroScores",
     "action_table",
+    "channel_panel",
     "describe_outcome",
     "describe_segments",
     "horizon_text",
@@ -145,6 +149,27 @@ GLOSSARY: Final[tuple[tuple[str, str], ...]] = (
         "Tier transition",
         "How many customers moved from each tier in the previous run to each tier in this one. "
         "Skipping a tier (Low to High or back) in one run is rare; many skips suggest a data problem.",
+    ),
+)
+
+#: Terms of the channel panel, added to the glossary when the report shows it.
+CHANNEL_GLOSSARY: Final[tuple[tuple[str, str], ...]] = (
+    (
+        "Best channel",
+        "The medium (email, SMS, push, in-app, WhatsApp) a customer most likely opens or clicks, "
+        "among those they may be contacted on: their own opens and clicks out of messages "
+        "received, pulled toward the medium's average when they have few messages (shrunk rate).",
+    ),
+    (
+        "Best send hour",
+        "The hour of the day (the customer's local hour where their events carry a time zone, else "
+        "UTC) a customer most often opens or clicks, pulled toward everyone's "
+        "busiest hours when they have little history of their own.",
+    ),
+    (
+        "Fatigued",
+        "A customer who has received as many messages on a medium as its cap allows in the cap's "
+        "window (e.g. 3 emails in 7 days): send them nothing more on it until the window moves on.",
     ),
 )
 
@@ -474,3 +499,74 @@ def cutoff_text(result: ScoreResult) -> str:
     """``"High ≥ 85.1, Medium ≥ 65.3"`` from the result's own scores."""
     cuts = tier_cutoffs(result)
     return ", ".join(f"{TIER_NAMES[c]} ≥ {cuts[c]:.1f}" for c in (2, 1) if c in cuts)
+
+
+@dataclass(frozen=True)
+class ChannelPanel:
+    """The report's channel and send-time panel, per medium (in ``media`` order): ``reach`` (users
+    who may be contacted on it: visible, not opted out of it), ``best_for`` (users whose best
+    channel it is) and ``mean_rate`` (their mean shrunk engagement rate on it, NaN when none);
+    ``send_hours`` (users per best send hour, 0-23, local where known); ``fatigued`` (users at or
+    over a cap of ``caps``); ``n_users`` (visible users) and ``now_ms`` (when it was measured)."""
+
+    media: tuple[str, ...]
+    reach: tuple[int, ...]
+    best_for: tuple[int, ...]
+    mean_rate: tuple[float, ...]
+    send_hours: tuple[int, ...]
+    fatigued: int
+    caps: Mapping[str, tuple[int, str]]
+    n_users: int
+    now_ms: int
+
+    def caps_text(self) -> str:
+        """``"email 3 in 7d, sms 2 in 7d, ..."``."""
+        return ", ".join(f"{m} {count} in {window}" for m, (count, window) in self.caps.items())
+
+
+def channel_panel(
+    store: ProfileStore, now: Any = None, caps: Mapping[str, tuple[int, str]] | None = None
+) -> ChannelPanel | None:
+    """The :class:`ChannelPanel` of a profile store (a scorer's ``store``) at ``now`` (default:
+    its latest event), from :func:`~affinity_sdk.models.channels.channel_table`; ``None`` when the
+    store does not keep the ``engagement`` view (the report then has no channel panel).
+
+    Examples
+    --------
+    >>> from affinity_sdk.profile.store import ProfileStore
+    >>> store = ProfileStore(views=("signals", "engagement"))
+    >>> _ = store.ingest(b'{"type":"push_opened","user_id":"cy","timestamp":68400000}')
+    >>> panel = channel_panel(store)
+    >>> panel.best_for[panel.media.index("push")], panel.send_hours[19], panel.fatigued
+    (1, 1, 0)
+    >>> channel_panel(ProfileStore(views=("signals",))) is None
+    True
+    """
+    from affinity_sdk.capture.events import MEDIA
+    from affinity_sdk.models.channels import DEFAULT_CAPS, channel_table
+
+    if "engagement" not in store.views:
+        return None
+    used = dict(DEFAULT_CAPS if caps is None else caps)
+    with store.lock:
+        now_ms = store.now_ms(now)
+        table = channel_table(store, now_ms, caps=used)
+        visible = store.visible()
+        reach = tuple(int(store.channel_consent.mask(m, visible).sum()) for m in MEDIA)
+    best, rate = table["best_channel"], table["channel_rate"]
+    best_for = tuple(int(np.count_nonzero(best == m)) for m in MEDIA)
+    mean_rate = tuple(
+        float(rate[best == m].mean()) if n else float("nan") for m, n in zip(MEDIA, best_for, strict=True)
+    )
+    hours = table["best_send_hour"]
+    return ChannelPanel(
+        media=tuple(MEDIA),
+        reach=reach,
+        best_for=best_for,
+        mean_rate=mean_rate,
+        send_hours=tuple(np.bincount(hours[hours >= 0], minlength=24).tolist()),
+        fatigued=int(np.count_nonzero(table["fatigued"])),
+        caps=used,
+        n_users=len(table["user_id"]),
+        now_ms=now_ms,
+    )

@@ -23,12 +23,14 @@ from typing import Annotated, Final, Literal, TypeAlias, Union
 from msgspec import Meta, Struct
 
 __all__ = [
+    "ACTIVITY_TYPES",
     "CHANNELS",
     "EVENT_TYPES",
     "EVENT_TYPE_CODES",
     "MAX_AMOUNT",
     "MEDIA",
     "MESSAGE_ACTIONS",
+    "RECEIVED_TYPES",
     "AppInstalled",
     "AppOpened",
     "AppUninstalled",
@@ -474,6 +476,12 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "message_marked_as_spam",
 )
 EVENT_TYPE_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(EVENT_TYPES)}
+#: Event types that record a message sent to a person, not something the person did: they are no
+#: part of their activity (someone who only receives messages is not active, and has churned when
+#: nothing else came from them).
+RECEIVED_TYPES: Final[tuple[str, ...]] = ("message_sent", "message_delivered", "message_bounced")
+#: What a person did: every other type.
+ACTIVITY_TYPES: Final[tuple[str, ...]] = tuple(t for t in EVENT_TYPES if t not in RECEIVED_TYPES)
 EVENT_CLASSES: Final[dict[str, type[_Event]]] = {
     cls.__struct_config__.tag: cls
     for cls in Event.__args__  # type: ignore[attr-defined]

@@ -276,7 +276,7 @@ def _run_report(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise AffinityError(f"--top must be at least 1 (got {args.top})")
     started = time.perf_counter()
-    scorer, result, _ = score_file(args, args.events, args.now)
+    scorer, result, _ = score_file(args, args.events, args.now, views=("signals", "affinity", "engagement"))
     model = scorer.affinity
     favourites: dict[str, list[tuple[str, float]]] = {
         dim: favourite_shares(model.top_affinities_all(dim, 1)) for dim in affinity.DIMENSIONS
@@ -293,6 +293,7 @@ def _run_report(args: argparse.Namespace) -> int:
         drift=drift,
         config=scorer.config,
         top_n=args.top,
+        channels=_channel_panel(scorer.store, args.now),
     )
     write_report(args.out, inputs)
     print(f"report of {len(result):,} users in {time.perf_counter() - started:.2f}s")
@@ -301,6 +302,16 @@ def _run_report(args: argparse.Namespace) -> int:
         print(f"drift: PSI {drift.psi:.3f} ({drift.level}), {verdict}")
     print(f"wrote {args.out} and {actions_path(args.out)}")
     return 0
+
+
+def _channel_panel(store: Any, now: str | None) -> Any:
+    """The report's channel and send-time panel, or ``None`` when the file holds no message events
+    (the panel would be all population defaults)."""
+    from affinity_sdk.activate.report_text import channel_panel
+
+    if not len(store.view("engagement").media_table()[0]):
+        return None
+    return channel_panel(store, now)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

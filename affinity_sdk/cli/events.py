@@ -164,8 +164,13 @@ def ingest_segment_file(scorer: Any, path: Path, now: str | None, errors: str) -
     return accepted
 
 
-def score_file(args: argparse.Namespace, path: Path, now: str | None) -> tuple[Any, Any, int]:
-    """Score an event file at ``now`` (default: its latest event): the scorer, its result and
-    the number of events accepted."""
-    scorer, accepted = ingest_file(args, path, now, views=("signals", "affinity"))
+def score_file(
+    args: argparse.Namespace,
+    path: Path,
+    now: str | None,
+    views: tuple[str, ...] = ("signals", "affinity"),
+) -> tuple[Any, Any, int]:
+    """Score an event file at ``now`` (default: its latest event): the scorer (its store keeps
+    ``views``), its result and the number of events accepted."""
+    scorer, accepted = ingest_file(args, path, now, views=views)
     return scorer, scorer.score(now), accepted

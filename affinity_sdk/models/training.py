@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk._units import parse_duration
-from affinity_sdk.capture.events import EVENT_TYPE_CODES
+from affinity_sdk.capture.events import ACTIVITY_TYPES, EVENT_TYPE_CODES
 from affinity_sdk.errors import ConfigError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models.goals import Goal, _window_ms, goal_labels
@@ -128,7 +128,8 @@ def outcome_labels(
     window = (ts > cutoff_ms) & (ts <= cutoff_ms + horizon_ms)
 
     def any_of(mask: NDArray[np.bool_], *names: str) -> NDArray[np.bool_]:
-        hit = mask & np.isin(etype, [EVENT_TYPE_CODES[x] for x in names]) if names else mask
+        """Users with an event of ``names`` (default: anything they did) in ``mask``."""
+        hit = mask & np.isin(etype, [EVENT_TYPE_CODES[x] for x in names or ACTIVITY_TYPES])
         return np.bincount(user[hit], minlength=n)[:n] > 0
 
     active_before = any_of(before)

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk.sim.catalogue import Catalogue, _Shop, _shop
+from affinity_sdk.sim.parameters import HIGH_FREQUENCY_SHARE
 
 
 @dataclass(eq=False)
@@ -36,9 +37,19 @@ class _Customers:
     sms_opt_in: NDArray[np.bool_]
     subscribed0: NDArray[np.bool_]
     signup_week: NDArray[np.int64]
+    high_frequency: NDArray[np.bool_]
 
 
-def _make_customers(rng: np.random.Generator, cat: Catalogue, n: int, n_seg: int, weeks: int) -> _Customers:
+def _make_customers(
+    rng: np.random.Generator,
+    cat: Catalogue,
+    n: int,
+    n_seg: int,
+    weeks: int,
+    rng_extra: np.random.Generator,
+) -> _Customers:
+    """Customers drawn from ``rng`` as before extra emails existed; who is on the high-frequency
+    email list from ``rng_extra`` (independent of everything else about the customer)."""
     shop = _shop(cat)
     n_cat = len(cat.category_names)
     # Personas: a top category (distinct while there are enough), brand, band and behaviour.
@@ -98,4 +109,5 @@ def _make_customers(rng: np.random.Generator, cat: Catalogue, n: int, n_seg: int
         sms_opt_in=rng.random(n) < seg_sms[segment],
         subscribed0=rng.random(n) < 0.85,
         signup_week=signup.astype(np.int64),
+        high_frequency=rng_extra.random(n) < HIGH_FREQUENCY_SHARE,
     )

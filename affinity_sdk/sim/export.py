@@ -105,6 +105,10 @@ def _iter_events(batch: EventBatch, details: EventDetails, seed: int) -> Iterato
             )
         elif app_cls is not None:
             yield app_cls(**common)
+        elif etype == _T["message_delivered"]:  # on email, sms or push: the medium is the channel
+            yield ev.MessageDelivered(
+                medium=common["channel"], campaign_id=campaigns[campaign] if campaign >= 0 else None, **common
+            )
         elif etype == _T["page_viewed"]:
             yield ev.PageViewed(**common)
         elif etype == _T["products_searched"]:

@@ -27,8 +27,15 @@ up and are still alive act; all draws independent given the latent state; names 
   :data:`P_FAVOURITE_CATEGORY` (else a category by popularity), on the favourite brand with
   probability :data:`P_FAVOURITE_BRAND` when in the favourite category, and in the preferred price
   band with probability :data:`P_PREFERRED_BAND`; within that, products follow popularity;
-* every email campaign of the week (1 or 2) reaches subscribed customers: opened with ``p_open``,
-  clicked after opening with ``p_click``, unsubscribed from with ``p_unsubscribe_per_email``;
+* every email campaign of the week (1 or 2, Tuesday and Thursday 10:00) reaches subscribed
+  customers; customers on the high-frequency list (``high_frequency``, share
+  :data:`HIGH_FREQUENCY_SHARE`) also get an extra email in each of the Monday, Wednesday, Friday
+  and Saturday slots with probability :data:`HIGH_FREQUENCY_EXTRA_RATE` (others with
+  :data:`EXTRA_EMAIL_RATE`), drawn afresh each week. Each email received is opened with
+  ``p_open``, clicked after opening with ``p_click``, and unsubscribed from with
+  ``p_unsubscribe_per_email`` × :func:`~affinity_sdk.sim.parameters.fatigue_multiplier` of the
+  emails received in the 7 days before it (fatigue: from the third email in 7 days on, each
+  email adds the base probability once more);
 * SMS campaigns (even weeks) reach SMS opt-ins, clicked with ``p_sms_click``; push campaigns
   (weekly) reach customers with the app installed at the start of the week, opened with
   ``p_push_open``; app opens ~ Poisson(``app_open_rate``) for those customers;
@@ -37,6 +44,10 @@ up and are still alive act; all draws independent given the latent state; names 
   signup week);
 * a customer who has consent revokes it with :data:`CONSENT_REVOKE_RATE`;
 * at the end of the week the customer dies (churns for good) with ``churn_hazard``.
+
+With ``deliveries=True`` every email, SMS and push received is also a ``message_delivered``
+event (medium = its channel). An unsubscribe is an opt-out of email alone (the ``unsubscribed``
+event carries medium email).
 
 Engagement (a per-customer Beta draw around the persona's) raises opens, clicks, push opens and
 app use, and lowers churn, unsubscribe and uninstall hazards, so those outcomes are correlated as
@@ -224,6 +235,7 @@ def simulate_shop(
     n_segments: int = 12,
     seed: int = 0,
     start: str | datetime = "2026-01-05T00:00:00Z",
+    deliveries: bool = False,
 ) -> ShopSimulation:
     """Simulate ``weeks`` of shop history and ``horizon_weeks`` after it, deterministically.
 
@@ -242,6 +254,13 @@ def simulate_shop(
         Same seed and arguments, same simulation (every column, every id).
     start
         Start of the history: an ISO-8601 string with a zone or an aware ``datetime``.
+    deliveries
+        Also log a ``message_delivered`` event (medium email, sms or push, the campaign's id) for
+        every message a customer receives, as a messaging platform's delivery feed would: what
+        the engagement view counts for channel rates and fatigue caps. Off by default: a
+        delivery is an event, so a subscribed customer never goes a week without one, and "no
+        event at all" (the ``churn`` outcome) then means dead, or unsubscribed with no app and
+        no SMS opt-in, and quiet.
 
     Returns
     -------
@@ -265,15 +284,16 @@ def simulate_shop(
     start_ms = to_epoch_ms(start)
     end_ms = start_ms + weeks * _WEEK_MS
     horizon_ms = horizon_weeks * _WEEK_MS
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    # the sixth stream (extra emails) came last, so the first five draw what they drew before it
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     cat = _make_catalogue(streams[0], n_categories, n_brands, n_products)
-    cust = _make_customers(streams[1], cat, n_customers, n_segments, weeks)
+    cust = _make_customers(streams[1], cat, n_customers, n_segments, weeks, streams[5])
     cal = _make_calendar(streams[2], weeks + horizon_weeks)
     names = _make_interners(cat, n_customers, cal, start_ms)
-    log = _simulate_weeks(streams[3], cust, cal, weeks, horizon_weeks)
+    log = _simulate_weeks(streams[3], cust, cal, weeks, horizon_weeks, streams[5], deliveries)
     parts = _build_events(streams[4], cat, cust, cal, log, start_ms)
     hist, hist_d, fut, fut_d = _assemble(parts, cat, names, seed, end_ms)
-    truth = _truth(cust, cal, log, weeks, horizon_weeks, names, hist, fut)
+    truth = _truth(cust, cal, log, weeks, horizon_weeks, names, hist, fut, deliveries)
     truth.signup_ms = start_ms + cust.signup_week * _WEEK_MS
     return ShopSimulation(
         batch=hist,

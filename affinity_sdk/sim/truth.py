@@ -11,10 +11,18 @@ from numpy.typing import NDArray
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.sim.customers import _Customers
-from affinity_sdk.sim.parameters import _T, APP_INSTALL_RATE, CONSENT_REVOKE_RATE, COUPON_RATE
-from affinity_sdk.sim.weeks import _Calendar, _Log
+from affinity_sdk.sim.parameters import (
+    _EMAIL,
+    _T,
+    APP_INSTALL_RATE,
+    CONSENT_REVOKE_RATE,
+    COUPON_RATE,
+    EMAIL_SLOT_DAYS,
+    fatigue_multiplier,
+)
+from affinity_sdk.sim.weeks import _Calendar, _emails_7d, _Log
 
-__all__ = ["CustomerTruth"]
+__all__ = ["CustomerTruth", "EmailSends", "email_sends"]
 
 
 @dataclass(eq=False)
@@ -36,7 +44,9 @@ class CustomerTruth:
     * ``uninstall``: at least one ``app_uninstalled`` (includes install-then-uninstall).
 
     ``churned`` says the customer died (stopped acting for good) before ``end_ms``; ``segment``
-    is the persona whose profile the customer's preferences were drawn from.
+    is the persona whose profile the customer's preferences were drawn from; ``high_frequency``
+    says the customer is on the list that gets extra emails (``p_unsubscribe`` accounts for the
+    fatigue of the horizon's planned emails).
     """
 
     user_ids: list[str]
@@ -59,6 +69,7 @@ class CustomerTruth:
     p_app_uninstall: NDArray[np.float64]
     app_prone: NDArray[np.bool_]
     sms_opt_in: NDArray[np.bool_]
+    high_frequency: NDArray[np.bool_]
     signup_ms: NDArray[np.int64]
     churned: NDArray[np.bool_]
     subscribed: NDArray[np.bool_]
@@ -75,6 +86,59 @@ class CustomerTruth:
     y_churn: NDArray[np.bool_]
     y_unsubscribe: NDArray[np.bool_]
     y_uninstall: NDArray[np.bool_]
+
+
+@dataclass(eq=False)
+class EmailSends:
+    """One row per email delivered (a ``message_delivered`` event on the email channel), in the
+    batch's order: who got it, when, which campaign, how many emails the customer had received on
+    the 6 UTC days before its day and earlier that day (``emails_7d``: the window of a ``"7d"``
+    cap, this email not counted) and whether they unsubscribed from it (an ``unsubscribed``
+    event of theirs with the same campaign)."""
+
+    user: NDArray[np.int64]
+    ts_ms: NDArray[np.int64]
+    campaign: NDArray[np.int64]
+    emails_7d: NDArray[np.int64]
+    unsubscribed: NDArray[np.bool_]
+
+
+def email_sends(batch: EventBatch) -> EmailSends:
+    """The emails of a simulation run with ``deliveries=True``, read off its events
+    (:class:`EmailSends`): the data behind "unsubscribing rises with the emails of the last 7 days".
+
+    Examples
+    --------
+    >>> from affinity_sdk.sim.shop import simulate_shop
+    >>> sends = email_sends(simulate_shop(300, weeks=4, seed=1, deliveries=True).batch)
+    >>> bool(sends.emails_7d.max() <= 6), len(sends.user) > 300
+    (True, True)
+    """
+    day_ms = 86_400_000
+    email = batch.channel == _EMAIL
+    rows = np.flatnonzero(email & (batch.event_type == _T["message_delivered"]))
+    user = batch.user[rows].astype(np.int64)
+    ts = batch.ts_ms[rows]
+    day = ts // day_ms
+    # per user in time order: deliveries on days D-6 .. D before this one
+    order = np.lexsort((ts, user))
+    key_user, key_day = user[order], day[order]
+    position = np.arange(order.shape[0])
+    days = key_day - (int(day.min()) - 6 if day.shape[0] else 0)  # >= 6, so a window start is >= 0
+    keys = key_user << 32 | days
+    start = np.searchsorted(keys, key_user << 32 | (days - 6), "left")
+    emails_7d = np.empty(order.shape[0], np.int64)
+    emails_7d[order] = position - start
+    unsub = np.flatnonzero(email & (batch.event_type == _T["unsubscribed"]))
+    left = batch.user[unsub].astype(np.int64) << 32 | batch.campaign[unsub].astype(np.int64)
+    campaign = batch.campaign[rows].astype(np.int64)
+    return EmailSends(
+        user=user,
+        ts_ms=ts,
+        campaign=campaign,
+        emails_7d=emails_7d,
+        unsubscribed=np.isin(user << 32 | campaign, left),
+    )
 
 
 def _no_event_prob(
@@ -103,6 +167,7 @@ def _truth(
     names: Interners,
     hist: EventBatch,
     fut: EventBatch,
+    deliveries: bool,
 ) -> CustomerTruth:
     n = cust.n
     h = cust.hazard
@@ -112,19 +177,20 @@ def _truth(
     no_order = [boosted if cal.promo[w] else plain for w in hw]
     p_purchase = 1.0 - _no_event_prob(log.alive, h, no_order)
     purchased_before = np.bincount(hist.user[hist.event_type == _T["order_completed"]], minlength=n) > 0
-    no_unsub = [(1.0 - cust.p_unsub) ** int(cal.n_email[w]) for w in hw]
+    no_unsub, email_quiet = _email_weeks(cust, log, deliveries)
     p_unsub = np.where(log.subscribed, 1.0 - _no_event_prob(log.alive, h, no_unsub), 0.0)
     # no event at all: given none, nothing about the customer's state changes during the horizon
     inst = log.installed
     can_install = ~inst & cust.app_prone & ~log.ever_uninstalled
     quiet: list[NDArray[np.float64]] = []
-    for w, x in zip(hw, no_order, strict=True):
+    for w, x, email in zip(hw, no_order, email_quiet, strict=True):
         q = x * np.exp(-cust.browse)
-        email = ((1.0 - cust.p_open) * (1.0 - cust.p_unsub)) ** int(cal.n_email[w])
         q = q * np.where(log.subscribed, email, 1.0)
+        # with deliveries, an SMS or a push received is an event in itself
         if cal.sms[w]:
-            q = q * np.where(cust.sms_opt_in, 1.0 - cust.p_sms, 1.0)
-        app = (1.0 - cust.p_push) * np.exp(-cust.app_rate) * (1.0 - cust.p_uninstall)
+            q = q * np.where(cust.sms_opt_in, 0.0 if deliveries else 1.0 - cust.p_sms, 1.0)
+        push_quiet = 0.0 if deliveries else 1.0 - cust.p_push
+        app = push_quiet * np.exp(-cust.app_rate) * (1.0 - cust.p_uninstall)
         q = q * np.where(inst, app, 1.0) * np.where(can_install, 1.0 - APP_INSTALL_RATE, 1.0)
         q = q * np.where(log.consent, 1.0 - CONSENT_REVOKE_RATE, 1.0)
         quiet.append(q)
@@ -157,6 +223,7 @@ def _truth(
         p_app_uninstall=cust.p_uninstall,
         app_prone=cust.app_prone,
         sms_opt_in=cust.sms_opt_in,
+        high_frequency=cust.high_frequency,
         signup_ms=np.zeros(n, np.int64),
         churned=~log.alive,
         subscribed=log.subscribed,
@@ -174,6 +241,32 @@ def _truth(
         y_unsubscribe=any_of("unsubscribed"),
         y_uninstall=any_of("app_uninstalled"),
     )
+
+
+def _email_weeks(
+    cust: _Customers, log: _Log, deliveries: bool
+) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
+    """Per horizon week, for a customer subscribed and alive at its start: P(no unsubscribe) and
+    P(no email event: no open, no unsubscribe, and no delivery when deliveries are logged).
+
+    Such a customer received every email planned for them since ``end_ms``, so the emails of the
+    7 days before each send, and with them its fatigue, follow from the plan."""
+    no_unsub: list[NDArray[np.float64]] = []
+    quiet: list[NDArray[np.float64]] = []
+    last_week = log.emails_last_week
+    for plan in log.emails_planned:
+        keep = np.ones(cust.n)
+        silent = np.ones(cust.n)
+        for slot in range(len(EMAIL_SLOT_DAYS)):
+            p = np.minimum(cust.p_unsub * fatigue_multiplier(_emails_7d(plan, last_week, slot)), 1.0)
+            sent = plan[slot]
+            keep = keep * np.where(sent, 1.0 - p, 1.0)
+            event_free = 0.0 if deliveries else (1.0 - cust.p_open) * (1.0 - p)
+            silent = silent * np.where(sent, event_free, 1.0)
+        no_unsub.append(keep)
+        quiet.append(silent)
+        last_week = plan
+    return no_unsub, quiet
 
 
 def _uninstall_prob(

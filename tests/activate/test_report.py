@@ -471,6 +471,21 @@ def test_report_command_scores_an_event_file(tmp_path: Path, capsys: pytest.Capt
     assert capsys.readouterr().err.startswith("affinity: error: cannot read")
 
 
+def test_report_command_has_a_channel_panel_only_for_files_with_messages(tmp_path: Path) -> None:
+    from affinity_sdk.cli import main
+
+    opened = b'{"type":"email_opened","user_id":"u%d","timestamp":%d}\n'
+    app = b'{"type":"app_opened","user_id":"u%d","timestamp":%d}\n'
+    day = 86_400_000
+    plain = b"".join(app % (u, 1_767_225_600_000 + u * day) for u in range(30))
+    (tmp_path / "plain.ndjson").write_bytes(plain)
+    (tmp_path / "messages.ndjson").write_bytes(plain + opened % (3, 1_767_225_600_000 + 40 * day))
+    for name, has_panel in (("plain", False), ("messages", True)):
+        out = tmp_path / f"{name}.html"
+        assert main(["report", str(tmp_path / f"{name}.ndjson"), "--out", str(out)]) == 0
+        assert ('id="channels"' in out.read_text()) == has_panel, name
+
+
 def test_report_rfm_panel_shows_the_segment_counts_of_the_data(
     report: tuple[ReportInputs, str, Path],
 ) -> None:
@@ -517,3 +532,82 @@ def test_report_goal_cards_show_each_goals_numbers(report: tuple[ReportInputs, s
     assert f"{auc_vip:.3f}" != f"{auc_cart:.3f}"  # the cards do not share one number
     card = _plain(_section(text, "Propensity: purchase (14d)"))
     assert "places an order within the next 14 days" in card
+
+
+@pytest.fixture(scope="module")
+def channel_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, ReportInputs, str]:
+    """A report of a simulated shop whose scorer keeps the engagement view (email deliveries on)."""
+    from affinity_sdk.activate.report_text import channel_panel
+    from affinity_sdk.score.scorer import Scorer
+    from affinity_sdk.sim.shop import simulate_shop
+
+    sim = simulate_shop(1_500, weeks=6, seed=12, deliveries=True)
+    scorer = Scorer(views=("signals", "engagement"))
+    scorer.ingest(sim.batch)
+    inputs = ReportInputs(result=scorer.score(sim.end_ms), channels=channel_panel(scorer.store, sim.end_ms))
+    text = write_report(tmp_path_factory.mktemp("channels") / "report.html", inputs).read_text()
+    return scorer, inputs, text
+
+
+def test_channel_panel_counts_match_the_channel_table(
+    channel_report: tuple[object, ReportInputs, str],
+) -> None:
+    from affinity_sdk.capture.events import MEDIA
+    from affinity_sdk.models.channels import DEFAULT_CAPS, channel_table
+    from affinity_sdk.score.scorer import Scorer
+
+    scorer, inputs, text = channel_report
+    assert isinstance(scorer, Scorer)
+    now = inputs.result.now_ms
+    table = channel_table(scorer.store, now)  # computed here, apart from the report's panel
+    section = _section(text, "channels")
+    rows = re.findall(
+        r'<tr><td><span data-medium="(\w+)">[^<]*</span></td><td>([\d,]+)</td><td>([\d,]+)</td>'
+        r"<td>([^<]+)</td><td>([^<]+)</td></tr>",
+        section,
+    )
+    assert [medium for medium, *_ in rows] == list(MEDIA)
+    n = len(table["user_id"])
+    for medium, reach, best, share, rate in rows:
+        mine = table["best_channel"] == medium
+        assert int(reach.replace(",", "")) == int(scorer.contact_mask(medium).sum())
+        assert int(best.replace(",", "")) == int(mine.sum())
+        assert share.replace("&lt;", "<") in (f"{mine.sum() / n:.0%}", "<1%")
+        assert rate == (f"{table['channel_rate'][mine].mean():.1%}" if mine.any() else "-")
+    shown = {medium: int(best.replace(",", "")) for medium, _, best, _, _ in rows}
+    assert shown["email"] > 0 and shown["push"] > 0 and sum(shown.values()) <= n
+    # unsubscribing opts out of email alone: fewer may be emailed than pushed
+    reach = {medium: int(r.replace(",", "")) for medium, r, *_ in rows}
+    assert reach["email"] < reach["push"] == n
+    fatigued = int(np.count_nonzero(table["fatigued"]))
+    assert fatigued > 0
+    lead = _plain(section.split('<p class="lead">', 1)[1].split("</p>", 1)[0])
+    assert f"{fatigued:,} users (" in lead
+    for medium, (count, window) in DEFAULT_CAPS.items():
+        assert f"{medium} {count} in {window}" in lead
+    # the send-hour chart's data: users per best hour, as the channel table has them
+    panel = inputs.channels
+    assert panel is not None
+    hours = table["best_send_hour"]
+    assert list(panel.send_hours) == np.bincount(hours[hours >= 0], minlength=24).tolist()
+    assert (
+        'aria-label="users per best send hour"' in section
+        and 'aria-label="users per best channel"' in section
+    )
+    assert '<a href="#channels">Channels</a>' in text
+    glossary = _section(text, "glossary")
+    for term in ("Best channel", "Best send hour", "Fatigued"):
+        assert f">{term}</dt>" in glossary
+
+
+def test_without_the_engagement_view_there_is_no_channel_panel(
+    report: tuple[ReportInputs, str, Path],
+) -> None:
+    from affinity_sdk.activate.report_text import channel_panel
+    from affinity_sdk.score.scorer import Scorer
+
+    inputs, text, _ = report
+    assert inputs.channels is None
+    assert 'id="channels"' not in text and "Channels and send times" not in text
+    assert "#channels" not in text and ">Fatigued</dt>" not in text
+    assert channel_panel(Scorer().store) is None  # the scorer's default store keeps no engagement view

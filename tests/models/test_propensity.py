@@ -385,3 +385,25 @@ def test_cdnow_one_feature_propensity_stage_two_beats_decay_point_estimate() -> 
         baseline = roc_auc(y, P.decayed_order_days(batch, CAL_END, f"{h}w"))
         assert baseline == pytest.approx(documented, abs=5e-4)
         assert ours > baseline  # the point estimate; the paired interval spans zero (docs)
+
+
+def test_messages_sent_to_a_person_are_not_their_activity() -> None:
+    from affinity_sdk.capture.events import AppOpened, MessageDelivered, MessageSent
+
+    day = 86_400_000
+    events = [
+        AppOpened(user_id="ann", timestamp=0),  # active before T, then only receives messages
+        AppOpened(user_id="bob", timestamp=0),
+        AppOpened(user_id="bob", timestamp=3 * day),  # active in the window: not churned
+        MessageSent(user_id="ann", timestamp=3 * day, medium="email"),
+        MessageDelivered(user_id="ann", timestamp=3 * day, medium="email"),
+        MessageDelivered(user_id="zoe", timestamp=0, medium="sms"),  # only ever received one
+    ]
+    batch = EventBatch.from_events(events)
+    eligible, churned = P.outcome_labels(batch, "churn", day, "7d")
+    code = {name: batch.interners.users.lookup(name) for name in ("ann", "bob", "zoe")}
+    assert [bool(eligible[code[u]]) for u in ("ann", "bob", "zoe")] == [True, True, False]
+    assert bool(churned[code["ann"]]) and not churned[code["bob"]]
+    features = P.profile_features(batch, day)
+    activity = features.X[:, features.names.index("activity_decay_14d")]
+    assert activity[code["zoe"]] == 0.0 and activity[code["ann"]] > 0.0
