@@ -12,7 +12,8 @@ signals. Two timed steps, best of ``--repeat``:
   (best and median of ``--repeat``);
 * **state -> score + tier** (affinity_sdk and numpy only): the same, starting from the aggregated
   state instead of a raw-score array, i.e. with the raw score ``Σ_s c_s A_us`` computed first:
-  from our 40-byte records (``kernels.raw_scores``) and from numpy's dense ``acc`` matrix.
+  from our state's contiguous ``acc`` array (``kernels.raw_scores``) and from numpy's dense
+  ``acc`` matrix; for the C++ backend also on two threads (``threads=2``, the table's last line).
 
 Run ``python benches/peers.py --events 10000000 --profiles 1000000`` and it prints a Markdown table;
 ``--compile-times`` also measures the Numba backend's cold import + first call with and without
@@ -123,11 +124,14 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         box: dict[str, Any] = {}
 
         def fresh() -> None:
-            box["records"] = kernels.empty_records(n_profiles, SIGNALS)
+            box["acc"], box["records"] = (
+                np.zeros((n_profiles, SIGNALS)),
+                kernels.empty_records(n_profiles, SIGNALS),
+            )
 
         def aggregate() -> None:
             kernels.accumulate(
-                box["records"], w["users"], w["signals"], w["ts_ms"], w["values"], LANDMARK, w["lam"],
+                box["acc"], box["records"], w["users"], w["signals"], w["ts_ms"], w["values"], LANDMARK, w["lam"],
                 backend=backend,
             )  # fmt: skip
 
@@ -140,11 +144,13 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         fns["score_tier"] = lambda: kernels.score_tiers(w["raw"], HALF_POINT, q, backend=backend)
         raw_out = np.empty(n_profiles)
 
-        def state_tier() -> None:
-            raw = kernels.raw_scores(box["records"], COEFS, raw_out, backend=backend)
+        def state_tier(threads: int = 1) -> None:
+            raw = kernels.raw_scores(box["acc"], COEFS, raw_out, threads=threads, backend=backend)
             kernels.score_tiers(raw, HALF_POINT, q, backend=backend)
 
         fns["state_tier"] = state_tier
+        if backend == "cpp":
+            fns["state_tier_2t"] = lambda: state_tier(2)
 
         def checksum_ours() -> dict[str, Any]:
             fresh()
@@ -152,7 +158,7 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
             rec = box["records"]
             seen = rec["count"] > 0
             return _checksum(
-                rec["acc"].sum(), rec["total"].sum(), rec["count"].sum(), rec["first_ms"][seen].min(),
+                box["acc"].sum(), rec["total"].sum(), rec["count"].sum(), rec["first_ms"][seen].min(),
                 rec["last_ms"][seen].max(), kernels.score_tiers(w["raw"], HALF_POINT, q, backend=backend)[1],
             )  # fmt: skip
 
@@ -330,6 +336,7 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
     agg_s = _best(fns["aggregate"], repeat, setup)
     tier_s, tier_median_s = _best_median(fns["score_tier"], repeat)
     state_s = _best_median(fns["state_tier"], repeat)[0] if "state_tier" in fns else None
+    state_2t_s = _best_median(fns["state_tier_2t"], repeat)[0] if "state_tier_2t" in fns else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "engine": engine,
@@ -338,6 +345,7 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         "peak_mb": peak_mb,
         "score_tier_median_s": tier_median_s,
         "state_tier_s": state_s,
+        "state_tier_2t_s": state_2t_s,
         "checksum": checksum(),
     }  # fmt: skip (after timing, so it costs no timed work)
 
@@ -419,6 +427,10 @@ def main() -> None:
             f"{args.profiles / r['score_tier_median_s'] / 1e6:.1f}M | "
             f"{'-' if state is None else f'{args.profiles / state / 1e6:.1f}M'} |"
         )
+    for r in rows:
+        if r.get("state_tier_2t_s"):
+            print(f"\n{r['engine']} state -> score+tier on 2 threads: "
+                  f"{args.profiles / r['state_tier_2t_s'] / 1e6:.1f}M profiles/s")  # fmt: skip
     if args.compile_times:
         print("\nNumba backend, cold `import` + first `add` + `score_tiers` (fresh process):\n")
         print("| on-disk cache | time |\n| --- | ---: |")

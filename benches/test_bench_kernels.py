@@ -18,12 +18,19 @@ from affinity_sdk import kernels
 FRACTIONS = np.array([0.6, 0.9])
 
 
-def _records(w: dict[str, Any], backend: str) -> np.ndarray[Any, np.dtype[np.void]]:
-    records = kernels.empty_records(w["n_profiles"], SIGNALS)
+State = tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.void]]]
+
+
+def _empty(n_profiles: int) -> State:
+    return np.zeros((n_profiles, SIGNALS)), kernels.empty_records(n_profiles, SIGNALS)
+
+
+def _state(w: dict[str, Any], backend: str) -> State:
+    state = _empty(w["n_profiles"])
     kernels.accumulate(
-        records, w["users"], w["signals"], w["ts_ms"], w["values"], LANDMARK_MS, w["lam"], backend=backend
+        *state, w["users"], w["signals"], w["ts_ms"], w["values"], LANDMARK_MS, w["lam"], backend=backend
     )
-    return records
+    return state
 
 
 def _skip_slow_reference(backend: str, size: str) -> None:
@@ -38,8 +45,17 @@ def test_accumulate(benchmark: Any, bench_backend: str, size: str) -> None:
     box: dict[str, Any] = {}
 
     def fresh() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        box["records"] = kernels.empty_records(w["n_profiles"], SIGNALS)
-        args = (box["records"], w["users"], w["signals"], w["ts_ms"], w["values"], LANDMARK_MS, w["lam"])
+        box["acc"], box["records"] = _empty(w["n_profiles"])
+        args = (
+            box["acc"],
+            box["records"],
+            w["users"],
+            w["signals"],
+            w["ts_ms"],
+            w["values"],
+            LANDMARK_MS,
+            w["lam"],
+        )
         return args, {"backend": bench_backend}
 
     args, kw = fresh()
@@ -47,45 +63,45 @@ def test_accumulate(benchmark: Any, bench_backend: str, size: str) -> None:
     benchmark.pedantic(kernels.accumulate, setup=fresh, rounds=3, iterations=1)
     assert int(box["records"]["count"].sum()) == w["users"].shape[0]
     if size == "1M" and bench_backend != "reference":
-        want = _records(w, "reference")
-        np.testing.assert_allclose(box["records"]["acc"], want["acc"], rtol=1e-9)
+        want_acc, _ = _state(w, "reference")
+        np.testing.assert_allclose(box["acc"], want_acc, rtol=1e-9)
     benchmark.extra_info["events_per_s"] = w["users"].shape[0] / benchmark.stats.stats.min
-    benchmark.extra_info["state_bytes_per_profile"] = SIGNALS * kernels.STATE_DTYPE.itemsize
+    benchmark.extra_info["state_bytes_per_profile"] = SIGNALS * (kernels.STATE_DTYPE.itemsize + 8)
 
 
 @pytest.mark.benchmark(group="rebase")
 def test_rebase(benchmark: Any, bench_backend: str, size: str) -> None:
     w = workload(size)
-    records = kernels.empty_records(w["n_profiles"], SIGNALS)
-    records["acc"] = 1.0
+    acc = np.ones((w["n_profiles"], SIGNALS))
     factors = np.full(SIGNALS, 1.0)
-    kernels.rebase(records, factors, backend=bench_backend)
-    benchmark(kernels.rebase, records, factors, backend=bench_backend)
-    assert float(records["acc"][0, 0]) == 1.0
+    kernels.rebase(acc, factors, backend=bench_backend)
+    benchmark(kernels.rebase, acc, factors, backend=bench_backend)
+    assert float(acc[0, 0]) == 1.0
     benchmark.extra_info["profiles_per_s"] = w["n_profiles"] / benchmark.stats.stats.min
 
 
 @pytest.mark.benchmark(group="merge")
 def test_merge(benchmark: Any, bench_backend: str, size: str) -> None:
     w = workload(size)
-    into = kernels.empty_records(w["n_profiles"], SIGNALS)
-    other = kernels.empty_records(w["n_profiles"], SIGNALS)
-    kernels.merge(into, other, backend=bench_backend)
-    benchmark(kernels.merge, into, other, backend=bench_backend)
-    assert int(into["count"].sum()) == 0
+    into, other = _empty(w["n_profiles"]), _empty(w["n_profiles"])
+    kernels.merge(*into, *other, backend=bench_backend)
+    benchmark(kernels.merge, *into, *other, backend=bench_backend)
+    assert int(into[1]["count"].sum()) == 0
     benchmark.extra_info["profiles_per_s"] = w["n_profiles"] / benchmark.stats.stats.min
 
 
 @pytest.mark.benchmark(group="raw_scores")
-def test_raw_scores(benchmark: Any, bench_backend: str, size: str) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_raw_scores(benchmark: Any, bench_backend: str, size: str, threads: int) -> None:
+    if threads > 1 and bench_backend != "cpp":
+        pytest.skip("only the C++ backend splits the raw scores over threads")
     w = workload(size)
-    records = kernels.empty_records(w["n_profiles"], SIGNALS)
-    records["acc"] = np.random.default_rng(1).random(records.shape)
+    acc = np.random.default_rng(1).random((w["n_profiles"], SIGNALS))
     coefs = np.linspace(0.5, 2.0, SIGNALS)
     out = np.empty(w["n_profiles"])
-    kernels.raw_scores(records, coefs, out, backend=bench_backend)
-    benchmark(kernels.raw_scores, records, coefs, out, backend=bench_backend)
-    np.testing.assert_allclose(out, records["acc"] @ coefs, rtol=1e-9)
+    kernels.raw_scores(acc, coefs, out, threads=threads, backend=bench_backend)
+    benchmark(kernels.raw_scores, acc, coefs, out, threads=threads, backend=bench_backend)
+    np.testing.assert_allclose(out, acc @ coefs, rtol=1e-9)
     benchmark.extra_info["profiles_per_s"] = w["n_profiles"] / benchmark.stats.stats.min
 
 

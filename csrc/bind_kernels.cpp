@@ -48,15 +48,25 @@ ak::Record* records_of(const py::array& a, const char* name, bool writable) {
     return static_cast<ak::Record*>(const_cast<void*>(a.data()));
 }
 
+// The sums `acc` of a state: C-contiguous float64 of shape (profiles, signals), or of `records`' shape.
+double* acc_of(const py::array& a, const char* name, bool writable, const py::array* records = nullptr) {
+    double* p = data_of<double>(a, name, writable, 2);
+    if (records != nullptr && (a.shape(0) != records->shape(0) || a.shape(1) != records->shape(1)))
+        fail(std::string("Expected `") + name + "` of the records' shape");
+    return p;
+}
+
 void expect_len(const py::array& a, const char* name, py::ssize_t n) {
     if (a.shape(0) != n)
         fail(std::string("Expected `") + name + "` of length " + std::to_string(n) + ", got " +
              std::to_string(a.shape(0)));
 }
 
-void accumulate(const py::array& records, const py::array& users, const py::array& signals, const py::array& ts_ms,
-                const py::array& values, int64_t landmark_ms, const py::array& lam_per_ms, int64_t max_slice) {
+void accumulate(const py::array& acc, const py::array& records, const py::array& users, const py::array& signals, const py::array& ts_ms,
+                const py::array& values, int64_t landmark_ms, const py::array& lam_per_ms, int64_t max_slice,
+                int64_t block_bytes) {
     ak::Record* rec = records_of(records, "records", true);
+    double* a = acc_of(acc, "acc", true, &records);
     const int64_t n_profiles = records.shape(0), n_signals = records.shape(1);
     const auto* u = data_of<int64_t>(users, "users", false);
     const py::ssize_t n = users.shape(0);
@@ -69,10 +79,12 @@ void accumulate(const py::array& records, const py::array& users, const py::arra
     expect_len(values, "values", n);
     expect_len(lam_per_ms, "lam_per_ms", n_signals);
     if (max_slice < 1) fail("max_slice must be >= 1, got " + std::to_string(max_slice));
+    if (block_bytes < 1) fail("block_bytes must be >= 1, got " + std::to_string(block_bytes));
     int64_t bad;
     {
         py::gil_scoped_release release;
-        bad = ak::accumulate(rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam, ak::kBlockBytes, max_slice);
+        bad = ak::accumulate(a, rec, n_profiles, n_signals, u, s, t, v, n, landmark_ms, lam, static_cast<std::size_t>(block_bytes),
+                             max_slice);
     }
     if (bad >= 0)
         fail("event " + std::to_string(bad) + " has profile " + std::to_string(u[bad]) + " / signal " +
@@ -80,42 +92,44 @@ void accumulate(const py::array& records, const py::array& users, const py::arra
              std::to_string(n_signals) + " records");
 }
 
-void rebase(const py::array& records, const py::array& factors) {
-    ak::Record* rec = records_of(records, "records", true);
+void rebase(const py::array& acc, const py::array& factors) {
+    double* a = acc_of(acc, "acc", true);
     const auto* f = data_of<double>(factors, "factors", false);
-    expect_len(factors, "factors", records.shape(1));
+    expect_len(factors, "factors", acc.shape(1));
     py::gil_scoped_release release;
-    ak::rebase(rec, records.shape(0), records.shape(1), f);
+    ak::rebase(a, acc.shape(0), acc.shape(1), f);
 }
 
-void merge(const py::array& into, const py::array& other) {
+void merge(const py::array& into_acc, const py::array& into, const py::array& other_acc, const py::array& other) {
     ak::Record* a = records_of(into, "into", true);
     const ak::Record* b = records_of(other, "other", false);
     if (into.shape(0) != other.shape(0) || into.shape(1) != other.shape(1))
         fail("Expected `into` and `other` of the same shape");
+    double* aa = acc_of(into_acc, "into_acc", true, &into);
+    const double* ba = acc_of(other_acc, "other_acc", false, &into);
     py::gil_scoped_release release;
-    ak::merge(a, b, into.shape(0) * into.shape(1));
+    ak::merge(aa, a, ba, b, into.shape(0) * into.shape(1));
 }
 
-void decayed(const py::array& records, const py::array& factors, const py::array& out) {
-    const ak::Record* rec = records_of(records, "records", false);
+void decayed(const py::array& acc, const py::array& factors, const py::array& out) {
+    const double* a = acc_of(acc, "acc", false);
     const auto* f = data_of<double>(factors, "factors", false);
     auto* o = data_of<double>(out, "out", true, 2);
-    expect_len(factors, "factors", records.shape(1));
-    if (out.shape(0) != records.shape(0) || out.shape(1) != records.shape(1))
-        fail("Expected `out` of the records' shape");
+    expect_len(factors, "factors", acc.shape(1));
+    if (out.shape(0) != acc.shape(0) || out.shape(1) != acc.shape(1)) fail("Expected `out` of the state's shape");
     py::gil_scoped_release release;
-    ak::decayed(rec, records.shape(0), records.shape(1), f, o);
+    ak::decayed(a, acc.shape(0), acc.shape(1), f, o);
 }
 
-void raw_scores(const py::array& records, const py::array& coefs, const py::array& out) {
-    const ak::Record* rec = records_of(records, "records", false);
+void raw_scores(const py::array& acc, const py::array& coefs, const py::array& out, int64_t threads) {
+    const double* a = acc_of(acc, "acc", false);
     const auto* c = data_of<double>(coefs, "coefs", false);
     auto* o = data_of<double>(out, "out", true);
-    expect_len(coefs, "coefs", records.shape(1));
-    expect_len(out, "out", records.shape(0));
+    expect_len(coefs, "coefs", acc.shape(1));
+    expect_len(out, "out", acc.shape(0));
+    if (threads < 1) fail("threads must be >= 1, got " + std::to_string(threads));
     py::gil_scoped_release release;
-    ak::raw_scores(rec, records.shape(0), records.shape(1), c, o);
+    ak::raw_scores_threaded(a, acc.shape(0), acc.shape(1), c, o, threads);
 }
 
 void scores_100(const py::array& raw, double half_point, const py::array& out) {
@@ -244,16 +258,19 @@ void register_kernels(py::module_& m) {
     m.def("probe_insert", &probe_insert, py::arg("cur"), py::arg("old"), py::arg("keys"), py::arg("dup"),
           py::arg("start"), py::arg("room"), py::arg("shift"),
           "The event-id window's probe: mark replays in `dup`, insert new ids into `cur`.");
-    m.def("accumulate", &accumulate, py::arg("records"), py::arg("users"), py::arg("signals"), py::arg("ts_ms"),
-          py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"), py::arg("max_slice") = ak::kMaxSlice,
-          "Fold events into the (profiles, signals) records in place; a partitioned batch is packed "
-          "max_slice events at a time (16 bytes of scratch each; smaller only to test the slicing).");
-    m.def("rebase", &rebase, py::arg("records"), py::arg("factors"), "Multiply each signal's acc by its factor.");
-    m.def("merge", &merge, py::arg("into"), py::arg("other"), "Add `other`'s records into `into`.");
-    m.def("decayed", &decayed, py::arg("records"), py::arg("factors"), py::arg("out"),
+    m.def("accumulate", &accumulate, py::arg("acc"), py::arg("records"), py::arg("users"), py::arg("signals"),
+          py::arg("ts_ms"), py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"),
+          py::arg("max_slice") = ak::kMaxSlice, py::arg("block_bytes") = static_cast<int64_t>(ak::kBlockBytes),
+          "Fold events into the (profiles, signals) state (acc, records) in place; a partitioned batch is "
+          "packed max_slice events at a time (16 bytes of scratch each; smaller only to test the slicing) "
+          "and applied by blocks of profiles whose state takes at most block_bytes (to tune and test).");
+    m.def("rebase", &rebase, py::arg("acc"), py::arg("factors"), "Multiply each signal's acc by its factor.");
+    m.def("merge", &merge, py::arg("into_acc"), py::arg("into"), py::arg("other_acc"), py::arg("other"),
+          "Add the state (other_acc, other) into (into_acc, into).");
+    m.def("decayed", &decayed, py::arg("acc"), py::arg("factors"), py::arg("out"),
           "Decayed value per (profile, signal).");
-    m.def("raw_scores", &raw_scores, py::arg("records"), py::arg("coefs"), py::arg("out"),
-          "Composite raw score per profile.");
+    m.def("raw_scores", &raw_scores, py::arg("acc"), py::arg("coefs"), py::arg("out"), py::arg("threads") = 1,
+          "Composite raw score per profile, on up to `threads` threads (bit-identical for any count).");
     m.def("scores_100", &scores_100, py::arg("raw"), py::arg("half_point"), py::arg("out"),
           "0-100 score 100 r / (r + half_point).");
     m.def("quantile_cutoffs", &quantile_cutoffs, py::arg("values"), py::arg("fractions"),

@@ -41,6 +41,17 @@ ak::Record* row_of(const py::array& records, int64_t code, bool writable) {
     return base + code * records.shape(1);
 }
 
+// Row `code` of a (profiles, signals) C-contiguous float64 array of sums `acc`, checked.
+double* acc_row_of(const py::array& acc, int64_t code, bool writable) {
+    if (!acc.dtype().equal(py::dtype::of<double>()) || acc.ndim() != 2 || !(acc.flags() & py::array::c_style))
+        fail("Expected `acc`: a C-contiguous (profiles, signals) float64 array");
+    if (writable && !acc.writeable()) fail("Expected `acc` to be writeable");
+    if (code < 0 || code >= acc.shape(0))
+        fail("profile " + std::to_string(code) + " is outside the state's " + std::to_string(acc.shape(0)) +
+             " profiles");
+    return static_cast<double*>(const_cast<void*>(acc.data())) + code * acc.shape(1);
+}
+
 const double* doubles_of(const py::array& a, const char* name, py::ssize_t n) {
     if (!a.dtype().equal(py::dtype::of<double>()) || a.ndim() != 1 || a.shape(0) != n ||
         !(a.flags() & py::array::c_style))
@@ -48,20 +59,23 @@ const double* doubles_of(const py::array& a, const char* name, py::ssize_t n) {
     return static_cast<const double*>(a.data());
 }
 
-void live_fold(const py::array& records, int64_t code, int64_t signal, int64_t ts_ms, double value,
-               int64_t landmark_ms, const py::array& lam_per_ms) {
+void live_fold(const py::array& acc, const py::array& records, int64_t code, int64_t signal, int64_t ts_ms,
+               double value, int64_t landmark_ms, const py::array& lam_per_ms) {
     ak::Record* row = row_of(records, code, true);
+    double* sums = acc_row_of(acc, code, true);
     const py::ssize_t n_signals = records.shape(1);
+    if (acc.shape(0) != records.shape(0) || acc.shape(1) != n_signals)
+        fail("Expected `acc` of the records' shape");
     const double* lam = doubles_of(lam_per_ms, "lam_per_ms", n_signals);
     if (signal < 0 || signal >= n_signals)
         fail("signal " + std::to_string(signal) + " is outside the state's " + std::to_string(n_signals) +
              " signals");
-    affinity::live::fold_one(row, signal, ts_ms, value, landmark_ms, lam);
+    affinity::live::fold_one(sums, row, signal, ts_ms, value, landmark_ms, lam);
 }
 
-double live_raw(const py::array& records, int64_t code, const py::array& coefs) {
-    const ak::Record* row = row_of(records, code, false);
-    const py::ssize_t n_signals = records.shape(1);
+double live_raw(const py::array& acc, int64_t code, const py::array& coefs) {
+    const double* row = acc_row_of(acc, code, false);
+    const py::ssize_t n_signals = acc.shape(1);
     return affinity::live::raw_of(row, n_signals, doubles_of(coefs, "coefs", n_signals));
 }
 
@@ -140,9 +154,9 @@ double* table_of(const py::array& table, py::ssize_t n_signals) {
 }
 
 // Raw score of row `code` at delta_ms after the landmark (live_raw_at).
-double raw_at(const py::array& records, int64_t code, int64_t delta_ms, const py::array& table) {
-    const ak::Record* row = row_of(records, code, false);
-    const py::ssize_t n = records.shape(1);
+double raw_at(const py::array& acc, int64_t code, int64_t delta_ms, const py::array& table) {
+    const double* row = acc_row_of(acc, code, false);
+    const py::ssize_t n = acc.shape(1);
     double* t = table_of(table, n);
     if (delta_ms < 0) fail("Expected `delta_ms` >= 0 (a time at or after the landmark)");
     double* coefs = t + 1 + 4 * n;
@@ -159,12 +173,12 @@ double raw_at(const py::array& records, int64_t code, int64_t delta_ms, const py
 // tier_of's rule on one profile: raw score at delta_ms (as live_raw_at), then the batch kernels'
 // tier code with hysteresis against tiers[code] (NO_TIER = -1 past its end or when it holds -1),
 // the cut-offs `cuts` = [enter (2), first assignment (2), stay (2)] (ScalarCutoffs' fields).
-int live_tier(const py::array& records, int64_t code, int64_t delta_ms, const py::array& table,
+int live_tier(const py::array& acc, int64_t code, int64_t delta_ms, const py::array& table,
               const py::array& tiers, const py::array& cuts) {
     if (!tiers.dtype().equal(py::dtype::of<int8_t>()) || tiers.ndim() != 1 || !(tiers.flags() & py::array::c_style))
         fail("Expected `tiers`: a contiguous int8 array");
     const double* c = doubles_of(cuts, "cuts", 6);
-    const double raw = raw_at(records, code, delta_ms, table);
+    const double raw = raw_at(acc, code, delta_ms, table);
     const auto previous =
         code < tiers.shape(0) ? static_cast<const int8_t*>(tiers.data())[code] : static_cast<int8_t>(-1);
     const double* up = previous < 0 ? c + 2 : c;
@@ -392,18 +406,18 @@ uint64_t live_event_id(std::string_view event_id) { return affinity::ingest::fnv
 }  // namespace
 
 void register_live(py::module_& m) {
-    m.def("live_fold", &live_fold, py::arg("records"), py::arg("code"), py::arg("signal"), py::arg("ts_ms"),
+    m.def("live_fold", &live_fold, py::arg("acc"), py::arg("records"), py::arg("code"), py::arg("signal"), py::arg("ts_ms"),
           py::arg("value"), py::arg("landmark_ms"), py::arg("lam_per_ms"),
-          "Fold one event into row `code` of the records in place (the batch fold's numbers).");
-    m.def("live_raw", &live_raw, py::arg("records"), py::arg("code"), py::arg("coefs"),
+          "Fold one event into row `code` of the state (acc, records) in place (the batch fold's numbers).");
+    m.def("live_raw", &live_raw, py::arg("acc"), py::arg("code"), py::arg("coefs"),
           "Raw score of row `code`: sum of coefs * acc, in raw_scores' order.");
     m.def("live_probe", &live_probe, py::arg("cur"), py::arg("old"), py::arg("key"), py::arg("room"),
           py::arg("shift"), "Event-id window probe of one key: 1 replay, 0 inserted, -1 generation full.");
     m.def("live_event_id", &live_event_id, py::arg("event_id"),
           "64-bit FNV-1a of an event id's UTF-8 bytes (0 maps to 1): affinity_sdk's event_id_hash.");
-    m.def("live_raw_at", &raw_at, py::arg("records"), py::arg("code"), py::arg("delta_ms"), py::arg("table"),
+    m.def("live_raw_at", &raw_at, py::arg("acc"), py::arg("code"), py::arg("delta_ms"), py::arg("table"),
           "Raw score of row `code` at delta_ms after the landmark, the coefficients kept in `table` per delta.");
-    m.def("live_tier", &live_tier, py::arg("records"), py::arg("code"), py::arg("delta_ms"), py::arg("table"),
+    m.def("live_tier", &live_tier, py::arg("acc"), py::arg("code"), py::arg("delta_ms"), py::arg("table"),
           py::arg("tiers"), py::arg("cuts"),
           "Tier code of row `code` at delta_ms: live_raw_at's raw score, the batch rule with hysteresis "
           "against tiers[code], cuts = [enter (2), first (2), stay (2)].");

@@ -12,6 +12,8 @@
 #include <new>
 #include <limits>
 #include <memory>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #if defined(__linux__)
@@ -24,16 +26,16 @@
 namespace affinity {
 namespace kernels {
 
-// Mirrors STATE_DTYPE in affinity_sdk/kernels/_layout.py: one record per (profile, signal), fields
-// together so an event touches a single 40-byte record.
+// Mirrors STATE_DTYPE in affinity_sdk/kernels/_layout.py: one record per (profile, signal). The
+// forward-decayed sums live apart, in a (profiles, signals) array of doubles `acc`, so the raw score
+// streams 8 bytes per cell instead of 40; an event writes its cell of both.
 struct Record {
-    double acc;
     double total;
     int64_t count;
     int64_t first_ms;
     int64_t last_ms;
 };
-static_assert(sizeof(Record) == 40, "Record must match STATE_DTYPE");
+static_assert(sizeof(Record) == 32, "Record must match STATE_DTYPE");
 
 namespace detail {
 
@@ -104,8 +106,8 @@ inline bool exp_times(const double* __restrict x, const double* __restrict v, do
     return bad != 0;
 }
 
-inline void apply(Record& r, double c, double v, int64_t t) {
-    r.acc += c;
+inline void apply(double& acc, Record& r, double c, double v, int64_t t) {
+    acc += c;
     r.total += v;
     r.count += 1;
     r.first_ms = t < r.first_ms ? t : r.first_ms;
@@ -123,7 +125,7 @@ constexpr std::size_t kChunk = 512;
 // Events the packing pass gathers per block before streaming them out (two 64-byte lines): one
 // unpredictable branch per 8 events instead of per 4.
 constexpr int64_t kStage = 8;
-// How far ahead the scatter loops prefetch the record they will update.
+// How far ahead the scatter loops prefetch the cell they will update.
 constexpr std::size_t kAhead = 16;
 // How far ahead (in events) apply_block prefetches the packed events it reads.
 constexpr std::size_t kStreamAhead = 64;
@@ -230,7 +232,7 @@ inline void stream_fence() {
 
 // Events applied in input order, each chunk's contributions first, the record a few events ahead
 // prefetched (for states that fit in cache or batches too small to partition).
-inline void accumulate_direct(Record* records, int64_t n_signals, const int64_t* users, const int64_t* signals,
+inline void accumulate_direct(double* acc, Record* records, int64_t n_signals, const int64_t* users, const int64_t* signals,
                               const int64_t* ts_ms, const double* values, int64_t n, int64_t landmark_ms,
                               const double* lam) {
     double expo[kChunk];
@@ -243,25 +245,28 @@ inline void accumulate_direct(Record* records, int64_t n_signals, const int64_t*
             const int64_t i = i0 + static_cast<int64_t>(j);
             const int64_t a = i + static_cast<int64_t>(kAhead);
             if (a < ahead_end) {
-                const char* q = reinterpret_cast<const char*>(records + users[a] * n_signals + signals[a]);
-                __builtin_prefetch(q, 1);
-                __builtin_prefetch(q + sizeof(Record) - 1, 1);
+                const int64_t c = users[a] * n_signals + signals[a];
+                __builtin_prefetch(acc + c, 1);
+                __builtin_prefetch(records + c, 1);
             }
-            apply(records[users[i] * n_signals + signals[i]], contrib[j], values[i], ts_ms[i]);
+            const int64_t c = users[i] * n_signals + signals[i];
+            apply(acc[c], records[c], contrib[j], values[i], ts_ms[i]);
         }
     }
 }
 
-// Apply one block's packed events (records of the block at `base`): exponents, the vectorised exp
-// and the scatter chunk by chunk, prefetching the record a few events ahead.
+// Apply one block's packed events (the block's sums at `acc`, its records at `base`): exponents,
+// the vectorised exp and the scatter chunk by chunk, prefetching the cell a few events ahead.
 //
-// The next block's records (`next`, `next_bytes`) are prefetched meanwhile, line by line,
-// one per event, so that they stream in from memory while this block is applied in cache.
-inline void apply_block(Record* base, const Packed* ev, int64_t m_events, int64_t n_signals, int key_shift,
-                        int signal_bits, int64_t landmark_ms, const double* lam, const Record* next,
-                        std::size_t next_bytes) {
+// The next block's `next_cells` cells (sums at `next_acc`, records at `next`) are prefetched
+// meanwhile, a line of each per event, so that they stream in while this block is applied in cache.
+inline void apply_block(double* acc, Record* base, const Packed* ev, int64_t m_events, int64_t n_signals,
+                        int key_shift, int signal_bits, int64_t landmark_ms, const double* lam,
+                        const double* next_acc, const Record* next, std::size_t next_cells) {
     const char* pf = reinterpret_cast<const char*>(next);
-    const char* const pf_end = pf + next_bytes;
+    const char* const pf_end = pf + next_cells * sizeof(Record);
+    const char* pfa = reinterpret_cast<const char*>(next_acc);
+    const char* const pfa_end = pfa + next_cells * sizeof(double);
 
     double expo[kChunk];
     double vals[kChunk];
@@ -300,18 +305,22 @@ inline void apply_block(Record* base, const Packed* ev, int64_t m_events, int64_
         const std::size_t reach = m + ahead;
         for (std::size_t j = 0; j < m; ++j) {
             if (j + kAhead < reach) {
-                const char* q = reinterpret_cast<const char*>(base + cell[j + kAhead]);
-                __builtin_prefetch(q, 1);
-                __builtin_prefetch(q + sizeof(Record) - 1, 1);
+                __builtin_prefetch(acc + cell[j + kAhead], 1);
+                __builtin_prefetch(base + cell[j + kAhead], 1);
             }
             if (pf < pf_end) {
                 __builtin_prefetch(pf, 1);
                 pf += 64;
             }
-            apply(base[cell[j]], contrib[j], vals[j], ts[j]);
+            if (pfa < pfa_end) {
+                __builtin_prefetch(pfa, 1);
+                pfa += 64;
+            }
+            apply(acc[cell[j]], base[cell[j]], contrib[j], vals[j], ts[j]);
         }
     }
     for (; pf < pf_end; pf += 64) __builtin_prefetch(pf, 1);
+    for (; pfa < pfa_end; pfa += 64) __builtin_prefetch(pfa, 1);
 }
 
 }  // namespace detail
@@ -344,7 +353,7 @@ constexpr int64_t kMaxSlice = int64_t{1} << 24;
 // of profiles, at most block_bytes = 512 KiB of records by default: 320 KiB at 8 signals).
 // Otherwise (small state or batch, or times too far from the landmark to pack) events are applied
 // directly, prefetching a few ahead.
-inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals, const int64_t* users,
+inline int64_t accumulate(double* acc, Record* records, int64_t n_profiles, int64_t n_signals, const int64_t* users,
                           const int64_t* signals, const int64_t* ts_ms, const double* values, int64_t n,
                           int64_t landmark_ms, const double* lam, std::size_t block_bytes = kBlockBytes,
                           int64_t max_slice = kMaxSlice) {
@@ -353,10 +362,10 @@ inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals
     if (n_profiles <= 0 || n_signals <= 0) return 0;
     auto direct = [&]() -> int64_t {
         const int64_t bad = first_bad_event(users, signals, n, n_profiles, n_signals);
-        if (bad < 0) accumulate_direct(records, n_signals, users, signals, ts_ms, values, n, landmark_ms, lam);
+        if (bad < 0) accumulate_direct(acc, records, n_signals, users, signals, ts_ms, values, n, landmark_ms, lam);
         return bad;
     };
-    const std::size_t record_row = static_cast<std::size_t>(n_signals) * sizeof(Record);
+    const std::size_t record_row = static_cast<std::size_t>(n_signals) * (sizeof(Record) + sizeof(double));
     int shift = 0;  // profiles per block: 2^shift
     while (shift < 40 && (std::size_t{2} << shift) * record_row <= block_bytes) ++shift;
     int signal_bits = 0;
@@ -441,7 +450,7 @@ inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals
             const int64_t bad = first_bad_event(users, signals, n, n_profiles, n_signals);
             if (bad >= 0) return bad;
             if (s0 == 0) return direct();
-            accumulate_direct(records, n_signals, users + s0, signals + s0, ts_ms + s0, values + s0, n - s0,
+            accumulate_direct(acc, records, n_signals, users + s0, signals + s0, ts_ms + s0, values + s0, n - s0,
                               landmark_ms, lam);
             return -1;
         }
@@ -449,26 +458,26 @@ inline int64_t accumulate(Record* records, int64_t n_profiles, int64_t n_signals
         for (int64_t b = 0; b < n_blocks; ++b) {
             const int64_t next_cells =
                 b + 1 < n_blocks ? std::min(block_cells, n_profiles * n_signals - (b + 1) * block_cells) : 0;
-            apply_block(records + b * block_cells, dest + offset[b], cursor[b] - offset[b], n_signals, key_shift,
-                        signal_bits, landmark_ms, lam, records + (b + 1) * block_cells,
-                        static_cast<std::size_t>(next_cells) * sizeof(Record));
+            apply_block(acc + b * block_cells, records + b * block_cells, dest + offset[b], cursor[b] - offset[b],
+                        n_signals, key_shift, signal_bits, landmark_ms, lam, acc + (b + 1) * block_cells,
+                        records + (b + 1) * block_cells, static_cast<std::size_t>(next_cells));
         }
     }
     return -1;
 }
 
-inline void rebase(Record* records, int64_t n_profiles, int64_t n_signals, const double* factors) {
+inline void rebase(double* acc, int64_t n_profiles, int64_t n_signals, const double* factors) {
     for (int64_t u = 0; u < n_profiles; ++u) {
-        Record* row = records + u * n_signals;
-        for (int64_t s = 0; s < n_signals; ++s) row[s].acc *= factors[s];
+        double* row = acc + u * n_signals;
+        for (int64_t s = 0; s < n_signals; ++s) row[s] *= factors[s];
     }
 }
 
-inline void merge(Record* into, const Record* other, int64_t n_cells) {
+inline void merge(double* into_acc, Record* into, const double* other_acc, const Record* other, int64_t n_cells) {
     for (int64_t i = 0; i < n_cells; ++i) {
+        into_acc[i] += other_acc[i];
         Record& a = into[i];
         const Record& b = other[i];
-        a.acc += b.acc;
         a.total += b.total;
         a.count += b.count;
         a.first_ms = b.first_ms < a.first_ms ? b.first_ms : a.first_ms;
@@ -476,21 +485,60 @@ inline void merge(Record* into, const Record* other, int64_t n_cells) {
     }
 }
 
-inline void decayed(const Record* records, int64_t n_profiles, int64_t n_signals, const double* factors,
-                    double* out) {
+inline void decayed(const double* acc, int64_t n_profiles, int64_t n_signals, const double* factors, double* out) {
     for (int64_t u = 0; u < n_profiles; ++u) {
-        for (int64_t s = 0; s < n_signals; ++s) out[u * n_signals + s] = records[u * n_signals + s].acc * factors[s];
+        for (int64_t s = 0; s < n_signals; ++s) out[u * n_signals + s] = acc[u * n_signals + s] * factors[s];
     }
 }
 
-inline void raw_scores(const Record* records, int64_t n_profiles, int64_t n_signals, const double* coefs,
-                       double* out) {
-    for (int64_t u = 0; u < n_profiles; ++u) {
-        const Record* row = records + u * n_signals;
+// Σ_s coefs[s] · acc[u, s] per profile, s in order from 0.0 (live::raw_of sums one profile the same
+// way, so both give the same double). Eight profiles at a time: their sums are independent chains
+// of adds that overlap, where one profile's chain alone is bound by the add latency.
+inline void raw_scores(const double* acc, int64_t n_profiles, int64_t n_signals, const double* coefs, double* out) {
+    constexpr int64_t kTile = 8;
+    int64_t u = 0;
+    for (; u + kTile <= n_profiles; u += kTile) {
+        const double* rows = acc + u * n_signals;
+        double sum[kTile] = {};
+        for (int64_t s = 0; s < n_signals; ++s) {
+            const double c = coefs[s];
+            for (int64_t k = 0; k < kTile; ++k) sum[k] += c * rows[k * n_signals + s];
+        }
+        for (int64_t k = 0; k < kTile; ++k) out[u + k] = sum[k];
+    }
+    for (; u < n_profiles; ++u) {
+        const double* row = acc + u * n_signals;
         double sum = 0.0;
-        for (int64_t s = 0; s < n_signals; ++s) sum += coefs[s] * row[s].acc;
+        for (int64_t s = 0; s < n_signals; ++s) sum += coefs[s] * row[s];
         out[u] = sum;
     }
+}
+
+// Fewest cells per thread worth starting one for (a thread start costs ~20-50 us).
+constexpr int64_t kCellsPerThread = int64_t{1} << 18;
+
+// raw_scores on up to `threads` threads over contiguous ranges of profiles (ranges a multiple of 8
+// profiles, so no two threads write one line of `out`). Every profile's sum is the same loop in the
+// same order, so the result is bit-identical for any thread count.
+inline void raw_scores_threaded(const double* acc, int64_t n_profiles, int64_t n_signals, const double* coefs,
+                                double* out, int64_t threads) {
+    const int64_t cells = n_profiles * n_signals;
+    const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, cells / kCellsPerThread));
+    if (t <= 1) return raw_scores(acc, n_profiles, n_signals, coefs, out);
+    const int64_t per = ((n_profiles + t - 1) / t + 7) & ~int64_t{7};
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<std::size_t>(t - 1));
+    for (int64_t k = 1; k < t; ++k) {
+        const int64_t lo = std::min(n_profiles, k * per), hi = std::min(n_profiles, lo + per);
+        if (lo >= hi) break;
+        try {
+            pool.emplace_back(raw_scores, acc + lo * n_signals, hi - lo, n_signals, coefs, out + lo);
+        } catch (const std::system_error&) {  // no thread to be had: this range on the caller
+            raw_scores(acc + lo * n_signals, hi - lo, n_signals, coefs, out + lo);
+        }
+    }
+    raw_scores(acc, std::min(n_profiles, per), n_signals, coefs, out);
+    for (auto& th : pool) th.join();
 }
 
 // Per row, the k largest entries (descending; ties by lower column; NaN ranks as -inf), padded with

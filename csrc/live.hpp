@@ -11,21 +11,21 @@
 
 namespace affinity::live {
 
-// Fold one event into its profile's row: the contribution v · exp(λ_s (t − L)) computed by the
-// batch kernel's own routine (the same vectorised exp, std::exp out of its range), then the same
-// record update as accumulate's direct path.
-inline void fold_one(kernels::Record* row, int64_t signal, int64_t ts_ms, double value, int64_t landmark_ms,
-                     const double* lam) {
+// Fold one event into its profile's row (sums `acc`, records `row`): the contribution
+// v · exp(λ_s (t − L)) computed by the batch kernel's own routine (the same vectorised exp, std::exp
+// out of its range), then the same cell update as accumulate's direct path.
+inline void fold_one(double* acc, kernels::Record* row, int64_t signal, int64_t ts_ms, double value,
+                     int64_t landmark_ms, const double* lam) {
     double expo = 0.0;
     double contrib = 0.0;
     kernels::detail::contributions(&signal, &ts_ms, &value, landmark_ms, lam, 1, &expo, &contrib);
-    kernels::detail::apply(row[signal], contrib, value, ts_ms);
+    kernels::detail::apply(acc[signal], row[signal], contrib, value, ts_ms);
 }
 
-// One profile's raw score Σ_s c_s A_s, summed in raw_scores' order (so the same double).
-inline double raw_of(const kernels::Record* row, int64_t n_signals, const double* coefs) {
+// One profile's raw score Σ_s c_s A_s from its row of sums, in raw_scores' order (so the same double).
+inline double raw_of(const double* acc, int64_t n_signals, const double* coefs) {
     double sum = 0.0;
-    for (int64_t s = 0; s < n_signals; ++s) sum += coefs[s] * row[s].acc;
+    for (int64_t s = 0; s < n_signals; ++s) sum += coefs[s] * acc[s];
     return sum;
 }
 

@@ -513,7 +513,7 @@ def test_decay_state_at_the_edges_of_float64(ts: list[int], half_life_s: float, 
             state.add(zeros, zeros, part, np.full(part.size, 1e18))
             state.add(zeros, zeros + 1, part, np.ones(part.size))
         start += step
-    acc = state.records["acc"]
+    acc = state.acc
     assert np.isfinite(acc).all() and (acc >= 0).all()
     now = int(times.max())
     decayed = state.decayed(now)

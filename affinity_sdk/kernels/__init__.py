@@ -20,25 +20,29 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk._backends import BackendName, native, resolve_backend
+from affinity_sdk.errors import ConfigError
 
 from . import _reference
-from ._layout import REBASE_EXPONENT, STATE_DTYPE, empty_records
+from ._layout import REBASE_EXPONENT, SAVED_STATE_DTYPE, STATE_DTYPE, empty_records, join_state, split_state
 from .protocol import Kernels
 
 __all__ = [
     "REBASE_EXPONENT",
+    "SAVED_STATE_DTYPE",
     "STATE_DTYPE",
     "accumulate",
     "assign_tiers",
     "decay_factors",
     "decayed",
     "empty_records",
+    "join_state",
     "merge",
     "quantile_cutoffs",
     "raw_scores",
     "rebase",
     "score_tiers",
     "scores_100",
+    "split_state",
     "topk_csr",
     "topk_rows",
 ]
@@ -74,6 +78,7 @@ def decay_factors(lam_per_ms: NDArray[np.float64], delta_ms: int) -> NDArray[np.
 
 
 def accumulate(
+    acc: NDArray[np.float64],
     records: NDArray[np.void],
     users: NDArray[np.int64],
     signals: NDArray[np.int64],
@@ -84,22 +89,38 @@ def accumulate(
     *,
     backend: str | None = None,
 ) -> None:
-    """Fold events into ``records`` in place (see :func:`._reference.accumulate`)."""
-    _impl(backend).accumulate(records, users, signals, ts_ms, values, landmark_ms, lam_per_ms)
+    """Fold events into the state ``(acc, records)`` in place (see :func:`._reference.accumulate`).
+
+    Examples
+    --------
+    >>> acc, records = np.zeros((1, 1)), empty_records(1, 1)
+    >>> one = np.zeros(1, dtype=np.int64)
+    >>> accumulate(acc, records, one, one, one, np.ones(1), 0, np.ones(1), backend="reference")
+    >>> acc.tolist(), records["count"].tolist()
+    ([[1.0]], [[1]])
+    """
+    _impl(backend).accumulate(acc, records, users, signals, ts_ms, values, landmark_ms, lam_per_ms)
 
 
-def rebase(records: NDArray[np.void], factors: NDArray[np.float64], *, backend: str | None = None) -> None:
+def rebase(acc: NDArray[np.float64], factors: NDArray[np.float64], *, backend: str | None = None) -> None:
     """Multiply each signal's accumulator by its factor (a landmark move)."""
-    _impl(backend).rebase(records, factors)
+    _impl(backend).rebase(acc, factors)
 
 
-def merge(into: NDArray[np.void], other: NDArray[np.void], *, backend: str | None = None) -> None:
-    """Add ``other``'s records into ``into`` (same landmark, same shape)."""
-    _impl(backend).merge(into, other)
+def merge(
+    into_acc: NDArray[np.float64],
+    into: NDArray[np.void],
+    other_acc: NDArray[np.float64],
+    other: NDArray[np.void],
+    *,
+    backend: str | None = None,
+) -> None:
+    """Add the state ``(other_acc, other)`` into ``(into_acc, into)`` (same landmark, same shape)."""
+    _impl(backend).merge(into_acc, into, other_acc, other)
 
 
 def decayed(
-    records: NDArray[np.void],
+    acc: NDArray[np.float64],
     factors: NDArray[np.float64],
     out: NDArray[np.float64] | None = None,
     *,
@@ -107,22 +128,35 @@ def decayed(
 ) -> NDArray[np.float64]:
     """Decayed value per (profile, signal) given :func:`decay_factors` from the landmark to now."""
     if out is None:
-        out = np.empty(records.shape, dtype=np.float64)
-    _impl(backend).decayed(records, factors, out)
+        out = np.empty(acc.shape, dtype=np.float64)
+    _impl(backend).decayed(acc, factors, out)
     return out
 
 
 def raw_scores(
-    records: NDArray[np.void],
+    acc: NDArray[np.float64],
     coefs: NDArray[np.float64],
     out: NDArray[np.float64] | None = None,
     *,
+    threads: int = 1,
     backend: str | None = None,
 ) -> NDArray[np.float64]:
-    """Composite raw score per profile, ``coefs = weights * decay_factors``."""
+    """Composite raw score per profile, ``coefs = weights * decay_factors``.
+
+    ``threads`` splits the profiles over that many threads in the C++ backend (the other
+    backends run on one); each profile's sum is taken in the same order whatever the split, so
+    the result is bit-identical for any count.
+
+    Examples
+    --------
+    >>> raw_scores(np.array([[1.0, 2.0]]), np.array([3.0, 0.5]), backend="reference").tolist()
+    [4.0]
+    """
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1 (got {threads})")
     if out is None:
-        out = np.empty(records.shape[0], dtype=np.float64)
-    _impl(backend).raw_scores(records, coefs, out)
+        out = np.empty(acc.shape[0], dtype=np.float64)
+    _impl(backend).raw_scores(acc, coefs, out, threads)
     return out
 
 

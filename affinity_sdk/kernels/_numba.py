@@ -5,9 +5,9 @@ Every kernel is ``@njit(cache=True)`` with named fastmath flags: ``contract`` (F
 ``reassoc`` where a sum may be reordered, never ``nnan`` / ``ninf``, so NaN checks survive. The
 0-100 score is computed without fastmath so all backends round it identically and tiers agree.
 
-Records are handled through two flat views of the same memory (``float64`` and ``int64``, five
-words per record) because numba's record-array access is slower and the layout is fixed by
-``STATE_DTYPE``.
+The state's ``acc`` is a plain float64 array; its records are handled through two flat views of
+the same memory (``float64`` and ``int64``, four words per record) because numba's record-array
+access is slower and the layout is fixed by ``STATE_DTYPE``.
 
 This module is the backend the dispatcher imports and holds every kernel's entry point: the
 state kernels and top-k are here, ``accumulate``'s compiled steps are in
@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._numba_accumulate import _accumulate_direct, _accumulate_partitioned, _first_bad
-from ._numba_common import _FAST, _WORDS, _check, _flat
+from ._numba_common import _FAST, _WORDS, _acc_flat, _check, _flat
 from ._numba_tiers import assign_tiers, quantile_cutoffs, score_tiers, scores_100
 
 __all__ = [
@@ -63,6 +63,7 @@ def _plan(n: int, n_profiles: int, n_signals: int) -> tuple[int, int, int]:
 
 
 def accumulate(
+    acc: NDArray[np.float64],
     records: NDArray[np.void],
     users: NDArray[np.int64],
     signals: NDArray[np.int64],
@@ -71,13 +72,14 @@ def accumulate(
     landmark_ms: int,
     lam_per_ms: NDArray[np.float64],
 ) -> None:
-    """Fold events into ``records[users, signals]`` in place (see :func:`._reference.accumulate`).
+    """Fold events into ``acc`` and ``records`` in place (see :func:`._reference.accumulate`).
 
     Large batches against a state bigger than the cache are radix-partitioned by profile block
     (16 bytes of scratch per event, from numpy so it gets huge pages); otherwise events are
     applied directly. Codes are checked before anything is written.
     """
     rf, ri = _flat(records, writable=True)
+    af = _acc_flat(acc, records.shape, writable=True)
     n_profiles, n_signals = records.shape
     n = users.shape[0]
     _check("users", users, np.int64)
@@ -94,14 +96,14 @@ def accumulate(
     start = 0
     if scratch:
         packed = np.empty(2 * scratch, dtype=np.int64)
-        args = (rf, ri, n_profiles, n_signals, users, signals, ts_ms, values, landmark, lam_per_ms)
+        args = (af, rf, ri, n_profiles, n_signals, users, signals, ts_ms, values, landmark, lam_per_ms)
         start = _accumulate_partitioned(*args, shift, signal_bits, packed)
     if start == 0:
         _check_codes(users, signals, n_profiles, n_signals)
     if start < n:
         rest = slice(start, n)
         _accumulate_direct(
-            rf, ri, n_signals, users[rest], signals[rest], ts_ms[rest], values[rest], landmark, lam_per_ms
+            af, rf, ri, n_signals, users[rest], signals[rest], ts_ms[rest], values[rest], landmark, lam_per_ms
         )
 
 
@@ -122,79 +124,98 @@ def _check_codes(
 
 @nb.njit(cache=True, fastmath=_FAST)
 def _rebase(
-    rf: NDArray[np.float64], n_signals: int, factors: NDArray[np.float64]
+    af: NDArray[np.float64], n_signals: int, factors: NDArray[np.float64]
 ) -> None:  # pragma: no cover
-    n_cells = rf.shape[0] // _WORDS
-    for c in range(n_cells):
-        rf[c * _WORDS] *= factors[c % n_signals]
+    for c in range(af.shape[0]):
+        af[c] *= factors[c % n_signals]
 
 
-def rebase(records: NDArray[np.void], factors: NDArray[np.float64]) -> None:
+def _acc_2d(acc: NDArray[np.float64], writable: bool) -> NDArray[np.float64]:
+    if acc.ndim != 2:
+        raise ValueError(f"Expected `acc` of shape (profiles, signals), got {acc.shape}")
+    return _acc_flat(acc, acc.shape, writable)
+
+
+def rebase(acc: NDArray[np.float64], factors: NDArray[np.float64]) -> None:
     r"""Move the landmark: :math:`A_{us} \mathrel{*}= f_s`."""
-    rf, _ = _flat(records, writable=True)
-    _check("factors", factors, np.float64, records.shape[1])
-    _rebase(rf, records.shape[1], factors)
+    af = _acc_2d(acc, writable=True)
+    _check("factors", factors, np.float64, acc.shape[1])
+    _rebase(af, acc.shape[1], factors)
 
 
 @nb.njit(cache=True)
 def _merge(
-    af: NDArray[np.float64], ai: NDArray[np.int64], bf: NDArray[np.float64], bi: NDArray[np.int64]
+    aa: NDArray[np.float64],
+    af: NDArray[np.float64],
+    ai: NDArray[np.int64],
+    ba: NDArray[np.float64],
+    bf: NDArray[np.float64],
+    bi: NDArray[np.int64],
 ) -> None:  # pragma: no cover - compiled
-    for c in range(af.shape[0] // _WORDS):
+    for c in range(aa.shape[0]):
+        aa[c] += ba[c]
         w = c * _WORDS
         af[w] += bf[w]
-        af[w + 1] += bf[w + 1]
-        ai[w + 2] += bi[w + 2]
-        if bi[w + 3] < ai[w + 3]:
+        ai[w + 1] += bi[w + 1]
+        if bi[w + 2] < ai[w + 2]:
+            ai[w + 2] = bi[w + 2]
+        if bi[w + 3] > ai[w + 3]:
             ai[w + 3] = bi[w + 3]
-        if bi[w + 4] > ai[w + 4]:
-            ai[w + 4] = bi[w + 4]
 
 
-def merge(into: NDArray[np.void], other: NDArray[np.void]) -> None:
+def merge(
+    into_acc: NDArray[np.float64],
+    into: NDArray[np.void],
+    other_acc: NDArray[np.float64],
+    other: NDArray[np.void],
+) -> None:
     """Add ``other`` into ``into`` (same shape, same landmark): sums, min of first, max of last."""
     af, ai = _flat(into, writable=True)
     bf, bi = _flat(other, writable=False)
     if into.shape != other.shape:
         raise ValueError("Expected `into` and `other` of the same shape")
-    _merge(af, ai, bf, bi)
+    aa = _acc_flat(into_acc, into.shape, writable=True)
+    ba = _acc_flat(other_acc, into.shape, writable=False)
+    _merge(aa, af, ai, ba, bf, bi)
 
 
 @nb.njit(cache=True, fastmath=_FAST)
 def _decayed(
-    rf: NDArray[np.float64], n_signals: int, factors: NDArray[np.float64], out: NDArray[np.float64]
+    af: NDArray[np.float64], n_signals: int, factors: NDArray[np.float64], out: NDArray[np.float64]
 ) -> None:  # pragma: no cover - compiled
     for c in range(out.shape[0]):
-        out[c] = rf[c * _WORDS] * factors[c % n_signals]
+        out[c] = af[c] * factors[c % n_signals]
 
 
-def decayed(records: NDArray[np.void], factors: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+def decayed(acc: NDArray[np.float64], factors: NDArray[np.float64], out: NDArray[np.float64]) -> None:
     r"""Decayed values at now: :math:`D_{us} = A_{us} f_s`."""
-    rf, _ = _flat(records, writable=False)
-    _check("factors", factors, np.float64, records.shape[1])
-    if out.shape != records.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
-        raise ValueError("Expected `out` of the records' shape, float64, C-contiguous")
-    _decayed(rf, records.shape[1], factors, out.reshape(-1))
+    af = _acc_2d(acc, writable=False)
+    _check("factors", factors, np.float64, acc.shape[1])
+    if out.shape != acc.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError("Expected `out` of the state's shape, float64, C-contiguous")
+    _decayed(af, acc.shape[1], factors, out.reshape(-1))
 
 
 @nb.njit(cache=True, fastmath=_FAST)
 def _raw_scores(
-    rf: NDArray[np.float64], n_signals: int, coefs: NDArray[np.float64], out: NDArray[np.float64]
+    af: NDArray[np.float64], n_signals: int, coefs: NDArray[np.float64], out: NDArray[np.float64]
 ) -> None:  # pragma: no cover - compiled
     for u in range(out.shape[0]):
-        w = u * n_signals * _WORDS
+        w = u * n_signals
         acc = 0.0
         for s in range(n_signals):
-            acc += coefs[s] * rf[w + s * _WORDS]
+            acc += coefs[s] * af[w + s]
         out[u] = acc
 
 
-def raw_scores(records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArray[np.float64]) -> None:
-    r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}`."""
-    rf, _ = _flat(records, writable=False)
-    _check("coefs", coefs, np.float64, records.shape[1])
-    _check("out", out, np.float64, records.shape[0])
-    _raw_scores(rf, records.shape[1], coefs, out)
+def raw_scores(
+    acc: NDArray[np.float64], coefs: NDArray[np.float64], out: NDArray[np.float64], threads: int = 1
+) -> None:
+    r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}` (on one thread whatever ``threads``)."""
+    af = _acc_2d(acc, writable=False)
+    _check("coefs", coefs, np.float64, acc.shape[1])
+    _check("out", out, np.float64, acc.shape[0])
+    _raw_scores(af, acc.shape[1], coefs, out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,19 +114,26 @@ def _contributions(
 
 @nb.njit(cache=True)
 def _apply(
-    rf: NDArray[np.float64], ri: NDArray[np.int64], cell: int, c: float, v: float, t: int
+    af: NDArray[np.float64],
+    rf: NDArray[np.float64],
+    ri: NDArray[np.int64],
+    cell: int,
+    c: float,
+    v: float,
+    t: int,
 ) -> None:  # pragma: no cover - compiled
+    af[cell] += c
     w = cell * _WORDS
-    rf[w] += c
-    rf[w + 1] += v
-    ri[w + 2] += 1
-    ri[w + 3] = min(t, ri[w + 3])
-    ri[w + 4] = max(t, ri[w + 4])
+    rf[w] += v
+    ri[w + 1] += 1
+    ri[w + 2] = min(t, ri[w + 2])
+    ri[w + 3] = max(t, ri[w + 3])
 
 
 @nb.njit(cache=True)
-def _prefetch_cell(rf: NDArray[np.float64], cell: int) -> None:  # pragma: no cover - compiled
-    # A 40-byte record may straddle two cache lines: fetch both ends.
+def _prefetch_cell(af: NDArray[np.float64], rf: NDArray[np.float64], cell: int) -> None:  # pragma: no cover
+    # The cell's accumulator and its 32-byte record (both ends: numpy aligns it to 16 bytes only).
+    _prefetch(af, cell)
     _prefetch(rf, cell * _WORDS)
     _prefetch(rf, cell * _WORDS + _WORDS - 1)
 
@@ -145,6 +152,7 @@ def _first_bad(
 
 @nb.njit(cache=True)
 def _accumulate_direct(
+    af: NDArray[np.float64],
     rf: NDArray[np.float64],
     ri: NDArray[np.int64],
     n_signals: int,
@@ -168,12 +176,13 @@ def _accumulate_direct(
             i = i0 + j
             a = i + _AHEAD
             if a < reach:
-                _prefetch_cell(rf, users[a] * n_signals + signals[a])
-            _apply(rf, ri, users[i] * n_signals + signals[i], contrib[j], vals[j], ts_ms[i])
+                _prefetch_cell(af, rf, users[a] * n_signals + signals[a])
+            _apply(af, rf, ri, users[i] * n_signals + signals[i], contrib[j], vals[j], ts_ms[i])
 
 
 @nb.njit(cache=True)
 def _apply_block(
+    af: NDArray[np.float64],
     rf: NDArray[np.float64],
     ri: NDArray[np.int64],
     base: int,
@@ -210,12 +219,13 @@ def _apply_block(
         _exp_times(expo, vals, contrib, m)
         for j in range(m):
             if j + _AHEAD < reach:
-                _prefetch_cell(rf, cell[j + _AHEAD])
-            _apply(rf, ri, cell[j], contrib[j], vals[j], ts[j])
+                _prefetch_cell(af, rf, cell[j + _AHEAD])
+            _apply(af, rf, ri, cell[j], contrib[j], vals[j], ts[j])
 
 
 @nb.njit(cache=True)
 def _accumulate_partitioned(
+    af: NDArray[np.float64],
     rf: NDArray[np.float64],
     ri: NDArray[np.int64],
     n_profiles: int,
@@ -275,7 +285,7 @@ def _accumulate_partitioned(
             return s0
         for b in range(n_blocks):
             _apply_block(
-                rf, ri, (b << shift) * n_signals, packed, offset[b], offset[b + 1], n_signals,
+                af, rf, ri, (b << shift) * n_signals, packed, offset[b], offset[b + 1], n_signals,
                 key_shift, signal_bits, landmark_ms, lam, expo, vals, contrib, cell, ts,
             )  # fmt: skip
     return int(n)

@@ -17,7 +17,7 @@ _FAST = {"contract", "reassoc", "nsz"}
 _EXACT: set[str] = set()
 # Only FMA contraction for exp: `reassoc` would fold the (x + shifter) - shifter rounding trick away.
 _CONTRACT = {"contract"}
-_WORDS = 5  # float64 / int64 words per record: acc, total, count, first_ms, last_ms
+_WORDS = 4  # float64 / int64 words per record: total, count, first_ms, last_ms
 
 
 def _flat(records: NDArray[np.void], writable: bool) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -31,6 +31,16 @@ def _flat(records: NDArray[np.void], writable: bool) -> tuple[NDArray[np.float64
         raise ValueError("Expected `records` to be writeable")
     flat = records.reshape(-1)
     return flat.view(np.float64), flat.view(np.int64)
+
+
+def _acc_flat(acc: NDArray[np.float64], shape: tuple[int, ...], writable: bool) -> NDArray[np.float64]:
+    if acc.dtype != np.float64 or acc.shape != shape:
+        raise ValueError(f"Expected `acc` of dtype float64 and shape {shape}, got {acc.dtype} {acc.shape}")
+    if not acc.flags.c_contiguous:
+        raise ValueError("Expected `acc` to be C-contiguous")
+    if writable and not acc.flags.writeable:
+        raise ValueError("Expected `acc` to be writeable")
+    return acc.reshape(-1)
 
 
 def _check(name: str, a: NDArray[np.generic], dtype: type[np.generic], n: int | None = None) -> None:

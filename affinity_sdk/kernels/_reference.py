@@ -25,6 +25,7 @@ __all__ = [
 
 
 def accumulate(
+    acc: NDArray[np.float64],
     records: NDArray[np.void],
     users: NDArray[np.int64],
     signals: NDArray[np.int64],
@@ -33,16 +34,18 @@ def accumulate(
     landmark_ms: int,
     lam_per_ms: NDArray[np.float64],
 ) -> None:
-    r"""Fold events into ``records[users, signals]`` in place.
+    r"""Fold events into ``acc[users, signals]`` and ``records[users, signals]`` in place.
 
     .. math:: A_{us} \mathrel{+}= v\, e^{\lambda_s (t - L)},\quad N_{us} \mathrel{+}= 1,\quad
               T_{us} \mathrel{+}= v,\quad F_{us} = \min(F_{us}, t),\quad
               Z_{us} = \max(Z_{us}, t)
 
     The exponent is taken as 0 when ``t == L`` so that a zero half-life (``λ = inf``) is exact.
-    A profile or signal code outside ``records``' shape raises ValueError before anything changes.
+    A profile or signal code outside the state's shape raises ValueError before anything changes.
     """
-    n_profiles, n_signals = records.shape
+    n_profiles, n_signals = acc.shape
+    if records.shape != acc.shape:
+        raise ValueError(f"Expected `records` of the shape of `acc` {acc.shape}, got {records.shape}")
     bad = np.flatnonzero((users < 0) | (users >= n_profiles) | (signals < 0) | (signals >= n_signals))
     if bad.shape[0]:
         i = int(bad[0])
@@ -57,35 +60,43 @@ def accumulate(
         exponent = np.where(dt == 0.0, 0.0, lam * dt)
         contribution = values * np.exp(exponent)
     cell = (users, signals)
-    np.add.at(records["acc"], cell, contribution)
+    np.add.at(acc, cell, contribution)
     np.add.at(records["total"], cell, values)
     np.add.at(records["count"], cell, 1)
     np.minimum.at(records["first_ms"], cell, ts_ms)
     np.maximum.at(records["last_ms"], cell, ts_ms)
 
 
-def rebase(records: NDArray[np.void], factors: NDArray[np.float64]) -> None:
+def rebase(acc: NDArray[np.float64], factors: NDArray[np.float64]) -> None:
     r"""Move the landmark: :math:`A_{us} \mathrel{*}= f_s`, :math:`f_s = e^{-\lambda_s \Delta L}`."""
-    records["acc"] *= factors[np.newaxis, :]
+    acc *= factors[np.newaxis, :]
 
 
-def merge(into: NDArray[np.void], other: NDArray[np.void]) -> None:
+def merge(
+    into_acc: NDArray[np.float64],
+    into: NDArray[np.void],
+    other_acc: NDArray[np.float64],
+    other: NDArray[np.void],
+) -> None:
     """Add ``other`` into ``into`` (same shape, same landmark): sums, min of first, max of last."""
-    into["acc"] += other["acc"]
+    into_acc += other_acc
     into["total"] += other["total"]
     into["count"] += other["count"]
     np.minimum(into["first_ms"], other["first_ms"], out=into["first_ms"])
     np.maximum(into["last_ms"], other["last_ms"], out=into["last_ms"])
 
 
-def decayed(records: NDArray[np.void], factors: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+def decayed(acc: NDArray[np.float64], factors: NDArray[np.float64], out: NDArray[np.float64]) -> None:
     r"""Decayed values at now: :math:`D_{us} = A_{us} f_s`, :math:`f_s = e^{-\lambda_s (now - L)}`."""
-    np.multiply(records["acc"], factors[np.newaxis, :], out=out)
+    np.multiply(acc, factors[np.newaxis, :], out=out)
 
 
-def raw_scores(records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArray[np.float64]) -> None:
-    r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}` with :math:`c_s = w_s f_s`."""
-    np.dot(records["acc"], coefs, out=out)
+def raw_scores(
+    acc: NDArray[np.float64], coefs: NDArray[np.float64], out: NDArray[np.float64], threads: int = 1
+) -> None:
+    r"""Composite raw score :math:`R_u = \sum_s c_s A_{us}` with :math:`c_s = w_s f_s`
+    (``threads`` is for the compiled backend; numpy runs as it is built)."""
+    np.dot(acc, coefs, out=out)
 
 
 def scores_100(raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64]) -> None:

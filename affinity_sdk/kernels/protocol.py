@@ -36,6 +36,7 @@ class Kernels(Protocol):
 
     def accumulate(
         self,
+        acc: NDArray[np.float64],
         records: NDArray[np.void],
         users: NDArray[np.int64],
         signals: NDArray[np.int64],
@@ -45,16 +46,22 @@ class Kernels(Protocol):
         lam_per_ms: NDArray[np.float64],
     ) -> None: ...
 
-    def rebase(self, records: NDArray[np.void], factors: NDArray[np.float64]) -> None: ...
+    def rebase(self, acc: NDArray[np.float64], factors: NDArray[np.float64]) -> None: ...
 
-    def merge(self, into: NDArray[np.void], other: NDArray[np.void]) -> None: ...
+    def merge(
+        self,
+        into_acc: NDArray[np.float64],
+        into: NDArray[np.void],
+        other_acc: NDArray[np.float64],
+        other: NDArray[np.void],
+    ) -> None: ...
 
     def decayed(
-        self, records: NDArray[np.void], factors: NDArray[np.float64], out: NDArray[np.float64]
+        self, acc: NDArray[np.float64], factors: NDArray[np.float64], out: NDArray[np.float64]
     ) -> None: ...
 
     def raw_scores(
-        self, records: NDArray[np.void], coefs: NDArray[np.float64], out: NDArray[np.float64]
+        self, acc: NDArray[np.float64], coefs: NDArray[np.float64], out: NDArray[np.float64], threads: int
     ) -> None: ...
 
     def scores_100(self, raw: NDArray[np.float64], half_point: float, out: NDArray[np.float64]) -> None: ...

@@ -473,7 +473,7 @@ class ProfileRow(NamedTuple):
     """One profile's :class:`ProfileCounts` at a time ``now``, as plain Python numbers (what
     :meth:`~affinity_sdk.profile.propensity_view.PropensityView.row` reads for live scoring).
 
-    ``records`` holds each signal's ``acc, total, count, first_ms, last_ms`` in a row (five
+    ``records`` holds each signal's ``total, count, first_ms, last_ms`` in a row (four
     numbers per signal, signal by signal) and ``decayed`` its decayed value at ``now``;
     ``categories`` the product lines per category; ``days`` maps each order day (UTC day +
     :data:`~affinity_sdk.models.order_day_features.DAY_BIAS`) to its ``[revenue, orders]``
@@ -523,15 +523,15 @@ def row_features(row: ProfileRow, now_ms: int, spec: FeatureSpec) -> list[float]
         )
     n_h = len(spec.half_lives)
     records = row.records
-    if len(records) != 5 * len(_GROUP_NAMES) * n_h:
+    if len(records) != 4 * len(_GROUP_NAMES) * n_h:
         raise ValueError(
-            f"the row holds {len(records) // 5} signals, the spec needs {len(_GROUP_NAMES) * n_h}"
+            f"the row holds {len(records) // 4} signals, the spec needs {len(_GROUP_NAMES) * n_h}"
         )
     log1p = math.log1p
-    activity, orders = 5 * _ACTIVITY_AT * n_h, 5 * _ORDER_AT * n_h
-    n_events, first_ms, last_ms = records[activity + 2 : activity + 5]
-    n_orders, last_order_ms = records[orders + 2], records[orders + 4]
-    revenue = max(records[5 * _REVENUE_AT * n_h + 1], 0.0)
+    activity, orders = 4 * _ACTIVITY_AT * n_h, 4 * _ORDER_AT * n_h
+    n_events, first_ms, last_ms = records[activity + 1 : activity + 4]
+    n_orders, last_order_ms = records[orders + 1], records[orders + 3]
+    revenue = max(records[4 * _REVENUE_AT * n_h], 0.0)
     seen = n_events > 0
     tenure_days = (now_ms - first_ms) / _DAY_MS if seen else 0.0
     since_event = (now_ms - last_ms) / _DAY_MS if seen else 0.0

@@ -160,7 +160,7 @@ def predict_user(
             view.check_now(now_ms)
             return math.nan
         row = view.row(code, now_ms, days=spec.order_days)
-    if row.records[2] == 0:  # no events: the "activity" group (signal 0) counts every one
+    if row.records[1] == 0:  # nothing the person did: the "activity" group (signal 0) counts it all
         return math.nan
     x = constants.pick(row_features(row, now_ms, spec))
     z = constants.bias + sum(map(operator.mul, constants.weight, x))
@@ -207,7 +207,7 @@ def _counts_of(view: PropensityView, codes: NDArray[np.int64], now_ms: int, *, d
     view.check_now(now_ms)
     state = view.state
     records = np.take(state.records, codes, axis=0)  # far faster than fancy indexing a structured array
-    decayed = kernels.decayed(records, state.factors(now_ms), backend=state.backend)
+    decayed = kernels.decayed(np.take(state.acc, codes, axis=0), state.factors(now_ms), backend=state.backend)
     category_keys, lines = sum_by_key(*_first_column(view.category_table.take(codes)))
     if days:
         day_keys, day_revenue = sum_by_key(*_first_column(view.day_table.take(codes)))

@@ -68,10 +68,12 @@ def landmark_for(landmark_ms: int | None, newest_ms: int, lam_max: float) -> int
 
 
 class DecayState:
-    """Per-(profile, signal) decay records that grow as new profiles appear.
+    """Per-(profile, signal) decay state that grows as new profiles appear.
 
-    Profiles are dense integer codes ``0 .. n_profiles - 1``; capacity doubles when needed so
-    growth is amortised O(1) per profile.
+    Two arrays of shape ``(n_profiles, n_signals)`` (see :mod:`affinity_sdk.kernels._layout`):
+    :attr:`acc`, the forward-decayed sums the scores read, and :attr:`records`, each cell's
+    total, count and first / last times. Profiles are dense integer codes
+    ``0 .. n_profiles - 1``; capacity doubles when needed so growth is amortised O(1) per profile.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class DecayState:
         self.backend: BackendName = resolve_backend(backend)
         self.n_profiles = 0
         self.landmark_ms: int | None = None
+        self._acc = np.zeros((capacity, self.n_signals))
         self._records = empty_records(capacity, self.n_signals)
 
     def __repr__(self) -> str:
@@ -98,19 +101,32 @@ class DecayState:
         return int(self.lam_per_ms.shape[0])
 
     @property
+    def acc(self) -> NDArray[np.float64]:
+        """The live forward-decayed sums, shape ``(n_profiles, n_signals)`` (a view, not a copy)."""
+        return self._acc[: self.n_profiles]
+
+    @property
     def records(self) -> NDArray[np.void]:
         """The live records, shape ``(n_profiles, n_signals)`` (a view, not a copy)."""
         return self._records[: self.n_profiles]
 
     @property
     def nbytes_per_profile(self) -> int:
-        return int(self._records.dtype.itemsize * self.n_signals)
+        return int((self._records.dtype.itemsize + self._acc.dtype.itemsize) * self.n_signals)
+
+    def clear_profiles(self, codes: NDArray[np.int64] | slice | int) -> None:
+        """Reset profiles ``codes`` to no events (zero sums, empty records)."""
+        self.acc[codes] = 0.0
+        self.records[codes] = empty_records(1, self.n_signals)[0]
 
     def ensure_profiles(self, n_profiles: int) -> None:
         """Make room for profile codes below ``n_profiles`` (amortised doubling)."""
         if n_profiles <= self.n_profiles:
             return
         n_signals = self.n_signals
+        self._acc = ensure_capacity(
+            self._acc, self.n_profiles, n_profiles, lambda size: np.zeros((size, n_signals))
+        )
         self._records = ensure_capacity(
             self._records, self.n_profiles, n_profiles, lambda size: empty_records(size, n_signals)
         )
@@ -123,7 +139,7 @@ class DecayState:
             return
         delta = int(landmark_ms) - self.landmark_ms
         if delta != 0:
-            kernels.rebase(self.records, decay_factors(self.lam_per_ms, delta), backend=self.backend)
+            kernels.rebase(self.acc, decay_factors(self.lam_per_ms, delta), backend=self.backend)
         self.landmark_ms = int(landmark_ms)
 
     def add(
@@ -150,6 +166,7 @@ class DecayState:
             self.rebase(target)
         assert self.landmark_ms is not None
         kernels.accumulate(
+            self.acc,
             self.records,
             users,
             signals,
@@ -167,7 +184,7 @@ class DecayState:
         if other.landmark_ms is None:
             return
         self.ensure_profiles(other.n_profiles)
-        theirs = other.records
+        theirs = other.acc
         if self.landmark_ms is None or self.landmark_ms < other.landmark_ms:
             self.rebase(other.landmark_ms)
         elif self.landmark_ms > other.landmark_ms:
@@ -177,7 +194,8 @@ class DecayState:
                 decay_factors(self.lam_per_ms, self.landmark_ms - other.landmark_ms),
                 backend=self.backend,
             )
-        kernels.merge(self.records[: other.n_profiles], theirs, backend=self.backend)
+        n = other.n_profiles
+        kernels.merge(self.acc[:n], self.records[:n], theirs, other.records, backend=self.backend)
 
     def factors(self, now_ms: int) -> NDArray[np.float64]:
         """Per-signal decay from the landmark to ``now_ms``; raises if ``now`` is so far before
@@ -194,11 +212,15 @@ class DecayState:
 
     def decayed(self, now_ms: int) -> NDArray[np.float64]:
         """Decayed value per (profile, signal) at ``now_ms``."""
-        return kernels.decayed(self.records, self.factors(now_ms), backend=self.backend)
+        return kernels.decayed(self.acc, self.factors(now_ms), backend=self.backend)
 
-    def raw_scores(self, weights: NDArray[np.float64], now_ms: int) -> NDArray[np.float64]:
-        """``Σ_s weight_s · decayed_s`` per profile at ``now_ms``."""
-        return kernels.raw_scores(self.records, weights * self.factors(now_ms), backend=self.backend)
+    def raw_scores(
+        self, weights: NDArray[np.float64], now_ms: int, *, threads: int = 1
+    ) -> NDArray[np.float64]:
+        """``Σ_s weight_s · decayed_s`` per profile at ``now_ms`` (on up to ``threads`` threads in
+        the C++ backend, bit-identical for any count)."""
+        coefs = weights * self.factors(now_ms)
+        return kernels.raw_scores(self.acc, coefs, threads=threads, backend=self.backend)
 
     def copy(self) -> DecayState:
         """An independent copy (same backend)."""
@@ -207,5 +229,6 @@ class DecayState:
         clone.backend = self.backend
         clone.n_profiles = self.n_profiles
         clone.landmark_ms = self.landmark_ms
+        clone._acc = self.acc.copy()
         clone._records = self.records.copy()
         return clone

@@ -51,7 +51,6 @@ from affinity_sdk import kernels
 from affinity_sdk.capture.events import CHANNELS, EVENT_TYPE_CODES
 from affinity_sdk.errors import ConfigError, StateError
 from affinity_sdk.ingest.batch import EventBatch, Interners
-from affinity_sdk.kernels import empty_records
 from affinity_sdk.models.key_tables import KEY_BITS
 from affinity_sdk.models.order_day_features import order_day_keys
 from affinity_sdk.models.propensity_features import (
@@ -79,7 +78,7 @@ _UNSUBSCRIBE: Final = EVENT_TYPE_CODES["unsubscribed"]
 _USE: Final = (EVENT_TYPE_CODES["app_installed"], EVENT_TYPE_CODES["app_opened"])
 _GONE: Final = EVENT_TYPE_CODES["app_uninstalled"]
 #: :data:`~affinity_sdk.kernels.STATE_DTYPE` as a :mod:`struct` format (and its size).
-_RECORD_FORMAT: Final = "ddqqq"
+_RECORD_FORMAT: Final = "dqqq"
 _RECORD_FORMAT_SIZE: Final = struct.calcsize("<" + _RECORD_FORMAT)
 
 
@@ -217,14 +216,13 @@ class PropensityView:
             users, signals, times, values = signal_rows(user, etype, ts, revenue, len(self.half_lives_s))
             dt = (times - self.state.landmark_ms).astype(np.float64)
             exponent = np.where(dt == 0.0, 0.0, self.state.lam_per_ms[signals] * dt)
-            records = self.state.records
+            acc, records = self.state.acc, self.state.records
             cell = (users, signals)
-            np.subtract.at(records["acc"], cell, values * np.exp(exponent))
+            np.subtract.at(acc, cell, values * np.exp(exponent))
             np.subtract.at(records["total"], cell, values)
             np.subtract.at(records["count"], cell, 1)
             np.maximum(records["count"], 0, out=records["count"])
-            for name in ("acc", "total"):
-                field = records[name]
+            for field in (acc, records["total"]):
                 field[cell] = np.where(records["count"][cell] > 0, np.maximum(field[cell], 0.0), 0.0)
         np.subtract.at(self._channels, (user, batch.channel.astype(np.int64)), 1)
         np.subtract.at(self._refunds, user[etype == _REFUND], 1)
@@ -267,7 +265,7 @@ class PropensityView:
         codes = codes[(codes >= 0) & (codes < self.n_profiles)]
         if codes.shape[0] == 0:
             return
-        self.state.records[codes] = empty_records(1, self.state.n_signals)[0]
+        self.state.clear_profiles(codes)
         self._channels[codes] = 0
         self._refunds[codes] = 0
         self._unsubscribes[codes] = 0
@@ -313,6 +311,7 @@ class PropensityView:
         self.grow(int(mine.max()) + 1)
         shifted = DecayState(decay_signals(self.half_lives_s), backend=self.backend)
         shifted.ensure_profiles(self.n_profiles)
+        shifted.acc[mine] = other.state.acc[theirs]
         shifted.records[mine] = other.state.records[theirs]
         shifted.landmark_ms = other.state.landmark_ms
         self.state.merge(shifted)
@@ -381,11 +380,11 @@ class PropensityView:
         cached = self._factors
         if cached is None or cached[0] != state.landmark_ms or cached[1] != now_ms:
             cached = self._factors = (state.landmark_ms, now_ms, state.factors(now_ms).tolist())
-        # One record is (acc, total, count, first_ms, last_ms); unpacking the row's bytes is
-        # several times faster than numpy's tolist of a structured row.
+        # One record is (total, count, first_ms, last_ms); unpacking the row's bytes is several
+        # times faster than numpy's tolist of a structured row.
         records = self._unpack_records(state.records[code].tobytes())
         return ProfileRow(
-            decayed=[a * f for a, f in zip(records[::5], cached[2], strict=True)],
+            decayed=[a * f for a, f in zip(state.acc[code].tolist(), cached[2], strict=True)],
             records=records,
             channels=self._channels[code].tolist(),
             refunds=int(self._refunds[code]),
@@ -427,7 +426,8 @@ class PropensityView:
             "categories": list(self.categories),
         }
         arrays: dict[str, NDArray[Any]] = {
-            "records": self.state.records,
+            # Saved joined (kernels.SAVED_STATE_DTYPE), the layout containers have always had.
+            "records": kernels.join_state(self.state.acc, self.state.records),
             "channels": self.channels,
             "refunds": self.refunds,
             "unsubscribes": self.unsubscribes,
@@ -465,7 +465,7 @@ class PropensityView:
         if len(set(categories)) != len(categories):
             raise StateError("propensity state: the category names repeat")
         n, width = n_profiles, self.state.n_signals
-        records = _array(arrays, "records", kernels.STATE_DTYPE, (n, width))
+        records = _array(arrays, "records", kernels.SAVED_STATE_DTYPE, (n, width))
         channels = _channel_counts(arrays, n)
         refunds = _array(arrays, "refunds", np.int64, (n,))
         unsubscribes = _array(arrays, "unsubscribes", np.int64, (n,))
@@ -493,7 +493,7 @@ class PropensityView:
         for attr in ("_refunds", "_unsubscribes", "_last_use", "_last_gone"):
             setattr(self, attr, np.zeros(0, dtype=np.int64))
         self.grow(n)
-        self.state.records[:] = records
+        self.state.acc[:], self.state.records[:] = kernels.split_state(records)
         self.state.landmark_ms = landmark
         self._channels[:n] = channels
         self._refunds[:n] = refunds

@@ -25,7 +25,7 @@ from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.batch import EventBatch
-from affinity_sdk.kernels import REBASE_EXPONENT, empty_records
+from affinity_sdk.kernels import REBASE_EXPONENT
 from affinity_sdk.profile.decay import DecayState
 
 __all__ = ["SignalView", "compiled_exp_matches", "fold_record_row"]
@@ -77,9 +77,10 @@ def fold_record_row(state: DecayState, source: int, target: int) -> None:
     ([0.0, 5.0], [0, 2])
     """
     state.ensure_profiles(max(source, target) + 1)
-    records = state.records
-    kernels.merge(records[target : target + 1], records[source : source + 1], backend=state.backend)
-    records[source] = empty_records(1, state.n_signals)[0]
+    acc, records = state.acc, state.records
+    t, s = slice(target, target + 1), slice(source, source + 1)
+    kernels.merge(acc[t], records[t], acc[s], records[s], backend=state.backend)
+    state.clear_profiles(source)
 
 
 class SignalView:
@@ -169,9 +170,11 @@ class SignalView:
         if landmark is None or (ts_ms > landmark and self._lam_max * (ts_ms - landmark) > REBASE_EXPONENT):
             state.rebase(ts_ms)
             landmark = ts_ms
-        # The whole buffer, not the `records` view: slicing it costs more than the fold (the row
-        # exists, ensure_profiles made sure of it).
-        self.live.live_fold(state._records, code, signal, ts_ms, value, landmark, state.lam_per_ms)
+        # The whole buffers, not the `acc` / `records` views: slicing them costs more than the fold
+        # (the row exists, ensure_profiles made sure of it).
+        self.live.live_fold(
+            state._acc, state._records, code, signal, ts_ms, value, landmark, state.lam_per_ms
+        )
         return True
 
     def unfold(self, batch: EventBatch) -> None:
@@ -187,21 +190,20 @@ class SignalView:
         dt = (ts_ms - self.state.landmark_ms).astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             exponent = np.where(dt == 0.0, 0.0, self.state.lam_per_ms[signal] * dt)
-        records = self.state.records
+        acc, records = self.state.acc, self.state.records
         cell = (users, signal)
-        np.subtract.at(records["acc"], cell, values * np.exp(exponent))
+        np.subtract.at(acc, cell, values * np.exp(exponent))
         np.subtract.at(records["total"], cell, values)
         np.subtract.at(records["count"], cell, 1)
         # Rounding may leave -1e-17 where a sum should be 0: clamp, and zero emptied cells exactly.
         rows, cols = users, signal
-        for name in ("acc", "total"):
-            field = records[name]
+        for field in (acc, records["total"]):
             field[rows, cols] = np.where(
                 records["count"][rows, cols] > 0, np.maximum(field[rows, cols], 0.0), 0.0
             )
 
     def erase(self, codes: NDArray[np.int64]) -> None:
-        self.state.records[codes] = empty_records(1, self.state.n_signals)[0]
+        self.state.clear_profiles(codes)
 
     def fold_row(self, source: int, target: int) -> None:
         """Add profile ``source`` into ``target`` and empty ``source`` (an identity merge), in
@@ -213,12 +215,13 @@ class SignalView:
         """Add ``other``'s profiles ``theirs`` into this view's profiles ``mine`` (exactly)."""
         shifted = DecayState(self.config.half_lives_s, backend=self.backend)
         shifted.ensure_profiles(self.state.n_profiles)
+        shifted.acc[mine] = other.state.acc[theirs]
         shifted.records[mine] = other.state.records[theirs]
         shifted.landmark_ms = other.state.landmark_ms
         self.state.merge(shifted)
 
-    def raw_scores(self, now_ms: int) -> NDArray[np.float64]:
-        return self.state.raw_scores(self.weights, now_ms)
+    def raw_scores(self, now_ms: int, *, threads: int = 1) -> NDArray[np.float64]:
+        return self.state.raw_scores(self.weights, now_ms, threads=threads)
 
     def coefs_at(self, now_ms: int) -> NDArray[np.float64]:
         """``weights · factors(now_ms)``, the per-signal coefficients of :meth:`raw_scores`, kept
@@ -258,11 +261,11 @@ class SignalView:
         state = self.state
         landmark = state.landmark_ms
         if self._raw_at is not None and landmark is not None and now_ms >= landmark:
-            return float(self._raw_at(state._records, code, now_ms - landmark, self._table))  # as in fold_one
+            return float(self._raw_at(state._acc, code, now_ms - landmark, self._table))  # as in fold_one
         coefs = self.coefs_at(now_ms)
         if self.live is not None:
-            return float(self.live.live_raw(self.state.records, code, coefs))
-        return float(self.state.records[code]["acc"] @ coefs)
+            return float(self.live.live_raw(self.state.acc, code, coefs))
+        return float(self.state.acc[code] @ coefs)
 
     def tier_at(
         self, code: int, now_ms: int, tiers: NDArray[np.int8], cuts: NDArray[np.float64]
@@ -286,17 +289,17 @@ class SignalView:
         landmark = self.state.landmark_ms
         if self._raw_at is None or landmark is None or now_ms < landmark:
             return None
-        tier: int = self.live.live_tier(
-            self.state._records, code, now_ms - landmark, self._table, tiers, cuts
-        )
+        tier: int = self.live.live_tier(self.state._acc, code, now_ms - landmark, self._table, tiers, cuts)
         return tier
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-        return {"landmark_ms": self.state.landmark_ms}, {"records": self.state.records}
+        # Saved joined (kernels.SAVED_STATE_DTYPE), the layout containers have always had.
+        state = self.state
+        return {"landmark_ms": state.landmark_ms}, {"records": kernels.join_state(state.acc, state.records)}
 
     def load_arrays(self, header: dict[str, Any], arrays: dict[str, NDArray[Any]], n_profiles: int) -> None:
         records = arrays.get("records")
-        if records is None or records.dtype != kernels.STATE_DTYPE or records.ndim != 2:
+        if records is None or records.dtype != kernels.SAVED_STATE_DTYPE or records.ndim != 2:
             raise StateError("state records are missing or of the wrong type")
         if records.shape != (n_profiles, self.state.n_signals):
             raise StateError("state arrays do not match the stored users / signals")
@@ -307,5 +310,5 @@ class SignalView:
         if landmark is not None and not isinstance(landmark, int):
             raise StateError("stored decay landmark is not an integer")
         self.state.ensure_profiles(n_profiles)
-        self.state.records[:] = records
+        self.state.acc[:], self.state.records[:] = kernels.split_state(records)
         self.state.landmark_ms = landmark

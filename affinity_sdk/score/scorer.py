@@ -322,7 +322,7 @@ class Scorer:
             # The kernel score() uses, on the touched rows only: each row is summed on its own.
             state = self.signals.state
             coefs = self.signals.weights * state.factors(now_ms)
-            raw = kernels.raw_scores(state.records[codes], coefs, backend=self.backend)
+            raw = kernels.raw_scores(state.acc[codes], coefs, backend=self.backend)
         tiers_all = self._grown_tiers()
         previous = tiers_all[codes]
         tiers = self.plan.assign(raw, cut_up, cut_down, previous, backend=self.backend)
@@ -484,7 +484,7 @@ class Scorer:
             now_ms = self.store.now_ms(now)
             state = self.signals.state
             record = state.records[code]
-            decayed = record["acc"] * state.factors(now_ms)
+            decayed = state.acc[code] * state.factors(now_ms)
             weights = self.signals.weights
             contributions = weights * decayed
             signals = [

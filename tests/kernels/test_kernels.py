@@ -21,11 +21,27 @@ LANDMARK = 1_700_000_000_000
 LAM = np.array([np.inf, np.log(2.0) / 1000.0, np.log(2.0) / 3.6e6, np.log(2.0) / 2.592e9, 0.0])
 
 
-def assert_records_equal(got: NDArray[np.void], want: NDArray[np.void]) -> None:
-    for field in ("acc", "total"):
-        np.testing.assert_allclose(got[field], want[field], rtol=RTOL, atol=0.0, err_msg=field)
+State = tuple[NDArray[np.float64], NDArray[np.void]]
+
+
+def empty_state(n_profiles: int, n_signals: int) -> State:
+    """A state's two arrays, ``(acc, records)``, for profiles with no events."""
+    return np.zeros((n_profiles, n_signals)), empty_records(n_profiles, n_signals)
+
+
+def copy_state(state: State) -> State:
+    return state[0].copy(), state[1].copy()
+
+
+def state_bytes(state: State) -> bytes:
+    return state[0].tobytes() + state[1].tobytes()
+
+
+def assert_records_equal(got: State, want: State) -> None:
+    np.testing.assert_allclose(got[0], want[0], rtol=RTOL, atol=0.0, err_msg="acc")
+    np.testing.assert_allclose(got[1]["total"], want[1]["total"], rtol=RTOL, atol=0.0, err_msg="total")
     for field in ("count", "first_ms", "last_ms"):
-        np.testing.assert_array_equal(got[field], want[field], err_msg=field)
+        np.testing.assert_array_equal(got[1][field], want[1][field], err_msg=field)
 
 
 def random_events(
@@ -47,12 +63,12 @@ def test_accumulate_matches_reference(fast_backend: str, n: int, n_profiles: int
     rng = np.random.default_rng(n + n_profiles)
     lam = np.log(2.0) / (rng.uniform(1.0, 1e6, n_signals) * 1000.0)
     users, signals, ts, values = random_events(rng, n, n_profiles, n_signals, 40 * 86_400_000)
-    want = empty_records(n_profiles, n_signals)
-    got = empty_records(n_profiles, n_signals)
-    K.accumulate(want, users, signals, ts, values, LANDMARK, lam, backend="reference")
-    K.accumulate(got, users, signals, ts, values, LANDMARK, lam, backend=fast_backend)
+    want = empty_state(n_profiles, n_signals)
+    got = empty_state(n_profiles, n_signals)
+    K.accumulate(*want, users, signals, ts, values, LANDMARK, lam, backend="reference")
+    K.accumulate(*got, users, signals, ts, values, LANDMARK, lam, backend=fast_backend)
     assert_records_equal(got, want)
-    assert int(got["count"].sum()) == n
+    assert int(got[1]["count"].sum()) == n
 
 
 def test_accumulate_partitioned_far_times_and_slices(
@@ -78,19 +94,19 @@ def test_accumulate_partitioned_far_times_and_slices(
         if far is not None:
             ts[far] = LANDMARK + (1 << 60)
             ts[far // 2] = LANDMARK - (1 << 59)
-        want = empty_records(n_profiles, n_signals)
-        got = empty_records(n_profiles, n_signals)
-        K.accumulate(want, users, signals, ts, values, LANDMARK, lam, backend="reference")
-        K.accumulate(got, users, signals, ts, values, LANDMARK, lam, backend=fast_backend)
+        want = empty_state(n_profiles, n_signals)
+        got = empty_state(n_profiles, n_signals)
+        K.accumulate(*want, users, signals, ts, values, LANDMARK, lam, backend="reference")
+        K.accumulate(*got, users, signals, ts, values, LANDMARK, lam, backend=fast_backend)
         assert_records_equal(got, want)
-    before = got.copy()
+    before = state_bytes(got)
     for at, field, code in ((99_999, signals, n_signals), (50_000, users, -3), (0, users, n_profiles)):
         bad = field.copy()
         bad[at] = code
         args = (bad, signals) if field is users else (users, bad)
         with pytest.raises(ValueError, match=f"event {at} has profile"):
-            K.accumulate(got, *args, ts, values, LANDMARK, lam, backend=fast_backend)
-        assert got.tobytes() == before.tobytes()
+            K.accumulate(*got, *args, ts, values, LANDMARK, lam, backend=fast_backend)
+        assert state_bytes(got) == before
 
 
 def test_accumulate_exponent_edges(fast_backend: str) -> None:
@@ -105,48 +121,55 @@ def test_accumulate_exponent_edges(fast_backend: str) -> None:
     users = np.arange(n, dtype=np.int64)
     for signal in range(3):
         signals = np.full(n, signal, dtype=np.int64)
-        want = empty_records(n, 3)
-        got = empty_records(n, 3)
-        K.accumulate(want, users, signals, ts, np.ones(n), LANDMARK, lam, backend="reference")
-        K.accumulate(got, users, signals, ts, np.ones(n), LANDMARK, lam, backend=fast_backend)
+        want = empty_state(n, 3)
+        got = empty_state(n, 3)
+        K.accumulate(*want, users, signals, ts, np.ones(n), LANDMARK, lam, backend="reference")
+        K.accumulate(*got, users, signals, ts, np.ones(n), LANDMARK, lam, backend=fast_backend)
         assert_records_equal(got, want)
 
 
 def test_accumulate_rejects_bad_codes_without_changing_state(backend: str) -> None:
-    records = empty_records(4, 2)
-    before = records.copy()
+    state = empty_state(4, 2)
+    before = state_bytes(state)
     one = np.ones(3)
     args = (np.array([0, 1, 2]), np.array([0, 1, 2]), np.full(3, LANDMARK), one, LANDMARK, np.zeros(2))
     with pytest.raises(ValueError, match="event 2 has profile 2 / signal 2 outside the state's 4 x 2"):
-        K.accumulate(records, *args, backend=backend)
+        K.accumulate(*state, *args, backend=backend)
     with pytest.raises(ValueError, match="event 0 has profile -1"):
-        K.accumulate(records, np.array([-1]), np.array([0]), np.array([LANDMARK]), one[:1], LANDMARK,
+        K.accumulate(*state, np.array([-1]), np.array([0]), np.array([LANDMARK]), one[:1], LANDMARK,
                      np.zeros(2), backend=backend)  # fmt: skip
-    assert records.tobytes() == before.tobytes()
+    assert state_bytes(state) == before
 
 
 def test_fast_backends_reject_wrong_dtype_and_layout(fast_backend: str) -> None:
-    records = empty_records(4, 2)
+    acc, records = empty_state(4, 2)
     ok = (np.array([0]), np.array([0]), np.array([LANDMARK]), np.ones(1), LANDMARK, np.zeros(2))
     with pytest.raises(ValueError, match="users"):
-        K.accumulate(records, np.array([0], dtype=np.int32), *ok[1:], backend=fast_backend)
+        K.accumulate(acc, records, np.array([0], dtype=np.int32), *ok[1:], backend=fast_backend)
     with pytest.raises(ValueError, match="records"):
-        K.accumulate(records[:, :1], *ok[:-1], np.zeros(1), backend=fast_backend)
+        K.accumulate(acc[:, :1], records[:, :1], *ok[:-1], np.zeros(1), backend=fast_backend)
     with pytest.raises(ValueError, match="records"):
-        K.accumulate(np.zeros((4, 2)), *ok, backend=fast_backend)
+        K.accumulate(acc, np.zeros((4, 2)), *ok, backend=fast_backend)
+    with pytest.raises(ValueError, match="acc"):
+        K.accumulate(acc[:3], records, *ok, backend=fast_backend)
+    with pytest.raises(ValueError, match="acc"):
+        K.accumulate(acc.astype(np.float32), records, *ok, backend=fast_backend)
     with pytest.raises(ValueError, match="length"):
-        K.accumulate(records, np.array([0, 1]), *ok[1:], backend=fast_backend)
-    frozen = empty_records(4, 2)
-    frozen.flags.writeable = False
+        K.accumulate(acc, records, np.array([0, 1]), *ok[1:], backend=fast_backend)
+    frozen_acc, frozen_records = empty_state(4, 2)
+    frozen_records.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
-        K.accumulate(frozen, *ok, backend=fast_backend)
+        K.accumulate(acc, frozen_records, *ok, backend=fast_backend)
+    frozen_acc.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        K.accumulate(frozen_acc, records, *ok, backend=fast_backend)
 
 
-def filled(rng: np.random.Generator, n_profiles: int, n_signals: int) -> NDArray[np.void]:
-    records = empty_records(n_profiles, n_signals)
+def filled(rng: np.random.Generator, n_profiles: int, n_signals: int) -> State:
+    state = empty_state(n_profiles, n_signals)
     users, signals, ts, values = random_events(rng, 4 * n_profiles, n_profiles, n_signals, 10**9)
-    K.accumulate(records, users, signals, ts, values, LANDMARK, np.full(n_signals, 1e-9), backend="reference")
-    return records
+    K.accumulate(*state, users, signals, ts, values, LANDMARK, np.full(n_signals, 1e-9), backend="reference")
+    return state
 
 
 def test_rebase_merge_decayed_raw_scores(fast_backend: str) -> None:
@@ -154,17 +177,38 @@ def test_rebase_merge_decayed_raw_scores(fast_backend: str) -> None:
     a, b = filled(rng, 300, 5), filled(rng, 300, 5)
     factors = rng.uniform(0.0, 2.0, 5)
     for name in ("reference", fast_backend):
-        got_a = a.copy()
-        K.rebase(got_a, factors, backend=name)
-        K.merge(got_a, b, backend=name)
+        got_a = copy_state(a)
+        K.rebase(got_a[0], factors, backend=name)
+        K.merge(*got_a, *b, backend=name)
         if name == "reference":
             want_a = got_a
         else:
             assert_records_equal(got_a, want_a)
-    want_d = K.decayed(a, factors, backend="reference")
-    np.testing.assert_allclose(K.decayed(a, factors, backend=fast_backend), want_d, rtol=RTOL)
-    want_r = K.raw_scores(a, factors, backend="reference")
-    np.testing.assert_allclose(K.raw_scores(a, factors, backend=fast_backend), want_r, rtol=RTOL)
+    want_d = K.decayed(a[0], factors, backend="reference")
+    np.testing.assert_allclose(K.decayed(a[0], factors, backend=fast_backend), want_d, rtol=RTOL)
+    want_r = K.raw_scores(a[0], factors, backend="reference")
+    np.testing.assert_allclose(K.raw_scores(a[0], factors, backend=fast_backend), want_r, rtol=RTOL)
+
+
+@pytest.mark.parametrize("n_profiles", [0, 1, 9, 200_003])  # the last: up to 6 threads
+def test_raw_scores_bit_identical_for_any_thread_count(fast_backend: str, n_profiles: int) -> None:
+    rng = np.random.default_rng(n_profiles)
+    acc = rng.standard_normal((n_profiles, 8)) * rng.uniform(0.0, 1e6, (n_profiles, 1))
+    coefs = rng.uniform(-2.0, 2.0, 8)
+    one = K.raw_scores(acc, coefs, backend=fast_backend)
+    want = K.raw_scores(acc, coefs, backend="reference")
+    np.testing.assert_allclose(one, want, rtol=RTOL, atol=1e-6)
+    for threads in (2, 3, 7, 64):
+        out = np.full(n_profiles, np.nan)
+        K.raw_scores(acc, coefs, out, threads=threads, backend=fast_backend)
+        assert out.tobytes() == one.tobytes(), threads
+
+
+def test_raw_scores_rejects_no_threads(backend: str) -> None:
+    from affinity_sdk.errors import AffinityError
+
+    with pytest.raises(AffinityError, match="threads must be >= 1"):
+        K.raw_scores(np.zeros((2, 2)), np.ones(2), threads=0, backend=backend)
 
 
 values_strategy = st.lists(
@@ -275,3 +319,24 @@ def test_decay_factors_zero_and_inf_half_life() -> None:
     assert K.decay_factors(lam, 0).tolist() == [1.0] * 5
     f = K.decay_factors(lam, 1000)
     assert f[0] == 0.0 and f[-1] == 1.0 and f[1] == pytest.approx(0.5)
+
+
+def test_cpp_accumulate_any_block_size() -> None:
+    # The C++ partition at block sizes from one profile per block up: the same state as the reference.
+    from affinity_sdk._backends import native
+
+    module = native()
+    if module is None:
+        pytest.skip("the C++ extension is not built")
+    rng = np.random.default_rng(11)
+    n_profiles, n_signals = 30_000, 8
+    lam = np.log(2.0) / (rng.uniform(1.0, 1e6, n_signals) * 1000.0)
+    users, signals, ts, values = random_events(rng, 100_000, n_profiles, n_signals, 40 * 86_400_000)
+    want = empty_state(n_profiles, n_signals)
+    K.accumulate(*want, users, signals, ts, values, LANDMARK, lam, backend="reference")
+    for block_bytes in (1, 4096, 100_000, 1 << 20):
+        got = empty_state(n_profiles, n_signals)
+        module.accumulate(*got, users, signals, ts, values, LANDMARK, lam, block_bytes=block_bytes)
+        assert_records_equal(got, want)
+    with pytest.raises(ValueError, match="block_bytes must be >= 1"):
+        module.accumulate(*got, users, signals, ts, values, LANDMARK, lam, block_bytes=0)

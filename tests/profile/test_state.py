@@ -72,8 +72,8 @@ def test_backends_agree_with_reference(backend: str, batches: list[Events], key:
     want = build(HALF_LIVES[key], "reference", *batches)
     got = build(HALF_LIVES[key], backend, *batches)
     assert got.landmark_ms == want.landmark_ms
-    for field in ("acc", "total"):
-        np.testing.assert_allclose(got.records[field], want.records[field], rtol=1e-9, atol=1e-290)
+    np.testing.assert_allclose(got.acc, want.acc, rtol=1e-9, atol=1e-290)
+    np.testing.assert_allclose(got.records["total"], want.records["total"], rtol=1e-9, atol=1e-290)
     for field in ("count", "first_ms", "last_ms"):
         np.testing.assert_array_equal(got.records[field], want.records[field])
     newest = max((int(b[2].max()) for b in batches if b[2].shape[0]), default=T0)
@@ -114,7 +114,7 @@ def test_rebase_semigroup(backend: str, x: int, y: int, events: Events) -> None:
     stepwise.rebase(start + x + y)
     direct.rebase(start + x + y)
     assert stepwise.landmark_ms == direct.landmark_ms
-    np.testing.assert_allclose(stepwise.records["acc"], direct.records["acc"], rtol=1e-9, atol=1e-290)
+    np.testing.assert_allclose(stepwise.acc, direct.acc, rtol=1e-9, atol=1e-290)
 
 
 @pytest.mark.parametrize("key", sorted(HALF_LIVES))
@@ -140,7 +140,7 @@ def test_landmark_rebases_at_the_edge(backend: str) -> None:
     edge = int(REBASE_EXPONENT / state.lam_per_ms[0])
     state.add(np.array([0]), np.array([0]), np.array([T0 + edge]), np.array([1.0]))
     assert state.landmark_ms == T0  # exactly at the limit: no rebase yet
-    assert np.isfinite(state.records["acc"]).all()
+    assert np.isfinite(state.acc).all()
     state.add(np.array([1]), np.array([0]), np.array([T0 + edge + 1]), np.array([1.0]))
     assert state.landmark_ms == T0 + edge + 1
     decayed = state.decayed(T0 + edge + 1)[:, 0]
@@ -163,7 +163,7 @@ def test_growth_is_amortised_and_keeps_records(backend: str) -> None:
     capacities = set()
     for u in range(0, 5000, 7):
         state.add(np.array([u]), np.array([u % 2]), np.array([T0 + u]), np.array([1.0]))
-        capacities.add(state._records.shape[0])
+        capacities.add((state._acc.shape[0], state._records.shape[0]))
     assert len(capacities) <= 4  # 1024 -> 2048 -> 4096 -> 8192: doubling, not one copy per profile
     assert state.n_profiles == 4999  # the last code added is 4998
     assert int(state.records["count"].sum()) == len(range(0, 5000, 7))
@@ -186,3 +186,67 @@ def test_zero_half_life_keeps_only_events_at_now(backend: str) -> None:
     )
     assert state.decayed(T0 + 5)[:, 0].tolist() == [2.0, 3.0]
     assert state.decayed(T0 + 6)[:, 0].tolist() == [0.0, 0.0]
+
+
+def test_acc_and_records_are_separate_contiguous_arrays(backend: str) -> None:
+    # The layout made for scoring: the raw score streams `acc` alone, one row of doubles per profile.
+    state = DecayState([3600.0, 60.0, 1.0], backend=backend)
+    state.add(np.array([0, 2, 2]), np.array([1, 0, 2]), np.array([T0, T0, T0 + 5]), np.array([2.0, 3.0, 4.0]))
+    assert state.acc.dtype == np.float64 and state.acc.shape == (3, 3) and state._acc.flags.c_contiguous
+    assert state.acc.base is not state.records.base
+    assert state.records["count"].tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 1]]
+    raw = state.raw_scores(np.array([1.0, 10.0, 0.0]), T0)
+    np.testing.assert_allclose(raw, state.decayed(T0) @ np.array([1.0, 10.0, 0.0]), rtol=1e-12)
+    cleared = state.copy()
+    cleared.clear_profiles(np.array([2]))
+    assert cleared.acc[2].tolist() == [0.0, 0.0, 0.0] and cleared.records["count"][2].tolist() == [0, 0, 0]
+    assert state.records["count"][2].tolist() == [1, 0, 1]  # the copy is independent
+
+
+def test_a_container_saved_before_the_split_loads(backend: str) -> None:
+    # Containers hold one 40-byte (acc, total, count, first_ms, last_ms) record per cell, as every
+    # state was laid out before `acc` moved to its own array: build one by hand, as an old
+    # version wrote it, and load it.
+    from affinity_sdk.config import default_config
+    from affinity_sdk.profile.signals import SignalView
+
+    old_dtype = np.dtype(
+        [("acc", "<f8"), ("total", "<f8"), ("count", "<i8"), ("first_ms", "<i8"), ("last_ms", "<i8")]
+    )
+    view = SignalView(default_config(), backend=backend)
+    n, width = 3, view.state.n_signals
+    old = np.zeros((n, width), dtype=old_dtype)
+    old["first_ms"], old["last_ms"] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    old[1, 0] = (2.5, 4.0, 2, T0, T0 + 9)
+    old[2, width - 1] = (0.75, 1.0, 1, T0 + 3, T0 + 3)
+    view.load_arrays({"landmark_ms": T0}, {"records": old}, n)
+    assert view.state.acc.tolist() == old["acc"].tolist()
+    for field in ("total", "count", "first_ms", "last_ms"):
+        assert view.state.records[field].tolist() == old[field].tolist(), field
+    weights = np.asarray(view.config.weights, dtype=np.float64)
+    np.testing.assert_allclose(view.raw_scores(T0), old["acc"] @ weights, rtol=1e-12)
+    # ... and it is saved the same way again, so older versions read what this one writes.
+    _, arrays = view.to_arrays()
+    assert arrays["records"].dtype == old_dtype and arrays["records"].tobytes() == old.tobytes()
+
+
+def test_one_profile_raw_score_is_the_batch_one_bit_for_bit() -> None:
+    # The compiled one-profile sum (raw_of, tier_of) and the batch kernel (eight profiles at a time,
+    # on any number of threads) must give the same double for every profile.
+    from affinity_sdk._backends import native
+    from affinity_sdk.config import default_config
+    from affinity_sdk.profile.signals import SignalView
+
+    if native() is None:
+        pytest.skip("the C++ extension is not built")
+    view = SignalView(default_config(), backend="cpp")
+    rng = np.random.default_rng(5)
+    n, n_signals = 37, view.state.n_signals
+    view.state.add(
+        rng.integers(0, n, 2000), rng.integers(0, n_signals, 2000), T0 + rng.integers(0, 10**9, 2000),
+        rng.uniform(0.0, 50.0, 2000),
+    )  # fmt: skip
+    now = T0 + 2 * 10**9
+    batch = view.raw_scores(now)
+    assert view.state.raw_scores(view.weights, now, threads=3).tobytes() == batch.tobytes()
+    assert [view.raw_of(code, now) for code in range(n)] == batch.tolist()
