@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 import numpy as np
@@ -101,6 +101,10 @@ def _refresh_every(value: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"refresh_cutoffs_every must be None or a positive integer (got {value!r})")
     return int(value)
+
+
+#: From this many profiles on, :meth:`Scorer.score` sums raw scores on ``Scorer.threads`` threads.
+PARALLEL_PROFILES: Final = 1 << 18
 
 
 class SignalExplanation(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,8 +166,9 @@ class Scorer:
         (:mod:`affinity_sdk.score.shadow`; a candidate that changes only weights, tiers or the
         score mapping keeps no state of its own).
     threads:
-        Threads that parse NDJSON given to :meth:`ingest` (``None``: every core). Any count gives
-        the same state, bit for bit.
+        Threads that parse NDJSON given to :meth:`ingest` and sum the raw scores of
+        :data:`PARALLEL_PROFILES` or more profiles in :meth:`score` (``None``: every core). Any
+        count gives the same state and scores, bit for bit.
     """
 
     def __init__(
@@ -374,10 +379,15 @@ class Scorer:
     def _refresh_cutoffs(self, now_ms: int) -> Cutoffs:
         """Recompute the cut-offs over the consenting users at ``now_ms`` (lock held)."""
         self.store.grow(self.n_users)
-        raw = self.signals.raw_scores(now_ms)
+        raw = self.signals.raw_scores(now_ms, threads=self._score_threads())
         self._cutoffs = self.plan.cutoffs(raw[self.store.visible()], backend=self.backend)
         self._since_cutoffs = 0
         return self._cutoffs
+
+    def _score_threads(self) -> int:
+        """Threads for a pass over every profile's raw score: ``threads`` from
+        :data:`PARALLEL_PROFILES` profiles on (below it, waking threads costs more than they save)."""
+        return self.threads if self.signals.state.n_profiles >= PARALLEL_PROFILES else 1
 
     # --- scoring ---------------------------------------------------------------------------
     def _grown_tiers(self) -> NDArray[np.int8]:
@@ -398,7 +408,7 @@ class Scorer:
         with self._lock:
             now_ms = self.store.now_ms(now)
             self.store.grow(self.n_users)
-            raw = self.signals.raw_scores(now_ms)
+            raw = self.signals.raw_scores(now_ms, threads=self._score_threads())
             decayed = self.signals.state.decayed(now_ms)
             eligible = self.store.visible()
             cut_up, cut_down = self.plan.cutoffs(raw[eligible], backend=self.backend)

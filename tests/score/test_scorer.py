@@ -543,3 +543,28 @@ def test_hysteresis_band_keeps_a_high_user_high() -> None:
         [e for i in range(20) for e in _views(f"u{i}", i + 1)] + _views("big0", 100) + _views("big1", 100)
     )
     assert _tiers_by_user(fresh)["u16"] == 1
+
+
+def test_scores_are_bit_identical_on_any_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from affinity_sdk.score import scorer as scorer_module
+
+    monkeypatch.setattr(scorer_module, "PARALLEL_PROFILES", 0)  # every pass on the threads
+    rng = np.random.default_rng(3)
+    kinds = ("product_viewed", "app_opened", "email_clicked", "order_completed")
+    lines = b"\n".join(
+        b'{"type":"%s","user_id":"u%d","timestamp":%d,"revenue":5.0,"order_id":"o","products":[]}'
+        % (kinds[i % 4].encode(), rng.integers(5_000), 1_760_000_000_000 + int(rng.integers(10**9)))
+        if kinds[i % 4] == "order_completed"
+        else b'{"type":"%s","user_id":"u%d","timestamp":%d,"product":{"product_id":"p"}}'
+        % (kinds[i % 4].encode(), rng.integers(5_000), 1_760_000_000_000 + int(rng.integers(10**9)))
+        for i in range(20_000)
+    )
+    results = []
+    for threads in (1, 2, 3):
+        scorer = Scorer(threads=threads)
+        scorer.ingest(lines)
+        results.append(scorer.score())
+    for other in results[1:]:
+        assert other.raw_score.tobytes() == results[0].raw_score.tobytes()
+        assert other.tier_code.tobytes() == results[0].tier_code.tobytes()
+        assert len(other) == len(results[0]) > 4_000
