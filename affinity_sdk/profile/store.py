@@ -32,13 +32,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk.config import ScoringConfig, load_scoring_config
-from affinity_sdk.errors import AffinityError, ConfigError, StateError
-from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interner, Interners, take_rows
+from affinity_sdk.errors import AffinityError, ConfigError
+from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interners, take_rows
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW, EventIdWindow
 from affinity_sdk.ingest.interner import normalize_id
 from affinity_sdk.ingest.journal import EventJournal, first_of_each_id
@@ -47,16 +46,14 @@ from affinity_sdk.profile.channel_consent import ChannelConsent, medium_code
 from affinity_sdk.profile.flags import NO_TIME, UserFlags
 from affinity_sdk.profile.identity import IdentityMap
 from affinity_sdk.profile.signals import SignalView
+from affinity_sdk.profile.store_container import STORE_FORMAT, store_from_container, store_to_container
 from affinity_sdk.profile.suppression import NOT_SUPPRESSED, Suppression
 from affinity_sdk.profile.traits import TraitStore
 from affinity_sdk.profile.views import View, fold_row
 
 __all__ = ["STORE_FORMAT", "VIEW_NAMES", "NowBeforeDataError", "ProfileStore", "ViewName"]
 
-#: Version of the store's section of a state file.
-STORE_FORMAT: Final = 2
 ViewName = Literal["signals", "affinity", "propensity", "products", "engagement"]
-_INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
 _serials = itertools.count()
 
 
@@ -537,38 +534,7 @@ class ProfileStore:
     # --- save and load ----------------------------------------------------------------------
     def to_container(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """The store as a MessagePack-able header and named arrays (one state file section)."""
-        with self._lock:
-            self.grow(self.n_users)
-            arrays: dict[str, NDArray[Any]] = {f"flags.{k}": v for k, v in self.flags.to_arrays().items()}
-            view_headers: dict[str, Any] = {}
-            for name, view in self.views.items():
-                header, view_arrays = view.to_arrays()
-                view_headers[name] = header
-                arrays.update({f"{name}.{k}": v for k, v in view_arrays.items()})
-            arrays.update({f"suppression.{k}": v for k, v in self.suppression.to_arrays().items()})
-            arrays.update({f"medium_consent.{k}": v for k, v in self.channel_consent.to_arrays().items()})
-            if self.dedupe is not None:
-                ids = self.dedupe.to_arrays()
-                arrays["dedupe.previous"], arrays["dedupe.current"] = ids["previous"], ids["current"]
-            if self.journal is not None and self.dedupe is not None:
-                self.journal.append(EventBatch.empty(self.interners), rotations=self.dedupe.rotations)
-                arrays.update({f"journal.{k}": v for k, v in self.journal.to_arrays().items()})
-            header = {
-                "store_format": STORE_FORMAT,
-                "config": msgspec.to_builtins(self.config),
-                "fingerprint": self.config.fingerprint,
-                "views": view_headers,
-                "latest_ms": self.latest_ms,
-                "events_ingested": self.events_ingested,
-                "source_position": self.source_position,
-                "interners": {name: list(getattr(self.interners, name).names) for name in _INTERNERS},
-                "dedupe_window": None if self.dedupe is None else self.dedupe.generation_size,
-                "suppression_key_id": self.suppression.key_id,
-                "identity": self.identity.pairs(),
-                "traits": self.traits.to_builtins(),
-                "max_future_ms": self.max_future_ms,
-            }
-            return header, arrays
+        return store_to_container(self)
 
     @classmethod
     def from_container(
@@ -581,124 +547,9 @@ class ProfileStore:
         suppression_key: bytes | None = None,
     ) -> ProfileStore:
         """Rebuild a store from :meth:`to_container` output; :class:`StateError` if it is not one."""
-        stored = _decode_header(path, header)
-        try:
-            config = msgspec.convert(stored.config, ScoringConfig)
-        except (msgspec.ValidationError, ConfigError) as exc:
-            raise StateError(f"{path}: stored config is invalid: {exc}") from None
-        if config.fingerprint != stored.fingerprint:
-            raise StateError(f"{path}: config fingerprint mismatch (file {stored.fingerprint})")
-        try:
-            store = cls(
-                config,
-                views=tuple(stored.views),  # type: ignore[arg-type]
-                backend=backend,
-                dedupe_window=None,
-                max_future=None,
-                suppression_key=suppression_key,
-            )
-        except ValueError as exc:
-            raise StateError(f"{path}: {exc}") from None
-        if store.suppression.key_id != stored.suppression_key_id:
-            raise StateError(
-                f"{path}: its forget suppression was written with another suppression_key; pass that key"
-            )
-        store.max_future_ms = stored.max_future_ms
-        for name in _INTERNERS:
-            setattr(store.interners, name, Interner(getattr(stored.interners, name)))
-        n = store.n_users
-        try:
-            store.identity = IdentityMap.from_pairs(stored.identity)
-            for name, canonical in store.identity.pairs():
-                code = store.interners.users.lookup(canonical)
-                if code is None:
-                    raise ValueError(f"linked id {name!r} points to {canonical!r}, which has no profile")
-                store.interners.users.alias(name, code)
-            store.flags.load_arrays(arrays, n)
-            prefix = "medium_consent."  # not "channel_...": a forgotten "ann" is looked for in files
-            store.channel_consent.load_arrays(
-                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, n
-            )
-            store.suppression.load_arrays(arrays["suppression.digests"], arrays["suppression.forget_ms"])
-            store.traits.load(stored.traits)
-        except (KeyError, ValueError) as exc:
-            raise StateError(f"{path}: {exc}") from None
-        retired = np.array([name == TOMBSTONE for name in store.interners.users.names], dtype=np.bool_)
-        if not np.array_equal(retired, store.flags.retired):
-            raise StateError(f"{path}: retired profiles do not match the stored users")
-        for name, view in store.views.items():
-            prefix = f"{name}."
-            view_arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            try:
-                view.load_arrays(stored.views[name], view_arrays, n)
-            except StateError as exc:
-                raise StateError(f"{path}: {exc}") from None
-        latest = stored.latest_ms
-        signals = store.views.get("signals")
-        landmark = signals.state.landmark_ms if isinstance(signals, SignalView) else None
-        if landmark is not None and (latest is None or landmark > latest):
-            raise StateError(f"{path}: decay landmark {landmark} lies after the newest event {latest}")
-        store.latest_ms = latest
-        store.events_ingested = stored.events_ingested
-        store.source_position = stored.source_position
-        if stored.dedupe_window is not None:
-            try:
-                store.dedupe = EventIdWindow.from_arrays(
-                    stored.dedupe_window, arrays["dedupe.previous"], arrays["dedupe.current"], backend=backend
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise StateError(f"{path}: stored dedupe window is invalid: {exc}") from None
-            except MemoryError:
-                raise StateError(
-                    f"{path}: stored dedupe window of {stored.dedupe_window} ids does not fit in memory"
-                ) from None
-            store.journal = EventJournal()
-            journal = {k[len("journal.") :]: v for k, v in arrays.items() if k.startswith("journal.")}
-            try:
-                store.journal.load_arrays(journal, store.interners, rotations=store.dedupe.rotations)
-            except ValueError as exc:
-                raise StateError(f"{path}: stored event journal is invalid: {exc}") from None
-        return store
-
-
-class _StoredInterners(msgspec.Struct):
-    users: list[str]
-    products: list[str]
-    categories: list[str]
-    brands: list[str]
-    campaigns: list[str]
-
-
-class _StoredStore(msgspec.Struct):
-    store_format: int
-    config: dict[str, Any]
-    fingerprint: str
-    views: dict[str, dict[str, Any]]
-    latest_ms: int | None
-    events_ingested: int = msgspec.field(default=0)
-    source_position: Any = None
-    interners: _StoredInterners = msgspec.field(default_factory=lambda: _StoredInterners([], [], [], [], []))
-    dedupe_window: int | None = None
-    suppression_key_id: str = ""
-    identity: list[list[str]] = msgspec.field(default_factory=list)
-    traits: list[Any] = msgspec.field(default_factory=list)
-    max_future_ms: int | None = None
-
-
-def _decode_header(path: str | Path, header: Any) -> _StoredStore:
-    if not isinstance(header, dict) or header.get("store_format") != STORE_FORMAT:
-        found = header.get("store_format", 1) if isinstance(header, dict) else "?"
-        raise StateError(
-            f"{path}: state format {found} is not supported (this affinity_sdk reads format {STORE_FORMAT}); "
-            "rebuild the state from the events"
+        return store_from_container(
+            cls, path, header, arrays, backend=backend, suppression_key=suppression_key
         )
-    try:
-        stored = msgspec.convert(header, _StoredStore)
-    except msgspec.ValidationError as exc:
-        raise StateError(f"{path}: malformed state header: {exc}") from None
-    if stored.events_ingested < 0:
-        raise StateError(f"{path}: malformed state header: events_ingested < 0")
-    return stored
 
 
 def _max_future_ms(value: str | float | timedelta | None) -> int | None:

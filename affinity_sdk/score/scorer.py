@@ -7,7 +7,10 @@ Late and out-of-order events give exactly the same state as in-order ones (forwa
 
 A Scorer is a :class:`~affinity_sdk.profile.store.ProfileStore` (one interner, consent, forget,
 dedupe, one pipeline) with its scored-signals view, the tier plan and tier-change callbacks;
-:attr:`Scorer.affinity` reads the same store's affinity view.
+:attr:`Scorer.affinity` reads the same store's affinity view. Parts live beside it: the calls about
+one person (consent, forget, identify, traits) in :mod:`~affinity_sdk.score.person_calls`, and
+:mod:`~affinity_sdk.score.explain`, :mod:`~affinity_sdk.score.ingest_tiers`,
+:mod:`~affinity_sdk.score.segment_ingest` and :mod:`~affinity_sdk.score.state_file` (save / load).
 
 Examples
 --------
@@ -41,29 +44,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk import kernels
-from affinity_sdk.capture.events import MEDIA
 from affinity_sdk.config import ScoringConfig
-from affinity_sdk.errors import StateError
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
 from affinity_sdk.ingest.ndjson import resolve_threads
 from affinity_sdk.ingest.one_event import ingest_one, takes_one
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
-from affinity_sdk.profile.channel_consent import medium_code
 from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
+from affinity_sdk.score.explain import Explanation, SignalExplanation, explain
+from affinity_sdk.score.ingest_tiers import ingest_changes
+from affinity_sdk.score.person_calls import PersonCalls
 from affinity_sdk.score.results import ScoreResult
+from affinity_sdk.score.segment_ingest import ingest_segment
 from affinity_sdk.score.shadow import ShadowReport, Shadows, ShadowSpec, shadow_report, shadow_result
+from affinity_sdk.score.state_file import load_state, write_state
 from affinity_sdk.score.tier_changes import LABELS as _LABELS
 from affinity_sdk.score.tier_changes import TierChange, TierLabel
 from affinity_sdk.score.tier_changes import fire as _fire
@@ -82,7 +84,6 @@ __all__ = [
     "TierChange",
 ]
 
-_STATE_KIND = "affinity_sdk.Scorer"
 _log = logging.getLogger(__name__)
 _ERRORS = ("raise", "skip", "collect")
 
@@ -107,31 +108,7 @@ def _refresh_every(value: int | None) -> int | None:
 PARALLEL_PROFILES: Final = 1 << 18
 
 
-class SignalExplanation(msgspec.Struct, frozen=True, kw_only=True):
-    """One signal's part in a user's score."""
-
-    signal: str
-    weight: float
-    decayed: float
-    contribution: float
-    count: int
-    total: float
-    first_seen_ms: int | None
-    last_seen_ms: int | None
-
-
-class Explanation(msgspec.Struct, frozen=True, kw_only=True):
-    """Why a user has their score: contributions sorted by absolute size, largest first."""
-
-    user_id: str
-    now_ms: int
-    raw_score: float
-    score: float
-    tier: TierLabel
-    signals: list[SignalExplanation]
-
-
-class Scorer:
+class Scorer(PersonCalls):
     """Embeddable, thread-safe scorer over the one profile store.
 
     Parameters
@@ -296,76 +273,10 @@ class Scorer:
             )
             if not report.accepted or (self._refresh_every is None and not self._callbacks):
                 return report
-            changes = self._ingest_changes(report)
+            changes = ingest_changes(self, report)
             callbacks = list(self._callbacks)
         _fire(changes, callbacks)
         return report
-
-    def _ingest_changes(self, report: IngestReport) -> list[TierChange]:
-        """After an ingest (lock held): refresh the cut-offs if ``refresh_cutoffs_every`` is due,
-        then, with callbacks registered, re-tier the users the call touched and return the changes."""
-        now_ms = self.store.now_ms(None)
-        if self._refresh_every is not None:
-            self._since_cutoffs += report.accepted
-            if self._since_cutoffs >= self._refresh_every:
-                self._refresh_cutoffs(now_ms)
-        codes = report.user_codes
-        if not self._callbacks or codes.shape[0] == 0:
-            return []
-        if codes.shape[0] == 1 and self.signals.live is not None:
-            return self._one_change(int(codes[0]), now_ms)
-        flags = self.store.flags
-        codes = codes[~(flags.opted_out[codes] | flags.retired[codes])]
-        if codes.shape[0] == 0:
-            return []
-        cut_up, cut_down = self._cutoffs if self._cutoffs is not None else self._refresh_cutoffs(now_ms)
-        if self.backend == "reference":
-            # numpy's BLAS dot may round a row differently among a few rows than among all of
-            # them: score every row, as score() does, so both see the same raw scores bit for bit.
-            raw = self.signals.raw_scores(now_ms)[codes]
-        else:
-            # The kernel score() uses, on the touched rows only: each row is summed on its own.
-            state = self.signals.state
-            coefs = self.signals.weights * state.factors(now_ms)
-            raw = kernels.raw_scores(state.acc[codes], coefs, backend=self.backend)
-        tiers_all = self._grown_tiers()
-        previous = tiers_all[codes]
-        tiers = self.plan.assign(raw, cut_up, cut_down, previous, backend=self.backend)
-        tiers_all[codes] = tiers
-        before = np.where(previous == NO_TIER, 0, previous)
-        moved = np.flatnonzero(tiers != before)
-        if moved.shape[0] == 0:
-            return []
-        names = self.interners.users.names
-        score = self.plan.to_score(raw[moved])
-        return [
-            TierChange(names[code], _LABELS[old], _LABELS[new], value)
-            for code, old, new, value in zip(
-                codes[moved].tolist(),
-                before[moved].tolist(),
-                tiers[moved].tolist(),
-                score.tolist(),
-                strict=True,
-            )
-        ]
-
-    def _one_change(self, code: int, now_ms: int) -> list[TierChange]:
-        """:meth:`_ingest_changes` for one user on scalars (compiled signals view): the same raw
-        score, rule and tier as the array path."""
-        flags = self.store.flags
-        if flags.opted_out[code] or flags.retired[code]:
-            return []
-        cuts = self._scalar_cutoffs(now_ms)
-        raw = self.signals.raw_of(code, now_ms)
-        tiers_all = self._grown_tiers()
-        previous = int(tiers_all[code])
-        tier = cuts.tier(raw, previous)
-        tiers_all[code] = tier
-        before = 0 if previous == NO_TIER else previous
-        if tier == before:
-            return []
-        name = self.interners.users.names[code]
-        return [TierChange(name, _LABELS[before], _LABELS[tier], self.plan.score_one(raw))]
 
     def _scalar_cutoffs(self, now_ms: int) -> ScalarCutoffs:
         """The current cut-offs (computed if there are none) as Python floats, kept until they change."""
@@ -487,36 +398,7 @@ class Scorer:
 
         Raises ``KeyError`` for an unknown, opted-out or forgotten user.
         """
-        with self._lock:
-            code = self.store.code_of(user_id)
-            if code is None:
-                raise KeyError(f"no scorable user {user_id!r}")
-            now_ms = self.store.now_ms(now)
-            state = self.signals.state
-            record = state.records[code]
-            decayed = state.acc[code] * state.factors(now_ms)
-            weights = self.signals.weights
-            contributions = weights * decayed
-            signals = [
-                SignalExplanation(
-                    signal=name,
-                    weight=float(weights[i]),
-                    decayed=float(decayed[i]),
-                    contribution=float(contributions[i]),
-                    count=int(record["count"][i]),
-                    total=float(record["total"][i]),
-                    first_seen_ms=int(record["first_ms"][i]) if record["count"][i] else None,
-                    last_seen_ms=int(record["last_ms"][i]) if record["count"][i] else None,
-                )
-                for i, name in enumerate(self.config.signal_names)
-            ]
-            signals.sort(key=lambda s: (-abs(s.contribution), s.signal))
-            raw = float(contributions.sum())
-            tier = self.tier_of(user_id, now_ms) or "low"
-            score = float(self.plan.to_score(np.array([raw]))[0])
-        return Explanation(
-            user_id=user_id, now_ms=now_ms, raw_score=raw, score=score, tier=tier, signals=signals
-        )
+        return explain(self, user_id, now)
 
     def on_tier_change(self, callback: Callable[[TierChange], None]) -> Callable[[TierChange], None]:
         """Register ``callback(change)``; it runs for every user whose tier changed, after each
@@ -531,157 +413,6 @@ class Scorer:
             self._callbacks.append(callback)
         return callback
 
-    # --- consent ---------------------------------------------------------------------------
-    def opt_out(
-        self, user_id: str, *, at: datetime | str | int | None = None, medium: str | None = None
-    ) -> None:
-        """Exclude a user from every output, export and trigger until a later consent grant
-        (:meth:`opt_in` or a ``consent_changed`` event stamped after ``at``, default now). With
-        ``medium`` only messages on that medium are revoked (see :meth:`may_contact`)."""
-        self.store.opt_out(user_id, at=at, medium=medium)
-
-    def opt_in(
-        self, user_id: str, *, at: datetime | str | int | None = None, medium: str | None = None
-    ) -> None:
-        """Grant consent as of ``at`` (default now; on ``medium`` only, if given): undoes an
-        earlier :meth:`opt_out`."""
-        self.store.opt_in(user_id, at=at, medium=medium)
-
-    def consents_of(self, user_id: str) -> dict[str, bool]:
-        """Per medium (:data:`~affinity_sdk.capture.events.MEDIA`): may the user be contacted
-        there? All false for an unknown, opted-out or forgotten user.
-
-        Examples
-        --------
-        >>> scorer = Scorer()
-        >>> from affinity_sdk.capture.events import AppOpened
-        >>> _ = scorer.ingest([AppOpened(user_id="ann", timestamp=0)])
-        >>> scorer.opt_out("ann", medium="email", at=1)
-        >>> scorer.consents_of("ann")
-        {'email': False, 'sms': True, 'push': True, 'in_app': True, 'whatsapp': True}
-        """
-        with self.store.lock:
-            code = self.store.code_of(user_id)
-            if code is None:
-                return dict.fromkeys(MEDIA, False)
-            revoked = self.store.channel_consent.revoked(code)
-            return {medium: not bool(r) for medium, r in zip(MEDIA, revoked.tolist(), strict=True)}
-
-    def may_contact(self, user_id: str, medium: str) -> bool:
-        """Whether the user may be messaged on ``medium``: visible (consenting globally, not
-        forgotten) and not opted out of that medium. An unsubscribe from email leaves push open.
-
-        Examples
-        --------
-        >>> scorer = Scorer()
-        >>> from affinity_sdk.capture.events import AppOpened
-        >>> _ = scorer.ingest([AppOpened(user_id="ann", timestamp=0)])
-        >>> scorer.opt_out("ann", medium="email", at=1)
-        >>> scorer.may_contact("ann", "email"), scorer.may_contact("ann", "push")
-        (False, True)
-        """
-        medium_code(medium)
-        return self.consents_of(user_id)[medium]
-
-    def contact_mask(self, medium: str) -> NDArray[np.bool_]:
-        """Per profile code: may it be messaged on ``medium``? The global visibility mask with
-        that medium's opt-outs removed; index audiences and exports with it.
-
-        Examples
-        --------
-        >>> scorer = Scorer()
-        >>> from affinity_sdk.capture.events import AppOpened
-        >>> _ = scorer.ingest([AppOpened(user_id=u, timestamp=0) for u in ("ann", "bob")])
-        >>> scorer.opt_out("bob", medium="sms", at=1)
-        >>> scorer.contact_mask("sms").tolist(), scorer.contact_mask("push").tolist()
-        ([True, False], [True, True])
-        """
-        with self.store.lock:
-            return self.store.channel_consent.mask(medium, self.store.visible())
-
-    def opted_out(self) -> list[str]:
-        """The ids of the users now opted out: pass them as ``suppressed`` to
-        :func:`~affinity_sdk.activate.segments.diff_segments` when memberships come from elsewhere.
-
-        Examples
-        --------
-        >>> scorer = Scorer()
-        >>> scorer.opt_out("ann")
-        >>> scorer.opted_out()
-        ['ann']
-        """
-        return self.store.opted_out()
-
-    def forget(self, user_id: str, *, at: datetime | str | int | None = None) -> bool:
-        """Erase every trace of a user from every view (on the next :meth:`save` the file no longer
-        holds them) and keep a keyed-hash suppression entry, so their events stamped at or before
-        ``at`` (default now) are dropped whenever they arrive; a later event starts a fresh
-        profile that stays opted out until a consent grant. Returns whether the user was known."""
-        with self._lock:
-            code = self.interners.users.lookup(user_id)
-            known = self.store.forget(user_id, at=at)
-            if code is not None and code < self._tiers.shape[0]:
-                self._tiers[code] = NO_TIER
-            return known
-
-    # --- identity ----------------------------------------------------------------------------
-    def identify(
-        self,
-        user_id: str,
-        into: str,
-        *,
-        traits: dict[str, Any] | None = None,
-        at: datetime | str | int | None = None,
-    ) -> bool:
-        """Stitch ``user_id`` (an anonymous or previous id) into ``into`` (the known id): one
-        profile from now on in every view, whether the link comes before, between or after their
-        events (:meth:`ProfileStore.link <affinity_sdk.profile.store.ProfileStore.link>`). Returns
-        ``False`` (and links nothing) when either id was forgotten. ``traits`` (the identify
-        call's) are recorded for ``into`` as of ``at`` (:meth:`traits_of`).
-
-        Examples
-        --------
-        >>> scorer = Scorer()
-        >>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"anon-1","timestamp":1767225600000}')
-        >>> _ = scorer.ingest(b'{"type":"app_opened","user_id":"ann","timestamp":1767225600000}')
-        >>> scorer.identify("anon-1", "ann")
-        True
-        >>> scorer.score().user_ids, scorer.explain("anon-1").user_id
-        (['ann'], 'anon-1')
-        """
-        with self._lock:
-            source = self.interners.users.lookup(user_id)
-            linked = self.store.link(user_id, into)
-            if linked and source is not None and source < self._tiers.shape[0]:
-                self._tiers[source] = NO_TIER
-            if linked:
-                self._cutoffs = None
-            if traits:
-                self.store.set_traits(into, traits, at=at)
-            return linked
-
-    def traits_of(self, user_id: str) -> dict[str, Any]:
-        """The latest ``identify`` traits of the person ``user_id`` names (any linked id), sorted
-        by name; ``{}`` for an opted-out, forgotten or traitless user. ``email`` and ``phone`` are
-        keyed hashes unless kept in clear (:mod:`affinity_sdk.profile.traits`).
-
-        Examples
-        --------
-        >>> scorer = Scorer()
-        >>> _ = scorer.identify("anon-1", "ann", traits={"plan": "gold"}, at=1767225600000)
-        >>> scorer.traits_of("anon-1")
-        {'plan': 'gold'}
-        >>> scorer.opt_out("ann")
-        >>> scorer.traits_of("ann")
-        {}
-        """
-        store = self.store
-        with self._lock:
-            code = store.interners.users.lookup(user_id)
-            if code is not None and not store.is_visible(code):
-                return {}
-            return store.traits.of(store.identity.canonical_of(user_id))
-
     def ingest_segment(
         self, data: Any, *, errors: Errors = "raise", until: datetime | str | int | None = None
     ) -> IngestReport:
@@ -692,38 +423,7 @@ class Scorer:
         (:func:`~affinity_sdk.capture.segment_adapter.segment_traits`, :meth:`traits_of`); a call
         that raises changes nothing. With ``until``, events and traits stamped after it are set
         aside (events counted in :attr:`IngestReport.n_later`: the CLI's ``--now``)."""
-        from affinity_sdk._units import to_epoch_ms
-        from affinity_sdk.capture.events import timestamp_ms
-        from affinity_sdk.capture.segment_adapter import (
-            from_segment,
-            parse_segment,
-            segment_links,
-            segment_traits,
-        )
-
-        data = parse_segment(data)
-        decoded = from_segment(data, errors=errors, unknown_types="skip")
-        events, calls = list(decoded), list(decoded.positions)  # the call each event came from
-        n_later = 0
-        until_ms = None if until is None else to_epoch_ms(until)
-        if until_ms is not None:
-            kept = [i for i, e in enumerate(events) if timestamp_ms(e) <= until_ms]
-            n_later = len(events) - len(kept)
-            events, calls = [events[i] for i in kept], [calls[i] for i in kept]
-        report = self.ingest(events, errors=errors)  # callbacks run outside the lock
-        for user_id, into in segment_links(data):
-            self.identify(user_id, into)
-        for user_id, traits, at_ms in segment_traits(data):
-            if until_ms is None or at_ms is None or at_ms <= until_ms:
-                self.store.set_traits(user_id, traits, at=at_ms)
-        rejects = decoded.rejects
-        return replace(
-            report,
-            n_rejected=report.n_rejected + rejects.n_invalid,
-            # every position is a call's index, as from_segment reports its own rejects
-            rejected=[*rejects.errors, *((calls[i], message) for i, message in report.rejected)],
-            n_later=n_later,
-        )
+        return ingest_segment(self, data, errors=errors, until=until)
 
     # --- persistence and merging -----------------------------------------------------------
     def save(self, path: str | Path, *, source_position: Any = None) -> Path:
@@ -732,17 +432,8 @@ class Scorer:
         ``source_position`` (any MessagePack-able value, e.g. a Kafka offset) is stored so a
         restarted process can resume reading where this snapshot ends.
         """
-        from affinity_sdk._persist import write_container
-
         with self._lock:
-            if source_position is not None:
-                self.store.source_position = source_position
-            header, arrays = self.store.to_container()
-            arrays["score.tiers"] = self._grown_tiers().copy()
-            self._shadows.to_container(header)
-            if self._cutoffs is not None:
-                arrays["score.cut_up"], arrays["score.cut_down"] = self._cutoffs
-            write_container(path, _STATE_KIND, header, arrays)
+            write_state(self, path, source_position)
             _log.info("saved the state of %d users to %s", self.store.n_users, path)
         return Path(path)
 
@@ -773,50 +464,20 @@ class Scorer:
         differs only in its version label loads, and the scorer keeps the stored config (its
         version label included).
         """
-        from affinity_sdk._persist import read_container
-        from affinity_sdk.config import load_scoring_config
-        from affinity_sdk.errors import ConfigError
-
         refresh_every = _refresh_every(refresh_cutoffs_every)
-        expected = None if config is None else load_scoring_config(config)
-
-        header, arrays = read_container(path, _STATE_KIND)
-        store = ProfileStore.from_container(
-            path, header, arrays, backend=backend, suppression_key=suppression_key
+        scorer = load_state(
+            cls,
+            path,
+            config,
+            backend=backend,
+            suppression_key=suppression_key,
+            refresh_every=refresh_every,
+            threads=threads,
         )
-        if expected is not None and expected.fingerprint != store.config.fingerprint:
-            stored = store.config
-            raise ConfigError(
-                f"{path} was built with config {stored.version!r} (fingerprint {stored.fingerprint}), "
-                f"not the given {expected.version!r} (fingerprint {expected.fingerprint}): rebuild the "
-                "state by replaying the events into Scorer(config), or load without config= to keep "
-                "scoring with the stored config"
-            )
-        if "signals" not in store.views:
-            raise StateError(f"{path}: the state keeps no 'signals' view")
-        scorer = cls.__new__(cls)
-        scorer._attach(store, refresh_every, threads)
-        scorer._shadows.load(path, header, arrays)
-        n = store.n_users
-        tiers = arrays.get("score.tiers")
-        if tiers is None or tiers.dtype != np.int8 or tiers.shape != (n,):
-            raise StateError(
-                f"{path}: state array 'score.tiers' is missing or does not match the stored users"
-            )
-        if ((tiers < NO_TIER) | (tiers > 2)).any():
-            raise StateError(f"{path}: stored tiers are out of range")
-        scorer._grown_tiers()[:] = tiers
-        cuts = [arrays[k] for k in ("score.cut_up", "score.cut_down") if k in arrays]
-        # up: (2,), or (4,) for a banded plan (entering, then first-assignment cut-offs); a
-        # (2,) up of a banded plan (an older file) still works, new users entering at it.
-        shapes = [((2,), (4,)) if scorer.plan.banded else ((2,),), ((2,),)]
-        if len(cuts) == 1 or any(
-            c.dtype != np.float64 or c.shape not in allowed for c, allowed in zip(cuts, shapes, strict=False)
-        ):
-            raise StateError(f"{path}: stored tier cut-offs are malformed")
-        if cuts:
-            scorer._cutoffs = (cuts[0], cuts[1])
-        _log.info("loaded the state of %d users from %s (config %s)", n, path, store.config.fingerprint)
+        store = scorer.store
+        _log.info(
+            "loaded the state of %d users from %s (config %s)", store.n_users, path, store.config.fingerprint
+        )
         return scorer
 
     def merge(self, other: Scorer) -> Scorer:
