@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk._units import parse_duration, to_epoch_ms
-from affinity_sdk.capture.events import ACTIVITY_TYPES, CHANNELS, EVENT_TYPE_CODES, EVENT_TYPES
+from affinity_sdk.capture.events import CHANNELS, EVENT_TYPE_CODES, EVENT_TYPES
 from affinity_sdk.errors import ConfigError
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.models.key_tables import KEY_BITS, sum_by_key
@@ -78,7 +78,7 @@ _ORDER: Final = EVENT_TYPE_CODES["order_completed"]
 
 #: Signal groups: which event types feed each decayed signal. "revenue" sums order revenue.
 GROUPS: Final[dict[str, tuple[str, ...]]] = {
-    "activity": ACTIVITY_TYPES,  # what the person did: not the messages sent to them
+    "activity": tuple(EVENT_TYPE_CODES),  # every event, messages received too (labels: ACTIVITY_TYPES)
     "browse": ("page_viewed", "product_viewed", "product_list_viewed", "products_searched"),
     "cart": (
         "product_added",

@@ -160,7 +160,7 @@ def predict_user(
             view.check_now(now_ms)
             return math.nan
         row = view.row(code, now_ms, days=spec.order_days)
-    if row.records[1] == 0:  # nothing the person did: the "activity" group (signal 0) counts it all
+    if row.records[1] == 0:  # no events: the "activity" group (signal 0) counts every one
         return math.nan
     x = constants.pick(row_features(row, now_ms, spec))
     z = constants.bias + sum(map(operator.mul, constants.weight, x))

@@ -257,10 +257,10 @@ def simulate_shop(
     deliveries
         Also log a ``message_delivered`` event (medium email, sms or push, the campaign's id) for
         every message a customer receives, as a messaging platform's delivery feed would: what
-        the engagement view counts for channel rates and fatigue caps. Off by default: a
-        delivery is an event, so a subscribed customer never goes a week without one, and "no
-        event at all" (the ``churn`` outcome) then means dead, or unsubscribed with no app and
-        no SMS opt-in, and quiet.
+        the engagement view counts for channel rates and fatigue caps. Off by default (the
+        shop's history stays what it was before deliveries existed). A message received is no
+        act of the customer's: it does not count for ``churn`` ("nothing they did") in the
+        truth, nor in the SDK's labels and activity features.
 
     Returns
     -------
@@ -293,7 +293,7 @@ def simulate_shop(
     log = _simulate_weeks(streams[3], cust, cal, weeks, horizon_weeks, streams[5], deliveries)
     parts = _build_events(streams[4], cat, cust, cal, log, start_ms)
     hist, hist_d, fut, fut_d = _assemble(parts, cat, names, seed, end_ms)
-    truth = _truth(cust, cal, log, weeks, horizon_weeks, names, hist, fut, deliveries)
+    truth = _truth(cust, cal, log, weeks, horizon_weeks, names, hist, fut)
     truth.signup_ms = start_ms + cust.signup_week * _WEEK_MS
     return ShopSimulation(
         batch=hist,

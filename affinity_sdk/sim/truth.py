@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from affinity_sdk.capture.events import ACTIVITY_TYPES, EVENT_TYPES
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.sim.customers import _Customers
@@ -21,6 +22,9 @@ from affinity_sdk.sim.parameters import (
     fatigue_multiplier,
 )
 from affinity_sdk.sim.weeks import _Calendar, _emails_7d, _Log
+
+#: Per event type code: something the customer did (a message received is not).
+_IS_ACTIVITY = np.isin(np.asarray(EVENT_TYPES), ACTIVITY_TYPES)
 
 __all__ = ["CustomerTruth", "EmailSends", "email_sends"]
 
@@ -39,7 +43,8 @@ class CustomerTruth:
     * ``repurchase``: at least one order in the horizon *and* one in the history
       (``p_repurchase = p_purchase`` where ``purchased_before`` else 0; evaluate it on
       ``purchased_before`` customers);
-    * ``churn``: no event at all in the horizon (dead customers: 1);
+    * ``churn``: nothing the customer did in the horizon (messages received do not count: dead
+      customers: 1);
     * ``unsubscribe``: at least one ``unsubscribed`` (0 unless ``subscribed`` at ``end_ms``);
     * ``uninstall``: at least one ``app_uninstalled`` (includes install-then-uninstall).
 
@@ -167,7 +172,6 @@ def _truth(
     names: Interners,
     hist: EventBatch,
     fut: EventBatch,
-    deliveries: bool,
 ) -> CustomerTruth:
     n = cust.n
     h = cust.hazard
@@ -177,19 +181,19 @@ def _truth(
     no_order = [boosted if cal.promo[w] else plain for w in hw]
     p_purchase = 1.0 - _no_event_prob(log.alive, h, no_order)
     purchased_before = np.bincount(hist.user[hist.event_type == _T["order_completed"]], minlength=n) > 0
-    no_unsub, email_quiet = _email_weeks(cust, log, deliveries)
+    no_unsub, email_quiet = _email_weeks(cust, log)
     p_unsub = np.where(log.subscribed, 1.0 - _no_event_prob(log.alive, h, no_unsub), 0.0)
-    # no event at all: given none, nothing about the customer's state changes during the horizon
+    # nothing the customer did (a message received is no act of theirs, ACTIVITY_TYPES): given
+    # nothing, nothing about the customer's state changes during the horizon
     inst = log.installed
     can_install = ~inst & cust.app_prone & ~log.ever_uninstalled
     quiet: list[NDArray[np.float64]] = []
     for w, x, email in zip(hw, no_order, email_quiet, strict=True):
         q = x * np.exp(-cust.browse)
         q = q * np.where(log.subscribed, email, 1.0)
-        # with deliveries, an SMS or a push received is an event in itself
         if cal.sms[w]:
-            q = q * np.where(cust.sms_opt_in, 0.0 if deliveries else 1.0 - cust.p_sms, 1.0)
-        push_quiet = 0.0 if deliveries else 1.0 - cust.p_push
+            q = q * np.where(cust.sms_opt_in, 1.0 - cust.p_sms, 1.0)
+        push_quiet = 1.0 - cust.p_push
         app = push_quiet * np.exp(-cust.app_rate) * (1.0 - cust.p_uninstall)
         q = q * np.where(inst, app, 1.0) * np.where(can_install, 1.0 - APP_INSTALL_RATE, 1.0)
         q = q * np.where(log.consent, 1.0 - CONSENT_REVOKE_RATE, 1.0)
@@ -237,17 +241,15 @@ def _truth(
         p_uninstall=p_uninstall,
         y_purchase=y_purchase,
         y_repurchase=y_purchase & purchased_before,
-        y_churn=np.bincount(fut.user, minlength=n) == 0,
+        y_churn=np.bincount(fut.user[_IS_ACTIVITY[fut.event_type]], minlength=n) == 0,
         y_unsubscribe=any_of("unsubscribed"),
         y_uninstall=any_of("app_uninstalled"),
     )
 
 
-def _email_weeks(
-    cust: _Customers, log: _Log, deliveries: bool
-) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
+def _email_weeks(cust: _Customers, log: _Log) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
     """Per horizon week, for a customer subscribed and alive at its start: P(no unsubscribe) and
-    P(no email event: no open, no unsubscribe, and no delivery when deliveries are logged).
+    P(no email event of theirs: no open, no unsubscribe).
 
     Such a customer received every email planned for them since ``end_ms``, so the emails of the
     7 days before each send, and with them its fatigue, follow from the plan."""
@@ -261,7 +263,7 @@ def _email_weeks(
             p = np.minimum(cust.p_unsub * fatigue_multiplier(_emails_7d(plan, last_week, slot)), 1.0)
             sent = plan[slot]
             keep = keep * np.where(sent, 1.0 - p, 1.0)
-            event_free = 0.0 if deliveries else (1.0 - cust.p_open) * (1.0 - p)
+            event_free = (1.0 - cust.p_open) * (1.0 - p)
             silent = silent * np.where(sent, event_free, 1.0)
         no_unsub.append(keep)
         quiet.append(silent)
