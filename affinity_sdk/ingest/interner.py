@@ -23,7 +23,7 @@ from typing import Final, Literal, TypeAlias, get_args
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TOMBSTONE", "IdForm", "Interner", "Interners", "event_id_hash", "normalize_id"]
+__all__ = ["INTERNER_KINDS", "TOMBSTONE", "IdForm", "Interner", "Interners", "event_id_hash", "normalize_id"]
 
 #: The Unicode normal form string ids are put in when interned; ``None`` keeps them as given.
 IdForm: TypeAlias = Literal["NFC", "NFKC", "NFD", "NFKD"]
@@ -268,6 +268,10 @@ class Interner:
     __hash__ = None  # type: ignore[assignment]
 
 
+#: The id kinds an :class:`Interners` holds, in its field order (saved states list them so).
+INTERNER_KINDS: Final = ("users", "products", "categories", "brands", "campaigns")
+
+
 @dataclass(eq=False)
 class Interners:
     """The interners a batch's integer columns refer to; share one across batches.
@@ -291,5 +295,5 @@ class Interners:
 
     def __post_init__(self, normalize_ids: IdForm | None) -> None:
         form = _check_form(normalize_ids)
-        for interner in (self.users, self.products, self.categories, self.brands, self.campaigns):
+        for interner in (getattr(self, kind) for kind in INTERNER_KINDS):
             interner.normalize = form

@@ -47,7 +47,7 @@ from affinity_sdk.capture.decode import (
 )
 from affinity_sdk.errors import AffinityError, BackendUnavailableError, ConfigError
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, SourcePositions
-from affinity_sdk.ingest.interner import Interners
+from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -66,7 +66,6 @@ DEFAULT_CHUNK_BYTES: Final = 16 << 20
 #: worth a thread's start; tests lower it to cut tiny inputs).
 _MIN_PART_BYTES = 1 << 20
 
-_INTERNED: Final = ("users", "products", "categories", "brands", "campaigns")
 _ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
 _NO_CODES: Final = np.zeros(0, dtype=np.int64)
 
@@ -128,7 +127,7 @@ def finish_native(
     cols = {k: res[k] for k in EVENT_COLUMNS}
     cols["has_coupon"] = cols["has_coupon"].view(np.bool_)
     # The reader's codes: those of earlier chunks, then this chunk's new names; msgspec's after.
-    n_cpp = {k: len(codes.get(k, _NO_CODES)) + len(res[k][0]) for k in _INTERNED}
+    n_cpp = {k: len(codes.get(k, _NO_CODES)) + len(res[k][0]) for k in INTERNER_KINDS}
     if py_slots.size:
         keep[py_slots] = True
         for k in EVENT_COLUMNS:
@@ -156,7 +155,7 @@ def finish_native(
 
     # Reader code -> code in `names`, interning in order of first appearance in the final batch.
     remap: dict[str, NDArray[np.int64]] = {}
-    for kind in _INTERNED:
+    for kind in INTERNER_KINDS:
         cpp_names, cpp_first = res[kind]
         known = codes.get(kind, _NO_CODES)
         py_names = getattr(local, kind).names
@@ -416,7 +415,7 @@ class _Stream:
         self.sizes: dict[str, int] = {}
 
     def mark(self, interners: Interners) -> None:
-        self.sizes = {kind: len(getattr(interners, kind)) for kind in _INTERNED}
+        self.sizes = {kind: len(getattr(interners, kind)) for kind in INTERNER_KINDS}
 
     def still_valid(self, interners: Interners) -> bool:
         return all(len(getattr(interners, kind)) >= n for kind, n in self.sizes.items())

@@ -32,6 +32,7 @@ from affinity_sdk.capture.events import Event as EventStruct
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.batch import EventBatch, Interners, SourcePositions, take_rows
 from affinity_sdk.ingest.frames import frame_kind
+from affinity_sdk.ingest.interner import INTERNER_KINDS
 from affinity_sdk.ingest.ndjson import ndjson_batch, resolve_threads
 from affinity_sdk.ingest.screen import screen_rows
 from affinity_sdk.profile.channel_consent import decode_channel_rows
@@ -47,7 +48,6 @@ Errors = Literal["raise", "skip", "collect"]
 #: pandas / polars DataFrame or pyarrow Table / RecordBatch (the ``[arrow]`` extra; columns as in
 #: ``EventBatch.from_arrow``, see :mod:`affinity_sdk.ingest.frames`).
 IngestInput = EventBatch | EventStruct | Iterable[EventStruct] | bytes | bytearray | memoryview | str | Any
-_INTERNERS = ("users", "products", "categories", "brands", "campaigns")
 _NONE_REBORN: Final = np.zeros(0, dtype=np.int64)
 
 
@@ -91,7 +91,7 @@ def run_ingest(
         raise ValueError(f"errors must be 'raise', 'skip' or 'collect' (got {errors!r})")
     threads = resolve_threads(threads)
     names = store.interners
-    marks = [(interner, len(interner)) for interner in (getattr(names, name) for name in _INTERNERS)]
+    marks = [(interner, len(interner)) for interner in (getattr(names, name) for name in INTERNER_KINDS)]
     try:
         batch, n_rejected, rejected = _decode(data, names, format, errors, threads)
         n_decoded = len(batch)

@@ -31,7 +31,7 @@ from affinity_sdk._backends import BackendName
 from affinity_sdk.config import AffinityConfig, ScoringConfig, default_config
 from affinity_sdk.errors import ConfigError, StateError
 from affinity_sdk.ingest.batch import EventBatch
-from affinity_sdk.ingest.interner import Interners
+from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
 from affinity_sdk.ingest.pipeline import Errors, IngestInput
 from affinity_sdk.profile.affinity_view import AffinityView
 from affinity_sdk.profile.price_bands import price_cuts_of
@@ -40,7 +40,6 @@ from affinity_sdk.profile.store import ProfileStore
 __all__ = ["AffinityModelBase", "Now"]
 
 _FORMAT_KIND: Final = "affinity_sdk.AffinityModel"
-_INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
 #: A query time: epoch ms, an aware datetime or ISO-8601 text; None is the newest event.
 Now = int | datetime | str | None
 
@@ -154,7 +153,7 @@ class AffinityModelBase:
         store = self.store
         if not self._private or len(store.suppression):
             return False
-        for kind in _INTERNERS:
+        for kind in INTERNER_KINDS:
             ours, theirs = getattr(store.interners, kind), getattr(interners, kind)
             if len(ours) > len(theirs) or list(ours.names) != list(theirs.names[: len(ours)]):
                 return False

@@ -33,6 +33,7 @@ from affinity_sdk.config import ScoringConfig
 from affinity_sdk.errors import ConfigError, StateError
 from affinity_sdk.ingest.batch import TOMBSTONE, EventBatch, Interner
 from affinity_sdk.ingest.dedupe import EventIdWindow
+from affinity_sdk.ingest.interner import INTERNER_KINDS
 from affinity_sdk.ingest.journal import EventJournal
 from affinity_sdk.profile.identity import IdentityMap
 from affinity_sdk.profile.signals import SignalView
@@ -44,7 +45,6 @@ __all__ = ["STORE_FORMAT", "store_from_container", "store_to_container"]
 
 #: Version of the store's section of a state file.
 STORE_FORMAT: Final = 2
-_INTERNERS: Final = ("users", "products", "categories", "brands", "campaigns")
 
 
 def store_to_container(store: ProfileStore) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
@@ -74,7 +74,7 @@ def store_to_container(store: ProfileStore) -> tuple[dict[str, Any], dict[str, N
             "latest_ms": store.latest_ms,
             "events_ingested": store.events_ingested,
             "source_position": store.source_position,
-            "interners": {name: list(getattr(store.interners, name).names) for name in _INTERNERS},
+            "interners": {name: list(getattr(store.interners, name).names) for name in INTERNER_KINDS},
             "dedupe_window": None if store.dedupe is None else store.dedupe.generation_size,
             "suppression_key_id": store.suppression.key_id,
             "identity": store.identity.pairs(),
@@ -118,7 +118,7 @@ def store_from_container(
             f"{path}: its forget suppression was written with another suppression_key; pass that key"
         )
     store.max_future_ms = stored.max_future_ms
-    for name in _INTERNERS:
+    for name in INTERNER_KINDS:
         setattr(store.interners, name, Interner(getattr(stored.interners, name)))
     n = store.n_users
     try:
