@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.ingest.interner import Interner, Interners
+from affinity_sdk.ingest.parquet import _CORE_COLUMNS
 from affinity_sdk.scale._common import STR, Format, Reader, Source, dask_module, require_dask
 
 __all__ = ["EVENT_COLUMNS", "batch_from_lean", "drop_opted_out", "lean_meta", "read_events"]
@@ -41,17 +42,8 @@ __all__ = ["EVENT_COLUMNS", "batch_from_lean", "drop_opted_out", "lean_meta", "r
 #: Columns of the lean event frame that travels through the shuffle (what a Scorer folds).
 EVENT_COLUMNS: Final = ("user_id", "event_type", "ts_ms", "revenue", "consent", "event_id")
 _NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz")
-#: Columns of the flat layout that a Scorer needs (``products``: for revenue = price × quantity).
-_FLAT_COLUMNS: Final = (
-    "type",
-    "user_id",
-    "timestamp",
-    "event_id",
-    "revenue",
-    "granted",
-    "medium",  # consent on one medium: a code >= 2 in ``consent``
-    "products",
-)
+#: Columns of the flat layout that a Scorer needs: what every store reads from Parquet.
+_FLAT_COLUMNS: Final = _CORE_COLUMNS
 #: Every column of the :meth:`EventBatch.from_arrow` layout (for models that use product lines).
 _DETAIL_COLUMNS: Final = (
     *_FLAT_COLUMNS,
