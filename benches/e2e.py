@@ -149,22 +149,20 @@ def _lam_table() -> str:
     )
 
 
-def duckdb_program(events: Path, out: Path, threads: int | None) -> str:
-    """The job as one DuckDB query (reads only the four fields it needs)."""
+def duckdb_job(inputs: str, out: Path, now_ms: int, threads: int | None, keep: str = "") -> str:
+    """A DuckDB program scoring the events of ``inputs`` (SQL common table expressions ending in
+    ``ev(type, user_id, t)``) at ``now_ms`` and writing the job's CSV; ``keep`` is an optional
+    ``WHERE`` on the events scored."""
     per_signal = ", ".join(f"coalesce(sum(d) FILTER (WHERE e.type = '{s}'), 0.0) AS {s}" for s in SIGNALS)
     cols = ", ".join(SIGNALS)
     k = [f"greatest(1, ceil(n * (1 - {q!r}) - 1e-9))" for q in FRACTIONS]
     sql = f"""
 COPY (
-WITH raw AS (
-  SELECT type, user_id, timestamp AS ts, event_id FROM read_json('{events}', format='newline_delimited',
-    columns={{type: 'VARCHAR', user_id: 'VARCHAR', timestamp: 'VARCHAR', event_id: 'VARCHAR'}})
-), ev AS (
-  SELECT DISTINCT ON (event_id) type, user_id,
-    coalesce(TRY_CAST(ts AS BIGINT), epoch_ms(CAST(replace(ts, 'Z', '') AS TIMESTAMP))) AS t
-  FROM raw
-), w(type, weight, lam) AS (VALUES {_lam_table()}),
-e AS (SELECT ev.user_id, ev.type, w.weight, exp(-w.lam * ({NOW_MS} - ev.t)) AS d FROM ev LEFT JOIN w USING (type)),
+WITH {inputs}, w(type, weight, lam) AS (VALUES {_lam_table()}),
+e AS (
+  SELECT ev.user_id, ev.type, w.weight, exp(-w.lam * ({now_ms} - ev.t)) AS d
+  FROM ev LEFT JOIN w USING (type) {keep}
+),
 u AS (SELECT user_id, coalesce(sum(weight * d), 0.0) AS raw_score, {per_signal} FROM e GROUP BY user_id),
 r AS (SELECT *, row_number() OVER (ORDER BY raw_score DESC) AS rk, count(*) OVER () AS n FROM u),
 c AS (SELECT max(raw_score) FILTER (WHERE rk = {k[0]}) AS c1, max(raw_score) FILTER (WHERE rk = {k[1]}) AS c2 FROM r)
@@ -176,6 +174,19 @@ FROM r, c
 """
     setting = f"con.execute('SET threads={threads}')\n" if threads else ""
     return f"import duckdb\ncon = duckdb.connect()\n{setting}con.execute({sql!r})\n"
+
+
+def duckdb_program(events: Path, out: Path, threads: int | None) -> str:
+    """The job as one DuckDB query (reads only the four fields it needs)."""
+    inputs = f"""raw AS (
+  SELECT type, user_id, timestamp AS ts, event_id FROM read_json('{events}', format='newline_delimited',
+    columns={{type: 'VARCHAR', user_id: 'VARCHAR', timestamp: 'VARCHAR', event_id: 'VARCHAR'}})
+), ev AS (
+  SELECT DISTINCT ON (event_id) type, user_id,
+    coalesce(TRY_CAST(ts AS BIGINT), epoch_ms(CAST(replace(ts, 'Z', '') AS TIMESTAMP))) AS t
+  FROM raw
+)"""
+    return duckdb_job(inputs, out, NOW_MS, threads)
 
 
 def polars_program(events: Path, out: Path) -> str:

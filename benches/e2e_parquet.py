@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import FRACTIONS, HALF_POINT, SIGNALS, _lam_table, check_agreement, machine
+from e2e import check_agreement, duckdb_job, machine
 
 ENGINES = ("affinity", "duckdb-1", "duckdb-all")
 EVENTS_PER_CUSTOMER = 44  # the simulator's mean at weeks=6 (benches/test_bench_dask.py)
@@ -78,13 +78,9 @@ scorer.score({now_ms}).save({str(out)!r})
 
 
 def duckdb_program(lake: Path, out: Path, now_ms: int, threads: int | None) -> str:
-    """The job as one DuckDB query over ``read_parquet`` (only the columns it needs)."""
-    per_signal = ", ".join(f"coalesce(sum(d) FILTER (WHERE e.type = '{s}'), 0.0) AS {s}" for s in SIGNALS)
-    cols = ", ".join(SIGNALS)
-    k = [f"greatest(1, ceil(n * (1 - {q!r}) - 1e-9))" for q in FRACTIONS]
-    sql = f"""
-COPY (
-WITH ev AS (
+    """The job as one DuckDB query over ``read_parquet`` (only the columns it needs), opted-out
+    users (latest global consent decision a revoke; a tie revokes) left out."""
+    inputs = f"""ev AS (
   SELECT DISTINCT ON (event_id) CAST(type AS VARCHAR) AS type, CAST(user_id AS VARCHAR) AS user_id,
     epoch_ms(timestamp) AS t, granted, medium
   FROM read_parquet('{lake}/*.parquet')
@@ -94,22 +90,8 @@ WITH ev AS (
 gone AS (
   SELECT d.user_id FROM decided d JOIN latest l USING (user_id) WHERE d.t = l.t GROUP BY d.user_id
   HAVING bool_or(NOT d.granted)
-), w(type, weight, lam) AS (VALUES {_lam_table()}),
-e AS (
-  SELECT ev.user_id, ev.type, w.weight, exp(-w.lam * ({now_ms} - ev.t)) AS d
-  FROM ev LEFT JOIN w USING (type) WHERE ev.user_id NOT IN (SELECT user_id FROM gone)
-),
-u AS (SELECT user_id, coalesce(sum(weight * d), 0.0) AS raw_score, {per_signal} FROM e GROUP BY user_id),
-r AS (SELECT *, row_number() OVER (ORDER BY raw_score DESC) AS rk, count(*) OVER () AS n FROM u),
-c AS (SELECT max(raw_score) FILTER (WHERE rk = {k[0]}) AS c1, max(raw_score) FILTER (WHERE rk = {k[1]}) AS c2 FROM r)
-SELECT user_id, raw_score, 100 * greatest(raw_score, 0) / (greatest(raw_score, 0) + {HALF_POINT}) AS score,
-  CASE WHEN raw_score > 0 AND raw_score >= c2 THEN 'high' WHEN raw_score > 0 AND raw_score >= c1 THEN 'medium'
-       ELSE 'low' END AS tier, {cols}
-FROM r, c
-) TO '{out}' (HEADER, DELIMITER ',')
-"""
-    setting = f"con.execute('SET threads={threads}')\n" if threads else ""
-    return f"import duckdb\ncon = duckdb.connect()\n{setting}con.execute({sql!r})\n"
+)"""
+    return duckdb_job(inputs, out, now_ms, threads, "WHERE ev.user_id NOT IN (SELECT user_id FROM gone)")
 
 
 def run_once(engine: str, lake: Path, out: Path, now_ms: int) -> tuple[float, float, float]:
