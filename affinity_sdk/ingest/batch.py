@@ -47,6 +47,7 @@ from affinity_sdk.profile.channel_consent import encode_consent
 # Interner, Interners and TOMBSTONE are re-exported for callers that import them from here.
 __all__ = [
     "EVENT_COLUMNS",
+    "IS_ACTIVITY",
     "ITEM_COLUMNS",
     "TOMBSTONE",
     "EventBatch",
@@ -59,6 +60,11 @@ __all__ = [
 
 NO_CAMPAIGN: Final = -1
 NO_CONSENT: Final = -1
+#: Per ``event_type`` code: something the person did, not a message sent to them
+#: (:data:`~affinity_sdk.capture.events.ACTIVITY_TYPES`).
+IS_ACTIVITY: Final = np.isin(
+    np.arange(len(ev.EVENT_TYPES)), [ev.EVENT_TYPE_CODES[t] for t in ev.ACTIVITY_TYPES]
+)
 
 
 @dataclass(frozen=True, eq=False)

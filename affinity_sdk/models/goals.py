@@ -49,9 +49,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk._units import parse_duration, to_epoch_ms
-from affinity_sdk.capture.events import ACTIVITY_TYPES, EVENT_TYPE_CODES, EVENT_TYPES, MAX_AMOUNT
+from affinity_sdk.capture.events import EVENT_TYPE_CODES, EVENT_TYPES, MAX_AMOUNT
 from affinity_sdk.errors import ConfigError
-from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.batch import IS_ACTIVITY, EventBatch
 
 __all__ = [
     "AnyGoal",
@@ -64,8 +64,6 @@ __all__ = [
 ]
 
 _ORDER: Final = EVENT_TYPE_CODES["order_completed"]
-#: Per event type code: something the person did (:data:`~affinity_sdk.capture.events.ACTIVITY_TYPES`)?
-_IS_ACTIVITY: Final = np.isin(np.arange(len(EVENT_TYPES)), [EVENT_TYPE_CODES[t] for t in ACTIVITY_TYPES])
 #: Event types that carry product lines (a category filter needs them).
 _WITH_PRODUCTS: Final = frozenset(
     {
@@ -350,7 +348,7 @@ def goal_labels(
     ev = _Events.stack([batch] if future is None else [batch, future])
     before = ev.ts <= cutoff_ms
     window = (ev.ts > cutoff_ms) & (ev.ts <= cutoff_ms + horizon_ms)
-    eligible_rows = before & (ev.etype == _ORDER if goal.eligible == "buyers" else _IS_ACTIVITY[ev.etype])
+    eligible_rows = before & (ev.etype == _ORDER if goal.eligible == "buyers" else IS_ACTIVITY[ev.etype])
     eligible = _per_user(ev.user, eligible_rows, n)
     if isinstance(goal, EventGoal):
         return eligible, _per_user(ev.user, window & _event_match(ev, goal, batch), n)

@@ -20,9 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk._units import parse_duration
-from affinity_sdk.capture.events import ACTIVITY_TYPES, EVENT_TYPE_CODES
+from affinity_sdk.capture.events import EVENT_TYPE_CODES
 from affinity_sdk.errors import ConfigError
-from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.batch import IS_ACTIVITY, EventBatch
 from affinity_sdk.models.goals import Goal, _window_ms, goal_labels
 from affinity_sdk.models.propensity_features import (
     FeatureSpec,
@@ -129,7 +129,7 @@ def outcome_labels(
 
     def any_of(mask: NDArray[np.bool_], *names: str) -> NDArray[np.bool_]:
         """Users with an event of ``names`` (default: anything they did) in ``mask``."""
-        hit = mask & np.isin(etype, [EVENT_TYPE_CODES[x] for x in names or ACTIVITY_TYPES])
+        hit = mask & (np.isin(etype, [EVENT_TYPE_CODES[x] for x in names]) if names else IS_ACTIVITY[etype])
         return np.bincount(user[hit], minlength=n)[:n] > 0
 
     active_before = any_of(before)

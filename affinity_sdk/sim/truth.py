@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk.capture.events import ACTIVITY_TYPES, EVENT_TYPES
-from affinity_sdk.ingest.batch import EventBatch
+from affinity_sdk.ingest.batch import IS_ACTIVITY, EventBatch
 from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.sim.customers import _Customers
 from affinity_sdk.sim.parameters import (
@@ -22,9 +21,6 @@ from affinity_sdk.sim.parameters import (
     fatigue_multiplier,
 )
 from affinity_sdk.sim.weeks import _Calendar, _emails_7d, _Log
-
-#: Per event type code: something the customer did (a message received is not).
-_IS_ACTIVITY = np.isin(np.asarray(EVENT_TYPES), ACTIVITY_TYPES)
 
 __all__ = ["CustomerTruth", "EmailSends", "email_sends"]
 
@@ -241,7 +237,7 @@ def _truth(
         p_uninstall=p_uninstall,
         y_purchase=y_purchase,
         y_repurchase=y_purchase & purchased_before,
-        y_churn=np.bincount(fut.user[_IS_ACTIVITY[fut.event_type]], minlength=n) == 0,
+        y_churn=np.bincount(fut.user[IS_ACTIVITY[fut.event_type]], minlength=n) == 0,
         y_unsubscribe=any_of("unsubscribed"),
         y_uninstall=any_of("app_uninstalled"),
     )
