@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import check_agreement, duckdb_job, machine
+from e2e import check_agreement, compile_bytecode, duckdb_job, machine
 
 ENGINES = ("affinity", "duckdb-1", "duckdb-all")
 EVENTS_PER_CUSTOMER = 44  # the simulator's mean at weeks=6 (benches/test_bench_dask.py)
@@ -131,6 +131,7 @@ def main() -> None:
                     "--dir", str(args.dir), "--repeat", "0"], check=True)  # fmt: skip
     lake, now_ms = build_lake(args.dir, args.events, args.files)
     outputs = {e: args.dir / f"out-{e}.csv" for e in engines}
+    compile_bytecode(engines)
     walls: dict[str, list[float]] = {e: [] for e in engines}
     peaks: dict[str, list[float]] = {e: [] for e in engines}
     cpus: dict[str, list[float]] = {e: [] for e in engines}

@@ -162,12 +162,25 @@ class Interner:
         names = names if isinstance(names, list | tuple) else list(names)
         codes = list(map(self._codes.get, names))
         if None in codes:
-            # Only ids unknown as spelled are normalised (ASCII ones are left as they are) and
-            # interned, in order; a dictionary's known ids (most of them, batch after batch) cost
-            # one lookup each.
-            intern = self.intern
-            for i in [i for i, c in enumerate(codes) if c is None]:
-                codes[i] = intern(names[i])
+            # Only ids unknown as spelled are normalised and interned, in order; a dictionary's
+            # known ids (most of them, batch after batch) cost one lookup each.
+            missing = [i for i, c in enumerate(codes) if c is None]
+            new = [names[i] for i in missing]
+            if self.normalize is None or "".join(new).isascii():
+                # Nothing to normalise: the new ids take the next codes in first-seen order at
+                # once, as one intern() each would give them.
+                start = len(self._names)
+                fresh = list(dict.fromkeys(new))
+                self._codes.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+                self._names.extend(fresh)
+                if len(fresh) == len(names):  # all new and distinct: a reader's new names
+                    return np.arange(start, start + len(fresh), dtype=np.int64)
+                for i, code in zip(missing, map(self._codes.__getitem__, new), strict=True):
+                    codes[i] = code
+            else:
+                intern = self.intern
+                for i, name in zip(missing, new, strict=True):
+                    codes[i] = intern(name)
         return np.asarray(codes, dtype=np.int64)
 
     def lookup(self, name: str) -> int | None:

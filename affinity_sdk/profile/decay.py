@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from affinity_sdk import kernels
 from affinity_sdk._backends import BackendName, resolve_backend
-from affinity_sdk.kernels import REBASE_EXPONENT, decay_factors, empty_records
+from affinity_sdk.kernels import REBASE_EXPONENT, STATE_DTYPE, decay_factors, empty_records
 from affinity_sdk.profile.rows import ensure_capacity
 
 __all__ = ["DecayState", "lam_per_ms", "landmark_for"]
@@ -123,13 +123,14 @@ class DecayState:
         """Make room for profile codes below ``n_profiles`` (amortised doubling)."""
         if n_profiles <= self.n_profiles:
             return
-        n_signals = self.n_signals
-        self._acc = ensure_capacity(
-            self._acc, self.n_profiles, n_profiles, lambda size: np.zeros((size, n_signals))
-        )
+        n_signals, live = self.n_signals, self.n_profiles
+        self._acc = ensure_capacity(self._acc, live, n_profiles, lambda size: np.zeros((size, n_signals)))
+        # Rows past the live ones are filled when they go live, not when allocated: the spare half
+        # of a doubled buffer stays untouched (and its pages unmapped) until profiles need it.
         self._records = ensure_capacity(
-            self._records, self.n_profiles, n_profiles, lambda size: empty_records(size, n_signals)
+            self._records, live, n_profiles, lambda size: np.zeros((size, n_signals), dtype=STATE_DTYPE)
         )
+        self._records[live:n_profiles] = empty_records(1, n_signals)
         self.n_profiles = n_profiles
 
     def rebase(self, landmark_ms: int) -> None:

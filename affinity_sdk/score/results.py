@@ -17,7 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -210,9 +213,22 @@ def _write_csv(columns: Columns, fh: Any) -> None:
         return
     fh.flush()
     n = len(next(iter(columns.values()), []))
-    for begin in range(0, n, _CSV_ROWS_PER_WRITE):
-        end = min(n, begin + _CSV_ROWS_PER_WRITE)
-        fh.buffer.write(module.csv_rows(native_columns, n, begin, end))
+    blocks = [(begin, min(n, begin + _CSV_ROWS_PER_WRITE)) for begin in range(0, n, _CSV_ROWS_PER_WRITE)]
+    workers = min(len(blocks), os.cpu_count() or 1, _CSV_THREADS)
+    if workers <= 1:
+        for begin, end in blocks:
+            fh.buffer.write(module.csv_rows(native_columns, n, begin, end))
+        return
+    # The formatter releases the GIL: blocks are formatted on threads, a few ahead of the one
+    # being written, and written in order (the same bytes as one thread).
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="affinity-csv") as pool:
+        pending: deque[Future[bytes]] = deque()
+        for begin, end in blocks:
+            pending.append(pool.submit(module.csv_rows, native_columns, n, begin, end))
+            if len(pending) > workers:
+                fh.buffer.write(pending.popleft().result())
+        while pending:
+            fh.buffer.write(pending.popleft().result())
 
 
 def _write_csv_binary(columns: Columns, fh: BinaryIO) -> None:
@@ -226,6 +242,8 @@ def _write_csv_binary(columns: Columns, fh: BinaryIO) -> None:
 
 #: Rows formatted per call of the compiled CSV formatter: bounds the text held in memory at once.
 _CSV_ROWS_PER_WRITE: Final = 65_536
+#: Threads formatting CSV blocks at most (at most ``_CSV_THREADS + 1`` blocks held at once).
+_CSV_THREADS: Final = 4
 _FLOAT, _INT, _BOOL, _STR = 0, 1, 2, 3
 
 

@@ -126,3 +126,13 @@ def test_many_rows_are_written_in_pieces_with_the_same_text(tmp_path: Any) -> No
     out = tmp_path / "big.csv"
     write_columns(columns, out, metadata={})
     assert out.read_bytes() == python_csv(columns)
+
+
+def test_blocks_formatted_on_threads_are_written_in_order(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(results, "_CSV_ROWS_PER_WRITE", 7)  # 143 blocks over the thread pool
+    n = 1000
+    rng = np.random.default_rng(4)
+    columns = {"user_id": [f"u{i}" for i in range(n)], "raw": rng.normal(size=n), "n": np.arange(n)}
+    out = tmp_path / "blocks.csv"
+    write_columns(columns, out, metadata={})
+    assert out.read_bytes() == python_csv(columns)
