@@ -1,4 +1,4 @@
-// pybind11 bindings of csrc/kernels.hpp: the "cpp" backend of affinity_sdk.kernels.
+// pybind11 bindings of csrc/kernels.hpp and csrc/accumulate.hpp: the "cpp" backend of affinity_sdk.kernels.
 //
 // Arrays are taken as they come (no forcecast, no copies): a wrong dtype, layout, shape or a
 // read-only output raises ValueError instead of being converted behind the caller's back, and the
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "accumulate.hpp"
 #include "dedupe.hpp"
 #include "kernels.hpp"
 #include "tiers.hpp"
@@ -264,6 +265,8 @@ void register_kernels(py::module_& m) {
           "Fold events into the (profiles, signals) state (acc, records) in place; a partitioned batch is "
           "packed max_slice events at a time (16 bytes of scratch each; smaller only to test the slicing) "
           "and applied by blocks of profiles whose state takes at most block_bytes (to tune and test).");
+    m.def("release_accumulate_scratch", &ak::release_scratch,
+          "Free the partition scratch that accumulate keeps between calls (up to 256 MiB; reallocated on demand).");
     m.def("rebase", &rebase, py::arg("acc"), py::arg("factors"), "Multiply each signal's acc by its factor.");
     m.def("merge", &merge, py::arg("into_acc"), py::arg("into"), py::arg("other_acc"), py::arg("other"),
           "Add the state (other_acc, other) into (into_acc, into).");

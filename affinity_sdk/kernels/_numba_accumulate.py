@@ -240,7 +240,7 @@ def _accumulate_partitioned(
     signal_bits: int,
     packed: NDArray[np.int64],
 ) -> int:  # pragma: no cover - compiled
-    # Radix partition by profile block (see csrc/kernels.hpp accumulate), slice by slice. Returns
+    # Radix partition by profile block (see csrc/accumulate.hpp accumulate), slice by slice. Returns
     # how many events were applied: all of them, or fewer when a slice has a code out of range or a
     # time too far from the landmark to pack (that slice and the later ones are left untouched).
     n = users.shape[0]

@@ -340,3 +340,44 @@ def test_cpp_accumulate_any_block_size() -> None:
         assert_records_equal(got, want)
     with pytest.raises(ValueError, match="block_bytes must be >= 1"):
         module.accumulate(*got, users, signals, ts, values, LANDMARK, lam, block_bytes=0)
+
+
+def test_cpp_accumulate_scratch_kept_between_calls_and_threads() -> None:
+    # The partition's scratch is kept between calls (one caller at a time; others allocate their
+    # own): batches of growing and shrinking size, a release between them and four threads at once
+    # all give the reference's state.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from affinity_sdk._backends import native
+
+    module = native()
+    if module is None:
+        pytest.skip("the C++ extension is not built")
+    rng = np.random.default_rng(12)
+    n_profiles, n_signals = 40_000, 8
+    lam = np.log(2.0) / (rng.uniform(1.0, 1e6, n_signals) * 1000.0)
+    batches = [
+        random_events(rng, n, n_profiles, n_signals, 40 * 86_400_000) for n in (70_000, 150_000, 80_000)
+    ]
+
+    def fold(
+        events: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]],
+    ) -> State:
+        state = empty_state(n_profiles, n_signals)
+        module.accumulate(*state, *events, LANDMARK, lam)
+        return state
+
+    wants = []
+    for events in batches:
+        want = empty_state(n_profiles, n_signals)
+        K.accumulate(*want, *events, LANDMARK, lam, backend="reference")
+        wants.append(want)
+    for i, events in enumerate(batches):
+        assert_records_equal(fold(events), wants[i])
+    module.release_accumulate_scratch()
+    assert_records_equal(fold(batches[1]), wants[1])
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(fold, [batches[i % 3] for i in range(8)]))
+    for i, state in enumerate(got):
+        assert state_bytes(state) == state_bytes(got[i % 3])
+        assert_records_equal(state, wants[i % 3])
