@@ -7,6 +7,8 @@ same state (relative 1e-9; counts and first / last seen exactly), the same cut-o
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -321,13 +323,19 @@ def test_decay_factors_zero_and_inf_half_life() -> None:
     assert f[0] == 0.0 and f[-1] == 1.0 and f[1] == pytest.approx(0.5)
 
 
-def test_cpp_accumulate_any_block_size() -> None:
-    # The C++ partition at block sizes from one profile per block up: the same state as the reference.
+def cpp_module() -> Any:
+    """The compiled extension, or skip the test."""
     from affinity_sdk._backends import native
 
     module = native()
     if module is None:
         pytest.skip("the C++ extension is not built")
+    return module
+
+
+def test_cpp_accumulate_any_block_size() -> None:
+    # The C++ partition at block sizes from one profile per block up: the same state as the reference.
+    module = cpp_module()
     rng = np.random.default_rng(11)
     n_profiles, n_signals = 30_000, 8
     lam = np.log(2.0) / (rng.uniform(1.0, 1e6, n_signals) * 1000.0)
@@ -348,11 +356,7 @@ def test_cpp_accumulate_scratch_kept_between_calls_and_threads() -> None:
     # all give the reference's state.
     from concurrent.futures import ThreadPoolExecutor
 
-    from affinity_sdk._backends import native
-
-    module = native()
-    if module is None:
-        pytest.skip("the C++ extension is not built")
+    module = cpp_module()
     rng = np.random.default_rng(12)
     n_profiles, n_signals = 40_000, 8
     lam = np.log(2.0) / (rng.uniform(1.0, 1e6, n_signals) * 1000.0)
