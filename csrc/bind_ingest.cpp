@@ -21,10 +21,10 @@ using affinity::ingest::LocalInterner;
 
 namespace {
 
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& v) {
-    auto* owned = new std::vector<T>(std::move(v));
-    py::capsule owner(owned, [](void* q) { delete static_cast<std::vector<T>*>(q); });
+template <class T, class A>
+py::array_t<T> to_numpy(std::vector<T, A>&& v) {
+    auto* owned = new std::vector<T, A>(std::move(v));
+    py::capsule owner(owned, [](void* q) { delete static_cast<std::vector<T, A>*>(q); });
     return py::array_t<T>(static_cast<py::ssize_t>(owned->size()), owned->data(), owner);
 }
 

@@ -340,9 +340,12 @@ private:
 
 enum Kind : uint8_t { ABSENT, NUL, STR, NUM, BOOL, OBJ, ARR };
 
+// Trivially constructible (no std::string_view member): a line declares ~30 Values holding one.
 struct Str {
-    std::string_view view;
+    const char* ptr;
+    size_t len;
     int chars;  // code points
+    std::string_view view() const { return {ptr, len}; }
 };
 
 struct Num {
@@ -365,6 +368,25 @@ struct Value {
     Str s;
     Num n;
     uint32_t first, count;  // product(s): range in the scanner's item list
+};
+
+inline const Value kAbsentValue{};  // kind ABSENT
+
+// The values of one object's fields, by field index. Only `seen` is initialised per object (a line
+// holds ~30 Values); a field not seen reads as kAbsentValue.
+template <int N>
+struct Fields {
+    static_assert(N <= 32, "seen is a 32-bit mask");
+    Value v[N];
+    uint32_t seen = 0;
+
+    const Value& operator[](int i) const { return (seen >> i) & 1 ? v[i] : kAbsentValue; }
+    // The value of field i, to be parsed, or nullptr when i was seen already (a duplicate key).
+    Value* claim(int i) {
+        if ((seen >> i) & 1) return nullptr;
+        seen |= 1u << i;
+        return &v[i];
+    }
 };
 
 // Top-level fields the reader interprets; anything else is skipped (after a syntax check).
@@ -455,7 +477,8 @@ public:
         const unsigned char* lim = reinterpret_cast<const unsigned char*>(limit);
         const unsigned char* q = plain_run(start, lim);
         if (AFFINITY_LIKELY(q < reinterpret_cast<const unsigned char*>(end) && *q == '"')) {
-            out.view = std::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(q - start));
+            out.ptr = reinterpret_cast<const char*>(start);
+            out.len = static_cast<size_t>(q - start);
             out.chars = static_cast<int>(q - start);
             p = reinterpret_cast<const char*>(q + 1);
             return true;
@@ -493,7 +516,8 @@ public:
             chars += static_cast<int>(r - q);
             q = r;
         }
-        out.view = std::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(q - start));
+        out.ptr = reinterpret_cast<const char*>(start);
+        out.len = static_cast<size_t>(q - start);
         out.chars = chars;
         p = reinterpret_cast<const char*>(q + 1);
         return true;
@@ -695,6 +719,24 @@ public:
         return number(v.n);
     }
 
+    // value(v, false, depth) with strings and numbers, most fields' values, parsed inline.
+    AFFINITY_INGEST_INLINE bool flat_value(Value& v, int depth) {
+        if (AFFINITY_LIKELY(p < end)) {
+            const char c = *p;
+            if (c == '"') {
+                v.valid = false;
+                v.kind = STR;
+                return string(v.s);
+            }
+            if ((c >= '0' && c <= '9') || c == '-') {
+                v.valid = false;
+                v.kind = NUM;
+                return number(v.n);
+            }
+        }
+        return value(v, false, depth);
+    }
+
     static bool is_amount(const Value& v) {
         return v.kind == NUM && v.n.d >= 0.0 && v.n.d <= kMaxAmount;
     }
@@ -706,8 +748,7 @@ public:
     bool product(Product& out, bool& valid, int depth) {
         if (depth > kMaxDepth) return false;
         ++p;
-        Value f[6];
-        for (auto& v : f) v.kind = ABSENT;
+        Fields<6> f;
         ws();
         if (p < end && *p == '}') {
             ++p;
@@ -721,12 +762,13 @@ public:
             ws();
             if (p >= end || *p != ':') return false;
             ++p;
-            const int idx = product_field_of(key.view);
+            const int idx = product_field_of(key.view());
             if (idx < 0) {
                 if (!skip(depth + 1)) return false;
             } else {
-                if (f[idx].kind != ABSENT) return false;  // duplicate key
-                if (!value(f[idx], false, depth + 1)) return false;
+                Value* v = f.claim(idx);
+                if (!v) return false;  // duplicate key
+                if (!flat_value(*v, depth + 1)) return false;
             }
             ws();
             if (p < end && *p == ',') { ++p; continue; }
@@ -851,18 +893,41 @@ inline bool parse_rfc3339_ms(std::string_view s, int64_t& ms) {
 
 enum Status : uint8_t { OK = 0, FLAGGED = 1 };
 
+// std::allocator whose value-less construct() default-initialises (leaves scalars as they are), so
+// a Column grows by resize() without zeroing memory the reader is about to write anyway.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitAllocator<U>;
+    };
+    UninitAllocator() = default;
+    template <class U>
+    UninitAllocator(const UninitAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... A>
+    void construct(U* p, A&&... a) {
+        ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+    }
+};
+template <class T>
+using Column = std::vector<T, UninitAllocator<T>>;
+
 struct Columns {
     // one slot per non-blank line
-    std::vector<int64_t> line, begin, end, user, ts_ms;
-    std::vector<uint8_t> status, event_type, channel, has_coupon;
-    std::vector<double> revenue, discount;
-    std::vector<int32_t> campaign;
-    std::vector<uint64_t> event_id;
-    std::vector<int8_t> consent;
+    Column<int64_t> line, begin, end, user, ts_ms;
+    Column<uint8_t> status, event_type, channel, has_coupon;
+    Column<double> revenue, discount;
+    Column<int32_t> campaign;
+    Column<uint64_t> event_id;
+    Column<int8_t> consent;
     // one row per product line of committed slots
-    std::vector<int64_t> item_slot;
-    std::vector<int32_t> item_product, item_category, item_brand, item_quantity;
-    std::vector<double> item_price, item_discount;
+    Column<int64_t> item_slot;
+    Column<int32_t> item_product, item_category, item_brand, item_quantity;
+    Column<double> item_price, item_discount;
     LocalInterner users, products, categories, brands, campaigns;
 
     // `owns_names`: the interners copy their names (see LocalInterner), so this object can read
@@ -884,13 +949,13 @@ struct Columns {
     // The same for a product line's product, category and brand (the product table outgrows the
     // caches too); the codes go to the item row `at`, whose code columns get placeholders now.
     void defer_item(const Product& pr, int64_t at, const char* limit) {
-        item_product.push_back(-1);
-        item_category.push_back(-1);
-        item_brand.push_back(-1);
-        products.prefetch(pr.product_id.view, limit);
+        item_product[static_cast<size_t>(at)] = -1;
+        item_category[static_cast<size_t>(at)] = -1;
+        item_brand[static_cast<size_t>(at)] = -1;
+        products.prefetch(pr.product_id.view(), limit);
         PendingItem& next = items_[items_end_ % kPending];
         if (items_end_ - items_begin_ == kPending) intern_oldest_item();
-        next = PendingItem{pr.product_id.view, pr.category.view, pr.brand.view, at, limit};
+        next = PendingItem{pr.product_id.view(), pr.category.view(), pr.brand.view(), at, limit};
         ++items_end_;
     }
 
@@ -908,6 +973,39 @@ struct Columns {
         for (auto* v : {&campaign, &item_product, &item_category, &item_brand, &item_quantity}) v->clear();
         event_id.clear();
         consent.clear();
+    }
+
+    // Size the row columns to `n` slots and the item columns to `n` rows; new elements are
+    // uninitialised (the reader writes every column of every slot and row it keeps).
+    void resize_rows(size_t n) {
+        for (auto* v : {&line, &begin, &end, &user, &ts_ms}) v->resize(n);
+        for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->resize(n);
+        revenue.resize(n);
+        discount.resize(n);
+        campaign.resize(n);
+        event_id.resize(n);
+        consent.resize(n);
+    }
+    void resize_items(size_t n) {
+        item_slot.resize(n);
+        for (auto* v : {&item_product, &item_category, &item_brand, &item_quantity}) v->resize(n);
+        item_price.resize(n);
+        item_discount.resize(n);
+    }
+
+    // The placeholder values of a slot left to the caller (status FLAGGED).
+    void flag(size_t slot) {
+        status[slot] = FLAGGED;
+        user[slot] = -1;
+        event_type[slot] = 0;
+        ts_ms[slot] = 0;
+        channel[slot] = 0;
+        revenue[slot] = NAN;
+        discount[slot] = NAN;
+        has_coupon[slot] = 0;
+        campaign[slot] = -1;
+        event_id[slot] = 0;
+        consent[slot] = -1;
     }
 
     void reserve(size_t n) {
@@ -1017,12 +1115,12 @@ inline int channel_of(std::string_view s) {
 
 // Parse and validate one line; commit it to `out` only when every check passes.
 // `limit` is the end of the buffer holding the line (see plain_run).
+// `n_items` counts the item rows written so far (the item columns may be longer: spare room).
 inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, std::vector<Product>& items,
-                      const char* limit) {
+                      const char* limit, size_t& n_items) {
     items.clear();
     Scanner sc(b, e, &items, limit);
-    Value f[N_FIELDS];
-    for (auto& v : f) v.kind = ABSENT;
+    Fields<N_FIELDS> f;
     sc.ws();
     if (sc.p >= sc.end || *sc.p != '{') return false;
     ++sc.p;
@@ -1035,14 +1133,16 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         sc.ws();
         if (sc.p >= sc.end || *sc.p != ':') return false;
         ++sc.p;
-        int idx = field_of(key.view);
+        int idx = field_of(key.view());
         if (idx < 0) {
             if (!sc.skip(1)) return false;
         } else {
-            if (f[idx].kind != ABSENT) return false;  // duplicate key: leave to msgspec
-            if (!sc.value(f[idx], idx == F_PRODUCT || idx == F_PRODUCTS, 1)) return false;
+            Value* v = f.claim(idx);
+            if (!v) return false;  // duplicate key: leave to msgspec
+            if (!(idx == F_PRODUCT || idx == F_PRODUCTS ? sc.value(*v, true, 1) : sc.flat_value(*v, 1)))
+                return false;
             // the rest of the line is parsed while the user's interner slot comes into cache
-            if (idx == F_USER_ID && f[idx].kind == STR) out.users.prefetch(f[idx].s.view, limit);
+            if (idx == F_USER_ID && v->kind == STR) out.users.prefetch(v->s.view(), limit);
         }
         sc.ws();
         if (sc.p < sc.end && *sc.p == ',') { ++sc.p; continue; }
@@ -1053,12 +1153,12 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     if (sc.p != sc.end) return false;
 
     if (f[F_TYPE].kind != STR) return false;
-    const int type = event_type_of(f[F_TYPE].s.view);
+    const int type = event_type_of(f[F_TYPE].s.view());
     if (type < 0) return false;
     if (!Scanner::is_id(f[F_USER_ID]) || !opt_id(f[F_EVENT_ID]) || !opt_id(f[F_SESSION_ID])) return false;
     int channel = -1;
     if (f[F_CHANNEL].kind == STR) {
-        channel = channel_of(f[F_CHANNEL].s.view);
+        channel = channel_of(f[F_CHANNEL].s.view());
         if (channel < 0) return false;
     } else if (f[F_CHANNEL].kind != ABSENT && f[F_CHANNEL].kind != NUL) {
         return false;
@@ -1067,7 +1167,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     const Value& t = f[F_TIMESTAMP];
     if (t.kind == NUM && t.n.is_int) ts = t.n.i;
     else if (t.kind == STR) {
-        if (!parse_rfc3339_ms(t.s.view, ts)) return false;
+        if (!parse_rfc3339_ms(t.s.view(), ts)) return false;
     } else return false;
     if (ts < kMinTsMs || ts > kMaxTsMs) return false;
 
@@ -1167,26 +1267,30 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     }
 
     // Commit: everything below cannot fail.
-    out.defer_user(f[F_USER_ID].s.view, slot, limit);
-    out.status.back() = OK;
-    out.event_type.back() = static_cast<uint8_t>(type);
-    out.ts_ms.back() = ts;
-    out.channel.back() = static_cast<uint8_t>(channel >= 0 ? channel : default_channel(type));
-    out.revenue.back() = revenue;
-    out.discount.back() = discount;
-    out.has_coupon.back() = has_coupon;
-    out.campaign.back() = has_campaign ? out.campaigns.intern(f[F_CAMPAIGN_ID].s.view, slot, limit) : -1;
-    out.event_id.back() = f[F_EVENT_ID].kind == STR ? fnv1a(f[F_EVENT_ID].s.view) : 0;
-    out.consent.back() = consent;
+    const auto at = static_cast<size_t>(slot);
+    out.user[at] = -1;  // until the deferred intern
+    out.defer_user(f[F_USER_ID].s.view(), slot, limit);
+    out.status[at] = OK;
+    out.event_type[at] = static_cast<uint8_t>(type);
+    out.ts_ms[at] = ts;
+    out.channel[at] = static_cast<uint8_t>(channel >= 0 ? channel : default_channel(type));
+    out.revenue[at] = revenue;
+    out.discount[at] = discount;
+    out.has_coupon[at] = has_coupon;
+    out.campaign[at] = has_campaign ? out.campaigns.intern(f[F_CAMPAIGN_ID].s.view(), slot, limit) : -1;
+    out.event_id[at] = f[F_EVENT_ID].kind == STR ? fnv1a(f[F_EVENT_ID].s.view()) : 0;
+    out.consent[at] = consent;
+    if (n_items + n_prods > out.item_slot.size()) out.resize_items(2 * (n_items + n_prods));
     for (size_t k = 0; k < n_prods; ++k) {
         const Product& pr = prods[k];
-        const int64_t at = static_cast<int64_t>(out.item_slot.size());
-        out.item_slot.push_back(slot);
-        out.defer_item(pr, at, limit);
-        out.item_price.push_back(pr.price);
-        out.item_discount.push_back(pr.discount);
-        out.item_quantity.push_back(pr.quantity);
+        const size_t row = n_items + k;
+        out.item_slot[row] = slot;
+        out.defer_item(pr, static_cast<int64_t>(row), limit);
+        out.item_price[row] = pr.price;
+        out.item_discount[row] = pr.discount;
+        out.item_quantity[row] = pr.quantity;
     }
+    n_items += n_prods;
     return true;
 }
 
@@ -1198,7 +1302,10 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
 // the next codes). Returns the number of lines, blank ones included (the '\n's, plus one for a
 // last line without).
 inline int64_t read_ndjson_lines(const char* data, size_t from, size_t to, size_t size, Columns& out) {
-    out.reserve((to - from) / 128 + 16);
+    // The columns start at a guess of the line count, grow by doubling, and shrink to what was read.
+    size_t rows = 0, n_items = 0;
+    out.resize_rows((to - from) / 128 + 16);
+    out.resize_items((to - from) / 128 + 16);
     std::vector<Product> items;
     const char* p = data + from;
     const char* const stop = data + to;
@@ -1210,27 +1317,19 @@ inline int64_t read_ndjson_lines(const char* data, size_t from, size_t to, size_
         const char* q = p;
         while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) ++q;
         if (q < e) {
-            const int64_t slot = static_cast<int64_t>(out.line.size());
-            out.line.push_back(line);
-            out.begin.push_back(q - data);
-            out.end.push_back(e - data);
-            out.status.push_back(FLAGGED);
-            out.user.push_back(-1);
-            out.event_type.push_back(0);
-            out.ts_ms.push_back(0);
-            out.channel.push_back(0);
-            out.revenue.push_back(NAN);
-            out.discount.push_back(NAN);
-            out.has_coupon.push_back(0);
-            out.campaign.push_back(-1);
-            out.event_id.push_back(0);
-            out.consent.push_back(-1);
-            read_line(q, e, slot, out, items, end);
+            if (rows == out.line.size()) out.resize_rows(2 * rows);
+            out.line[rows] = line;
+            out.begin[rows] = q - data;
+            out.end[rows] = e - data;
+            if (!read_line(q, e, static_cast<int64_t>(rows), out, items, end, n_items)) out.flag(rows);
+            ++rows;
         }
         ++line;
         p = e + 1;
     }
     out.flush_deferred();
+    out.resize_rows(rows);
+    out.resize_items(n_items);
     return line;
 }
 

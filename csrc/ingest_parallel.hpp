@@ -55,21 +55,22 @@ inline std::vector<int32_t> merge_names(const LocalInterner& from, LocalInterner
     return codes;
 }
 
-template <class T>
-void append(std::vector<T>& out, const std::vector<T>& part) {
+template <class V>
+void append(V& out, const V& part) {
     out.insert(out.end(), part.begin(), part.end());
 }
 
 // Codes of `part` through `map`; -1 (none) stays -1.
-template <class T>
-void append_mapped(std::vector<T>& out, const std::vector<T>& part, const std::vector<int32_t>& map) {
+template <class V>
+void append_mapped(V& out, const V& part, const std::vector<int32_t>& map) {
+    using T = typename V::value_type;
     const size_t at = out.size();
     out.resize(at + part.size());
     for (size_t i = 0; i < part.size(); ++i) out[at + i] = part[i] < 0 ? T(-1) : static_cast<T>(map[part[i]]);
 }
 
-template <class T>
-void append_shifted(std::vector<T>& out, const std::vector<T>& part, T shift) {
+template <class V>
+void append_shifted(V& out, const V& part, typename V::value_type shift) {
     const size_t at = out.size();
     out.resize(at + part.size());
     for (size_t i = 0; i < part.size(); ++i) out[at + i] = part[i] + shift;
