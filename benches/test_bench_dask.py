@@ -6,8 +6,12 @@ lake is: every user spans every file), written once and cached under ``$AFFINITY
 (default: the system temp dir). Size: ``AFFINITY_BENCH_DASK_EVENTS`` (default 10M events, about
 44 events per customer). The cluster is started, and warmed up on a small lake, before timing.
 
-Run: ``pytest benches/test_bench_dask.py --benchmark-only -s`` (events/s and the workers' memory
-are printed and stored in ``extra_info``).
+Besides wall time, each run reports the CPU-seconds it spent (``cpu_s`` in ``extra_info``): the
+single process's own, and for the cluster the client process (which hosts the ``LocalCluster``'s
+scheduler and nannies) plus every process it started (the workers), so the two compare as costs.
+
+Run: ``pytest benches/test_bench_dask.py --benchmark-only -s`` (events/s, CPU-seconds and the
+workers' memory are printed and stored in ``extra_info``).
 """
 
 from __future__ import annotations
@@ -70,6 +74,29 @@ def client() -> Any:
         yield c
 
 
+def _cpu_seconds(children: bool) -> float:
+    """User + system CPU-seconds of this process, all threads, and with ``children`` of every
+    process it started (a ``LocalCluster``'s workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True) if children else []:
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _timed_cpu(benchmark: Any, run: Any, *args: Any, children: bool = False) -> Any:
+    """``benchmark.pedantic(run)`` once, with the CPU-seconds it took in ``extra_info``."""
+    before = _cpu_seconds(children)
+    result = benchmark.pedantic(run, args=args, rounds=1, iterations=1)
+    benchmark.extra_info["cpu_s"] = _cpu_seconds(children) - before
+    return result
+
+
 def _single_process(path: Path) -> Any:
     scorer = Scorer()
     for file in sorted(path.glob("*.parquet")):
@@ -81,13 +108,15 @@ def _report(benchmark: Any, n_events: int, label: str) -> None:
     seconds = float(benchmark.stats.stats.min)
     benchmark.extra_info["events"] = n_events
     benchmark.extra_info["events_per_s"] = n_events / seconds
-    print(f"\n{label}: {n_events:,} events in {seconds:.1f} s = {n_events / seconds:,.0f} events/s")
+    cpu = benchmark.extra_info.get("cpu_s")
+    spent = "" if cpu is None else f", {cpu:.2f} CPU-s"
+    print(f"\n{label}: {n_events:,} events in {seconds:.2f} s = {n_events / seconds:,.0f} events/s{spent}")
 
 
 @pytest.mark.benchmark(group="dask-lake")
 def test_single_process_scorer(benchmark: Any, lake: tuple[Path, int]) -> None:
     path, n_events = lake
-    result = benchmark.pedantic(_single_process, args=(path,), rounds=1, iterations=1)
+    result = _timed_cpu(benchmark, _single_process, path)
     assert len(result) > 0
     benchmark.extra_info["users"] = len(result)
     _report(benchmark, n_events, "single process")
@@ -103,7 +132,7 @@ def test_local_cluster_2_workers(benchmark: Any, lake: tuple[Path, int], client:
         distributed.wait(frame)
         return scores, frame
 
-    scores, frame = benchmark.pedantic(run, rounds=1, iterations=1)
+    scores, frame = _timed_cpu(benchmark, run, children=True)
     assert int(frame.shape[0].compute()) == scores.n_users > 0
     rss = client.run(lambda: __import__("psutil").Process().memory_info().rss)
     benchmark.extra_info["users"] = scores.n_users

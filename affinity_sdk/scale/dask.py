@@ -1,17 +1,14 @@
 """Scale-out on Dask: score a partitioned event lake exactly, on any Dask cluster.
 
 :func:`score_dataset` reads a partitioned Parquet or NDJSON event dataset (or takes a Dask
-DataFrame), hash-partitions the events by ``user_id`` with Dask's own shuffle so that each
-partition holds *whole users*, runs one ordinary :class:`~affinity_sdk.score.scorer.Scorer` (compiled
-kernels included) per partition inside the workers, and cuts High / Medium / Low tiers at the
-*exact* global quantiles of the raw score with a distributed radix selection (a few rounds of
-small histograms, never the scores themselves, travel to the client). The result matches a
-single-process ``Scorer`` fed the same events to float rounding: every user's state is built by the
-same code from the same events, only the summation order differs.
-
-Why hash-partitioning rather than merging per-partition states: the latest consent event of a
-user decides whether they are scored, and that needs all of the user's events in one place (an
-OR of partial opt-out flags would not be exact).
+DataFrame) and folds each input partition where it is read into per-user *partial rows* of the
+scores view (:mod:`affinity_sdk.scale.partials`): decayed sums per signal and the latest consent
+decision. Only those rows, and the ids of the events that feed the view (for the exact replay
+dedupe), cross the network, never the events. The partials are added per user bucket (decayed
+sums add; the latest consent decision wins), scored there, and High / Medium / Low tiers are cut
+at the *exact* global quantiles of the raw score with a distributed radix selection (small
+histograms summed on the workers, never the scores themselves, travel to the client). The result
+matches a single-process ``Scorer`` fed the same events in lake order to float rounding.
 
 :func:`score_propensity` does the same for a fitted
 :class:`~affinity_sdk.models.propensity.PropensityModel` (events and their product lines are shuffled,
@@ -27,7 +24,8 @@ This module is the public entry point; the work lives in focused modules:
   and back into an :class:`~affinity_sdk.ingest.batch.EventBatch` in the workers;
 * :mod:`affinity_sdk.scale.quantiles`: exact distributed quantiles (:func:`exact_quantile_cutoffs`);
 * :mod:`affinity_sdk.scale.identity`: identify / alias links resolved once and events re-keyed to
-  canonical ids before the shuffle (``score_dataset(..., links=...)``);
+  canonical ids before they are folded (``score_dataset(..., links=...)``);
+* :mod:`affinity_sdk.scale.partials`: the map-side fold behind :func:`score_dataset`;
 * :mod:`affinity_sdk.scale.scores`: :func:`score_dataset` (tiers by
   :class:`~affinity_sdk.score.tiers.TierPlan`, the single-process Scorer's plan);
 * :mod:`affinity_sdk.scale.propensity`: :func:`score_propensity`;

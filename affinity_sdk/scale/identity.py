@@ -4,14 +4,9 @@ Links (Segment ``identify`` / ``alias`` calls, or ``(previous_id, user_id)`` pai
 next to the events, so they are gathered on the client and resolved once with the single
 process's union-find (:func:`~affinity_sdk.profile.identity.resolve_links`: the same canonical
 id, the same refusal of forgotten ids). The resolved mapping (linked id -> canonical id) is
-broadcast to the workers as one shared task, every event is re-keyed to its canonical id, and
-only then are events shuffled by user: each partition holds all of a person's events under one
-id, so the fold, the latest-consent decision and the replay dedupe see the person whole.
-
-One marker row per canonical id travels with the events (``event_type`` :data:`LINK_MARKER`,
-never folded): in its partition the worker's ``Scorer`` replays the links of that id, so a
-canonical id without events of its own still gets the (empty) profile a single process creates
-when it links into it, and scores and quantiles match one process exactly.
+handed to the workers, and every event is re-keyed to its canonical id (:func:`rekey`) before it
+is folded: a person's partial profiles from every partition then carry one id and add up
+(:mod:`affinity_sdk.scale.partials`, :mod:`affinity_sdk.scale.views`).
 
 Examples
 --------
@@ -26,31 +21,17 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
-
-import numpy as np
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 from affinity_sdk.profile.identity import resolve_links
-from affinity_sdk.scale._common import STR, dask_module, require_dask
+from affinity_sdk.scale._common import STR, require_dask
 
 if TYPE_CHECKING:
     from affinity_sdk.profile.suppression import Suppression
-    from affinity_sdk.score.scorer import Scorer
 
-__all__ = [
-    "LINK_MARKER",
-    "Links",
-    "gather_links",
-    "link_profiles",
-    "rekey",
-    "replay_links",
-    "resolved_mapping",
-    "stitch",
-]
+__all__ = ["Links", "gather_links", "rekey", "resolved_mapping"]
 
-#: ``event_type`` of the marker rows (no event type has this code).
-LINK_MARKER: Final = 255
 #: What ``links=`` takes: ``(previous_id, user_id)`` pairs, a pandas or Dask frame of them
 #: (columns ``previous_id, user_id``, else the first two), or Segment calls (JSON bytes or text, a
 #: call, a list of calls or a ``/v1/batch`` body).
@@ -120,54 +101,3 @@ def rekey(frame: Any, mapping: Any) -> Any:
     canonical = pc.take(pa.array(mapping.array).cast(users.type), found)
     rekeyed = pc.coalesce(canonical, users)
     return frame.assign(user_id=pd.Series(pd.array(rekeyed, dtype=STR), index=frame.index))
-
-
-def _markers(mapping: Any, columns: Any) -> Any:
-    """One marker row per canonical id, in the lean layout (never folded: see the module doc)."""
-    import pandas as pd
-
-    canonical = pd.unique(mapping.to_numpy())
-    n = len(canonical)
-    frame = pd.DataFrame(
-        {
-            "user_id": pd.Series(canonical, dtype=STR),
-            "event_type": np.full(n, LINK_MARKER, dtype=np.uint8),
-            # The earliest time there is, so a default `now` (the latest event) is untouched.
-            "ts_ms": np.full(n, np.iinfo(np.int64).min, dtype=np.int64),
-            "revenue": np.full(n, np.nan),
-            "consent": np.full(n, -1, dtype=np.int8),
-            "event_id": np.zeros(n, dtype=np.uint64),
-        }
-    )
-    return frame[list(columns)]
-
-
-def stitch(events: Any, mapping: Any) -> tuple[Any, Any]:
-    """``events`` (a lean Dask frame) re-keyed to canonical ids, with the marker rows, and the
-    mapping as one shared task for the workers (``(events, None)`` when nothing is linked)."""
-    if len(mapping) == 0:
-        return events, None
-    dd = require_dask()
-    shared = dask_module().delayed(mapping, pure=True)
-    rekeyed = events.map_partitions(rekey, shared, meta=events._meta)
-    markers = dd.from_pandas(_markers(mapping, events.columns), npartitions=1)
-    return dd.concat([rekeyed, markers]), shared
-
-
-def replay_links(frame: Any, mapping: Any) -> tuple[Any, list[tuple[str, str]]]:
-    """Split a shuffled partition: its events (marker rows taken out) and the links into the
-    canonical ids of its markers, for :func:`link_profiles` (a worker task)."""
-    if mapping is None or len(frame) == 0:
-        return frame, []
-    marked = frame["event_type"].to_numpy() == LINK_MARKER
-    if not marked.any():
-        return frame, []
-    canonical = frame["user_id"][marked].unique()
-    mine = mapping[mapping.isin(canonical)]
-    return frame[~marked], list(zip(mine.index.tolist(), mine.tolist(), strict=True))
-
-
-def link_profiles(scorer: Scorer, links: Sequence[tuple[str, str]]) -> None:
-    """Replay ``links`` (linked id, canonical id) into a partition's ``scorer`` after its fold."""
-    for alias, canonical in links:
-        scorer.identify(alias, canonical)

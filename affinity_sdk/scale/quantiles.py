@@ -2,10 +2,12 @@
 
 Each round every partition sends one small histogram (2048 counts per fraction) of the next 11
 bits of the order-preserving 64-bit keys of its values that still match the prefix chosen so far;
-six rounds pin down every bit. The result is the exact order statistic
-:func:`affinity_sdk.kernels.quantile_cutoffs` gives in one process, and only kilobytes reach the
-client. :class:`~affinity_sdk.score.tiers.TierPlan` turns these quantiles into tier cut-offs
-(:meth:`~affinity_sdk.score.tiers.TierPlan.cutoffs_from_quantiles`).
+six rounds would pin down every bit. The histograms are summed in the workers; once few values
+match the chosen prefixes (usually after one round) they are fetched and the order statistic
+read off them. The result is the exact order statistic
+:func:`affinity_sdk.kernels.quantile_cutoffs` gives in one process, and only kilobytes (at most
+:data:`GATHER` values) reach the client. :class:`~affinity_sdk.score.tiers.TierPlan` turns these
+quantiles into tier cut-offs (:meth:`~affinity_sdk.score.tiers.TierPlan.cutoffs_from_quantiles`).
 
 Examples
 --------
@@ -30,6 +32,8 @@ from affinity_sdk.scale._common import dask_module, require_dask
 __all__ = ["exact_quantile_cutoffs", "radix_select"]
 
 _RADIX_BITS: Final = 11  # 2048 counts per fraction per partition: 6 rounds for 64-bit keys
+#: Candidate values fetched whole, once no more than this many match the prefixes chosen so far.
+GATHER: Final = 1 << 16
 _SIGN: Final = np.uint64(1 << 63)
 
 
@@ -98,41 +102,80 @@ def exact_quantile_cutoffs(
     return cuts
 
 
+def _candidates(frame: Any, prefixes: NDArray[np.uint64], shift: int, column: str) -> NDArray[np.uint64]:
+    """The keys whose bits above ``shift`` match one of ``prefixes`` (a worker task)."""
+    keys = _order_keys(frame[column].to_numpy(dtype=np.float64))
+    found: NDArray[np.uint64] = keys[np.isin(keys >> np.uint64(shift), prefixes)]
+    return found
+
+
+def _add(*hists: NDArray[np.int64]) -> NDArray[np.int64]:
+    total: NDArray[np.int64] = np.sum(hists, axis=0)
+    return total
+
+
+def _concat(*arrays: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    return np.concatenate(arrays)
+
+
+def _reduced(parts: list[Any], combine: Any, split_every: int) -> Any:
+    """``parts`` combined in a tree of worker tasks, ``split_every`` at a time."""
+    delayed = dask_module().delayed
+    while len(parts) > 1:
+        parts = [delayed(combine)(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
 def radix_select(
-    frame: Any, fractions: NDArray[np.float64], column: str, compute: dict[str, Any]
+    frame: Any,
+    fractions: NDArray[np.float64],
+    column: str,
+    compute: dict[str, Any],
+    split_every: int = 8,
 ) -> tuple[NDArray[np.float64], int]:
-    """The cut-offs and the number of values (counted by the first round's histograms)."""
+    """The cut-offs and the number of values (counted by the first round's histograms).
+
+    Each round's per-partition histograms are summed in a tree of worker tasks and only the
+    total reaches the client, which picks the next digit of every prefix. Once at most
+    :data:`GATHER` values match the prefixes (usually after the first round) they are fetched
+    whole and the exact order statistic is read off them, instead of five more rounds."""
     dask = dask_module()
     delayed = dask.delayed
     parts = frame.to_delayed()
-    out = np.full(fractions.shape[0], np.inf)
+    if not parts:
+        return np.full(fractions.shape[0], np.inf), 0
     n = -1
-    prefix: dict[int, int] = {}
-    remaining: dict[int, int] = {}
+    prefix: dict[int, int] = {}  # per fraction: its key's bits above `shift` chosen so far
+    remaining: dict[int, int] = {}  # ... and its rank among the keys that share them
+    matching: dict[int, int] = {}  # ... and how many keys share them
     shift = 64
-    while shift > 0:
+    while shift > 0 and (n < 0 or prefix):
+        unique = sorted(set(prefix.values())) or [0]  # fractions sharing a prefix share a row
+        prefixes = np.array(unique, dtype=np.uint64)
+        if n >= 0 and sum({prefix[i]: matching[i] for i in prefix}.values()) <= GATHER:
+            tasks = [delayed(_candidates)(p, prefixes, shift, column) for p in parts]
+            (keys,) = dask.compute(_reduced(tasks, _concat, split_every), **compute)
+            for i in prefix:
+                mine = np.sort(keys[(keys >> np.uint64(shift)) == np.uint64(prefix[i])])[::-1]
+                prefix[i] = int(mine[remaining[i] - 1])
+            break
         width = min(_RADIX_BITS, shift)
         shift -= width
-        # Fractions that share a prefix share a histogram row; the first round has one prefix, 0.
-        unique = sorted(set(prefix.values())) or [0]
-        prefixes = np.array(unique, dtype=np.uint64)
-        hists = dask.compute(
-            *[delayed(_digit_histograms)(p, prefixes, shift, width, column) for p in parts], **compute
-        )
-        total = np.sum(hists, axis=0) if hists else np.zeros((1, 1 << width), dtype=np.int64)
+        tasks = [delayed(_digit_histograms)(p, prefixes, shift, width, column) for p in parts]
+        (total,) = dask.compute(_reduced(tasks, _add, split_every), **compute)
         if n < 0:
             n = int(total.sum())
             for i, rank in enumerate(_ranks(n, fractions)):
                 if rank is not None:
                     prefix[i], remaining[i] = 0, rank
-            if not prefix:
-                break
         for i in prefix:
             row = total[unique.index(prefix[i])][::-1]  # largest digit first
             cum = np.cumsum(row)
             j = int(np.searchsorted(cum, remaining[i]))  # first digit where the count reaches k
             remaining[i] -= int(cum[j - 1]) if j else 0
+            matching[i] = int(row[j])
             prefix[i] = (prefix[i] << width) | ((1 << width) - 1 - j)
+    out = np.full(fractions.shape[0], np.inf)
     for i, key in prefix.items():
         out[i] = _from_order_key(key)
-    return out, n
+    return out, max(n, 0)

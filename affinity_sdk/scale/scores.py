@@ -1,11 +1,13 @@
-"""Scores on Dask: :func:`score_dataset` shuffles events by user, scores every partition with an
-ordinary :class:`~affinity_sdk.score.scorer.Scorer` in a worker, and cuts tiers with the config's
-:class:`~affinity_sdk.score.tiers.TierPlan` at the exact global quantiles of the raw score
+"""Scores on Dask: :func:`score_dataset` folds every input partition where it is read into
+per-user partial rows of the scores view, adds them up per user bucket and scores them there
+(:mod:`affinity_sdk.scale.partials`: no event crosses the network), and cuts tiers with the
+config's :class:`~affinity_sdk.score.tiers.TierPlan` at the exact global quantiles of the raw score
 (:mod:`affinity_sdk.scale.quantiles`) or at its absolute thresholds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from os import PathLike, fspath
@@ -15,17 +17,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from affinity_sdk.config import ScoringConfig, load_scoring_config
-from affinity_sdk.scale._common import (
-    STR,
-    Format,
-    Reader,
-    Source,
-    dask_module,
-    require_dask,
-    shuffle_and_score,
+from affinity_sdk.scale._common import STR, Format, Reader, Source, dask_module, require_dask
+from affinity_sdk.scale.identity import Links, resolved_mapping
+from affinity_sdk.scale.partials import (
+    FoldSpec,
+    combine_partials,
+    fold_partition,
+    input_readers,
+    now_of,
+    read_partition,
+    repeated_ids,
+    scored_meta,
+    user_buckets,
 )
-from affinity_sdk.scale.identity import Links, link_profiles, replay_links, resolved_mapping, stitch
-from affinity_sdk.scale.lake import batch_from_lean, read_events
 from affinity_sdk.scale.quantiles import radix_select
 from affinity_sdk.score.tiers import TierPlan
 
@@ -33,53 +37,6 @@ if TYPE_CHECKING:
     from affinity_sdk.profile.suppression import Suppression
 
 __all__ = ["DaskScores", "score_dataset"]
-
-
-def _scored_meta(config: ScoringConfig, with_tier: bool) -> Any:
-    import pandas as pd
-
-    cols: dict[str, Any] = {
-        "user_id": pd.Series([], dtype=STR),
-        "raw_score": pd.Series([], dtype=np.float64),
-        "score": pd.Series([], dtype=np.float64),
-    }
-    if with_tier:
-        cols["tier"] = pd.Series([], dtype=STR)
-    for name in config.signal_names:
-        cols[name] = pd.Series([], dtype=np.float64)
-    return pd.DataFrame(cols)
-
-
-def _score_partition(
-    frame: Any, now_ms: Any, config: ScoringConfig, backend: str | None, dedupe: bool, mapping: Any
-) -> Any:
-    """Score the whole users of one partition at ``now_ms`` with a fresh Scorer (the events
-    re-keyed to canonical ids; the links into this partition's canonical ids replayed)."""
-    import pandas as pd
-
-    from affinity_sdk.score.scorer import Scorer
-
-    frame, links = replay_links(frame, mapping)
-
-    if dedupe and len(frame):
-        # Every copy of a replayed event has the same user, so it is in this partition: dropping
-        # repeated ids here is exact, with no window to size (the Scorer's own window is off).
-        ids = frame["event_id"]
-        frame = frame[~(ids.duplicated() & (ids != 0))]
-    scorer = Scorer(config, backend=backend, dedupe_window=None)
-    if len(frame):
-        scorer.ingest(batch_from_lean(frame))
-    link_profiles(scorer, links)
-    result = scorer.score(int(now_ms))
-    cols: dict[str, Any] = {
-        "user_id": pd.Series(result.user_ids, dtype=STR),
-        "raw_score": result.raw_score,
-        "score": result.score,
-    }
-    decayed = result.decayed.reshape(len(result), len(config.signal_names))
-    for i, name in enumerate(config.signal_names):
-        cols[name] = decayed[:, i]
-    return pd.DataFrame(cols)
 
 
 def _with_tiers(
@@ -160,10 +117,13 @@ def score_dataset(
 ) -> DaskScores:
     """Score every user of a partitioned event dataset on Dask, exactly as one ``Scorer`` would.
 
-    Events are hash-partitioned by ``user_id`` (Dask's shuffle), each partition is folded and
-    scored at ``now`` by a fresh :class:`~affinity_sdk.score.scorer.Scorer` in a worker, the scored
-    partitions are persisted, and tiers are cut at the exact global quantiles
-    (:func:`exact_quantile_cutoffs`) or at the absolute thresholds of ``config``.
+    Each input partition is folded where it is read, by the single process's pipeline, into
+    per-user partial rows of the scores view (decayed sums per signal, the latest consent
+    decision); the partial rows, never the events, are exchanged by a hash of the user id, added
+    up and scored at ``now`` per user bucket, the scored buckets are persisted, and tiers are cut
+    at the exact global quantiles (:func:`exact_quantile_cutoffs`) or at the absolute thresholds
+    of ``config``. Only the ids of the events that feed the scores cross the network for the
+    replay dedupe (:mod:`affinity_sdk.scale.partials`).
 
     Runs on whatever Dask scheduler is current: a ``distributed.Client`` (``LocalCluster`` or a
     cluster by address) once created is used automatically; ``**compute`` goes to
@@ -179,26 +139,30 @@ def score_dataset(
         Scoring time (``datetime``, ISO string or epoch ms); ``None`` means the latest event
         time in the dataset, as ``Scorer.score()`` does (computed in the same pass).
     npartitions
-        Partitions after the shuffle (default: as many as the input). Each holds whole users, so
-        memory per worker task is about ``n_users / npartitions`` profiles.
+        User buckets, the partitions of the result (default: about the square root of the
+        number of input partitions; the exchange of partial rows takes inputs x buckets tasks).
+        Each holds whole users, so memory per worker task is about ``n_users / npartitions``
+        profiles.
     backend
         Kernel backend used inside the workers (``"auto"``: the fastest available there).
     shuffle_method
-        Passed to Dask's ``DataFrame.shuffle`` (``"p2p"``, ``"tasks"``, ``"disk"``; default:
-        Dask's choice, ``p2p`` on a distributed cluster).
+        Unused, kept so that calls written for the earlier event shuffle still work: events no
+        longer move, and the partial rows are exchanged by plain tasks.
     blocksize, rows_per_partition, errors, reader
         Input partitioning and NDJSON reading, see :func:`read_events`.
     dedupe
-        Fold each ``event_id`` once (events without an id always fold), as the ``Scorer``'s
-        replay window does, but exactly: all copies of an event share its user and so its
-        partition, whatever their number or distance apart.
+        Fold each ``event_id`` once (events without an id always fold): its first copy in lake
+        order, as a ``Scorer`` fed the lake in order does, but whatever the number of copies or
+        their distance apart (no window). The ids of the events that feed the scores are
+        exchanged by a hash of the id; each input partition then drops the copies an earlier
+        partition (or an earlier row of its own) holds, before its fold.
     links
         Identity links: ``(previous_id, user_id)`` pairs (a list, a pandas or Dask frame) or
         Segment ``identify`` / ``alias`` calls, in arrival order. They are resolved once on the
         client with the single process's union-find (the same canonical ids as ``Scorer.identify``
-        applied in that order) and every event is re-keyed to its canonical id before the
-        shuffle (:mod:`affinity_sdk.scale.identity`), so a person scores as one profile, exactly
-        as one ``Scorer`` given the same links.
+        applied in that order) and every event is re-keyed to its canonical id before the fold
+        (:mod:`affinity_sdk.scale.identity`), so a person scores as one profile, exactly as one
+        ``Scorer`` given the same links; a canonical id without events gets its empty profile.
     forgotten
         Ids (or a store's :class:`~affinity_sdk.profile.suppression.Suppression`) that are never
         linked, as ``Scorer.identify`` refuses a forgotten id.
@@ -222,12 +186,16 @@ def score_dataset(
     """
     dd = require_dask()
     dask = dask_module()
+    delayed = dask.delayed
+    import pandas as pd
+
     from affinity_sdk._backends import resolve_backend
+    from affinity_sdk._units import to_epoch_ms
 
     config = load_scoring_config(config)
     if backend not in (None, "auto"):
         resolve_backend(backend)  # fail here, not in every worker, for a backend nobody has
-    events = read_events(
+    readers = input_readers(
         source,
         format=format,
         blocksize=blocksize,
@@ -235,17 +203,39 @@ def score_dataset(
         errors=errors,
         reader=reader,
     )
-    events, mapping = stitch(events, resolved_mapping(links, forgotten, **compute))
-    scored, now_ms = shuffle_and_score(
-        events,
-        now,
-        npartitions,
-        shuffle_method,
-        compute,
-        _score_partition,
-        (config, backend, dedupe, mapping),
-        _scored_meta(config, with_tier=False),
-    )
+    # Partials are far smaller than the events, so a few user buckets do: the all-to-all
+    # exchange costs tasks in proportion to inputs x buckets.
+    n_buckets = npartitions or max(1, round(math.sqrt(len(readers))))
+    spec = FoldSpec(config, backend, n_buckets, None if now is None else to_epoch_ms(now))
+    mapping = resolved_mapping(links, forgotten, **compute)
+    shared = delayed(mapping, pure=True) if len(mapping) else None
+    # Each input partition is read once and, in the same task, its fed ids split by id bucket:
+    # the batches stay where they were read until their fold.
+    reads = [
+        delayed(read_partition, nout=1 + n_buckets * dedupe)(read, args, spec, dedupe)
+        for read, args in readers
+    ]
+    repeats: list[Any] = []
+    if dedupe:
+        # Every id folds once: each id bucket's reduction names the later copies (a
+        # partition's own repeats included), which their partition drops before its fold.
+        repeats = [delayed(repeated_ids)(*[part[1 + b] for part in reads]) for b in range(n_buckets)]
+    # A fold takes its partition's whole read (batches and id buckets, where it runs).
+    folds = [
+        delayed(fold_partition, nout=n_buckets)(part, i, spec, shared, *repeats)
+        for i, part in enumerate(reads)
+    ]
+    canonical = pd.unique(mapping.to_numpy()) if len(mapping) else np.zeros(0, dtype=object)
+    marker_bucket = user_buckets(canonical, n_buckets)
+    parts = [
+        delayed(combine_partials)(spec, canonical[marker_bucket == b].tolist(), *[f[b] for f in folds])
+        for b in range(n_buckets)
+    ]
+    parts = list(dask.persist(*parts, **compute))
+    now_ms = spec.now_ms
+    if now_ms is None:
+        now_ms = int(dask.compute(delayed(now_of)(parts[0]), **compute)[0])
+    scored = dd.from_delayed(parts, meta=scored_meta(config, with_tier=False), verify_meta=False)
     plan = TierPlan.from_config(config)
     fractions = plan.quantile_fractions
     if fractions.size:
@@ -254,7 +244,7 @@ def score_dataset(
         quantiles, n_users = fractions, int(dask.compute(scored.shape[0], **compute)[0])
     cut_up, cut_down = plan.cutoffs_from_quantiles(quantiles)
     frame = scored.map_partitions(
-        _with_tiers, cut_up, cut_down, backend, meta=_scored_meta(config, with_tier=True)
+        _with_tiers, cut_up, cut_down, backend, meta=scored_meta(config, with_tier=True)
     )
     assert isinstance(frame, dd.DataFrame)
     return DaskScores(
