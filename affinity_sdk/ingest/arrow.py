@@ -225,7 +225,7 @@ def _arrow_columns(table: Any, names: Interners) -> dict[str, Any]:
     elif pa.types.is_unsigned_integer(table.schema.field("event_id").type):
         event_id = np.asarray(_numpy(table.column("event_id"), 0), dtype=np.uint64)
     else:
-        event_id = _hash_strings(table.column("event_id").cast(pa.large_string()).combine_chunks())
+        event_id = hash_strings(table.column("event_id").cast(pa.large_string()).combine_chunks())
 
     if "coupon" in table.column_names:
         has_coupon = _valid(table.column("coupon"))
@@ -332,7 +332,18 @@ def consent_arrow_columns(consent: NDArray[np.int8]) -> tuple[Any, Any]:
     return granted, medium
 
 
-def _hash_strings(column: Any) -> NDArray[np.uint64]:
+def hash_strings(column: Any) -> NDArray[np.uint64]:
+    """:func:`~affinity_sdk.ingest.interner.event_id_hash` of every string of a ``large_string``
+    Arrow array (compiled when the extension is built).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from affinity_sdk.ingest.interner import event_id_hash
+    >>> hashes = hash_strings(pa.array(["a", "b"], pa.large_string()))
+    >>> hashes.tolist() == [event_id_hash("a"), event_id_hash("b")]
+    True
+    """
     mod = native()
     if mod is None or not hasattr(mod, "fnv1a_strings"):
         return np.asarray([event_id_hash(s) for s in column.to_pylist()], dtype=np.uint64)

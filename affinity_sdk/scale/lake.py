@@ -37,16 +37,25 @@ from affinity_sdk.ingest.interner import Interner, Interners
 from affinity_sdk.ingest.parquet import _CORE_COLUMNS
 from affinity_sdk.scale._common import STR, Format, Reader, Source, dask_module, require_dask
 
-__all__ = ["EVENT_COLUMNS", "batch_from_lean", "drop_opted_out", "lean_meta", "read_events"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "FLAT_COLUMNS",
+    "batch_from_lean",
+    "drop_opted_out",
+    "infer_format",
+    "lean_meta",
+    "parquet_parts",
+    "read_events",
+]
 
 #: Columns of the lean event frame that travels through the shuffle (what a Scorer folds).
 EVENT_COLUMNS: Final = ("user_id", "event_type", "ts_ms", "revenue", "consent", "event_id")
 _NDJSON_SUFFIXES: Final = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz")
 #: Columns of the flat layout that a Scorer needs: what every store reads from Parquet.
-_FLAT_COLUMNS: Final = _CORE_COLUMNS
+FLAT_COLUMNS: Final = _CORE_COLUMNS
 #: Every column of the :meth:`EventBatch.from_arrow` layout (for models that use product lines).
 _DETAIL_COLUMNS: Final = (
-    *_FLAT_COLUMNS,
+    *FLAT_COLUMNS,
     "channel",
     "discount",
     "coupon",
@@ -82,7 +91,7 @@ def _lean_from_arrow(table: Any, detail: bool = False, part: int = 0) -> Any:
     """The lean frame from a flat event table, decoded by
     :meth:`EventBatch.from_arrow <affinity_sdk.ingest.batch.EventBatch.from_arrow>` (the layout and
     rules a single-process ``Scorer`` sees, e.g. revenue = price × quantity when missing)."""
-    wanted = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in table.column_names]
+    wanted = [c for c in (_DETAIL_COLUMNS if detail else FLAT_COLUMNS) if c in table.column_names]
     return _lean_from_batch(EventBatch.from_arrow(table.select(wanted)), detail, part)
 
 
@@ -90,7 +99,7 @@ def _lean_from_pandas(frame: Any, detail: bool = False, partition_info: Any = No
     import pandas as pd
     import pyarrow as pa
 
-    wanted = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in frame.columns]
+    wanted = [c for c in (_DETAIL_COLUMNS if detail else FLAT_COLUMNS) if c in frame.columns]
     frame = frame[wanted]
     if "granted" in wanted and not pd.api.types.is_bool_dtype(frame["granted"].dtype):
         # Dask stores an object column of booleans and nulls as strings.
@@ -111,7 +120,7 @@ def _read_parquet_part(
 
     # Row group by row group: nested columns cannot be read into one chunked table in one call.
     with pq.ParquetFile(path, filesystem=filesystem) as file:
-        columns = [c for c in (_DETAIL_COLUMNS if detail else _FLAT_COLUMNS) if c in file.schema_arrow.names]
+        columns = [c for c in (_DETAIL_COLUMNS if detail else FLAT_COLUMNS) if c in file.schema_arrow.names]
         # Event keys stay unique across the row groups of one task: 2**24 row groups a task.
         frames = [
             _lean_from_arrow(file.read_row_group(g, columns=columns), detail, (part << 24) + i)
@@ -122,7 +131,7 @@ def _read_parquet_part(
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _parquet_parts(paths: list[str], rows_per_partition: int) -> list[tuple[str, list[int], Any]]:
+def parquet_parts(paths: list[str], rows_per_partition: int) -> list[tuple[str, list[int], Any]]:
     """(file, row groups, filesystem) per task: whole row groups, about ``rows_per_partition``
     rows each, never spanning two files."""
     import pyarrow.dataset as ds
@@ -205,7 +214,15 @@ def _lean_from_ndjson(
     return _lean_from_batch(EventBatch.from_ndjson(block, errors=errors, reader=reader), detail, part)
 
 
-def _infer_format(paths: list[str]) -> Literal["parquet", "ndjson"]:
+def infer_format(paths: list[str]) -> Literal["parquet", "ndjson"]:
+    """``"ndjson"`` when the first path is an NDJSON file (by its suffix) or a folder of only
+    NDJSON files, else ``"parquet"``.
+
+    Examples
+    --------
+    >>> infer_format(["events/2026-01.ndjson.gz"]), infer_format(["lake/part-0.parquet"])
+    ('ndjson', 'parquet')
+    """
     first = paths[0].lower().rstrip("/")
     if first.endswith(_NDJSON_SUFFIXES):
         return "ndjson"
@@ -283,11 +300,11 @@ def read_events(
     paths = [fspath(p) for p in many]
     if not paths:
         raise ValueError("no input paths given")
-    kind = _infer_format(paths) if format == "auto" else format
+    kind = infer_format(paths) if format == "auto" else format
     if kind == "parquet":
         parts = [
             delayed(_read_parquet_part)(*task, detail, i)
-            for i, task in enumerate(_parquet_parts(paths, rows_per_partition))
+            for i, task in enumerate(parquet_parts(paths, rows_per_partition))
         ]
     elif kind == "ndjson":
         read_bytes = importlib.import_module("dask.bytes").read_bytes

@@ -56,7 +56,7 @@ from affinity_sdk.profile.flags import NO_TIME, UserFlags
 from affinity_sdk.profile.store import ProfileStore
 from affinity_sdk.scale._common import STR
 from affinity_sdk.scale.identity import rekey
-from affinity_sdk.scale.lake import _FLAT_COLUMNS, batch_from_lean
+from affinity_sdk.scale.lake import FLAT_COLUMNS, batch_from_lean
 from affinity_sdk.score.tiers import TierPlan
 
 __all__ = [
@@ -84,10 +84,10 @@ def user_buckets(names: Any, n: int) -> NDArray[np.int64]:
     same in every worker and process (FNV-1a of the id, as event ids are hashed)."""
     import pyarrow as pa
 
-    from affinity_sdk.ingest.arrow import _hash_strings
+    from affinity_sdk.ingest.arrow import hash_strings
 
     column = names if isinstance(names, pa.Array) else pa.array(list(names), type=pa.large_string())
-    return _id_bucket(_hash_strings(column.cast(pa.large_string())), n)
+    return _id_bucket(hash_strings(column.cast(pa.large_string())), n)
 
 
 def _id_bucket(ids: NDArray[np.uint64], n: int) -> NDArray[np.int64]:
@@ -166,7 +166,7 @@ def parquet_batches(path: str, row_groups: list[int], filesystem: Any, spec: Fol
     names = Interners()
     batches: Batches = []
     with pq.ParquetFile(path, filesystem=filesystem) as file:
-        columns = [c for c in _FLAT_COLUMNS if c in file.schema_arrow.names]
+        columns = [c for c in FLAT_COLUMNS if c in file.schema_arrow.names]
         lean = [c for c in columns if c != "products"]
         for g in row_groups:
             # Row group by row group: nested columns cannot be read into one table in one call.
@@ -419,14 +419,14 @@ def input_readers(
     from os import fspath
 
     from affinity_sdk.scale._common import require_dask
-    from affinity_sdk.scale.lake import _infer_format, _parquet_parts, read_events
+    from affinity_sdk.scale.lake import infer_format, parquet_parts, read_events
 
     dd = require_dask()
     if not isinstance(source, dd.DataFrame):
         many = source if isinstance(source, list | tuple) else [source]
         paths = [fspath(p) for p in many]
-        if paths and (_infer_format(paths) if format == "auto" else format) == "parquet":
-            tasks = _parquet_parts(paths, rows_per_partition)
+        if paths and (infer_format(paths) if format == "auto" else format) == "parquet":
+            tasks = parquet_parts(paths, rows_per_partition)
             if not tasks:
                 raise ValueError(f"no events found at {paths}")
             return [(parquet_batches, task) for task in tasks]
