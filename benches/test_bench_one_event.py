@@ -2,7 +2,8 @@
 without and with a unique ``event_id`` as real traffic carries: then the event-id window and the
 journal see it) then ``tier_of``, and ``tier_of`` / ``score_of`` alone, p50 / p99 / p999, at 100k
 and 1M users; the one-event path (``affinity_sdk.ingest.one_event``) and the batch pipeline on one row measured
-alternately, in blocks, on the same scorer (the lookups have one path: compare them with an older
+alternately, in blocks, on the same scorer (``one_event.ONE_EVENT_PATH`` switches the compiled
+whole-call shortcut of ``Scorer.ingest`` too; the lookups have one path: compare them with an older
 checkout for a before / after).
 
 Run: ``pytest benches/test_bench_one_event.py -s`` (or ``python benches/test_bench_one_event.py

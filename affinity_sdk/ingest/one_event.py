@@ -7,6 +7,8 @@ dedupe, consent, fold, journal) without building a batch: Python scalars and a f
 ids already have, one folds it, one builds the report (and one probes the event-id window). It
 applies when the store keeps only scored-signals views (the live config's and shadow configs');
 the state it leaves equals the batch path's bit for bit (the tests run both on the same streams).
+:func:`live_calls` gives ``Scorer.ingest`` one compiled call that does all of it for the common
+event, and ``Scorer.tier_of`` / ``score_of`` one call each; whatever they are unsure of comes here.
 
 It never raises on bad input and never changes anything before it knows the event is good: an
 event it does not fully understand (a line it cannot decode, a Struct with odd field types) or one
@@ -44,7 +46,7 @@ from affinity_sdk.profile.suppression import NOT_SUPPRESSED
 if TYPE_CHECKING:
     from affinity_sdk.profile.store import ProfileStore
 
-__all__ = ["ONE_EVENT_PATH", "ingest_one", "takes_one"]
+__all__ = ["ONE_EVENT_PATH", "ingest_one", "live_calls", "takes_one"]
 
 #: Take single events through :func:`ingest_one` where it applies (``False``: always the batch
 #: path; the tests and the benchmark compare the two).
@@ -252,6 +254,46 @@ def _compiled() -> tuple[Any, Any]:
             setup(_SHAPES, _CHANNEL_CODES, ev.Product, _PLAIN, _ONE, *limits)
         _COMPILED.append((module.live_event, module.live_report) if setup is not None else (None, None))
     return _COMPILED[0]
+
+
+_CALLS: list[tuple[Any, Any, Any]] = []  # (live_ingest, live_tier_of, live_score_of), once set up
+
+
+def live_calls(labels: tuple[str, ...]) -> tuple[Any, Any, Any]:
+    """The extension's whole-call shortcuts of :class:`~affinity_sdk.score.scorer.Scorer`'s
+    ``ingest``, ``tier_of`` and ``score_of`` (``(None, None, None)`` without them), set up with
+    this module's tables and ``labels`` (tier code -> label). Each takes what the Scorer method
+    reads off the store as arguments (``csrc/bind_live.cpp`` lists them) and answers in one call,
+    or says to take the Python path having changed nothing:
+
+    - ``live_ingest`` takes a common event (a plain or one-product Struct or NDJSON line of a
+      known user and known items, that neither moves the decay landmark nor needs the clock, a
+      rotation of the event-id window or the forget suppression) through every step of
+      :func:`ingest_one` (the event-id probe and journal included) and returns its report, or
+      ``None``;
+    - ``live_tier_of`` and ``live_score_of`` answer at the latest event time: a label or a score,
+      ``None`` for an unknown or hidden user, or ``NotImplemented``.
+
+    Examples
+    --------
+    >>> from affinity_sdk.score.tier_changes import LABELS
+    >>> calls = live_calls(LABELS)
+    >>> all(call is None for call in calls) or all(callable(call) for call in calls)
+    True
+    """
+    if not _CALLS:
+        module: Any = native()
+        setup = getattr(module, "live_calls_setup", None)
+        if setup is None or _compiled()[0] is None:
+            _CALLS.append((None, None, None))
+        else:
+            from affinity_sdk.kernels import REBASE_EXPONENT
+
+            duplicate = {**_REPORT_FIELDS, "n_duplicates": 1}
+            scored = (IngestReport, *_ACCEPTED_FIELDS, duplicate, globals(), SignalView, _JSON_EVENT.decode)
+            setup(labels, *scored, msgspec.DecodeError, REBASE_EXPONENT)
+            _CALLS.append((module.live_ingest, module.live_tier_of, module.live_score_of))
+    return _CALLS[0]
 
 
 def ingest_one(store: ProfileStore, data: Any) -> IngestReport | None:

@@ -54,7 +54,7 @@ from numpy.typing import NDArray
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
 from affinity_sdk.ingest.ndjson import resolve_threads
-from affinity_sdk.ingest.one_event import ingest_one, takes_one
+from affinity_sdk.ingest.one_event import ingest_one, live_calls, takes_one
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
 from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
@@ -186,6 +186,8 @@ class Scorer(PersonCalls):
         self.signals: SignalView = store.view("signals")
         self.plan = TierPlan.from_config(store.config)
         self._lock = store.lock
+        # The compiled whole-call shortcuts of ingest / tier_of / score_of (None: no extension).
+        self._live_ingest, self._live_tier_of, self._live_score_of = live_calls(_LABELS)
         self._tiers = np.zeros(0, dtype=np.int8)
         self._cutoffs: Cutoffs | None = None
         self._callbacks: list[Callable[[TierChange], None]] = []
@@ -264,13 +266,28 @@ class Scorer(PersonCalls):
         """
         with self._lock:
             store = self.store
-            # One event: the scalar path (affinity_sdk.ingest.one_event), else the batch pipeline.
-            one = ingest_one(store, data) if takes_one(store, data, format) and errors in _ERRORS else None
-            report = (
-                one
-                if one is not None
-                else store.ingest(data, format=format, errors=errors, threads=self.threads)
-            )
+            # One event: one compiled call for the common case, else the scalar path
+            # (affinity_sdk.ingest.one_event), else the batch pipeline.
+            live = self._live_ingest if errors in _ERRORS else None
+            report = None
+            if live is not None:  # what the compiled call reads off the store, read here (cheaper)
+                report = live(
+                    store,
+                    data,
+                    format,
+                    store.interners,
+                    store.flags,
+                    store.suppression,
+                    store.views,
+                    store.dedupe,
+                    store.latest_ms,
+                    store.max_future_ms,
+                    store.events_ingested,
+                )
+            if report is None and errors in _ERRORS and takes_one(store, data, format):
+                report = ingest_one(store, data)
+            if report is None:
+                report = store.ingest(data, format=format, errors=errors, threads=self.threads)
             if not report.accepted or (self._refresh_every is None and not self._callbacks):
                 return report
             changes = ingest_changes(self, report)
@@ -364,6 +381,24 @@ class Scorer(PersonCalls):
         """One user's 0-100 score, or ``None`` for an unknown, opted-out or forgotten user."""
         store = self.store
         with self._lock:  # store.code_of and store.now_ms, inlined as in tier_of
+            live = self._live_score_of
+            if now is None and live is not None:  # as in tier_of
+                flags, signals = store.flags, self.signals
+                state = signals.state
+                found: float | None = live(
+                    user_id,
+                    store.interners.users,
+                    flags.opted_out,
+                    flags.retired,
+                    store.latest_ms,
+                    signals._raw_at,
+                    signals._table,
+                    state._acc,
+                    state.landmark_ms,
+                    self.plan.half_point,
+                )
+                if found is not NotImplemented:
+                    return found
             code = store.interners.users.lookup(user_id)
             if code is None or not store.is_visible(code):
                 return None
@@ -377,6 +412,28 @@ class Scorer(PersonCalls):
         hysteresis against their last tier; ``None`` for an unknown, opted-out or forgotten user."""
         store = self.store
         with self._lock:
+            live = self._live_tier_of
+            if now is None and live is not None:
+                # The usual call: one compiled call answers it (NotImplemented: the code below),
+                # given what it reads as arguments (an attribute load costs less here than in C).
+                flags, signals = store.flags, self.signals
+                state = signals.state
+                found: TierLabel | None = live(
+                    user_id,
+                    store.interners.users,
+                    flags.opted_out,
+                    flags.retired,
+                    store.latest_ms,
+                    signals._raw_at,
+                    signals._table,
+                    state._acc,
+                    state.landmark_ms,
+                    self._scalar_cuts,
+                    self._cutoffs,
+                    self._tiers,
+                )
+                if found is not NotImplemented:
+                    return found
             code = store.interners.users.lookup(user_id)
             if code is None or not store.is_visible(code):
                 return None
