@@ -13,9 +13,7 @@ signals. Two timed steps, best of ``--repeat``:
 * **state -> score + tier** (affinity_sdk and numpy only): the same, starting from the aggregated
   state instead of a raw-score array, i.e. with the raw score ``Σ_s c_s A_us`` computed first:
   from our state's contiguous ``acc`` array (``kernels.raw_scores``) and from numpy's dense
-  ``acc`` matrix; for the C++ backend also on two threads (``threads=2``), and for both our
-  backends into output arrays reused from call to call (``score_tiers(out=...)``: fresh ones cost
-  the kernel zeroing their pages), printed below the table.
+  ``acc`` matrix; for the C++ backend also on two threads (``threads=2``, the table's last line).
 
 Run ``python benches/peers.py --events 10000000 --profiles 1000000`` and it prints a Markdown table;
 ``--compile-times`` also measures the Numba backend's cold import + first call with and without
@@ -146,18 +144,11 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         fns["score_tier"] = lambda: kernels.score_tiers(w["raw"], HALF_POINT, q, backend=backend)
         raw_out = np.empty(n_profiles)
 
-        reused = (np.empty(n_profiles), np.empty(n_profiles, dtype=np.int8))
-
         def state_tier(threads: int = 1) -> None:
             raw = kernels.raw_scores(box["acc"], COEFS, raw_out, threads=threads, backend=backend)
             kernels.score_tiers(raw, HALF_POINT, q, backend=backend)
 
-        def state_tier_reused() -> None:
-            raw = kernels.raw_scores(box["acc"], COEFS, raw_out, backend=backend)
-            kernels.score_tiers(raw, HALF_POINT, q, out=reused, backend=backend)
-
         fns["state_tier"] = state_tier
-        fns["state_tier_reused"] = state_tier_reused
         if backend == "cpp":
             fns["state_tier_2t"] = lambda: state_tier(2)
 
@@ -346,7 +337,6 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
     tier_s, tier_median_s = _best_median(fns["score_tier"], repeat)
     state_s = _best_median(fns["state_tier"], repeat)[0] if "state_tier" in fns else None
     state_2t_s = _best_median(fns["state_tier_2t"], repeat)[0] if "state_tier_2t" in fns else None
-    reused_s = _best_median(fns["state_tier_reused"], repeat)[0] if "state_tier_reused" in fns else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "engine": engine,
@@ -356,7 +346,6 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
         "score_tier_median_s": tier_median_s,
         "state_tier_s": state_s,
         "state_tier_2t_s": state_2t_s,
-        "state_tier_reused_s": reused_s,
         "checksum": checksum(),
     }  # fmt: skip (after timing, so it costs no timed work)
 
@@ -442,9 +431,6 @@ def main() -> None:
         if r.get("state_tier_2t_s"):
             print(f"\n{r['engine']} state -> score+tier on 2 threads: "
                   f"{args.profiles / r['state_tier_2t_s'] / 1e6:.1f}M profiles/s")  # fmt: skip
-        if r.get("state_tier_reused_s"):
-            print(f"\n{r['engine']} state -> score+tier into reused output arrays (score_tiers(out=...)): "
-                  f"{args.profiles / r['state_tier_reused_s'] / 1e6:.1f}M profiles/s")  # fmt: skip
     if args.compile_times:
         print("\nNumba backend, cold `import` + first `add` + `score_tiers` (fresh process):\n")
         print("| on-disk cache | time |\n| --- | ---: |")

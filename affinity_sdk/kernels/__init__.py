@@ -193,7 +193,6 @@ def score_tiers(
     margins: NDArray[np.float64] | None = None,
     previous: NDArray[np.int8] | None = None,
     *,
-    out: tuple[NDArray[np.float64], NDArray[np.int8]] | None = None,
     backend: str | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.int8], NDArray[np.float64]]:
     r"""Raw scores to 0-100 scores, quantile cut-offs on them, and tiers, in one call.
@@ -206,9 +205,7 @@ def score_tiers(
     ``margins`` (score points, default 0) is the hysteresis: a profile already in a tier stays
     while its score is at least the cut-off minus the margin. Returns ``(scores, tiers,
     cut_offs)``; tiers are 0 / 1 / 2 (low / medium / high). The fast backends do this in three
-    O(n) passes (no sort). ``out``: a ``(float64, int8)`` pair of arrays of ``raw``'s length to
-    write the scores and tiers into (returned), as a caller scoring again and again can reuse
-    them: fresh output pages cost the kernel zeroing them, about a third of this call at 1M users.
+    O(n) passes (no sort).
 
     Examples
     --------
@@ -223,20 +220,8 @@ def score_tiers(
     margins = np.zeros(2) if margins is None else np.ascontiguousarray(margins, dtype=np.float64)
     if previous is None:
         previous = np.full(n, -1, dtype=np.int8)
-    if out is None:
-        out_score, out_tier = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.int8)
-    else:
-        out_score, out_tier = out
-        for name, array, dtype in (("scores", out_score, np.float64), ("tiers", out_tier, np.int8)):
-            if (
-                array.dtype != dtype
-                or array.shape != (n,)
-                or not array.flags.c_contiguous
-                or not array.flags.writeable
-            ):
-                raise ValueError(
-                    f"out's {name} must be a writeable contiguous {np.dtype(dtype)} array of shape ({n},)"
-                )
+    out_score = np.empty(n, dtype=np.float64)
+    out_tier = np.empty(n, dtype=np.int8)
     out_cut = np.empty(2, dtype=np.float64)
     _impl(backend).score_tiers(
         raw, float(half_point), fractions, margins, previous, out_score, out_tier, out_cut

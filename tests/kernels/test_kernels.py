@@ -385,19 +385,3 @@ def test_cpp_accumulate_scratch_kept_between_calls_and_threads() -> None:
     for i, state in enumerate(got):
         assert state_bytes(state) == state_bytes(got[i % 3])
         assert_records_equal(state, wants[i % 3])
-
-
-def test_score_tiers_into_given_arrays(backend: str) -> None:
-    raw = np.random.default_rng(13).exponential(3.0, 5_000)
-    q = np.array([0.6, 0.9])
-    want = K.score_tiers(raw, 10.0, q, backend=backend)
-    scores, tiers = np.full(raw.shape[0], np.nan), np.full(raw.shape[0], 9, dtype=np.int8)
-    got = K.score_tiers(raw, 10.0, q, out=(scores, tiers), backend=backend)
-    assert got[0] is scores and got[1] is tiers
-    np.testing.assert_array_equal(scores, want[0])
-    np.testing.assert_array_equal(tiers, want[1])
-    np.testing.assert_array_equal(got[2], want[2])
-    with pytest.raises(
-        ValueError, match=r"out's tiers must be a writeable contiguous int8 array of shape \(5000,\)"
-    ):
-        K.score_tiers(raw, 10.0, q, out=(scores, np.zeros(5_000, dtype=np.int64)), backend=backend)  # type: ignore[arg-type]
