@@ -72,9 +72,11 @@ def latest_consent(
     return users[rows], ts_ms[rows], consent[rows] == 0
 
 
-def _filled(dtype: type[np.generic], fill: Any) -> Callable[[int], NDArray[Any]]:
+def _spare(dtype: type[np.generic]) -> Callable[[int], NDArray[Any]]:
+    # Rows get their fill when they go live (grow), so a doubled buffer's spare half is never
+    # written (nor its pages touched) before profiles need it.
     def make(size: int) -> NDArray[Any]:
-        return np.full(size, fill, dtype=dtype)
+        return np.empty(size, dtype=dtype)
 
     return make
 
@@ -103,7 +105,7 @@ class UserFlags:
         if n <= self.n:
             return
         for name, (dtype, fill) in _COLUMNS.items():
-            buffer = ensure_capacity(self._buffers[name], self.n, n, _filled(dtype, fill))
+            buffer = ensure_capacity(self._buffers[name], self.n, n, _spare(dtype))
             buffer[self.n : n] = fill
             self._buffers[name] = buffer
             setattr(self, name, buffer[:n])
