@@ -9,6 +9,7 @@ void register_ingest(py::module_& m);
 void register_affinity(py::module_& m);
 void register_output(py::module_& m);
 void register_live(py::module_& m);
+void register_live_calls(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "C++ kernels for affinity_sdk (decay aggregation, scoring, tiers, NDJSON ingest, affinity, CSV output)";
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_native, m) {
     register_affinity(m);
     register_output(m);
     register_live(m);
+    register_live_calls(m);
 }

@@ -263,8 +263,9 @@ def live_calls(labels: tuple[str, ...]) -> tuple[Any, Any, Any]:
     """The extension's whole-call shortcuts of :class:`~affinity_sdk.score.scorer.Scorer`'s
     ``ingest``, ``tier_of`` and ``score_of`` (``(None, None, None)`` without them), set up with
     this module's tables and ``labels`` (tier code -> label). Each takes what the Scorer method
-    reads off the store as arguments (``csrc/bind_live.cpp`` lists them) and answers in one call,
-    or says to take the Python path having changed nothing:
+    reads off the store as arguments (``csrc/bind_live_calls.cpp`` lists them,
+    :mod:`affinity_sdk.score.live_calls` passes them) and answers in one call, or says to take
+    the Python path having changed nothing:
 
     - ``live_ingest`` takes a common event (a plain or one-product Struct or NDJSON line of a
       known user and known items, that neither moves the decay landmark nor needs the clock, a

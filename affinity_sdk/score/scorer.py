@@ -8,7 +8,9 @@ Late and out-of-order events give exactly the same state as in-order ones (forwa
 A Scorer is a :class:`~affinity_sdk.profile.store.ProfileStore` (one interner, consent, forget,
 dedupe, one pipeline) with its scored-signals view, the tier plan and tier-change callbacks;
 :attr:`Scorer.affinity` reads the same store's affinity view. Parts live beside it: the calls about
-one person (consent, forget, identify, traits) in :mod:`~affinity_sdk.score.person_calls`, and
+one person (consent, forget, identify, traits) in :mod:`~affinity_sdk.score.person_calls`, the
+lookups one compiled call answers (``tier_of``, ``score_of``) and the compiled one-event ingest in
+:mod:`~affinity_sdk.score.live_calls`, and
 :mod:`~affinity_sdk.score.explain`, :mod:`~affinity_sdk.score.ingest_tiers`,
 :mod:`~affinity_sdk.score.segment_ingest` and :mod:`~affinity_sdk.score.state_file` (save / load).
 
@@ -54,20 +56,21 @@ from numpy.typing import NDArray
 from affinity_sdk.config import ScoringConfig
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
 from affinity_sdk.ingest.ndjson import resolve_threads
-from affinity_sdk.ingest.one_event import ingest_one, live_calls, takes_one
+from affinity_sdk.ingest.one_event import ingest_one, takes_one
 from affinity_sdk.ingest.pipeline import Errors, IngestInput, IngestReport
 from affinity_sdk.profile.rows import ensure_capacity
 from affinity_sdk.profile.signals import SignalView
 from affinity_sdk.profile.store import NowBeforeDataError, ProfileStore, ViewName
 from affinity_sdk.score.explain import Explanation, SignalExplanation, explain
 from affinity_sdk.score.ingest_tiers import ingest_changes
+from affinity_sdk.score.live_calls import LiveCalls
 from affinity_sdk.score.person_calls import PersonCalls
 from affinity_sdk.score.results import ScoreResult
 from affinity_sdk.score.segment_ingest import ingest_segment
 from affinity_sdk.score.shadow import ShadowReport, Shadows, ShadowSpec, shadow_report, shadow_result
 from affinity_sdk.score.state_file import load_state, write_state
 from affinity_sdk.score.tier_changes import LABELS as _LABELS
-from affinity_sdk.score.tier_changes import TierChange, TierLabel
+from affinity_sdk.score.tier_changes import TierChange
 from affinity_sdk.score.tier_changes import fire as _fire
 from affinity_sdk.score.tiers import NO_TIER, Cutoffs, ScalarCutoffs, TierPlan
 
@@ -108,7 +111,7 @@ def _refresh_every(value: int | None) -> int | None:
 PARALLEL_PROFILES: Final = 1 << 18
 
 
-class Scorer(PersonCalls):
+class Scorer(PersonCalls, LiveCalls):
     """Embeddable, thread-safe scorer over the one profile store.
 
     Parameters
@@ -186,8 +189,7 @@ class Scorer(PersonCalls):
         self.signals: SignalView = store.view("signals")
         self.plan = TierPlan.from_config(store.config)
         self._lock = store.lock
-        # The compiled whole-call shortcuts of ingest / tier_of / score_of (None: no extension).
-        self._live_ingest, self._live_tier_of, self._live_score_of = live_calls(_LABELS)
+        self._attach_live()
         self._tiers = np.zeros(0, dtype=np.int8)
         self._cutoffs: Cutoffs | None = None
         self._callbacks: list[Callable[[TierChange], None]] = []
@@ -268,22 +270,7 @@ class Scorer(PersonCalls):
             store = self.store
             # One event: one compiled call for the common case, else the scalar path
             # (affinity_sdk.ingest.one_event), else the batch pipeline.
-            live = self._live_ingest if errors in _ERRORS else None
-            report = None
-            if live is not None:  # what the compiled call reads off the store, read here (cheaper)
-                report = live(
-                    store,
-                    data,
-                    format,
-                    store.interners,
-                    store.flags,
-                    store.suppression,
-                    store.views,
-                    store.dedupe,
-                    store.latest_ms,
-                    store.max_future_ms,
-                    store.events_ingested,
-                )
+            report = self._ingest_live(data, format) if errors in _ERRORS else None
             if report is None and errors in _ERRORS and takes_one(store, data, format):
                 report = ingest_one(store, data)
             if report is None:
@@ -376,79 +363,6 @@ class Scorer(PersonCalls):
         _log.debug("scored %d users at %d ms (%d tier changes)", len(rows), now_ms, len(changed))
         _fire(changes, callbacks)
         return result
-
-    def score_of(self, user_id: str, now: datetime | str | int | None = None) -> float | None:
-        """One user's 0-100 score, or ``None`` for an unknown, opted-out or forgotten user."""
-        store = self.store
-        with self._lock:  # store.code_of and store.now_ms, inlined as in tier_of
-            live = self._live_score_of
-            if now is None and live is not None:  # as in tier_of
-                flags, signals = store.flags, self.signals
-                state = signals.state
-                found: float | None = live(
-                    user_id,
-                    store.interners.users,
-                    flags.opted_out,
-                    flags.retired,
-                    store.latest_ms,
-                    signals._raw_at,
-                    signals._table,
-                    state._acc,
-                    state.landmark_ms,
-                    self.plan.half_point,
-                )
-                if found is not NotImplemented:
-                    return found
-            code = store.interners.users.lookup(user_id)
-            if code is None or not store.is_visible(code):
-                return None
-            latest = store.latest_ms
-            now_ms = (0 if latest is None else latest) if now is None else store.now_ms(now)
-            return self.plan.score_one(self.signals.raw_of(code, now_ms))
-
-    def tier_of(self, user_id: str, now: datetime | str | int | None = None) -> TierLabel | None:
-        """One user's tier against the current cut-offs (those of the last :meth:`score` run or
-        ``refresh_cutoffs_every`` refresh; computed once on first use if there are none), with
-        hysteresis against their last tier; ``None`` for an unknown, opted-out or forgotten user."""
-        store = self.store
-        with self._lock:
-            live = self._live_tier_of
-            if now is None and live is not None:
-                # The usual call: one compiled call answers it (NotImplemented: the code below),
-                # given what it reads as arguments (an attribute load costs less here than in C).
-                flags, signals = store.flags, self.signals
-                state = signals.state
-                found: TierLabel | None = live(
-                    user_id,
-                    store.interners.users,
-                    flags.opted_out,
-                    flags.retired,
-                    store.latest_ms,
-                    signals._raw_at,
-                    signals._table,
-                    state._acc,
-                    state.landmark_ms,
-                    self._scalar_cuts,
-                    self._cutoffs,
-                    self._tiers,
-                )
-                if found is not NotImplemented:
-                    return found
-            code = store.interners.users.lookup(user_id)
-            if code is None or not store.is_visible(code):
-                return None
-            latest = store.latest_ms  # store.now_ms(now), its default inlined (the usual call)
-            now_ms = (0 if latest is None else latest) if now is None else store.now_ms(now)
-            of, cuts, cut_array = self._scalar_cuts
-            if cuts is None or of is not self._cutoffs:
-                cuts = self._scalar_cutoffs(now_ms)
-                cut_array = self._scalar_cuts[2]
-            tiers = self._tiers
-            tier = self.signals.tier_at(code, now_ms, tiers, cut_array)
-            if tier is None:
-                previous = int(tiers[code]) if code < tiers.shape[0] else NO_TIER
-                tier = cuts.tier(self.signals.raw_of(code, now_ms), previous)
-            return _LABELS[tier]
 
     def explain(self, user_id: str, now: datetime | str | int | None = None) -> Explanation:
         """Each signal's decayed value, count, first / last seen and contribution, largest first.

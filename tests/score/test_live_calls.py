@@ -1,5 +1,5 @@
 """The compiled whole-call shortcuts of ``Scorer.ingest`` / ``tier_of`` / ``score_of``
-(``affinity_sdk.ingest.one_event.live_calls``): the common event folds in one call and leaves the
+(``affinity_sdk.score.live_calls``): the common event folds in one call and leaves the
 state Python's path leaves, bit for bit; anything else is left to Python with nothing changed; the
 lookups answer what the Python methods answer."""
 
@@ -28,21 +28,8 @@ def _product(product_id: str = "p1", price: float = 59.0) -> Product:
 
 
 def _take(scorer: Scorer, data: Any, format: str = "ndjson") -> Any:
-    """The compiled ingest call itself, given what ``Scorer.ingest`` reads off the store for it."""
-    store = scorer.store
-    return LIVE_INGEST(
-        store,
-        data,
-        format,
-        store.interners,
-        store.flags,
-        store.suppression,
-        store.views,
-        store.dedupe,
-        store.latest_ms,
-        store.max_future_ms,
-        store.events_ingested,
-    )
+    """The compiled ingest call itself, as ``Scorer.ingest`` makes it."""
+    return scorer._ingest_live(data, format)
 
 
 def _python_only(scorer: Scorer) -> Scorer:
