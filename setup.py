@@ -107,9 +107,13 @@ if os.environ.get("AFFINITY_SDK_NO_NATIVE") != "1":
             include_dirs=["csrc"],
             depends=sorted(glob("csrc/*.hpp")),  # rebuild when a kernel header changes
             cxx_std=17,
-            # -pthread: the NDJSON reader parses on std::threads (csrc/ingest_parallel.hpp)
+            # -pthread: the NDJSON reader parses on std::threads (csrc/ingest_parallel.hpp).
+            # -ffp-contract=off: GCC would fuse a * b + c into one FMA in the AVX2 / AVX-512
+            # clones of the hot loops and not in the baseline one, so the same inputs could give
+            # other last bits on another CPU; unfused, every clone (and machine) gives the same.
             extra_compile_args=[
                 "-pthread",
+                "-ffp-contract=off",
                 *(["-O1", *SANITIZE] if sanitize else ["-O3", "-fno-math-errno"]),
             ],
             extra_link_args=["-pthread", *(SANITIZE if sanitize else [])],
