@@ -1,6 +1,6 @@
 """What every Dask entry point shares: importing Dask lazily (so the package imports without
-it), the source type aliases, and the shuffle of events by user with a scoring pass per
-partition.
+it), the source type aliases, empty frames for ``meta``, tree reductions of worker results, and
+the shuffle of events by user with a scoring pass per partition.
 
 Examples
 --------
@@ -14,11 +14,22 @@ Examples
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from typing import Any, Final, Literal
 
-__all__ = ["STR", "Format", "Reader", "Source", "by_user", "dask_module", "require_dask", "shuffle_and_score"]
+__all__ = [
+    "STR",
+    "Format",
+    "Reader",
+    "Source",
+    "by_user",
+    "dask_module",
+    "empty_frame",
+    "require_dask",
+    "shuffle_and_score",
+    "tree_reduce",
+]
 
 Source = str | PathLike[str] | Sequence[str | PathLike[str]] | Any
 Format = Literal["auto", "parquet", "ndjson"]
@@ -43,6 +54,35 @@ def dask_module() -> Any:
     """The ``dask`` module (``ImportError`` naming the extra when it is missing)."""
     require_dask()
     return importlib.import_module("dask")
+
+
+def empty_frame(dtypes: Mapping[str, Any]) -> Any:
+    """An empty pandas DataFrame with these columns and dtypes (a Dask ``meta``).
+
+    Examples
+    --------
+    >>> empty_frame({"user_id": STR, "score": "float64"}).dtypes.astype(str).tolist()
+    ['str', 'float64']
+    """
+    import pandas as pd
+
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in dtypes.items()})
+
+
+def tree_reduce(parts: list[Any], combine: Callable[..., Any], split_every: int = 8) -> Any:
+    """``parts`` (Delayed) combined ``split_every`` at a time, in order, in a tree of worker
+    tasks: ``combine(*some_parts)`` gives one part; the root is returned (Delayed).
+
+    Examples
+    --------
+    >>> from dask import delayed
+    >>> tree_reduce([delayed(i) for i in range(20)], lambda *xs: sum(xs), 3).compute(scheduler="sync")
+    190
+    """
+    delayed = dask_module().delayed
+    while len(parts) > 1:
+        parts = [delayed(combine)(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
 
 
 def by_user(events: Any, npartitions: int | None, shuffle_method: str | None) -> Any:

@@ -17,7 +17,17 @@ from numpy.typing import NDArray
 
 from affinity_sdk.config import load_affinity_config
 from affinity_sdk.ingest.interner import Interner, Interners
-from affinity_sdk.scale._common import STR, Format, Reader, Source, by_user, dask_module, require_dask
+from affinity_sdk.scale._common import (
+    STR,
+    Format,
+    Reader,
+    Source,
+    by_user,
+    dask_module,
+    empty_frame,
+    require_dask,
+    tree_reduce,
+)
 from affinity_sdk.scale.lake import batch_from_lean, drop_opted_out, lean_meta, read_events
 
 __all__ = ["DaskAffinities", "score_affinities"]
@@ -72,15 +82,7 @@ def _merge_catalogues(*parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _affinity_meta() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "user_id": pd.Series([], dtype=STR),
-            "code": pd.Series([], dtype=np.int64),
-            "decayed": pd.Series([], dtype=np.float64),
-        }
-    )
+    return empty_frame({"user_id": STR, "code": np.int64, "decayed": np.float64})
 
 
 def _affinity_partition(
@@ -144,16 +146,7 @@ def _affinity_totals(frame: Any, n_values: int) -> tuple[NDArray[np.float64], in
 
 
 def _topk_meta() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "user_id": pd.Series([], dtype=STR),
-            "rank": pd.Series([], dtype=np.int64),
-            "value": pd.Series([], dtype=STR),
-            "affinity": pd.Series([], dtype=np.float64),
-        }
-    )
+    return empty_frame({"user_id": STR, "rank": np.int64, "value": STR, "affinity": np.float64})
 
 
 def _affinity_topk(frame: Any, shared: Any, k: int, shrinkage: float, backend: str | None) -> Any:
@@ -366,10 +359,9 @@ def score_affinities(
     wanted = events["event_type"].isin(signal_types) | (events["consent"] >= 0)
     shuffled = by_user(events[wanted], npartitions, shuffle_method)
     parts = [delayed(_catalogue_part)(p, i) for i, p in enumerate(events.to_delayed())]
-    while len(parts) > 1:
-        parts = [delayed(_merge_catalogues)(*parts[i : i + 8]) for i in range(0, len(parts), 8)]
+    catalogue_root = tree_reduce(parts, _merge_catalogues)
     # (its partitions as Delayed: persisting an Expression with Delayed objects warns)
-    *held, root = dask.persist(*shuffled.to_delayed(), parts[0], **compute)
+    *held, root = dask.persist(*shuffled.to_delayed(), catalogue_root, **compute)
     shuffled = dd.from_delayed(held, meta=lean_meta(True), verify_meta=False)
     catalogue = dask.compute(root, **compute)[0]
     categories = tuple(catalogue["categories"]["category"].tolist())

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from affinity_sdk.ingest.batch import EventBatch
 from affinity_sdk.ingest.interner import Interner, Interners
 from affinity_sdk.ingest.parquet import _CORE_COLUMNS
-from affinity_sdk.scale._common import STR, Format, Reader, Source, dask_module, require_dask
+from affinity_sdk.scale._common import STR, Format, Reader, Source, dask_module, empty_frame, require_dask
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -69,21 +69,17 @@ _DETAIL_COLUMNS: Final = (
 # --------------------------------------------------------------------------------------------
 def lean_meta(detail: bool = False) -> Any:
     """An empty lean frame (the ``meta`` of the Dask frames built from it)."""
-    import pandas as pd
-
-    return (
-        _lean_from_batch(EventBatch.empty(), detail, 0)
-        if detail
-        else pd.DataFrame(
-            {
-                "user_id": pd.Series([], dtype=STR),
-                "event_type": pd.Series([], dtype=np.uint8),
-                "ts_ms": pd.Series([], dtype=np.int64),
-                "revenue": pd.Series([], dtype=np.float64),
-                "consent": pd.Series([], dtype=np.int8),
-                "event_id": pd.Series([], dtype=np.uint64),
-            }
-        )
+    if detail:
+        return _lean_from_batch(EventBatch.empty(), detail, 0)
+    return empty_frame(
+        {
+            "user_id": STR,
+            "event_type": np.uint8,
+            "ts_ms": np.int64,
+            "revenue": np.float64,
+            "consent": np.int8,
+            "event_id": np.uint64,
+        }
     )
 
 

@@ -40,6 +40,7 @@ import copy
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from os import fspath
 from typing import Any, Final
 
 import numpy as np
@@ -54,9 +55,9 @@ from affinity_sdk.kernels._dedupe_reference import GOLDEN
 from affinity_sdk.profile.decay import DecayState
 from affinity_sdk.profile.flags import NO_TIME, UserFlags
 from affinity_sdk.profile.store import ProfileStore
-from affinity_sdk.scale._common import STR
+from affinity_sdk.scale._common import STR, empty_frame, require_dask
 from affinity_sdk.scale.identity import rekey
-from affinity_sdk.scale.lake import FLAT_COLUMNS, batch_from_lean
+from affinity_sdk.scale.lake import FLAT_COLUMNS, batch_from_lean, infer_format, parquet_parts, read_events
 from affinity_sdk.score.tiers import TierPlan
 
 __all__ = [
@@ -292,9 +293,7 @@ def fold_partition(
 
     batches = _rekeyed(read[0], mapping)
     batches, dropped = _first_copies(batches, spec, [r[index] for r in repeats if index in r])
-    store = ProfileStore(
-        spec.config, views=("signals",), backend=spec.backend, dedupe_window=None, max_future="366d"
-    )
+    store = ProfileStore(spec.config, views=("signals",), backend=spec.backend, dedupe_window=None)
     if batches and not dropped:
         # The batches' ids are interned already, each user with events: the store takes them
         # as they are instead of interning every id again (a signals-only store holds no other
@@ -333,18 +332,9 @@ def now_of(frame: Any) -> int:
 # --- 4. combine ---------------------------------------------------------------------------
 def scored_meta(config: ScoringConfig, with_tier: bool) -> Any:
     """The empty score table: ``user_id``, ``raw_score``, ``score``, [``tier``,] each signal."""
-    import pandas as pd
-
-    cols: dict[str, Any] = {
-        "user_id": pd.Series([], dtype=STR),
-        "raw_score": pd.Series([], dtype=np.float64),
-        "score": pd.Series([], dtype=np.float64),
-    }
-    if with_tier:
-        cols["tier"] = pd.Series([], dtype=STR)
-    for name in config.signal_names:
-        cols[name] = pd.Series([], dtype=np.float64)
-    return pd.DataFrame(cols)
+    tier = {"tier": STR} if with_tier else {}
+    signals = dict.fromkeys(config.signal_names, np.float64)
+    return empty_frame({"user_id": STR, "raw_score": np.float64, "score": np.float64, **tier, **signals})
 
 
 def combine_partials(spec: FoldSpec, markers: Sequence[str], *parts: Partial) -> Any:
@@ -388,8 +378,8 @@ def combine_partials(spec: FoldSpec, markers: Sequence[str], *parts: Partial) ->
         out = np.concatenate([p.opted_out for p in parts])[has]
         flags.apply_consent(codes[: decided.shape[0]][has], decided[has], np.where(out, 0, 1).astype(np.int8))
     rows = np.flatnonzero(flags.visible())
-    signals = np.asarray(config.weights, dtype=np.float64)
-    raw = state.raw_scores(signals, now_ms)[rows]
+    weights = np.asarray(config.weights, dtype=np.float64)
+    raw = state.raw_scores(weights, now_ms)[rows]
     decayed = state.decayed(now_ms)[rows]
     names = encoded.dictionary.take(pa.array(rows))
     cols: dict[str, Any] = {
@@ -416,11 +406,6 @@ def input_readers(
     """How to read each input partition, in lake order: a function and its arguments (for
     :func:`read_partition`). Parquet row groups are decoded straight from Arrow, anything else
     through :func:`~affinity_sdk.scale.lake.read_events`' lean frames (delayed)."""
-    from os import fspath
-
-    from affinity_sdk.scale._common import require_dask
-    from affinity_sdk.scale.lake import infer_format, parquet_parts, read_events
-
     dd = require_dask()
     if not isinstance(source, dd.DataFrame):
         many = source if isinstance(source, list | tuple) else [source]
@@ -445,7 +430,6 @@ def read_partition(
     read: Callable[..., Batches], args: tuple[Any, ...], spec: FoldSpec, dedupe: bool
 ) -> tuple[Any, ...]:
     """One input partition read (``read(*args, spec)``), and with ``dedupe`` its fed ids split
-    by id bucket
-    (:func:`id_buckets`) in the same task, where the batches are (a worker task)."""
+    by id bucket (:func:`id_buckets`) in the same task, where the batches are (a worker task)."""
     batches = read(*args, spec)
     return (batches, *id_buckets(batches, spec)) if dedupe else (batches,)

@@ -20,6 +20,7 @@ from affinity_sdk.scale._common import (
     Reader,
     Source,
     dask_module,
+    empty_frame,
     require_dask,
     shuffle_and_score,
 )
@@ -48,16 +49,8 @@ def _propensity_partition(frame: Any, now_ms: Any, model: Any, backend: str | No
 
 
 def _propensity_meta(with_tier: bool) -> Any:
-    import pandas as pd
-
-    cols: dict[str, Any] = {
-        "user_id": pd.Series([], dtype=STR),
-        "probability": pd.Series([], dtype=np.float64),
-        "seen": pd.Series([], dtype=np.bool_),
-    }
-    if with_tier:
-        cols["tier"] = pd.Series([], dtype=STR)
-    return pd.DataFrame(cols)
+    tier = {"tier": STR} if with_tier else {}
+    return empty_frame({"user_id": STR, "probability": np.float64, "seen": np.bool_, **tier})
 
 
 def _propensity_tiers(frame: Any, cuts: NDArray[np.float64], backend: str | None) -> Any:

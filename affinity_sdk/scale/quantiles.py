@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk.scale._common import dask_module, require_dask
+from affinity_sdk.scale._common import dask_module, require_dask, tree_reduce
 
 __all__ = ["exact_quantile_cutoffs", "radix_select"]
 
@@ -118,14 +118,6 @@ def _concat(*arrays: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return np.concatenate(arrays)
 
 
-def _reduced(parts: list[Any], combine: Any, split_every: int) -> Any:
-    """``parts`` combined in a tree of worker tasks, ``split_every`` at a time."""
-    delayed = dask_module().delayed
-    while len(parts) > 1:
-        parts = [delayed(combine)(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
-    return parts[0]
-
-
 def radix_select(
     frame: Any,
     fractions: NDArray[np.float64],
@@ -154,7 +146,7 @@ def radix_select(
         prefixes = np.array(unique, dtype=np.uint64)
         if n >= 0 and sum({prefix[i]: matching[i] for i in prefix}.values()) <= GATHER:
             tasks = [delayed(_candidates)(p, prefixes, shift, column) for p in parts]
-            (keys,) = dask.compute(_reduced(tasks, _concat, split_every), **compute)
+            (keys,) = dask.compute(tree_reduce(tasks, _concat, split_every), **compute)
             for i in prefix:
                 mine = np.sort(keys[(keys >> np.uint64(shift)) == np.uint64(prefix[i])])[::-1]
                 prefix[i] = int(mine[remaining[i] - 1])
@@ -162,7 +154,7 @@ def radix_select(
         width = min(_RADIX_BITS, shift)
         shift -= width
         tasks = [delayed(_digit_histograms)(p, prefixes, shift, width, column) for p in parts]
-        (total,) = dask.compute(_reduced(tasks, _add, split_every), **compute)
+        (total,) = dask.compute(tree_reduce(tasks, _add, split_every), **compute)
         if n < 0:
             n = int(total.sum())
             for i, rank in enumerate(_ranks(n, fractions)):

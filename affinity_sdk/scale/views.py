@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,7 +37,7 @@ from affinity_sdk.errors import ConfigError
 from affinity_sdk.ingest.dedupe import DEFAULT_WINDOW
 from affinity_sdk.profile.store import VIEW_NAMES, ProfileStore, ViewName
 from affinity_sdk.profile.suppression import Suppression
-from affinity_sdk.scale._common import Format, Reader, Source, dask_module
+from affinity_sdk.scale._common import Format, Reader, Source, dask_module, tree_reduce
 from affinity_sdk.scale.affinities import _catalogue_part, _merge_catalogues
 from affinity_sdk.scale.identity import Links, gather_links, rekey
 from affinity_sdk.scale.lake import batch_from_lean, read_events
@@ -289,19 +290,10 @@ def fold_dataset(
     if "affinity" in views:
         # One graph: each input partition is read once and kept until the catalogue is known.
         catalogues = [delayed(_catalogue)(p, i, shared_suppression) for i, p in enumerate(inputs)]
-        while len(catalogues) > 1:
-            catalogues = [
-                delayed(_merge_catalogues)(*catalogues[i : i + split_every])
-                for i in range(0, len(catalogues), split_every)
-            ]
-        bands = delayed(_price_cuts)(catalogues[0], scoring.affinity.price_quantiles)
+        catalogue = tree_reduce(catalogues, _merge_catalogues, split_every)
+        bands = delayed(_price_cuts)(catalogue, scoring.affinity.price_quantiles)
     stores = [delayed(_fold_partition)(p, spec, shared_mapping, shared_suppression, bands) for p in inputs]
-    while len(stores) > 1:
-        stores = [
-            delayed(_merge_stores)(spec, *stores[i : i + split_every])
-            for i in range(0, len(stores), split_every)
-        ]
-    (packed,) = dask.compute(stores[0], **compute)
+    (packed,) = dask.compute(tree_reduce(stores, partial(_merge_stores, spec), split_every), **compute)
     store = _unpack(packed, spec)
     for user_id, into in pairs:
         store.link(user_id, into)
