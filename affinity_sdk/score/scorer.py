@@ -270,9 +270,11 @@ class Scorer(PersonCalls, LiveCalls):
             store = self.store
             # One event: one compiled call for the common case, else the scalar path
             # (affinity_sdk.ingest.one_event), else the batch pipeline.
-            report = self._ingest_live(data, format) if errors in _ERRORS else None
-            if report is None and errors in _ERRORS and takes_one(store, data, format):
-                report = ingest_one(store, data)
+            report = None
+            if errors in _ERRORS:
+                report = self._ingest_live(data, format)
+                if report is None and takes_one(store, data, format):
+                    report = ingest_one(store, data)
             if report is None:
                 report = store.ingest(data, format=format, errors=errors, threads=self.threads)
             if not report.accepted or (self._refresh_every is None and not self._callbacks):
