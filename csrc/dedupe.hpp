@@ -11,6 +11,10 @@ namespace affinity::dedupe {
 // Fibonacci hashing multiplier (2^64 / phi): spreads the FNV hash's bits over the table index.
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 
+// Keys ahead whose home slots are prefetched: a window of millions of ids lives in main memory,
+// and each probe is otherwise two cache misses in a row (the old table, then the current one).
+constexpr int64_t kProbeAhead = 16;
+
 // Tables hold `size` slots (a power of two, 0 = empty, load at most 1/2), probed linearly from
 // (key * kGolden) >> shift. dup[i] is set where keys[i] is in `old` or `cur` (an id inserted
 // earlier in this call included); id 0 is never a duplicate and never stored. At most `room` new
@@ -23,6 +27,13 @@ inline std::pair<int64_t, int64_t> probe_insert(uint64_t* cur, const uint64_t* o
     int64_t inserted = 0;
     int64_t i = start;
     for (; i < n; ++i) {
+#if defined(__GNUC__)
+        if (i + kProbeAhead < n) {
+            const uint64_t ahead = (keys[i + kProbeAhead] * kGolden) >> shift;
+            __builtin_prefetch(old + ahead);
+            __builtin_prefetch(cur + ahead);
+        }
+#endif
         const uint64_t key = keys[i];
         dup[i] = false;
         if (key == 0) continue;

@@ -161,7 +161,10 @@ class Interner:
         """
         names = names if isinstance(names, list | tuple) else list(names)
         codes = list(map(self._codes.get, names))
-        if None in codes:
+        n_new = codes.count(None)
+        if n_new and n_new == len(names) and self._take_distinct(names):
+            return np.arange(len(self._names) - n_new, len(self._names), dtype=np.int64)
+        if n_new:
             # Only ids unknown as spelled are normalised and interned, in order; a dictionary's
             # known ids (most of them, batch after batch) cost one lookup each.
             missing = [i for i, c in enumerate(codes) if c is None]
@@ -173,8 +176,6 @@ class Interner:
                 fresh = list(dict.fromkeys(new))
                 self._codes.update(zip(fresh, range(start, start + len(fresh)), strict=True))
                 self._names.extend(fresh)
-                if len(fresh) == len(names):  # all new and distinct: a reader's new names
-                    return np.arange(start, start + len(fresh), dtype=np.int64)
                 for i, code in zip(missing, map(self._codes.__getitem__, new), strict=True):
                     codes[i] = code
             else:
@@ -182,6 +183,20 @@ class Interner:
                 for i, name in zip(missing, new, strict=True):
                     codes[i] = intern(name)
         return np.asarray(codes, dtype=np.int64)
+
+    def _take_distinct(self, names: list[str] | tuple[str, ...]) -> bool:
+        """Give ``names`` (none known) the next codes in order if they are distinct and need no
+        normalising (a reader's new names, chunk after chunk); else change nothing, return False."""
+        if self.normalize is not None and not "".join(names).isascii():
+            return False
+        start, before = len(self._names), len(self._codes)
+        self._codes.update(zip(names, range(start, start + len(names)), strict=True))
+        if len(self._codes) - before < len(names):  # a repeated name: undo, intern one by one
+            for name in names:
+                self._codes.pop(name, None)
+            return False
+        self._names.extend(names)
+        return True
 
     def lookup(self, name: str) -> int | None:
         """The code of ``name`` or ``None`` if it was never interned."""

@@ -37,6 +37,10 @@ LAST_MS_EMPTY: Final = np.iinfo(np.int64).min
 REBASE_EXPONENT: Final = 64.0
 
 
+#: An empty record as its four little-endian 64-bit words (``total`` 0.0 is all zero bits).
+_EMPTY_WORDS: Final = np.array([0, 0, FIRST_MS_EMPTY, LAST_MS_EMPTY], dtype="<i8")
+
+
 def empty_records(n_profiles: int, n_signals: int) -> NDArray[np.void]:
     """Records for profiles with no events yet (their ``acc`` is ``np.zeros``).
 
@@ -45,10 +49,27 @@ def empty_records(n_profiles: int, n_signals: int) -> NDArray[np.void]:
     >>> empty_records(1, 2)["count"].tolist()
     [[0, 0]]
     """
-    records = np.zeros((n_profiles, n_signals), dtype=STATE_DTYPE)
-    records["first_ms"] = FIRST_MS_EMPTY
-    records["last_ms"] = LAST_MS_EMPTY
+    records = np.empty((n_profiles, n_signals), dtype=STATE_DTYPE)
+    reset_records(records)
     return records
+
+
+def reset_records(records: NDArray[np.void]) -> None:
+    """Make every record of ``records`` (a C-contiguous :data:`STATE_DTYPE` array) empty, in place.
+
+    The records are written as 64-bit words: numpy assigns a structured value one element at a
+    time, ~40x slower for a store's millions of records.
+
+    Examples
+    --------
+    >>> records = np.ones(3, dtype=STATE_DTYPE)
+    >>> reset_records(records[1:])
+    >>> records["count"].tolist(), bool(records["first_ms"][2] == FIRST_MS_EMPTY)
+    ([1, 0, 0], True)
+    """
+    if records.dtype != STATE_DTYPE or not records.flags.c_contiguous:
+        raise ValueError("reset_records expects a C-contiguous STATE_DTYPE array")
+    records.reshape(-1).view("<i8").reshape(-1, 4)[:] = _EMPTY_WORDS
 
 
 def join_state(acc: NDArray[np.float64], records: NDArray[np.void]) -> NDArray[np.void]:

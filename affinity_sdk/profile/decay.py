@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from affinity_sdk import kernels
 from affinity_sdk._backends import BackendName, resolve_backend
 from affinity_sdk.kernels import REBASE_EXPONENT, STATE_DTYPE, decay_factors, empty_records
+from affinity_sdk.kernels._layout import reset_records
 from affinity_sdk.profile.rows import ensure_capacity
 
 __all__ = ["DecayState", "lam_per_ms", "landmark_for"]
@@ -130,7 +131,7 @@ class DecayState:
         self._records = ensure_capacity(
             self._records, live, n_profiles, lambda size: np.zeros((size, n_signals), dtype=STATE_DTYPE)
         )
-        self._records[live:n_profiles] = empty_records(1, n_signals)
+        reset_records(self._records[live:n_profiles])
         self.n_profiles = n_profiles
 
     def rebase(self, landmark_ms: int) -> None:
