@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from affinity_sdk.errors import AffinityError, SchemaError
 from affinity_sdk.ingest import ndjson
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interners
-from affinity_sdk.ingest.ndjson import iter_chunks, read_ndjson_file
+from affinity_sdk.ingest.ndjson import iter_chunks, map_chunks, read_ndjson_file
 
 HAS_READER = native() is not None and hasattr(native(), "NdjsonReader")
 READERS = ["python", pytest.param("native", marks=pytest.mark.skipif(not HAS_READER, reason="no _native"))]
@@ -146,6 +147,46 @@ def test_iter_chunks_with_two_buffers_keeps_the_last_piece_intact() -> None:
         previous = piece
     seen.append(bytes(previous))
     assert b"".join(seen) == data and all(p.endswith(b"\n") for p in seen)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30), st.integers(1, 64))
+def test_map_chunks_cuts_at_line_ends_and_keeps_every_byte(
+    tmp_path: Path, lines: list[bytes], size: int
+) -> None:
+    data = b"\n".join(lines)
+    path = tmp_path / "m.ndjson"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        pieces = map_chunks(fh, size)
+        if not data:
+            assert pieces is None  # an empty file has nothing to map: iter_chunks reads it
+            return
+        assert pieces is not None
+        got = list(pieces)  # held past the end (and past the dropped pages): still readable
+    assert b"".join(got) == data
+    for piece in got[:-1]:
+        # a piece ends at a line end, and is longer than `size` only as one whole line
+        assert bytes(piece).endswith(b"\n")
+        assert len(piece) <= size or bytes(piece).count(b"\n") == 1
+    # and it ends at the last line end that fits, where one does
+    at = 0
+    for piece in got[:-1]:
+        assert len(piece) == (data.rfind(b"\n", at, at + size) + 1 or at + len(piece)) - at
+        at += len(piece)
+    assert len(data) - at == len(got[-1])
+
+
+def test_map_chunks_leaves_what_it_cannot_map_to_iter_chunks(tmp_path: Path) -> None:
+    assert map_chunks(io.BytesIO(b"a\n")) is None
+    read, write = os.pipe()
+    with open(read, "rb") as fh, open(write, "wb"):
+        assert map_chunks(fh) is None
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    assert list(read_ndjson_file(empty, Interners())) == []
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        map_chunks(io.BytesIO(b""), 0)
 
 
 def test_a_missing_file_is_one_error(tmp_path: Path) -> None:
