@@ -175,7 +175,7 @@ def _columns(n: int = 200) -> dict[str, Any]:
 def _fail_after_part(real: Callable[..., None]) -> Callable[..., None]:
     """A writer that writes part of what ``real`` would, then fails like a full disk."""
 
-    def write(columns: Any, fh: BinaryIO) -> None:
+    def write(columns: Any, fh: BinaryIO, *_: Any, **__: Any) -> None:
         fh.write(b"user_id,score\npartial-row")
         raise OSError(28, "No space left on device")
 
@@ -252,7 +252,7 @@ def test_score_result_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyP
     before = _listing(tmp_path)
     writer = "_write_csv" if name.endswith(".csv") else "_write_jsonl"
 
-    def broken(columns: Any, fh: Any) -> None:
+    def broken(columns: Any, fh: Any, *_: Any) -> None:
         fh.write("user_id,raw" if name.endswith(".csv") else b'{"user_id":')
         raise RuntimeError("killed mid-write")
 

@@ -62,7 +62,7 @@ def _run_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     scorer, accepted = ingest_file(args, args.events, args.now)
     result = scorer.score(args.now)
-    result.save(args.out)
+    result.save(args.out, threads=scorer.threads)
     elapsed = time.perf_counter() - started
     counts = result.tier_counts()
     print(
@@ -122,7 +122,8 @@ def _add_event_input(p: argparse.ArgumentParser) -> None:
         type=_thread_count,
         default=None,
         metavar="N",
-        help="threads that read NDJSON events (default: every core); any count gives the same scores",
+        help="threads that read NDJSON events, score and write CSV (default: every core); any count "
+        "gives the same output",
     )
 
 

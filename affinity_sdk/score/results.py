@@ -19,9 +19,10 @@ import io
 import json
 import os
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -140,16 +141,21 @@ class ScoreResult:
             {k: (v if isinstance(v, np.ndarray) else list(v)) for k, v in self.columns().items()}
         )
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, threads: int | None = None) -> Path:
         """Write by extension (``.csv``, ``.jsonl``, ``.parquet``); see :func:`write_columns`."""
-        return write_columns(self.columns(), path, metadata=self.metadata)
+        return write_columns(self.columns(), path, metadata=self.metadata, threads=threads)
 
 
 Columns = Mapping[str, "NDArray[Any] | Sequence[Any]"]
 
 
-def write_columns(columns: Columns, path: str | Path, *, metadata: Mapping[str, str]) -> Path:
+def write_columns(
+    columns: Columns, path: str | Path, *, metadata: Mapping[str, str], threads: int | None = None
+) -> Path:
     """Write equal-length columns by extension: ``.csv``, ``.jsonl`` / ``.ndjson`` or ``.parquet``.
+
+    A CSV is formatted on up to ``threads`` threads (``None``: up to four, no more than the
+    cores), the same bytes for any count.
 
     ``metadata`` (config version, fingerprint, run time) goes into the Parquet file metadata, or
     into a ``<file>.meta.json`` beside a CSV / JSON-lines file, so every export says what made it.
@@ -175,7 +181,7 @@ def write_columns(columns: Columns, path: str | Path, *, metadata: Mapping[str, 
         write_atomically([(p, lambda fh: _write_parquet(pq, table, fh))])
         return p
     if suffix == ".csv":
-        write = _write_csv_binary
+        write: Callable[[Columns, BinaryIO], None] = partial(_write_csv_binary, threads=threads)
     elif suffix in (".jsonl", ".ndjson"):
         write = _write_jsonl
     else:
@@ -199,7 +205,7 @@ class _CsvText(io.TextIOWrapper):
     over a binary file: rows may go straight to its buffer in the same bytes."""
 
 
-def _write_csv(columns: Columns, fh: Any) -> None:
+def _write_csv(columns: Columns, fh: Any, threads: int | None = None) -> None:
     """CSV into a text file: the compiled formatter when the extension has it, ``fh`` is a
     :class:`_CsvText` (the rows go to its binary buffer) and every column is one it handles (the
     same text, see ``csrc/csv_format.hpp``); else ``csv.writer``."""
@@ -214,7 +220,7 @@ def _write_csv(columns: Columns, fh: Any) -> None:
     fh.flush()
     n = len(next(iter(columns.values()), []))
     blocks = [(begin, min(n, begin + _CSV_ROWS_PER_WRITE)) for begin in range(0, n, _CSV_ROWS_PER_WRITE)]
-    workers = min(len(blocks), os.cpu_count() or 1, _CSV_THREADS)
+    workers = min(len(blocks), threads or os.cpu_count() or 1, _CSV_THREADS)
     if workers <= 1:
         for begin, end in blocks:
             fh.buffer.write(module.csv_rows(native_columns, n, begin, end))
@@ -231,10 +237,10 @@ def _write_csv(columns: Columns, fh: Any) -> None:
             fh.buffer.write(pending.popleft().result())
 
 
-def _write_csv_binary(columns: Columns, fh: BinaryIO) -> None:
+def _write_csv_binary(columns: Columns, fh: BinaryIO, threads: int | None = None) -> None:
     text = _CsvText(fh, encoding="utf-8", newline="", write_through=True)
     try:
-        _write_csv(columns, text)
+        _write_csv(columns, text, threads)
         text.flush()
     finally:
         text.detach()  # the caller closes ``fh``

@@ -128,11 +128,26 @@ def test_many_rows_are_written_in_pieces_with_the_same_text(tmp_path: Any) -> No
     assert out.read_bytes() == python_csv(columns)
 
 
-def test_blocks_formatted_on_threads_are_written_in_order(tmp_path: Any, monkeypatch: Any) -> None:
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_blocks_formatted_on_threads_are_written_in_order(
+    tmp_path: Any, monkeypatch: Any, threads: Any
+) -> None:
     monkeypatch.setattr(results, "_CSV_ROWS_PER_WRITE", 7)  # 143 blocks over the thread pool
     n = 1000
     rng = np.random.default_rng(4)
     columns = {"user_id": [f"u{i}" for i in range(n)], "raw": rng.normal(size=n), "n": np.arange(n)}
     out = tmp_path / "blocks.csv"
-    write_columns(columns, out, metadata={})
+    write_columns(columns, out, metadata={}, threads=threads)
+    assert out.read_bytes() == python_csv(columns)
+
+
+def test_one_thread_formats_on_the_calling_thread(tmp_path: Any, monkeypatch: Any) -> None:
+    def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("threads=1 must not start a thread pool")
+
+    monkeypatch.setattr(results, "_CSV_ROWS_PER_WRITE", 7)
+    monkeypatch.setattr(results, "ThreadPoolExecutor", no_pool)
+    columns = {"user_id": [f"u{i}" for i in range(100)], "n": np.arange(100)}
+    out = tmp_path / "one.csv"
+    write_columns(columns, out, metadata={}, threads=1)
     assert out.read_bytes() == python_csv(columns)
