@@ -266,7 +266,8 @@ void register_kernels(py::module_& m) {
           "packed max_slice events at a time (16 bytes of scratch each; smaller only to test the slicing) "
           "and applied by blocks of profiles whose state takes at most block_bytes (to tune and test).");
     m.def("release_accumulate_scratch", &ak::release_scratch,
-          "Free the partition scratch that accumulate keeps between calls (up to 256 MiB; reallocated on demand).");
+          "Free the partition scratch that accumulate keeps between calls (kept for batches of up to 4M events: "
+          "64 MiB; reallocated on demand).");
     m.def("rebase", &rebase, py::arg("acc"), py::arg("factors"), "Multiply each signal's acc by its factor.");
     m.def("merge", &merge, py::arg("into_acc"), py::arg("into"), py::arg("other_acc"), py::arg("other"),
           "Add the state (other_acc, other) into (into_acc, into).");
