@@ -173,13 +173,14 @@ void assign_tiers(const py::array& values, const py::array& cut_up, const py::ar
     ak::assign_tiers(v, values.shape(0), up, down, p, o);
 }
 
+// `previous` None: no tiers before (nothing to read).
 void score_tiers(const py::array& raw, double half_point, const py::array& fractions, const py::array& margins,
-                 const py::array& previous, const py::array& out_score, const py::array& out_tier,
+                 const py::object& previous, const py::array& out_score, const py::array& out_tier,
                  const py::array& out_cut) {
     const auto* r = data_of<double>(raw, "raw", false);
     const auto* q = data_of<double>(fractions, "fractions", false);
     const auto* m = data_of<double>(margins, "margins", false);
-    const auto* p = data_of<int8_t>(previous, "previous", false);
+    const int8_t* p = nullptr;
     auto* os = data_of<double>(out_score, "out_score", true);
     auto* ot = data_of<int8_t>(out_tier, "out_tier", true);
     auto* oc = data_of<double>(out_cut, "out_cut", true);
@@ -187,7 +188,12 @@ void score_tiers(const py::array& raw, double half_point, const py::array& fract
     expect_len(fractions, "fractions", 2);
     expect_len(margins, "margins", 2);
     expect_len(out_cut, "out_cut", 2);
-    expect_len(previous, "previous", n);
+    py::array prev;  // keeps a converted `previous` alive through the call
+    if (!previous.is_none()) {
+        prev = previous.cast<py::array>();
+        p = data_of<int8_t>(prev, "previous", false);
+        expect_len(prev, "previous", n);
+    }
     expect_len(out_score, "out_score", n);
     expect_len(out_tier, "out_tier", n);
     py::gil_scoped_release release;
@@ -282,8 +288,8 @@ void register_kernels(py::module_& m) {
     m.def("assign_tiers", &assign_tiers, py::arg("values"), py::arg("cut_up"), py::arg("cut_down"),
           py::arg("previous"), py::arg("out"), "Tier codes with hysteresis.");
     m.def("score_tiers", &score_tiers, py::arg("raw"), py::arg("half_point"), py::arg("fractions"),
-          py::arg("margins"), py::arg("previous"), py::arg("out_score"), py::arg("out_tier"), py::arg("out_cut"),
-          "Fused raw -> 0-100 score -> quantile cut-offs -> tiers.");
+          py::arg("margins"), py::arg("previous").none(true), py::arg("out_score"), py::arg("out_tier"),
+          py::arg("out_cut"), "Fused raw -> 0-100 score -> quantile cut-offs -> tiers (`previous` may be None).");
     m.def("topk_rows", &topk_rows, py::arg("matrix"), py::arg("k"), py::arg("out_index"), py::arg("out_value"),
           "Per-row k largest entries of a dense matrix.");
     m.def("topk_csr", &topk_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k"),

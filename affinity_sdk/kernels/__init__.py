@@ -203,9 +203,9 @@ def score_tiers(
 
     ``fractions`` are the (medium, high) quantiles, e.g. ``[0.6, 0.9]``: the top 10 % is High;
     ``margins`` (score points, default 0) is the hysteresis: a profile already in a tier stays
-    while its score is at least the cut-off minus the margin. Returns ``(scores, tiers,
-    cut_offs)``; tiers are 0 / 1 / 2 (low / medium / high). The fast backends do this in three
-    O(n) passes (no sort).
+    while its score is at least the cut-off minus the margin; ``previous`` (None: no profile in a
+    tier yet) holds the tiers before. Returns ``(scores, tiers, cut_offs)``; tiers are 0 / 1 / 2
+    (low / medium / high). The fast backends do this in three O(n) passes (no sort).
 
     Examples
     --------
@@ -218,8 +218,6 @@ def score_tiers(
     n = raw.shape[0]
     fractions = np.ascontiguousarray(fractions, dtype=np.float64)
     margins = np.zeros(2) if margins is None else np.ascontiguousarray(margins, dtype=np.float64)
-    if previous is None:
-        previous = np.full(n, -1, dtype=np.int8)
     out_score = np.empty(n, dtype=np.float64)
     out_tier = np.empty(n, dtype=np.int8)
     out_cut = np.empty(2, dtype=np.float64)

@@ -364,13 +364,16 @@ def score_tiers(
     half_point: float,
     fractions: NDArray[np.float64],
     margins: NDArray[np.float64],
-    previous: NDArray[np.int8],
+    previous: NDArray[np.int8] | None,
     out_score: NDArray[np.float64],
     out_tier: NDArray[np.int8],
     out_cut: NDArray[np.float64],
 ) -> None:
-    """Raw scores -> 0-100 scores -> quantile cut-offs of the scores -> tiers (with margins)."""
+    """Raw scores -> 0-100 scores -> quantile cut-offs of the scores -> tiers (with margins);
+    ``previous`` None: no tiers before."""
     n = raw.shape[0]
+    if previous is None:
+        previous = np.full(n, -1, dtype=np.int8)
     _check("raw", raw, np.float64)
     _check("fractions", fractions, np.float64, 2)
     _check("margins", margins, np.float64, 2)

@@ -178,14 +178,16 @@ def score_tiers(
     half_point: float,
     fractions: NDArray[np.float64],
     margins: NDArray[np.float64],
-    previous: NDArray[np.int8],
+    previous: NDArray[np.int8] | None,
     out_score: NDArray[np.float64],
     out_tier: NDArray[np.int8],
     out_cut: NDArray[np.float64],
 ) -> None:
     """Raw scores to 0-100 scores (:func:`scores_100`), their quantile cut-offs for ``fractions``
     (medium, high) into ``out_cut``, then tiers entering at ``out_cut`` and staying at
-    ``out_cut - margins`` (:func:`assign_tiers`)."""
+    ``out_cut - margins`` (:func:`assign_tiers`); ``previous`` None: no tiers before."""
+    if previous is None:
+        previous = np.full(raw.shape[0], -1, dtype=np.int8)
     scores_100(raw, half_point, out_score)
     out_cut[:] = quantile_cutoffs(out_score, fractions)
     assign_tiers(out_score, out_cut, out_cut - margins, previous, out_tier)

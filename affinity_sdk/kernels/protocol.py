@@ -85,7 +85,7 @@ class Kernels(Protocol):
         half_point: float,
         fractions: NDArray[np.float64],
         margins: NDArray[np.float64],
-        previous: NDArray[np.int8],
+        previous: NDArray[np.int8] | None,
         out_score: NDArray[np.float64],
         out_tier: NDArray[np.int8],
         out_cut: NDArray[np.float64],
