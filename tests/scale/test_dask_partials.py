@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("dask.dataframe", reason="the [dask] extra (dask[dataframe]) is not installed")
 pa = pytest.importorskip("pyarrow", reason="the [dask] extra (pyarrow) is not installed")
@@ -157,6 +159,28 @@ def test_repeated_ids_names_later_copies_per_partition() -> None:
     assert got[2][0].tolist() == [2, 3] and got[2][1].tolist() == [4]
     assert repeated_ids(np.array([5], np.uint64), np.array([6], np.uint64)) == {}
     assert repeated_ids(np.zeros(0, np.uint64)) == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 12), max_size=20), min_size=1, max_size=4))
+def test_repeated_ids_agree_with_a_first_seen_set(parts: list[list[int]]) -> None:
+    """Every later copy of an id is named once for its partition: under "earlier" when the
+    first copy lies in an earlier partition, else under "own"."""
+    arrays = [np.array(p, np.uint64) for p in parts]
+    first: dict[int, int] = {}
+    expect: dict[int, tuple[set[int], set[int]]] = {}
+    for i, part in enumerate(parts):
+        for x in part:
+            if x in first:
+                earlier, own = expect.setdefault(i, (set(), set()))
+                (earlier if first[x] < i else own).add(x)
+            else:
+                first[x] = i
+    got = repeated_ids(*arrays)
+    assert sorted(got) == sorted(expect)
+    for i, (earlier, own) in got.items():
+        assert (set(earlier.tolist()), set(own.tolist())) == expect[i]
+        assert sorted(earlier.tolist()) == earlier.tolist() and sorted(own.tolist()) == own.tolist()
 
 
 @pytest.mark.parametrize("gather", [0, 64, 1 << 16])
