@@ -965,32 +965,32 @@ struct Columns {
         while (items_begin_ < items_end_) intern_oldest_item();
     }
 
+    // f(column) for every slot column, and for every item column: the one list of each that
+    // clearing, sizing and reserving go through.
+    template <class F>
+    void each_slot_column(F f) {
+        f(line), f(begin), f(end), f(user), f(ts_ms), f(status), f(event_type), f(channel), f(has_coupon);
+        f(revenue), f(discount), f(campaign), f(event_id), f(consent);
+    }
+    template <class F>
+    void each_item_column(F f) {
+        f(item_slot), f(item_product), f(item_category), f(item_brand), f(item_quantity), f(item_price);
+        f(item_discount);
+    }
+
     // Empty the row columns (the interners keep their names).
     void clear_rows() {
-        for (auto* v : {&line, &begin, &end, &user, &ts_ms, &item_slot}) v->clear();
-        for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->clear();
-        for (auto* v : {&revenue, &discount, &item_price, &item_discount}) v->clear();
-        for (auto* v : {&campaign, &item_product, &item_category, &item_brand, &item_quantity}) v->clear();
-        event_id.clear();
-        consent.clear();
+        each_slot_column([](auto& v) { v.clear(); });
+        each_item_column([](auto& v) { v.clear(); });
     }
 
     // Size the row columns to `n` slots and the item columns to `n` rows; new elements are
     // uninitialised (the reader writes every column of every slot and row it keeps).
     void resize_rows(size_t n) {
-        for (auto* v : {&line, &begin, &end, &user, &ts_ms}) v->resize(n);
-        for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->resize(n);
-        revenue.resize(n);
-        discount.resize(n);
-        campaign.resize(n);
-        event_id.resize(n);
-        consent.resize(n);
+        each_slot_column([n](auto& v) { v.resize(n); });
     }
     void resize_items(size_t n) {
-        item_slot.resize(n);
-        for (auto* v : {&item_product, &item_category, &item_brand, &item_quantity}) v->resize(n);
-        item_price.resize(n);
-        item_discount.resize(n);
+        each_item_column([n](auto& v) { v.resize(n); });
     }
 
     // The placeholder values of a slot left to the caller (status FLAGGED).
@@ -1009,17 +1009,8 @@ struct Columns {
     }
 
     void reserve(size_t n) {
-        for (auto* v : {&line, &begin, &end, &user, &ts_ms}) v->reserve(n);
-        for (auto* v : {&status, &event_type, &channel, &has_coupon}) v->reserve(n);
-        revenue.reserve(n);
-        discount.reserve(n);
-        campaign.reserve(n);
-        event_id.reserve(n);
-        consent.reserve(n);
-        item_slot.reserve(n);
-        for (auto* v : {&item_product, &item_category, &item_brand, &item_quantity}) v->reserve(n);
-        item_price.reserve(n);
-        item_discount.reserve(n);
+        each_slot_column([n](auto& v) { v.reserve(n); });
+        each_item_column([n](auto& v) { v.reserve(n); });
     }
 
 private:

@@ -94,6 +94,13 @@ struct ScoreBins {
     KeyRange range(uint32_t d) const;  // the keys of bin d's values
 };
 
+// The smallest shift that brings a key span below `limit` (the bins or sub-bins it is cut into).
+inline int shift_to_fit(uint64_t span, uint64_t limit) {
+    int shift = 0;
+    while ((span >> shift) >= limit) ++shift;
+    return shift;
+}
+
 // Crowded scores: those of a real base bunch together (an active base's near 100, half of them
 // within a point or two), and ScoreBins would put ~10 % of the profiles in the bin of each
 // cut-off. Then the bins spread evenly over a window of keys [lo, hi] where a sample of the
@@ -104,10 +111,10 @@ struct WindowBins {
     int64_t lo, hi;  // within [kKeyLo, kKeyHi]
     int shift;
 
-    WindowBins(int64_t lo_key, int64_t hi_key) : lo(lo_key), hi(hi_key), shift(0) {
-        const uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
-        while ((span >> shift) > kBins - 4) ++shift;
-    }
+    WindowBins(int64_t lo_key, int64_t hi_key)
+        : lo(lo_key),
+          hi(hi_key),
+          shift(shift_to_fit(static_cast<uint64_t>(hi_key) - static_cast<uint64_t>(lo_key), kBins - 3)) {}
 
     KeyRange range(uint32_t d) const;  // the keys of bin d's values
 };
@@ -126,7 +133,7 @@ struct RangeBins {
     KeyRange range(uint32_t d) const;  // the keys of bin d's values
 };
 
-// The range of the non-NaN keys, and the smallest shift that fits it in kTopBin bins.
+// The range of the non-NaN keys, and the smallest shift that fits it in kBins - 2 bins.
 AFFINITY_CLONES
 inline RangeBins range_bins(const double* values, int64_t n) {
     int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
@@ -137,10 +144,7 @@ inline RangeBins range_bins(const double* values, int64_t n) {
         hi = (v == v && key > hi) ? key : hi;
     }
     if (lo > hi) return RangeBins{0, 0};  // empty or all NaN
-    const uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
-    int shift = 0;
-    while ((span >> shift) >= RangeBins::kBins - 2) ++shift;
-    return RangeBins{lo, shift};
+    return RangeBins{lo, shift_to_fit(static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo), RangeBins::kBins - 2)};
 }
 
 inline double score_of(double raw, double half_point) {
@@ -387,10 +391,7 @@ inline void refine(const double* values, int64_t n, Pending* cut, bool* open, st
         int shifts[kMaxWanted];
         int64_t kmin[kMaxWanted], kmax[kMaxWanted];
         for (int r = 0; r < k; ++r) {
-            const uint64_t span = static_cast<uint64_t>(ranges[r].hi) - static_cast<uint64_t>(ranges[r].lo);
-            int sh = 0;
-            while ((span >> sh) >= static_cast<uint64_t>(kSub)) ++sh;
-            shifts[r] = sh;
+            shifts[r] = shift_to_fit(static_cast<uint64_t>(ranges[r].hi) - static_cast<uint64_t>(ranges[r].lo), kSub);
             kmin[r] = std::numeric_limits<int64_t>::max();
             kmax[r] = std::numeric_limits<int64_t>::min();
         }
