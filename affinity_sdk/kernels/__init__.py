@@ -23,7 +23,15 @@ from affinity_sdk._backends import BackendName, native, resolve_backend
 from affinity_sdk.errors import ConfigError
 
 from . import _reference
-from ._layout import REBASE_EXPONENT, SAVED_STATE_DTYPE, STATE_DTYPE, empty_records, join_state, split_state
+from ._layout import (
+    REBASE_EXPONENT,
+    SAVED_STATE_DTYPE,
+    STATE_DTYPE,
+    empty_records,
+    join_state,
+    reset_records,
+    split_state,
+)
 from .protocol import Kernels
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "quantile_cutoffs",
     "raw_scores",
     "rebase",
+    "reset_records",
     "score_tiers",
     "scores_100",
     "split_state",

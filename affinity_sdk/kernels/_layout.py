@@ -37,8 +37,11 @@ LAST_MS_EMPTY: Final = np.iinfo(np.int64).min
 REBASE_EXPONENT: Final = 64.0
 
 
-#: An empty record as its four little-endian 64-bit words (``total`` 0.0 is all zero bits).
-_EMPTY_WORDS: Final = np.array([0, 0, FIRST_MS_EMPTY, LAST_MS_EMPTY], dtype="<i8")
+#: An empty record's 32 bytes as one opaque value (its four little-endian words; ``total`` 0.0 is
+#: all zero bits).
+_EMPTY_RECORD: Final = np.array([0, 0, FIRST_MS_EMPTY, LAST_MS_EMPTY], dtype="<i8").view(
+    f"V{STATE_DTYPE.itemsize}"
+)
 
 
 def empty_records(n_profiles: int, n_signals: int) -> NDArray[np.void]:
@@ -57,8 +60,8 @@ def empty_records(n_profiles: int, n_signals: int) -> NDArray[np.void]:
 def reset_records(records: NDArray[np.void]) -> None:
     """Make every record of ``records`` (a C-contiguous :data:`STATE_DTYPE` array) empty, in place.
 
-    The records are written as 64-bit words: numpy assigns a structured value one element at a
-    time, ~40x slower for a store's millions of records.
+    The records are written as opaque 32-byte values: numpy assigns a structured value field by
+    field, element by element (32-40 ms against 6-9 ms for 300k x 8 records already in memory).
 
     Examples
     --------
@@ -69,7 +72,7 @@ def reset_records(records: NDArray[np.void]) -> None:
     """
     if records.dtype != STATE_DTYPE or not records.flags.c_contiguous:
         raise ValueError("reset_records expects a C-contiguous STATE_DTYPE array")
-    records.reshape(-1).view("<i8").reshape(-1, 4)[:] = _EMPTY_WORDS
+    records.view(_EMPTY_RECORD.dtype)[...] = _EMPTY_RECORD
 
 
 def join_state(acc: NDArray[np.float64], records: NDArray[np.void]) -> NDArray[np.void]:

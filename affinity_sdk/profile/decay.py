@@ -25,8 +25,7 @@ from numpy.typing import NDArray
 
 from affinity_sdk import kernels
 from affinity_sdk._backends import BackendName, resolve_backend
-from affinity_sdk.kernels import REBASE_EXPONENT, STATE_DTYPE, decay_factors, empty_records
-from affinity_sdk.kernels._layout import reset_records
+from affinity_sdk.kernels import REBASE_EXPONENT, STATE_DTYPE, decay_factors, empty_records, reset_records
 from affinity_sdk.profile.rows import ensure_capacity
 
 __all__ = ["DecayState", "lam_per_ms", "landmark_for"]

@@ -268,7 +268,6 @@ def repeated_ids(*parts: NDArray[np.uint64]) -> Repeats:
 def _first_copies(batches: Batches, spec: FoldSpec, repeats: list[Any]) -> tuple[Batches, bool]:
     """``batches`` without the later copies of their fed ids (``repeats``: this partition's
     entries of :func:`repeated_ids`), and whether any was dropped."""
-
     if not repeats:
         return batches, False
     ids, masks = _fed_ids(batches, spec)
