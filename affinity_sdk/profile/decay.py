@@ -73,7 +73,8 @@ class DecayState:
     Two arrays of shape ``(n_profiles, n_signals)`` (see :mod:`affinity_sdk.kernels._layout`):
     :attr:`acc`, the forward-decayed sums the scores read, and :attr:`records`, each cell's
     total, count and first / last times. Profiles are dense integer codes
-    ``0 .. n_profiles - 1``; capacity doubles when needed so growth is amortised O(1) per profile.
+    ``0 .. n_profiles - 1``; capacity grows geometrically (:mod:`affinity_sdk.profile.rows`), so
+    growth is amortised O(1) per profile.
     """
 
     def __init__(
@@ -120,13 +121,13 @@ class DecayState:
         self.records[codes] = empty_records(1, self.n_signals)[0]
 
     def ensure_profiles(self, n_profiles: int) -> None:
-        """Make room for profile codes below ``n_profiles`` (amortised doubling)."""
+        """Make room for profile codes below ``n_profiles`` (amortised geometric growth)."""
         if n_profiles <= self.n_profiles:
             return
         n_signals, live = self.n_signals, self.n_profiles
         self._acc = ensure_capacity(self._acc, live, n_profiles, lambda size: np.zeros((size, n_signals)))
-        # Rows past the live ones are filled when they go live, not when allocated: the spare half
-        # of a doubled buffer stays untouched (and its pages unmapped) until profiles need it.
+        # Rows past the live ones are filled when they go live, not when allocated: the spare rows
+        # of a grown buffer stays untouched (and its pages unmapped) until profiles need it.
         self._records = ensure_capacity(
             self._records, live, n_profiles, lambda size: np.zeros((size, n_signals), dtype=STATE_DTYPE)
         )

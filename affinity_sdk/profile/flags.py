@@ -73,8 +73,8 @@ def latest_consent(
 
 
 def _spare(dtype: type[np.generic]) -> Callable[[int], NDArray[Any]]:
-    # Rows get their fill when they go live (grow), so a doubled buffer's spare half is never
-    # written (nor its pages touched) before profiles need it.
+    # Rows get their fill when they go live (grow), so a grown buffer's spare rows are never
+    # written (nor its pages touched) before profiles need them.
     def make(size: int) -> NDArray[Any]:
         return np.empty(size, dtype=dtype)
 
@@ -82,9 +82,9 @@ def _spare(dtype: type[np.generic]) -> Callable[[int], NDArray[Any]]:
 
 
 class UserFlags:
-    """The per-profile flag arrays (views of doubling buffers), rows ``0 .. n - 1``."""
+    """The per-profile flag arrays (views of geometrically growing buffers), rows ``0 .. n - 1``."""
 
-    # Each column is an attribute: a view of rows 0 .. n - 1 of its doubling buffer, set anew
+    # Each column is an attribute: a view of rows 0 .. n - 1 of its growing buffer, set anew
     # by grow(), so the per-event path reads plain attributes.
     opted_out: NDArray[np.bool_]
     consent_ms: NDArray[np.int64]

@@ -246,11 +246,12 @@ def _write_csv_binary(columns: Columns, fh: BinaryIO, threads: int | None = None
         text.detach()  # the caller closes ``fh``
 
 
-#: Rows formatted per call of the compiled CSV formatter: bounds the text held in memory at once.
-_CSV_ROWS_PER_WRITE: Final = 65_536
+#: Rows formatted per call of the compiled CSV formatter: bounds the text held in memory at once,
+#: and small enough that the blocks of a few hundred thousand rows spread evenly over the threads.
+_CSV_ROWS_PER_WRITE: Final = 16_384
 #: Threads formatting CSV blocks at most (at most ``_CSV_THREADS + 1`` blocks held at once).
 _CSV_THREADS: Final = 4
-_FLOAT, _INT, _BOOL, _STR = 0, 1, 2, 3
+_FLOAT, _INT, _BOOL, _STR, _STR_ARRAY = 0, 1, 2, 3, 4
 
 
 def _native_csv_columns(columns: Columns) -> list[tuple[int, Any]] | None:
@@ -273,13 +274,26 @@ def _native_csv_column(values: NDArray[Any] | Sequence[Any]) -> tuple[int, Any] 
         if values.ndim != 1:
             return None
         kind = values.dtype.kind
+        # Strided float64 / int64 views (a signal column of the decayed matrix) are read in place.
         if kind == "f":  # float16 / float32 widen exactly, as ``tolist`` does
-            return _FLOAT, np.ascontiguousarray(values, dtype=np.float64)
+            return _FLOAT, np.asarray(values, dtype=np.float64)
         if kind == "i" or (kind == "u" and values.dtype.itemsize <= 4):
-            return _INT, np.ascontiguousarray(values, dtype=np.int64)
+            return _INT, np.asarray(values, dtype=np.int64)
         if kind == "b":
             return _BOOL, np.ascontiguousarray(values).view(np.uint8)
-        if kind not in "UO":
+        if kind == "U":  # UTF-8 encoded by the formatter: no ``str`` object per value
+            values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("="))
+            width = values.dtype.itemsize // 4
+            if width and len(values):
+                code = values.view(np.uint32).reshape(len(values), width)
+                # ``tolist`` drops trailing NULs; one before another character goes to csv.writer
+                # (see below), as does a code point UTF-8 cannot encode.
+                if np.any((code[:, :-1] == 0) & (code[:, 1:] != 0)):
+                    return None
+                if code.max() >= 0xD800 and np.any((code >= 0xD800) & ((code <= 0xDFFF) | (code > 0x10FFFF))):
+                    return None
+            return _STR_ARRAY, values
+        if kind != "O":
             return None
         values = values.tolist()
     items = values if isinstance(values, list) else list(values)

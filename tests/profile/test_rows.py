@@ -1,4 +1,4 @@
-"""Row buffers growing by doubling, and empty records written as words: the same bytes as the
+"""Row buffers growing geometrically, and empty records written as words: the same bytes as the
 plain numpy assignments they replace, whatever the dtype."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from affinity_sdk.kernels._layout import STATE_DTYPE, empty_records, reset_records
-from affinity_sdk.profile.rows import MIN_CAPACITY, ensure_capacity
+from affinity_sdk.profile.rows import FAST_GROWTH_ROWS, MIN_CAPACITY, ensure_capacity
 
 
 def _random_records(rng: np.random.Generator, n: int, n_signals: int) -> np.ndarray:
@@ -57,3 +57,13 @@ def test_reset_records_refuses_what_it_cannot_write_as_words() -> None:
     for bad in (records[:, :1], np.zeros(3)):
         with pytest.raises(ValueError, match="C-contiguous STATE_DTYPE"):
             reset_records(bad)
+
+
+def test_small_buffers_grow_4x_and_large_ones_2x() -> None:
+    small = np.zeros(MIN_CAPACITY, dtype=np.uint8)
+    assert ensure_capacity(small, MIN_CAPACITY, MIN_CAPACITY + 1, np.zeros).shape[0] == 4 * MIN_CAPACITY
+    large = np.zeros(FAST_GROWTH_ROWS, dtype=np.uint8)
+    grown = ensure_capacity(large, 5, FAST_GROWTH_ROWS + 1, lambda size: np.zeros(size, dtype=np.uint8))
+    assert grown.shape[0] == 2 * FAST_GROWTH_ROWS
+    # a need beyond the factor is met exactly
+    assert ensure_capacity(small, 0, 10 * MIN_CAPACITY, np.zeros).shape[0] == 10 * MIN_CAPACITY

@@ -151,3 +151,105 @@ def test_one_thread_formats_on_the_calling_thread(tmp_path: Any, monkeypatch: An
     out = tmp_path / "one.csv"
     write_columns(columns, out, metadata={}, threads=1)
     assert out.read_bytes() == python_csv(columns)
+
+
+def native_matches_csv_writer(columns: dict[str, Any]) -> None:
+    """The compiled path takes ``columns`` and writes csv.writer's bytes for them."""
+    assert native_csv(columns) == python_csv(columns)
+
+
+FLOATS = st.one_of(
+    st.floats(),  # every finite double, ±inf and nan
+    st.floats(allow_subnormal=True, min_value=-2.3e-308, max_value=2.3e-308),
+    st.sampled_from([0.0, -0.0, 5e-324, -5e-324, sys.float_info.max, 1e16, 1e-5, 9007199254740993.0]),
+    st.integers(-(2**60), 2**60).map(float),  # integer-valued floats
+    st.builds(lambda m, e: m * 10.0**e, st.integers(1, 99999), st.integers(-30, 30)),  # short decimals
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(FLOATS, max_size=60))
+def test_floats_match_repr(values: list[float]) -> None:
+    array = np.array(values, dtype=np.float64)
+    native_matches_csv_writer({"x": array, "neg": -array, "as_list": values})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40), st.lists(st.booleans(), max_size=40))
+def test_ints_and_bools_match_str(ints: list[int], flags: list[bool]) -> None:
+    n = min(len(ints), len(flags))
+    native_matches_csv_writer(
+        {"i": np.array(ints[:n], dtype=np.int64), "u": (np.array(ints[:n], dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32),
+         "b": np.array(flags[:n], dtype=bool), "as_list": ints[:n]}
+    )  # fmt: skip
+
+
+TEXT = st.text(
+    alphabet=st.sampled_from([",", '"', "\r", "\n", " ", "a", "Z", "é", "€", "😀", "\t", "'"]), max_size=10
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(TEXT, min_size=1, max_size=30))
+def test_strings_quoted_like_csv_writer_from_lists_and_numpy_arrays(texts: list[str]) -> None:
+    array = np.array(texts)  # a numpy str array goes to the formatter as it stands
+    assert results._native_csv_column(array) is not None
+    native_matches_csv_writer(
+        {"s": texts, "a": array, "big_endian": array.astype(array.dtype.newbyteorder(">"))}
+    )
+    native_matches_csv_writer({"only": array})  # one column: an empty value is written ""
+
+
+def test_random_bit_patterns_over_every_exponent_match_repr() -> None:
+    rng = np.random.default_rng(20261207)
+    bits = rng.integers(0, 2**64, size=20_000, dtype=np.uint64)
+    exponents = np.repeat(np.arange(2048, dtype=np.uint64), 10) << np.uint64(52)
+    mantissas = rng.integers(0, 2**52, size=exponents.size, dtype=np.uint64)
+    powers_of_two = np.ldexp(1.0, np.arange(-1074, 1024))  # the uneven gap below a power of two
+    values = np.concatenate(
+        [bits.view(np.float64), (exponents | mantissas).view(np.float64), powers_of_two,
+         np.nextafter(powers_of_two, 0.0), np.nextafter(powers_of_two, np.inf)]
+    )  # fmt: skip
+    native_matches_csv_writer({"x": values})
+
+
+def test_columns_of_a_matrix_and_reversed_or_odd_strided_views_are_read_in_place() -> None:
+    rng = np.random.default_rng(5)
+    matrix = rng.exponential(1.0, size=(50, 4))
+    matrix[rng.random(matrix.shape) < 0.5] = 0.0
+    packed = np.zeros(50, dtype=[("pad", "u1"), ("x", "f8"), ("n", "i8")])  # 17-byte strides
+    packed["x"], packed["n"] = matrix[:, 0], np.arange(50) - 25
+    columns = {"a": matrix[:, 1], "b": matrix[::-1, 2], "c": matrix[::2, 3].repeat(2), "x": packed["x"],
+               "n": packed["n"], "f32": matrix[:, 0].astype(np.float32)}  # fmt: skip
+    native_matches_csv_writer(columns)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [np.array(["ok", "a\x00b"]), np.array(["\x00x"]), np.array(["ok", "\ud800"])],
+    ids=["inner-nul", "leading-nul", "surrogate"],
+)
+def test_str_arrays_with_inner_nuls_or_surrogates_go_to_csv_writer(values: Any) -> None:
+    assert results._native_csv_column(values) is None
+
+
+def test_a_str_array_with_trailing_nuls_is_written_as_tolist_gives_it() -> None:
+    values = np.array(["ab", "c"], dtype="<U4")
+    values.view(np.uint32)[4:6] = [ord("c"), 0]  # "c" padded: numpy drops trailing NULs anyway
+    native_matches_csv_writer({"s": values, "empty": np.array(["", ""])})
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ([(3, ("a",))], "a str column must be a list or a numpy str array"),
+        ([(4, ["a"])], "a str column must be a list or a numpy str array"),
+        ([(4, np.array(["a"]).astype(">U1"))], "contiguous native-order numpy str array"),
+        ([(4, np.array(["a\x00b"]))], "a NUL, a surrogate or no code point"),
+        ([(0, np.zeros(2))], "a column has another length or type"),
+        ([(1, np.array([0.5]))], "a column has another length or type"),  # no cast that loses values
+    ],
+)
+def test_the_formatter_refuses_columns_it_cannot_write_exactly(columns: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        native().csv_rows(columns, 1, 0, 1)
