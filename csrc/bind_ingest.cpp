@@ -7,8 +7,10 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,6 +30,70 @@ py::array_t<T> to_numpy(std::vector<T, A>&& v) {
     return py::array_t<T>(static_cast<py::ssize_t>(owned->size()), owned->data(), owner);
 }
 
+// Buffers of the reader's output columns, handed back when Python frees the numpy array that held
+// one: a streaming reader's next chunk refills memory already touched, where fresh allocations
+// would pay a page fault per 4 KB (the kernel's zeroing) every chunk. Shared by the reader and the
+// capsules of its arrays, so a capsule outliving the reader frees its buffer into a live pool.
+class ColumnPool {
+public:
+    // A spare buffer for `col` (empty, capacity 0: its last buffer was handed out), the largest kept.
+    template <class T, class A>
+    void refill(std::vector<T, A>& col) {
+        if (col.capacity() != 0) return;
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto& spare = stack<T, A>();
+        if (spare.empty()) return;
+        auto best = std::max_element(spare.begin(), spare.end(),
+                                     [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
+        col.swap(*best);
+        spare.erase(best);
+    }
+
+    // Keep `col`'s buffer for a later chunk; beyond kKeep spares of a type it is freed.
+    template <class T, class A>
+    void give(std::vector<T, A>&& col) {
+        col.clear();
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto& spare = stack<T, A>();
+        if (spare.size() >= kKeep) return;
+        try {
+            spare.push_back(std::move(col));
+        } catch (const std::bad_alloc&) {  // called from a capsule's destructor: the buffer is just freed
+        }
+    }
+
+private:
+    // Enough for the columns of about three chunks (one being read, one being folded, one spare)
+    // of the type with the most columns (int64: line, begin, end, user, ts_ms, item_slot).
+    static constexpr size_t kKeep = 18;
+    std::mutex mutex_;
+    std::tuple<std::vector<affinity::ingest::Column<int64_t>>, std::vector<affinity::ingest::Column<int32_t>>,
+               std::vector<affinity::ingest::Column<uint64_t>>, std::vector<affinity::ingest::Column<double>>,
+               std::vector<affinity::ingest::Column<uint8_t>>, std::vector<affinity::ingest::Column<int8_t>>>
+        stacks_;
+
+    template <class T, class A>
+    std::vector<std::vector<T, A>>& stack() {
+        return std::get<std::vector<std::vector<T, A>>>(stacks_);
+    }
+};
+
+// `v` as a numpy array whose buffer goes back to `pool` when the array is freed.
+template <class T, class A>
+py::array_t<T> to_numpy_pooled(std::vector<T, A>&& v, const std::shared_ptr<ColumnPool>& pool) {
+    struct Owned {
+        std::vector<T, A> v;
+        std::shared_ptr<ColumnPool> pool;
+    };
+    auto* owned = new Owned{std::move(v), pool};
+    py::capsule owner(owned, [](void* q) {
+        auto* o = static_cast<Owned*>(q);
+        o->pool->give(std::move(o->v));
+        delete o;
+    });
+    return py::array_t<T>(static_cast<py::ssize_t>(owned->v.size()), owned->v.data(), owner);
+}
+
 // The names of `in` from code `from` on (the ones the caller has not seen yet), with where each
 // was first seen.
 py::tuple names_of(LocalInterner& in, size_t from = 0) {
@@ -42,9 +108,10 @@ py::tuple names_of(LocalInterner& in, size_t from = 0) {
     return py::make_tuple(std::move(names), to_numpy(std::move(first)));
 }
 
-// The row columns of `cols` (moved out, leaving them empty) and the names new since `seen`
-// (updated), as the dict `read_ndjson` returns.
-py::dict export_columns(Columns& cols, size_t* seen) {
+// The row columns of `cols` (moved out, leaving them empty; their buffers go back to `pool`, when
+// given, once Python frees them) and the names new since `seen` (updated), as the dict
+// `read_ndjson` returns.
+py::dict export_columns(Columns& cols, size_t* seen, const std::shared_ptr<ColumnPool>& pool = nullptr) {
     py::dict out;
     LocalInterner* interners[] = {&cols.users, &cols.products, &cols.categories, &cols.brands, &cols.campaigns};
     const char* keys[] = {"users", "products", "categories", "brands", "campaigns"};
@@ -52,27 +119,30 @@ py::dict export_columns(Columns& cols, size_t* seen) {
         out[keys[k]] = names_of(*interners[k], seen[k]);
         seen[k] = interners[k]->names.size();
     }
-    out["line"] = to_numpy(std::move(cols.line));
-    out["begin"] = to_numpy(std::move(cols.begin));
-    out["end"] = to_numpy(std::move(cols.end));
-    out["status"] = to_numpy(std::move(cols.status));
-    out["user"] = to_numpy(std::move(cols.user));
-    out["event_type"] = to_numpy(std::move(cols.event_type));
-    out["ts_ms"] = to_numpy(std::move(cols.ts_ms));
-    out["channel"] = to_numpy(std::move(cols.channel));
-    out["revenue"] = to_numpy(std::move(cols.revenue));
-    out["discount"] = to_numpy(std::move(cols.discount));
-    out["has_coupon"] = to_numpy(std::move(cols.has_coupon));
-    out["campaign"] = to_numpy(std::move(cols.campaign));
-    out["event_id"] = to_numpy(std::move(cols.event_id));
-    out["consent"] = to_numpy(std::move(cols.consent));
-    out["item_slot"] = to_numpy(std::move(cols.item_slot));
-    out["item_product"] = to_numpy(std::move(cols.item_product));
-    out["item_category"] = to_numpy(std::move(cols.item_category));
-    out["item_brand"] = to_numpy(std::move(cols.item_brand));
-    out["item_price"] = to_numpy(std::move(cols.item_price));
-    out["item_discount"] = to_numpy(std::move(cols.item_discount));
-    out["item_quantity"] = to_numpy(std::move(cols.item_quantity));
+    auto put = [&](const char* key, auto& col) {
+        out[key] = pool ? to_numpy_pooled(std::move(col), pool) : to_numpy(std::move(col));
+    };
+    put("line", cols.line);
+    put("begin", cols.begin);
+    put("end", cols.end);
+    put("status", cols.status);
+    put("user", cols.user);
+    put("event_type", cols.event_type);
+    put("ts_ms", cols.ts_ms);
+    put("channel", cols.channel);
+    put("revenue", cols.revenue);
+    put("discount", cols.discount);
+    put("has_coupon", cols.has_coupon);
+    put("campaign", cols.campaign);
+    put("event_id", cols.event_id);
+    put("consent", cols.consent);
+    put("item_slot", cols.item_slot);
+    put("item_product", cols.item_product);
+    put("item_category", cols.item_category);
+    put("item_brand", cols.item_brand);
+    put("item_price", cols.item_price);
+    put("item_discount", cols.item_discount);
+    put("item_quantity", cols.item_quantity);
     return out;
 }
 
@@ -133,15 +203,18 @@ public:
             py::gil_scoped_release release;
             lock.lock();  // taken without the GIL: a second caller waits here, not holding it
             cols_.clear_rows();
+            cols_.each_slot_column([this](auto& v) { pool_->refill(v); });
+            cols_.each_item_column([this](auto& v) { pool_->refill(v); });
             n_lines = read_into(bytes, static_cast<size_t>(info.size), cols_, threads_, min_part_, scratch_);
         }
-        py::dict out = export_columns(cols_, seen_);
+        py::dict out = export_columns(cols_, seen_, pool_);
         out["n_lines"] = n_lines;
         return out;
     }
 
 private:
     Columns cols_{true};
+    std::shared_ptr<ColumnPool> pool_ = std::make_shared<ColumnPool>();
     int threads_;
     size_t min_part_;
     affinity::ingest::PartColumns scratch_;

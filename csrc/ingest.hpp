@@ -220,46 +220,52 @@ public:
         left_ = 0;
     }
 
-    // Hint the slot of `s` into cache ahead of intern(s, ...): a table of 10^5+ names lives in
-    // main memory, and the lookup is otherwise one cache miss per event.
-    AFFINITY_INGEST_INLINE void prefetch(std::string_view s, const char* limit) const {
-#if defined(__GNUC__)
-        uint64_t w0 = 0, w1 = 0;
-        const uint64_t h = s.size() <= 16 ? (load16(s.data(), s.size(), limit, w0, w1), mix(w0, w1, s.size()))
-                                          : fast_hash(s);
-        __builtin_prefetch(&table_[h & mask_]);
-#else
-        (void)s;
-        (void)limit;
-#endif
-    }
+    // A string with its hash and (up to 16 bytes) its bytes as words: what a lookup compares, worked
+    // out once for both prefetch() and intern().
+    struct Key {
+        std::string_view s;
+        uint64_t hash, w0, w1;
+    };
 
     // `limit`, when given, is the end of the buffer holding `s`: 16 bytes may be read from s.data()
     // when they lie before it.
-    int32_t intern(std::string_view s, int64_t where, const char* limit = nullptr) {
-        const size_t n = s.size();
-        uint64_t w0 = 0, w1 = 0, h;
-        if (n <= 16) {
-            load16(s.data(), n, limit, w0, w1);
-            h = mix(w0, w1, n);
+    static AFFINITY_INGEST_INLINE Key key(std::string_view s, const char* limit = nullptr) {
+        Key k{s, 0, 0, 0};
+        if (s.size() <= 16) {
+            load16(s.data(), s.size(), limit, k.w0, k.w1);
+            k.hash = mix(k.w0, k.w1, s.size());
         } else {
-            h = fast_hash(s);
+            k.hash = fast_hash(s);
         }
-        size_t i = h & mask_;
+        return k;
+    }
+
+    // Hint the slot of `k` into cache ahead of intern(k, ...): a table of 10^5+ names lives in
+    // main memory, and the lookup is otherwise one cache miss per event.
+    AFFINITY_INGEST_INLINE void prefetch(const Key& k) const {
+#if defined(__GNUC__)
+        __builtin_prefetch(&table_[k.hash & mask_]);
+#else
+        (void)k;
+#endif
+    }
+    AFFINITY_INGEST_INLINE void prefetch(std::string_view s, const char* limit) const { prefetch(key(s, limit)); }
+
+    AFFINITY_INGEST_INLINE int32_t intern(const Key& k, int64_t where) {
+        const size_t n = k.s.size();
+        size_t i = k.hash & mask_;
         while (true) {
             const Slot& sl = table_[i];
             if (sl.code < 0) break;
-            if (sl.hash == h && sl.len == n &&
-                (n <= 16 ? (sl.w0 == w0 && sl.w1 == w1) : same_bytes(names[sl.code].data(), s.data(), n)))
+            if (sl.hash == k.hash && sl.len == n &&
+                (n <= 16 ? (sl.w0 == k.w0 && sl.w1 == k.w1) : same_bytes(names[sl.code].data(), k.s.data(), n)))
                 return sl.code;
             i = (i + 1) & mask_;
         }
-        const int32_t code = static_cast<int32_t>(names.size());
-        table_[i] = Slot{h, w0, w1, static_cast<uint32_t>(n), code};
-        names.push_back(owns_ ? keep(s) : s);
-        first.push_back(where);
-        if (names.size() * 2 > table_.size()) grow();
-        return code;
+        return add(k, i, where);
+    }
+    int32_t intern(std::string_view s, int64_t where, const char* limit = nullptr) {
+        return intern(key(s, limit), where);
     }
 
 private:
@@ -274,6 +280,16 @@ private:
     std::vector<std::unique_ptr<char[]>> arena_;
     char* free_ = nullptr;
     size_t left_ = 0;
+
+    // A new name in the free slot i (the lookup's miss, out of its inlined path).
+    int32_t add(const Key& k, size_t i, int64_t where) {
+        const int32_t code = static_cast<int32_t>(names.size());
+        table_[i] = Slot{k.hash, k.w0, k.w1, static_cast<uint32_t>(k.s.size()), code};
+        names.push_back(owns_ ? keep(k.s) : k.s);
+        first.push_back(where);
+        if (names.size() * 2 > table_.size()) grow();
+        return code;
+    }
 
     std::string_view keep(std::string_view s) {
         constexpr size_t kBlock = 1 << 16;
@@ -454,6 +470,8 @@ inline int product_field_of(std::string_view k) {
 inline constexpr double kPow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+// No token takes a '\n' (ws() stops at it, strings at any control character), so a scan never
+// passes the end of its line, even when `end` lies beyond it.
 class Scanner {
 public:
     const char* p;
@@ -464,10 +482,9 @@ public:
     Scanner(const char* b, const char* e, std::vector<Product>* it, const char* lim = nullptr)
         : p(b), end(e), items(it), limit(lim ? lim : e) {}
 
+    // JSON whitespace but '\n', which ends the line: `end` may lie past it (see read_line).
     AFFINITY_INGEST_INLINE void ws() {
-        while (p < end && static_cast<unsigned char>(*p) <= ' ' &&
-               (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-            ++p;
+        while (p < end && static_cast<unsigned char>(*p) <= ' ' && (*p == ' ' || *p == '\t' || *p == '\r')) ++p;
     }
 
     // A string without escapes; validates UTF-8 and counts code points.
@@ -832,60 +849,69 @@ inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
     return era * 146097 + doe - 719468;
 }
 
+// The day numbers of the 1st of the last months parse_rfc3339_ms met, direct-mapped by month:
+// events mostly fall in a few months, and days_from_civil costs divisions.
+struct MonthCache {
+    static constexpr int kMonths = 16;
+    int64_t ym[kMonths], first_day[kMonths];
+    MonthCache() {
+        for (int i = 0; i < kMonths; ++i) ym[i] = -1, first_day[i] = 0;
+    }
+};
+
 // YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM), the shape RFC 3339 producers emit; anything else
 // (lower-case separators, more than 6 fraction digits that msgspec would round, ...) is left to msgspec.
-inline bool parse_rfc3339_ms(std::string_view s, int64_t& ms) {
+inline bool parse_rfc3339_ms(std::string_view s, int64_t& ms, MonthCache& month) {
     const size_t n = s.size();
     if (n < 20) return false;
     const char* c = s.data();
     // value of the k digits at c[at..]; `bad` collects any non-digit (unsigned wrap makes it > 9)
     unsigned bad = 0;
     auto num = [&](size_t at, size_t k) {
-        int64_t v = 0;
+        int v = 0;
         for (size_t i = at; i < at + k; ++i) {
             const unsigned d = static_cast<unsigned>(static_cast<unsigned char>(c[i])) - '0';
             bad |= d > 9;
-            v = v * 10 + static_cast<int64_t>(d);
+            v = v * 10 + static_cast<int>(d);
         }
         return v;
     };
-    const int64_t y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), se = num(17, 2);
+    const int y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), se = num(17, 2);
     if (bad || c[4] != '-' || c[7] != '-' || c[10] != 'T' || c[13] != ':' || c[16] != ':') return false;
     static constexpr int kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59) return false;
-    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
+    if (d > kDays[mo - 1] &&
+        !(mo == 2 && d == 29 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))  // leap day
+        return false;
     size_t i = 19;
-    int64_t us = 0;
+    int frac_ms = 0;  // the first 3 fraction digits (padded): microseconds / 1000, rounded down
     if (c[i] == '.') {  // n >= 20, so c[19] exists
         ++i;
         size_t k = 0;
         while (i + k < n && c[i + k] >= '0' && c[i + k] <= '9') ++k;
         if (k < 1 || k > 6) return false;
-        int64_t f = num(i, k);
-        for (size_t z = k; z < 6; ++z) f *= 10;
-        us = f;
+        frac_ms = num(i, k < 3 ? k : 3);
+        for (size_t z = k; z < 3; ++z) frac_ms *= 10;
         i += k;
     }
-    int64_t offset_s = 0;
+    int offset_s = 0;
     if (i + 1 == n && c[i] == 'Z') {
         offset_s = 0;
     } else if (i + 6 == n && (c[i] == '+' || c[i] == '-') && c[i + 3] == ':') {
-        const int64_t oh = num(i + 1, 2), om = num(i + 4, 2);
+        const int oh = num(i + 1, 2), om = num(i + 4, 2);
         if (bad || oh > 23 || om > 59) return false;
         offset_s = (oh * 3600 + om * 60) * (c[i] == '-' ? -1 : 1);
     } else {
         return false;
     }
-    // consecutive events mostly share the day: remember the last date
-    static thread_local int64_t last_ymd = -1, last_days = 0;
-    const int64_t ymd = (y * 100 + mo) * 100 + d;
-    if (ymd != last_ymd) {
-        last_days = days_from_civil(y, mo, d);
-        last_ymd = ymd;
+    const int64_t ym = int64_t{y} * 12 + (mo - 1);
+    const int at = static_cast<int>(ym % MonthCache::kMonths);
+    if (ym != month.ym[at]) {
+        month.first_day[at] = days_from_civil(y, mo, 1);
+        month.ym[at] = ym;
     }
-    const int64_t secs = last_days * 86400 + h * 3600 + mi * 60 + se - offset_s;
-    ms = secs * 1000 + us / 1000;
+    const int64_t secs = (month.first_day[at] + d - 1) * 86400 + h * 3600 + mi * 60 + se - offset_s;
+    ms = secs * 1000 + frac_ms;
     return true;
 }
 
@@ -929,6 +955,7 @@ struct Columns {
     Column<int32_t> item_product, item_category, item_brand, item_quantity;
     Column<double> item_price, item_discount;
     LocalInterner users, products, categories, brands, campaigns;
+    MonthCache month;  // of the timestamps read
 
     // `owns_names`: the interners copy their names (see LocalInterner), so this object can read
     // chunk after chunk, codes and first-seen order continuing across chunks.
@@ -939,10 +966,11 @@ struct Columns {
     // A committed slot's user is interned a few slots later (in order, so codes stay first-seen):
     // by then the interner slot prefetched when the user id was parsed is in cache, where an
     // immediate lookup in a table of 10^5+ users waits for main memory on most events.
-    void defer_user(std::string_view id, int64_t slot, const char* limit) {
+    // `id` is the key prefetched when the line's user id was parsed.
+    void defer_user(const LocalInterner::Key& id, int64_t slot) {
         Pending& next = pending_[pending_end_ % kPending];
         if (pending_end_ - pending_begin_ == kPending) intern_oldest();
-        next = Pending{id, slot, limit};
+        next = Pending{id, slot};
         ++pending_end_;
     }
 
@@ -952,10 +980,12 @@ struct Columns {
         item_product[static_cast<size_t>(at)] = -1;
         item_category[static_cast<size_t>(at)] = -1;
         item_brand[static_cast<size_t>(at)] = -1;
-        products.prefetch(pr.product_id.view(), limit);
+        const auto product = LocalInterner::key(pr.product_id.view(), limit);
+        products.prefetch(product);
         PendingItem& next = items_[items_end_ % kPending];
         if (items_end_ - items_begin_ == kPending) intern_oldest_item();
-        next = PendingItem{pr.product_id.view(), pr.category.view(), pr.brand.view(), at, limit};
+        next = PendingItem{product, LocalInterner::key(pr.category.view(), limit),
+                           LocalInterner::key(pr.brand.view(), limit), at};
         ++items_end_;
     }
 
@@ -1015,14 +1045,12 @@ struct Columns {
 
 private:
     struct Pending {
-        std::string_view id;
+        LocalInterner::Key id;
         int64_t slot;
-        const char* limit;
     };
     struct PendingItem {
-        std::string_view product, category, brand;
+        LocalInterner::Key product, category, brand;
         int64_t at;
-        const char* limit;
     };
     static constexpr size_t kPending = 8;
     Pending pending_[kPending];
@@ -1033,15 +1061,15 @@ private:
     void intern_oldest_item() {
         const PendingItem& p = items_[items_begin_ % kPending];
         const auto at = static_cast<size_t>(p.at);
-        item_product[at] = products.intern(p.product, p.at, p.limit);
-        item_category[at] = categories.intern(p.category, p.at, p.limit);
-        item_brand[at] = brands.intern(p.brand, p.at, p.limit);
+        item_product[at] = products.intern(p.product, p.at);
+        item_category[at] = categories.intern(p.category, p.at);
+        item_brand[at] = brands.intern(p.brand, p.at);
         ++items_begin_;
     }
 
     void intern_oldest() {
         const Pending& p = pending_[pending_begin_ % kPending];
-        user[static_cast<size_t>(p.slot)] = users.intern(p.id, p.slot, p.limit);
+        user[static_cast<size_t>(p.slot)] = users.intern(p.id, p.slot);
         ++pending_begin_;
     }
 };
@@ -1104,63 +1132,71 @@ inline int channel_of(std::string_view s) {
     }
 }
 
-// Parse and validate one line; commit it to `out` only when every check passes.
+// Parse and validate the line that starts at `b` (not blank) and ends at the first '\n' or at `e`;
+// commit it to `out` only when every check passes, and return its end (the '\n' or `e`). nullptr:
+// not committed, the line's end not known (the parse stopped before it). The end is found by the
+// parse itself (after the object only blanks may come), so the line is walked once.
 // `limit` is the end of the buffer holding the line (see plain_run).
 // `n_items` counts the item rows written so far (the item columns may be longer: spare room).
-inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, std::vector<Product>& items,
-                      const char* limit, size_t& n_items) {
+inline const char* read_line(const char* b, const char* e, int64_t slot, Columns& out,
+                             std::vector<Product>& items, const char* limit, size_t& n_items) {
     items.clear();
     Scanner sc(b, e, &items, limit);
     Fields<N_FIELDS> f;
+    LocalInterner::Key user{};
     sc.ws();
-    if (sc.p >= sc.end || *sc.p != '{') return false;
+    if (sc.p >= sc.end || *sc.p != '{') return nullptr;
     ++sc.p;
     sc.ws();
-    if (sc.p < sc.end && *sc.p == '}') return false;
+    if (sc.p < sc.end && *sc.p == '}') return nullptr;
     while (true) {
         sc.ws();
         Str key;
-        if (!sc.string(key)) return false;
+        if (!sc.string(key)) return nullptr;
         sc.ws();
-        if (sc.p >= sc.end || *sc.p != ':') return false;
+        if (sc.p >= sc.end || *sc.p != ':') return nullptr;
         ++sc.p;
         int idx = field_of(key.view());
         if (idx < 0) {
-            if (!sc.skip(1)) return false;
+            if (!sc.skip(1)) return nullptr;
         } else {
             Value* v = f.claim(idx);
-            if (!v) return false;  // duplicate key: leave to msgspec
+            if (!v) return nullptr;  // duplicate key: leave to msgspec
             if (!(idx == F_PRODUCT || idx == F_PRODUCTS ? sc.value(*v, true, 1) : sc.flat_value(*v, 1)))
-                return false;
+                return nullptr;
             // the rest of the line is parsed while the user's interner slot comes into cache
-            if (idx == F_USER_ID && v->kind == STR) out.users.prefetch(v->s.view(), limit);
+            if (idx == F_USER_ID && v->kind == STR) {
+                user = LocalInterner::key(v->s.view(), limit);
+                out.users.prefetch(user);
+            }
         }
         sc.ws();
         if (sc.p < sc.end && *sc.p == ',') { ++sc.p; continue; }
         if (sc.p < sc.end && *sc.p == '}') { ++sc.p; break; }
-        return false;
+        return nullptr;
     }
     sc.ws();
-    if (sc.p != sc.end) return false;
+    if (sc.p < sc.end && *sc.p != '\n') return nullptr;
+    const char* const line_end = sc.p;
 
-    if (f[F_TYPE].kind != STR) return false;
+    if (f[F_TYPE].kind != STR) return nullptr;
     const int type = event_type_of(f[F_TYPE].s.view());
-    if (type < 0) return false;
-    if (!Scanner::is_id(f[F_USER_ID]) || !opt_id(f[F_EVENT_ID]) || !opt_id(f[F_SESSION_ID])) return false;
+    if (type < 0) return nullptr;
+    if (!Scanner::is_id(f[F_USER_ID]) || !opt_id(f[F_EVENT_ID]) || !opt_id(f[F_SESSION_ID])) return nullptr;
     int channel = -1;
     if (f[F_CHANNEL].kind == STR) {
         channel = channel_of(f[F_CHANNEL].s.view());
-        if (channel < 0) return false;
+        if (channel < 0) return nullptr;
     } else if (f[F_CHANNEL].kind != ABSENT && f[F_CHANNEL].kind != NUL) {
-        return false;
+        return nullptr;
     }
     int64_t ts;
     const Value& t = f[F_TIMESTAMP];
     if (t.kind == NUM && t.n.is_int) ts = t.n.i;
     else if (t.kind == STR) {
-        if (!parse_rfc3339_ms(t.s.view(), ts)) return false;
-    } else return false;
-    if (ts < kMinTsMs || ts > kMaxTsMs) return false;
+        if (!parse_rfc3339_ms(t.s.view(), ts, out.month)) return nullptr;
+    } else return nullptr;
+    if (ts < kMinTsMs || ts > kMaxTsMs) return nullptr;
 
     double revenue = NAN, discount = NAN;
     bool has_coupon = false, has_campaign = false;
@@ -1175,17 +1211,17 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
     };
     switch (type) {
         case PAGE_VIEWED:
-            if (!opt_str(f[F_URL])) return false;
+            if (!opt_str(f[F_URL])) return nullptr;
             break;
         case PRODUCT_VIEWED:
         case PRODUCT_ADDED:
         case PRODUCT_REMOVED:
         case PRODUCT_ADDED_TO_WISHLIST: {
-            if (!single_product(f[F_PRODUCT])) return false;
+            if (!single_product(f[F_PRODUCT])) return nullptr;
             if (type == PRODUCT_ADDED || type == PRODUCT_REMOVED) {
-                if (!opt_str(f[F_CART_ID])) return false;
+                if (!opt_str(f[F_CART_ID])) return nullptr;
             } else if (type == PRODUCT_ADDED_TO_WISHLIST) {
-                if (!opt_str(f[F_WISHLIST_ID])) return false;
+                if (!opt_str(f[F_WISHLIST_ID])) return nullptr;
             }
             const Product& pr = items[f[F_PRODUCT].first];
             prods = &pr;
@@ -1195,23 +1231,23 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
             break;
         }
         case PRODUCT_LIST_VIEWED:
-            if (!opt_str(f[F_LIST_ID]) || !opt_str(f[F_CATEGORY]) || !opt_list(f[F_PRODUCTS])) return false;
+            if (!opt_str(f[F_LIST_ID]) || !opt_str(f[F_CATEGORY]) || !opt_list(f[F_PRODUCTS])) return nullptr;
             list(f[F_PRODUCTS]);
             break;
         case PRODUCTS_SEARCHED:
-            if (!opt_str(f[F_QUERY])) return false;
+            if (!opt_str(f[F_QUERY])) return nullptr;
             break;
         case CART_VIEWED:
-            if (!opt_str(f[F_CART_ID]) || !opt_list(f[F_PRODUCTS])) return false;
+            if (!opt_str(f[F_CART_ID]) || !opt_list(f[F_PRODUCTS])) return nullptr;
             list(f[F_PRODUCTS]);
             break;
         case CHECKOUT_STARTED:
-            if (!opt_str(f[F_ORDER_ID]) || !opt_list(f[F_PRODUCTS]) || !opt_amount(f[F_REVENUE])) return false;
+            if (!opt_str(f[F_ORDER_ID]) || !opt_list(f[F_PRODUCTS]) || !opt_amount(f[F_REVENUE])) return nullptr;
             list(f[F_PRODUCTS]);
             if (f[F_REVENUE].kind == NUM) revenue = f[F_REVENUE].n.d;
             break;
         case COUPON_APPLIED:
-            if (!opt_str(f[F_COUPON]) || !opt_str(f[F_ORDER_ID]) || !opt_amount(f[F_DISCOUNT])) return false;
+            if (!opt_str(f[F_COUPON]) || !opt_str(f[F_ORDER_ID]) || !opt_amount(f[F_DISCOUNT])) return nullptr;
             if (f[F_DISCOUNT].kind == NUM) discount = f[F_DISCOUNT].n.d;
             has_coupon = f[F_COUPON].kind == STR;
             break;
@@ -1220,7 +1256,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
             if (!Scanner::is_id(f[F_ORDER_ID]) || f[F_PRODUCTS].kind != ARR || !f[F_PRODUCTS].valid ||
                 !Scanner::is_amount(f[F_REVENUE]) || !opt_amount(f[F_DISCOUNT]) || !opt_str(f[F_COUPON]) ||
                 !(cur.kind == ABSENT || cur.kind == NUL || (cur.kind == STR && cur.s.chars == 3)))
-                return false;
+                return nullptr;
             list(f[F_PRODUCTS]);
             revenue = f[F_REVENUE].n.d;
             if (f[F_DISCOUNT].kind == NUM) discount = f[F_DISCOUNT].n.d;
@@ -1229,7 +1265,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         }
         case ORDER_REFUNDED:
             if (!Scanner::is_id(f[F_ORDER_ID]) || !opt_amount(f[F_REVENUE]) || !opt_list(f[F_PRODUCTS]))
-                return false;
+                return nullptr;
             list(f[F_PRODUCTS]);
             if (f[F_REVENUE].kind == NUM) revenue = f[F_REVENUE].n.d;
             break;
@@ -1239,28 +1275,28 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         case PUSH_OPENED:
         case UNSUBSCRIBED:
             // an unsubscribe from one medium is a consent decision (a per-medium code): msgspec's
-            if (type == UNSUBSCRIBED && f[F_MEDIUM].kind != ABSENT) return false;
-            if (!opt_id(f[F_CAMPAIGN_ID])) return false;
+            if (type == UNSUBSCRIBED && f[F_MEDIUM].kind != ABSENT) return nullptr;
+            if (!opt_id(f[F_CAMPAIGN_ID])) return nullptr;
             has_campaign = f[F_CAMPAIGN_ID].kind == STR;
             break;
         case APP_INSTALLED:
         case APP_OPENED:
         case APP_UNINSTALLED:
-            if (!opt_str(f[F_APP_VERSION])) return false;
+            if (!opt_str(f[F_APP_VERSION])) return nullptr;
             break;
         case CONSENT_CHANGED:
             // a decision on one medium (channel consent, a code >= 2) is msgspec's, null medium too
-            if (f[F_GRANTED].kind != BOOL || f[F_MEDIUM].kind != ABSENT) return false;
+            if (f[F_GRANTED].kind != BOOL || f[F_MEDIUM].kind != ABSENT) return nullptr;
             consent = f[F_GRANTED].b ? 1 : 0;
             break;
         default:
-            return false;
+            return nullptr;
     }
 
     // Commit: everything below cannot fail.
     const auto at = static_cast<size_t>(slot);
     out.user[at] = -1;  // until the deferred intern
-    out.defer_user(f[F_USER_ID].s.view(), slot, limit);
+    out.defer_user(user, slot);
     out.status[at] = OK;
     out.event_type[at] = static_cast<uint8_t>(type);
     out.ts_ms[at] = ts;
@@ -1282,7 +1318,7 @@ inline bool read_line(const char* b, const char* e, int64_t slot, Columns& out, 
         out.item_quantity[row] = pr.quantity;
     }
     n_items += n_prods;
-    return true;
+    return line_end;
 }
 
 // Read every non-blank line of data[from, to) into a slot; lines not committed keep status FLAGGED
@@ -1303,16 +1339,20 @@ inline int64_t read_ndjson_lines(const char* data, size_t from, size_t to, size_
     const char* const end = data + size;
     int64_t line = 0;
     while (p < stop) {
-        const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(stop - p)));
-        const char* e = nl ? nl : stop;
         const char* q = p;
-        while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) ++q;
-        if (q < e) {
+        while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r')) ++q;
+        const char* e = q;  // the line's end ('\n' or stop)
+        if (q < stop && *q != '\n') {
             if (rows == out.line.size()) out.resize_rows(2 * rows);
             out.line[rows] = line;
             out.begin[rows] = q - data;
+            e = read_line(q, stop, static_cast<int64_t>(rows), out, items, end, n_items);
+            if (!e) {  // left to the caller: only now is its end looked for
+                const void* nl = std::memchr(q, '\n', static_cast<size_t>(stop - q));
+                e = nl ? static_cast<const char*>(nl) : stop;
+                out.flag(rows);
+            }
             out.end[rows] = e - data;
-            if (!read_line(q, e, static_cast<int64_t>(rows), out, items, end, n_items)) out.flag(rows);
             ++rows;
         }
         ++line;
