@@ -263,7 +263,11 @@ def run_once(engine: str, events: Path, out: Path) -> tuple[float, float, float]
     """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one whole process of ``engine``."""
     argv, env = command(engine, events, out)
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # From the events' folder: ``python -m`` puts the working directory first on sys.path, so run
+    # from a checkout it would import that checkout's package ahead of a baseline's PYTHONPATH.
+    proc = subprocess.Popen(
+        argv, env=env, cwd=events.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
