@@ -53,10 +53,12 @@ from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
+    "RAMP_PIECES",
     "finish_native",
     "iter_chunks",
     "map_chunks",
     "ndjson_batch",
+    "piece_target",
     "read_ndjson_file",
     "resolve_threads",
 ]
@@ -285,7 +287,9 @@ def iter_chunks(
         turn = (turn + 1) % buffers
 
 
-def map_chunks(fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[memoryview] | None:
+def map_chunks(
+    fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES, *, ramp: bool = False
+) -> Iterator[memoryview] | None:
     """The pieces :func:`iter_chunks` cuts (each ending at a line end, a longer line whole), as
     views of a read-only memory map of ``fh``: nothing is copied into a buffer, which saves the
     reading thread about a tenth of its time. Pages more than two pieces behind are dropped from
@@ -293,6 +297,12 @@ def map_chunks(fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES) ->
     file. ``None`` where ``fh`` is not a non-empty regular file that can be mapped (a pipe, a
     ``BytesIO``): read it with :func:`iter_chunks`. A piece stays readable until the iterator
     ends.
+
+    With ``ramp``, a file of more than :data:`RAMP_PIECES` pieces is cut into pieces of
+    :func:`piece_target` bytes instead: small at the start and at the end of the file, so a
+    pipeline that reads piece k + 1 while piece k is folded starts folding sooner and has little
+    left to fold once the last piece is read. (Smaller files keep their cuts: where batches end
+    changes the last bits of the decayed sums, and there the pipeline saves nothing.)
 
     Examples
     --------
@@ -312,11 +322,30 @@ def map_chunks(fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES) ->
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
-    return _mapped_pieces(mapped, chunk_bytes)
+    return _mapped_pieces(mapped, chunk_bytes, ramp)
 
 
-def _mapped_pieces(mapped: mmap.mmap, chunk_bytes: int) -> Iterator[memoryview]:
+def piece_target(index: int, remaining: int, chunk_bytes: int) -> int:
+    """The size piece ``index`` of a ramped :func:`map_chunks` aims at, ``remaining`` bytes before
+    the end of the file: ``chunk_bytes`` / 8, / 4, / 2 for the first three pieces, then
+    ``chunk_bytes``, but never more than half of what remains (nor less than ``chunk_bytes`` / 8).
+
+    Examples
+    --------
+    >>> [piece_target(k, 100, 16) for k in range(5)], piece_target(9, 20, 16), piece_target(9, 3, 16)
+    ([2, 4, 8, 16, 16], 10, 2)
+    """
+    smallest = max(1, chunk_bytes // 8)
+    return max(smallest, min(chunk_bytes >> max(0, 3 - index), remaining // 2))
+
+
+#: A ramped :func:`map_chunks` ramps files of more than this many pieces of ``chunk_bytes``.
+RAMP_PIECES: Final = 4
+
+
+def _mapped_pieces(mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False) -> Iterator[memoryview]:
     size = len(mapped)
+    ramp = ramp and size > RAMP_PIECES * chunk_bytes
     if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
         mapped.madvise(mmap.MADV_SEQUENTIAL)
     drop = hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED")
@@ -327,10 +356,11 @@ def _mapped_pieces(mapped: mmap.mmap, chunk_bytes: int) -> Iterator[memoryview]:
         start = 0
         while start < size:
             end = size
-            if size - start > chunk_bytes:
-                end = mapped.rfind(b"\n", start, start + chunk_bytes) + 1
+            target = piece_target(len(starts), size - start, chunk_bytes) if ramp else chunk_bytes
+            if size - start > target:
+                end = mapped.rfind(b"\n", start, start + target) + 1
                 if end == 0:  # a line longer than a piece: the whole line
-                    end = mapped.find(b"\n", start + chunk_bytes) + 1 or size
+                    end = mapped.find(b"\n", start + target) + 1 or size
             yield view[start:end]
             starts.append(start)
             if drop and len(starts) > 2:
@@ -460,7 +490,7 @@ def _read_chunks(
     fh: io.BufferedIOBase, chunk_bytes: int, path: str | os.PathLike[str], buffers: int
 ) -> Iterator[memoryview]:
     try:
-        chunks = map_chunks(fh, chunk_bytes) or iter_chunks(fh, chunk_bytes, buffers=buffers)
+        chunks = map_chunks(fh, chunk_bytes, ramp=True) or iter_chunks(fh, chunk_bytes, buffers=buffers)
         first = next(chunks, None)
         if first is None:
             return

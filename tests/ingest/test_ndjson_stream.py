@@ -21,7 +21,7 @@ from affinity_sdk.errors import AffinityError, SchemaError
 from affinity_sdk.ingest import ndjson
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interners
-from affinity_sdk.ingest.ndjson import iter_chunks, map_chunks, read_ndjson_file
+from affinity_sdk.ingest.ndjson import RAMP_PIECES, iter_chunks, map_chunks, piece_target, read_ndjson_file
 
 HAS_READER = native() is not None and hasattr(native(), "NdjsonReader")
 READERS = ["python", pytest.param("native", marks=pytest.mark.skipif(not HAS_READER, reason="no _native"))]
@@ -175,6 +175,46 @@ def test_map_chunks_cuts_at_line_ends_and_keeps_every_byte(
         assert len(piece) == (data.rfind(b"\n", at, at + size) + 1 or at + len(piece)) - at
         at += len(piece)
     assert len(data) - at == len(got[-1])
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), min_size=1, max_size=60),
+    st.integers(1, 64),
+)
+def test_ramped_pieces_aim_at_piece_target(tmp_path: Path, lines: list[bytes], size: int) -> None:
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / "r.ndjson"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        pieces = map_chunks(fh, size, ramp=True)
+        assert pieces is not None
+        got = [bytes(p) for p in pieces]
+    assert b"".join(got) == data
+    at = 0
+    ramped = len(data) > RAMP_PIECES * size  # a smaller file keeps its plain cuts
+    for k, piece in enumerate(got[:-1]):
+        target = piece_target(k, len(data) - at, size) if ramped else size
+        assert piece.endswith(b"\n")
+        # the last line end within the target, or one whole line longer than it
+        assert len(piece) == (data.rfind(b"\n", at, at + target) + 1 or at + len(piece)) - at
+        at += len(piece)
+    assert len(data) - at == len(got[-1])
+
+
+def test_piece_target_ramps_up_and_down() -> None:
+    chunk = 16 << 20
+    assert [piece_target(k, 10 * chunk, chunk) for k in range(5)] == [
+        chunk // 8,
+        chunk // 4,
+        chunk // 2,
+        chunk,
+        chunk,
+    ]
+    # never more than half of what is left, never under an eighth of a chunk
+    assert piece_target(9, chunk, chunk) == chunk // 2
+    assert piece_target(9, chunk // 10, chunk) == chunk // 8
+    assert piece_target(0, 10, 1) == 1
 
 
 def test_map_chunks_leaves_what_it_cannot_map_to_iter_chunks(tmp_path: Path) -> None:
