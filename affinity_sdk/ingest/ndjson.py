@@ -389,7 +389,8 @@ def read_ndjson_file(
     threads: int | None = None,
 ) -> Iterator[EventBatch]:
     """The events of an NDJSON file as batches of about ``chunk_bytes`` each (default
-    :data:`DEFAULT_CHUNK_BYTES`), in ``interners``.
+    :data:`DEFAULT_CHUNK_BYTES`; smaller at the start and end of a mapped file of more than
+    :data:`RAMP_PIECES` of them, see :func:`map_chunks`), in ``interners``.
 
     Together the batches equal ``EventBatch.from_ndjson(whole_file, interners, ...)``: the same
     rows in order, the same codes, rejects at the same lines, and ``errors="raise"`` raising at the
