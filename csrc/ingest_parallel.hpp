@@ -47,10 +47,13 @@ inline std::vector<int32_t> merge_names(const LocalInterner& from, LocalInterner
     constexpr size_t kAhead = 8;  // `to` may be 10^5+ names: hide its slot's cache miss
     const size_t n = from.names.size();
     std::vector<int32_t> codes(n);
-    for (size_t i = 0; i < n && i < kAhead; ++i) to.prefetch(from.names[i], nullptr);
+    LocalInterner::Key ahead[kAhead];  // the keys of names i .. i + kAhead - 1, each hashed once
+    for (size_t i = 0; i < n && i < kAhead; ++i) to.prefetch(ahead[i] = LocalInterner::key(from.names[i]));
     for (size_t i = 0; i < n; ++i) {
-        if (i + kAhead < n) to.prefetch(from.names[i + kAhead], nullptr);
-        codes[i] = to.intern(from.names[i], from.first[i] + at0);
+        LocalInterner::Key& slot = ahead[i % kAhead];
+        const LocalInterner::Key k = slot;
+        if (i + kAhead < n) to.prefetch(slot = LocalInterner::key(from.names[i + kAhead]));
+        codes[i] = to.intern(k, from.first[i] + at0);
     }
     return codes;
 }

@@ -248,7 +248,6 @@ public:
         (void)k;
 #endif
     }
-    AFFINITY_INGEST_INLINE void prefetch(std::string_view s, const char* limit) const { prefetch(key(s, limit)); }
 
     AFFINITY_INGEST_INLINE int32_t intern(const Key& k, int64_t where) {
         const size_t n = k.s.size();

@@ -127,7 +127,7 @@ class DecayState:
         n_signals, live = self.n_signals, self.n_profiles
         self._acc = ensure_capacity(self._acc, live, n_profiles, lambda size: np.zeros((size, n_signals)))
         # Rows past the live ones are filled when they go live, not when allocated: the spare rows
-        # of a grown buffer stays untouched (and its pages unmapped) until profiles need it.
+        # of a grown buffer stay untouched (and their pages unmapped) until profiles need them.
         self._records = ensure_capacity(
             self._records, live, n_profiles, lambda size: np.zeros((size, n_signals), dtype=STATE_DTYPE)
         )
