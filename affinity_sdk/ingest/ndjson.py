@@ -54,6 +54,7 @@ from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "RAMP_PIECES",
+    "PagesAhead",
     "finish_native",
     "iter_chunks",
     "map_chunks",
@@ -288,7 +289,11 @@ def iter_chunks(
 
 
 def map_chunks(
-    fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES, *, ramp: bool = False
+    fh: io.BufferedIOBase,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    *,
+    ramp: bool = False,
+    ahead: PagesAhead | None = None,
 ) -> Iterator[memoryview] | None:
     """The pieces :func:`iter_chunks` cuts (each ending at a line end, a longer line whole), as
     views of a read-only memory map of ``fh``: nothing is copied into a buffer, which saves the
@@ -303,6 +308,9 @@ def map_chunks(
     pipeline that reads piece k + 1 while piece k is folded starts folding sooner and has little
     left to fold once the last piece is read. (Smaller files keep their cuts: where batches end
     changes the last bits of the decayed sums, and there the pipeline saves nothing.)
+
+    With ``ahead``, the pages of the piece after the last one handed out can be mapped by another
+    thread meanwhile (:class:`PagesAhead`).
 
     Examples
     --------
@@ -322,7 +330,7 @@ def map_chunks(
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
-    return _mapped_pieces(mapped, chunk_bytes, ramp)
+    return _mapped_pieces(mapped, chunk_bytes, ramp, ahead)
 
 
 def piece_target(index: int, remaining: int, chunk_bytes: int) -> int:
@@ -343,7 +351,64 @@ def piece_target(index: int, remaining: int, chunk_bytes: int) -> int:
 RAMP_PIECES: Final = 4
 
 
-def _mapped_pieces(mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False) -> Iterator[memoryview]:
+#: ``madvise`` advice that maps a range's pages in one call (Linux 5.14+; absent from ``mmap`` before
+#: Python 3.13).
+_MADV_POPULATE_READ: Final = 22
+
+
+class PagesAhead:
+    """The pages of the next piece of a memory-mapped file (:func:`map_chunks`), mapped on demand
+    by a thread other than the one reading the pieces: a thread that would wait for the reader
+    takes the page faults off it (about a tenth of its time on a file in the page cache).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "e.ndjson"
+    >>> _ = path.write_bytes(b"a\\nbb\\nccc\\n")
+    >>> ahead = PagesAhead()
+    >>> with open(path, "rb") as fh:
+    ...     pieces = map_chunks(fh, 3, ahead=ahead)
+    ...     first = bytes(next(pieces))
+    ...     ahead.populate()  # maps the next piece's pages (where the system can)
+    ...     rest = [bytes(p) for p in pieces]
+    >>> first, rest
+    (b'a\\n', [b'bb\\n', b'ccc\\n'])
+    """
+
+    def __init__(self) -> None:
+        self._mapped: mmap.mmap | None = None
+        self._next = (0, 0)  # the next piece's start and (about) its size
+        self._done = 0  # pages below this offset were mapped already
+        self._unsupported = False
+
+    def _offer(self, mapped: mmap.mmap | None, start: int, size: int) -> None:
+        """Set by the pieces' iterator: the next piece starts at ``start``, about ``size`` long."""
+        self._mapped = mapped
+        self._next = (start, size)
+
+    def populate(self) -> None:
+        """Map the next piece's pages, once; nothing where the system cannot (or the map is
+        closed)."""
+        mapped = self._mapped
+        start, size = self._next
+        begin = max(start, self._done) // mmap.PAGESIZE * mmap.PAGESIZE
+        end = start + size
+        if mapped is None or end <= begin or self._unsupported:
+            return
+        try:
+            mapped.madvise(_MADV_POPULATE_READ, begin, min(end, len(mapped)) - begin)
+        except OSError:  # a kernel before 5.14 (or another system): stop asking
+            self._unsupported = True
+        except ValueError:  # the map was closed meanwhile
+            pass
+        else:
+            self._done = end
+
+
+def _mapped_pieces(
+    mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False, ahead: PagesAhead | None = None
+) -> Iterator[memoryview]:
     size = len(mapped)
     ramp = ramp and size > RAMP_PIECES * chunk_bytes
     if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
@@ -361,6 +426,12 @@ def _mapped_pieces(mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False) -> I
                 end = mapped.rfind(b"\n", start, start + target) + 1
                 if end == 0:  # a line longer than a piece: the whole line
                     end = mapped.find(b"\n", start + target) + 1 or size
+            if ahead is not None and hasattr(mapped, "madvise"):
+                ahead._offer(
+                    mapped,
+                    end,
+                    piece_target(len(starts) + 1, size - end, chunk_bytes) if ramp else chunk_bytes,
+                )
             yield view[start:end]
             starts.append(start)
             if drop and len(starts) > 2:
@@ -370,6 +441,8 @@ def _mapped_pieces(mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False) -> I
                     dropped = behind
             start = end
     finally:
+        if ahead is not None:
+            ahead._offer(None, 0, 0)
         view.release()
         try:
             mapped.close()
@@ -427,12 +500,15 @@ def read_ndjson_file(
         raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
     with fh:
         size = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-        chunks = _read_chunks(fh, size, path, 1 if module is None else 2)
+        behind = module is not None and background and n_threads > 1
+        ahead = PagesAhead() if behind else None
+        chunks = _read_chunks(fh, size, path, 1 if module is None else 2, ahead)
         if module is not None:
-            behind = background and n_threads > 1
             # In the background the calling thread folds while the others parse: threads in all.
             parsers = n_threads - 1 if behind else n_threads
-            yield from _native_batches(module, chunks, interners, errors, unknown_types, behind, parsers)
+            yield from _native_batches(
+                module, chunks, interners, errors, unknown_types, behind, parsers, ahead
+            )
             return
         first_line = 0  # of the chunk, in the file
         for chunk in chunks:
@@ -456,9 +532,11 @@ def _native_batches(
     unknown_types: UnknownTypes,
     background: bool,
     threads: int,
+    ahead: PagesAhead | None = None,
 ) -> Iterator[EventBatch]:
     """The native half of :func:`read_ndjson_file`: chunk k + 1 is read and parsed on the worker
-    while chunk k is finished here and handed to the caller."""
+    while chunk k is finished here and handed to the caller; before waiting for it, this thread
+    maps the pages of chunk k + 2 (``ahead``), which the worker would otherwise fault in."""
     state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
     first_line = 0  # of the chunk, in the file
 
@@ -469,6 +547,8 @@ def _native_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") as pool:
         pending: Future[_Parsed | None] | None = pool.submit(parse, state.reader) if background else None
         while True:
+            if ahead is not None and pending is not None and not pending.done():
+                ahead.populate()
             item = pending.result() if pending is not None else parse(state.reader)
             if item is None:
                 return
@@ -488,10 +568,16 @@ def _native_batches(
 
 
 def _read_chunks(
-    fh: io.BufferedIOBase, chunk_bytes: int, path: str | os.PathLike[str], buffers: int
+    fh: io.BufferedIOBase,
+    chunk_bytes: int,
+    path: str | os.PathLike[str],
+    buffers: int,
+    ahead: PagesAhead | None = None,
 ) -> Iterator[memoryview]:
     try:
-        chunks = map_chunks(fh, chunk_bytes, ramp=True) or iter_chunks(fh, chunk_bytes, buffers=buffers)
+        chunks = map_chunks(fh, chunk_bytes, ramp=True, ahead=ahead) or iter_chunks(
+            fh, chunk_bytes, buffers=buffers
+        )
         first = next(chunks, None)
         if first is None:
             return

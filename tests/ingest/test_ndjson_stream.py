@@ -21,7 +21,14 @@ from affinity_sdk.errors import AffinityError, SchemaError
 from affinity_sdk.ingest import ndjson
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interners
-from affinity_sdk.ingest.ndjson import RAMP_PIECES, iter_chunks, map_chunks, piece_target, read_ndjson_file
+from affinity_sdk.ingest.ndjson import (
+    RAMP_PIECES,
+    PagesAhead,
+    iter_chunks,
+    map_chunks,
+    piece_target,
+    read_ndjson_file,
+)
 
 HAS_READER = native() is not None and hasattr(native(), "NdjsonReader")
 READERS = ["python", pytest.param("native", marks=pytest.mark.skipif(not HAS_READER, reason="no _native"))]
@@ -269,3 +276,53 @@ def test_cli_score_streams_in_chunks_with_the_same_rows(
         assert [float(x) for x in a[1:3] + a[4:]] == pytest.approx(
             [float(x) for x in b[1:3] + b[4:]], rel=1e-12
         )
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), min_size=1, max_size=60),
+    st.integers(1, 64),
+    st.booleans(),
+)
+def test_pages_ahead_names_the_next_piece_and_changes_no_piece(
+    tmp_path: Path, lines: list[bytes], size: int, ramp: bool
+) -> None:
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(data)
+    ahead = PagesAhead()
+    with open(path, "rb") as fh:
+        pieces = map_chunks(fh, size, ramp=ramp, ahead=ahead)
+        assert pieces is not None
+        got: list[bytes] = []
+        offered: list[tuple[int, int]] = []
+        for piece in pieces:
+            got.append(bytes(piece))
+            offered.append(ahead._next)
+            ahead.populate()  # as the waiting thread does, between pieces
+            ahead.populate()  # a second call maps nothing more
+    ahead.populate()  # after the map is closed: nothing, and no error
+    assert b"".join(got) == data
+    ends = np.cumsum([len(p) for p in got]).tolist()
+    assert [start for start, _ in offered] == ends  # each time, the piece after the one handed out
+    assert all(size_ahead >= 1 for _, size_ahead in offered)
+
+
+def test_pages_ahead_stops_where_the_system_cannot_populate() -> None:
+    class NoPopulate:
+        calls = 0
+
+        def __len__(self) -> int:
+            return 1 << 20
+
+        def madvise(self, *args: int) -> None:
+            NoPopulate.calls += 1
+            raise OSError(22, "Invalid argument")  # a kernel before 5.14
+
+    ahead = PagesAhead()
+    mapped = NoPopulate()
+    ahead._offer(mapped, 0, 1 << 16)  # type: ignore[arg-type]
+    ahead.populate()
+    ahead._offer(mapped, 1 << 16, 1 << 16)  # type: ignore[arg-type]  # the next piece: not asked again
+    ahead.populate()
+    assert NoPopulate.calls == 1
