@@ -54,7 +54,7 @@ from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "RAMP_PIECES",
-    "PagesAhead",
+    "PageWindow",
     "finish_native",
     "iter_chunks",
     "map_chunks",
@@ -293,7 +293,7 @@ def map_chunks(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     *,
     ramp: bool = False,
-    ahead: PagesAhead | None = None,
+    window: PageWindow | None = None,
 ) -> Iterator[memoryview] | None:
     """The pieces :func:`iter_chunks` cuts (each ending at a line end, a longer line whole), as
     views of a read-only memory map of ``fh``: nothing is copied into a buffer, which saves the
@@ -309,8 +309,8 @@ def map_chunks(
     left to fold once the last piece is read. (Smaller files keep their cuts: where batches end
     changes the last bits of the decayed sums, and there the pipeline saves nothing.)
 
-    With ``ahead``, the pages of the piece after the last one handed out can be mapped by another
-    thread meanwhile (:class:`PagesAhead`).
+    With ``window``, another thread may map the next piece's pages and drop those behind
+    meanwhile (:class:`PageWindow`).
 
     Examples
     --------
@@ -330,7 +330,7 @@ def map_chunks(
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
-    return _mapped_pieces(mapped, chunk_bytes, ramp, ahead)
+    return _mapped_pieces(mapped, chunk_bytes, ramp, window)
 
 
 def piece_target(index: int, remaining: int, chunk_bytes: int) -> int:
@@ -356,21 +356,23 @@ RAMP_PIECES: Final = 4
 _MADV_POPULATE_READ: Final = 22
 
 
-class PagesAhead:
-    """The pages of the next piece of a memory-mapped file (:func:`map_chunks`), mapped on demand
-    by a thread other than the one reading the pieces: a thread that would wait for the reader
-    takes the page faults off it (about a tenth of its time on a file in the page cache).
+class PageWindow:
+    """The resident pages of a memory-mapped file read piece by piece (:func:`map_chunks`), moved
+    on by a thread other than the one reading the pieces: :meth:`slide` maps the next piece's pages
+    and drops those more than two pieces behind, so a thread that would wait for the reader takes
+    that kernel work off it (about a tenth of its time on a file in the page cache). Pages the
+    sliding thread has not dropped a piece later, the reading thread drops itself.
 
     Examples
     --------
     >>> import pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "e.ndjson"
     >>> _ = path.write_bytes(b"a\\nbb\\nccc\\n")
-    >>> ahead = PagesAhead()
+    >>> window = PageWindow()
     >>> with open(path, "rb") as fh:
-    ...     pieces = map_chunks(fh, 3, ahead=ahead)
+    ...     pieces = map_chunks(fh, 3, window=window)
     ...     first = bytes(next(pieces))
-    ...     ahead.populate()  # maps the next piece's pages (where the system can)
+    ...     window.slide()  # maps the next piece's pages (where the system can)
     ...     rest = [bytes(p) for p in pieces]
     >>> first, rest
     (b'a\\n', [b'bb\\n', b'ccc\\n'])
@@ -379,44 +381,60 @@ class PagesAhead:
     def __init__(self) -> None:
         self._mapped: mmap.mmap | None = None
         self._next = (0, 0)  # the next piece's start and (about) its size
-        self._done = 0  # pages below this offset were mapped already
-        self._unsupported = False
+        self._mapped_to = 0  # pages below this offset were mapped already
+        self._drop_to = 0  # pages below this offset may be dropped ...
+        self._dropped_to = 0  # ... and below this one they were
+        self._no_populate = False
 
-    def _offer(self, mapped: mmap.mmap | None, start: int, size: int) -> None:
-        """Set by the pieces' iterator: the next piece starts at ``start``, about ``size`` long."""
+    def _offer(self, mapped: mmap.mmap | None, start: int, size: int, drop_to: int) -> None:
+        """Set by the pieces' iterator: the next piece starts at ``start``, about ``size`` long,
+        and the pages below ``drop_to`` are no longer read."""
         self._mapped = mapped
         self._next = (start, size)
+        self._drop_to = drop_to
 
-    def populate(self) -> None:
-        """Map the next piece's pages, once; nothing where the system cannot (or the map is
-        closed)."""
+    def _drop(self, mapped: mmap.mmap, to: int) -> None:
+        """Drop the pages below ``to`` (they stay in the page cache)."""
+        begin = self._dropped_to
+        if to > begin:
+            self._dropped_to = to
+            mapped.madvise(mmap.MADV_DONTNEED, begin, to - begin)
+
+    def slide(self) -> None:
+        """Drop the pages behind and map the next piece's pages, each once; nothing where the
+        system cannot (or the map is closed)."""
         mapped = self._mapped
-        start, size = self._next
-        begin = max(start, self._done) // mmap.PAGESIZE * mmap.PAGESIZE
-        end = start + size
-        if mapped is None or end <= begin or self._unsupported:
+        if mapped is None:
             return
+        start, size = self._next
+        begin = max(start, self._mapped_to) // mmap.PAGESIZE * mmap.PAGESIZE
+        end = start + size
         try:
-            mapped.madvise(_MADV_POPULATE_READ, begin, min(end, len(mapped)) - begin)
-        except OSError:  # a kernel before 5.14 (or another system): stop asking
-            self._unsupported = True
+            self._drop(mapped, self._drop_to)
+            if end > begin and not self._no_populate:
+                mapped.madvise(_MADV_POPULATE_READ, begin, min(end, len(mapped)) - begin)
+                self._mapped_to = end
+        except OSError:  # no MADV_POPULATE_READ before Linux 5.14 (or on another system)
+            self._no_populate = True
         except ValueError:  # the map was closed meanwhile
             pass
-        else:
-            self._done = end
 
 
 def _mapped_pieces(
-    mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False, ahead: PagesAhead | None = None
+    mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False, window: PageWindow | None = None
 ) -> Iterator[memoryview]:
     size = len(mapped)
     ramp = ramp and size > RAMP_PIECES * chunk_bytes
-    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+    can_advise = hasattr(mapped, "madvise")
+    if can_advise and hasattr(mmap, "MADV_SEQUENTIAL"):
         mapped.madvise(mmap.MADV_SEQUENTIAL)
-    drop = hasattr(mapped, "madvise") and hasattr(mmap, "MADV_DONTNEED")
+    drop = can_advise and hasattr(mmap, "MADV_DONTNEED")
+    window = window if drop else None
+    # Pages two pieces behind are dropped here, or with a window (which the other thread slides),
+    # those three behind if it has not.
+    dropper, lag = (window, 4) if window is not None else (PageWindow(), 3)
     view = memoryview(mapped)
     starts: list[int] = []
-    dropped = 0  # pages below this offset are dropped already
     try:
         start = 0
         while start < size:
@@ -426,23 +444,18 @@ def _mapped_pieces(
                 end = mapped.rfind(b"\n", start, start + target) + 1
                 if end == 0:  # a line longer than a piece: the whole line
                     end = mapped.find(b"\n", start + target) + 1 or size
-            if ahead is not None and hasattr(mapped, "madvise"):
-                ahead._offer(
-                    mapped,
-                    end,
-                    piece_target(len(starts) + 1, size - end, chunk_bytes) if ramp else chunk_bytes,
-                )
+            if window is not None:
+                after = piece_target(len(starts) + 1, size - end, chunk_bytes) if ramp else chunk_bytes
+                behind = starts[-2] if len(starts) > 1 else 0
+                window._offer(mapped, end, after, behind // mmap.PAGESIZE * mmap.PAGESIZE)
             yield view[start:end]
             starts.append(start)
-            if drop and len(starts) > 2:
-                behind = starts[-3] // mmap.PAGESIZE * mmap.PAGESIZE
-                if behind > dropped:
-                    mapped.madvise(mmap.MADV_DONTNEED, dropped, behind - dropped)
-                    dropped = behind
+            if drop and len(starts) >= lag:
+                dropper._drop(mapped, starts[-lag] // mmap.PAGESIZE * mmap.PAGESIZE)
             start = end
     finally:
-        if ahead is not None:
-            ahead._offer(None, 0, 0)
+        if window is not None:
+            window._offer(None, 0, 0, 0)
         view.release()
         try:
             mapped.close()
@@ -501,13 +514,13 @@ def read_ndjson_file(
     with fh:
         size = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         behind = module is not None and background and n_threads > 1
-        ahead = PagesAhead() if behind else None
-        chunks = _read_chunks(fh, size, path, 1 if module is None else 2, ahead)
+        window = PageWindow() if behind else None
+        chunks = _read_chunks(fh, size, path, 1 if module is None else 2, window)
         if module is not None:
             # In the background the calling thread folds while the others parse: threads in all.
             parsers = n_threads - 1 if behind else n_threads
             yield from _native_batches(
-                module, chunks, interners, errors, unknown_types, behind, parsers, ahead
+                module, chunks, interners, errors, unknown_types, behind, parsers, window
             )
             return
         first_line = 0  # of the chunk, in the file
@@ -532,11 +545,12 @@ def _native_batches(
     unknown_types: UnknownTypes,
     background: bool,
     threads: int,
-    ahead: PagesAhead | None = None,
+    window: PageWindow | None = None,
 ) -> Iterator[EventBatch]:
     """The native half of :func:`read_ndjson_file`: chunk k + 1 is read and parsed on the worker
     while chunk k is finished here and handed to the caller; before waiting for it, this thread
-    maps the pages of chunk k + 2 (``ahead``), which the worker would otherwise fault in."""
+    slides ``window`` (maps the pages of chunk k + 2 and drops old ones), which the worker would
+    otherwise do."""
     state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
     first_line = 0  # of the chunk, in the file
 
@@ -547,8 +561,8 @@ def _native_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") as pool:
         pending: Future[_Parsed | None] | None = pool.submit(parse, state.reader) if background else None
         while True:
-            if ahead is not None and pending is not None and not pending.done():
-                ahead.populate()
+            if window is not None and pending is not None and not pending.done():
+                window.slide()
             item = pending.result() if pending is not None else parse(state.reader)
             if item is None:
                 return
@@ -572,10 +586,10 @@ def _read_chunks(
     chunk_bytes: int,
     path: str | os.PathLike[str],
     buffers: int,
-    ahead: PagesAhead | None = None,
+    window: PageWindow | None = None,
 ) -> Iterator[memoryview]:
     try:
-        chunks = map_chunks(fh, chunk_bytes, ramp=True, ahead=ahead) or iter_chunks(
+        chunks = map_chunks(fh, chunk_bytes, ramp=True, window=window) or iter_chunks(
             fh, chunk_bytes, buffers=buffers
         )
         first = next(chunks, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.ingest.ndjson import (
     RAMP_PIECES,
-    PagesAhead,
+    PageWindow,
     iter_chunks,
     map_chunks,
     piece_target,
@@ -283,46 +284,55 @@ def test_cli_score_streams_in_chunks_with_the_same_rows(
     st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), min_size=1, max_size=60),
     st.integers(1, 64),
     st.booleans(),
+    st.booleans(),
 )
-def test_pages_ahead_names_the_next_piece_and_changes_no_piece(
-    tmp_path: Path, lines: list[bytes], size: int, ramp: bool
+def test_page_window_names_the_next_piece_and_changes_no_piece(
+    tmp_path: Path, lines: list[bytes], size: int, ramp: bool, slide: bool
 ) -> None:
     data = b"\n".join(lines) + b"\n"
     path = tmp_path / "a.ndjson"
     path.write_bytes(data)
-    ahead = PagesAhead()
+    window = PageWindow()
     with open(path, "rb") as fh:
-        pieces = map_chunks(fh, size, ramp=ramp, ahead=ahead)
+        pieces = map_chunks(fh, size, ramp=ramp, window=window)
         assert pieces is not None
         got: list[bytes] = []
-        offered: list[tuple[int, int]] = []
+        offered: list[tuple[int, int, int]] = []
         for piece in pieces:
             got.append(bytes(piece))
-            offered.append(ahead._next)
-            ahead.populate()  # as the waiting thread does, between pieces
-            ahead.populate()  # a second call maps nothing more
-    ahead.populate()  # after the map is closed: nothing, and no error
+            offered.append((*window._next, window._drop_to))
+            if slide:  # as the waiting thread does, between pieces
+                window.slide()
+                assert window._dropped_to == window._drop_to
+                window.slide()  # a second call maps and drops nothing more
+    window.slide()  # after the map is closed: nothing, and no error
     assert b"".join(got) == data
-    ends = np.cumsum([len(p) for p in got]).tolist()
-    assert [start for start, _ in offered] == ends  # each time, the piece after the one handed out
-    assert all(size_ahead >= 1 for _, size_ahead in offered)
+    starts = [0, *np.cumsum([len(p) for p in got]).tolist()]
+    page = mmap.PAGESIZE
+    for k, (start, size_ahead, drop_to) in enumerate(offered):
+        assert start == starts[k + 1]  # the piece after the one handed out
+        assert size_ahead >= 1
+        assert drop_to == (starts[k - 2] // page * page if k >= 2 else 0)  # two pieces behind
+    if not slide and len(got) >= 4:  # nobody slides: the reading thread drops, a piece later
+        assert window._dropped_to == starts[len(got) - 4] // page * page
 
 
-def test_pages_ahead_stops_where_the_system_cannot_populate() -> None:
+def test_page_window_stops_populating_where_the_system_cannot() -> None:
+    calls: list[int] = []
+
     class NoPopulate:
-        calls = 0
-
         def __len__(self) -> int:
             return 1 << 20
 
-        def madvise(self, *args: int) -> None:
-            NoPopulate.calls += 1
-            raise OSError(22, "Invalid argument")  # a kernel before 5.14
+        def madvise(self, advice: int, *args: int) -> None:
+            calls.append(advice)
+            if advice != mmap.MADV_DONTNEED:
+                raise OSError(22, "Invalid argument")  # a kernel before 5.14
 
-    ahead = PagesAhead()
+    window = PageWindow()
     mapped = NoPopulate()
-    ahead._offer(mapped, 0, 1 << 16)  # type: ignore[arg-type]
-    ahead.populate()
-    ahead._offer(mapped, 1 << 16, 1 << 16)  # type: ignore[arg-type]  # the next piece: not asked again
-    ahead.populate()
-    assert NoPopulate.calls == 1
+    window._offer(mapped, 0, 1 << 16, 0)  # type: ignore[arg-type]
+    window.slide()
+    window._offer(mapped, 1 << 16, 1 << 16, 1 << 12)  # type: ignore[arg-type]
+    window.slide()  # drops, but asks no more to populate
+    assert calls == [22, mmap.MADV_DONTNEED]
