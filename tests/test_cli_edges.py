@@ -96,6 +96,28 @@ def test_python_m_affinity_sdk_runs_the_cli(tmp_path: Path) -> None:
     assert "cannot read missing.jsonl" in _one_error_line(bad.stderr)
 
 
+def test_the_command_flushes_its_output_before_it_exits(tmp_path: Path) -> None:
+    # The command leaves without the interpreter's teardown (affinity_sdk.cli.run): what it
+    # printed, into a file (block-buffered), and what it wrote must all be there.
+    (tmp_path / "x.jsonl").write_text(EVENTS)
+    with open(tmp_path / "stdout.txt", "wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "affinity_sdk", "score", "x.jsonl", "--out", "s.csv"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=_env(),
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    printed = (tmp_path / "stdout.txt").read_text().splitlines()
+    assert printed[0].startswith("scored 2 users from 3 events")
+    assert printed[-1] == "wrote s.csv"
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0].startswith("user_id,raw_score,score,tier") and len(rows) == 3
+
+
 # --- 2. --out must not be an input ---------------------------------------------------------------
 @pytest.fixture
 def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from affinity_sdk import __version__
 from affinity_sdk.cli.events import ingest_file, score_file
@@ -495,6 +495,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             print(f"affinity: error: {message}", file=sys.stderr)
             return 2
+
+
+def run() -> NoReturn:
+    """The ``affinity`` command (also ``python -m affinity_sdk``): :func:`main` on ``sys.argv``,
+    then the process exits without the interpreter's teardown, which only frees, object by object,
+    memory the system takes back anyway (~25 ms, 2 % of ``affinity score`` on 3M events). Output
+    is flushed first, and every file a command writes is closed before :func:`main` returns; an
+    exception out of it, or output that cannot be flushed, takes the usual way out."""
+    code = main()
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # e.g. stdout piped into a command that has exited
+        sys.exit(code)
+    os._exit(code)
 
 
 _log = logging.getLogger(__name__)
