@@ -29,6 +29,7 @@ import io
 import mmap
 import os
 import stat
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, Literal
@@ -71,6 +72,8 @@ DEFAULT_CHUNK_BYTES: Final = 16 << 20
 #: A chunk is cut into parts of at least this many bytes, one per thread (a smaller part is not
 #: worth a thread's start; tests lower it to cut tiny inputs).
 _MIN_PART_BYTES = 1 << 20
+#: Chunks the worker of a streamed file may have parsed, or be parsing, ahead of the one handed out.
+_AHEAD: Final = 2
 
 _ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
 _NO_CODES: Final = np.zeros(0, dtype=np.int64)
@@ -480,11 +483,12 @@ def read_ndjson_file(
 
     Together the batches equal ``EventBatch.from_ndjson(whole_file, interners, ...)``: the same
     rows in order, the same codes, rejects at the same lines, and ``errors="raise"`` raising at the
-    first bad line. A leading UTF-8 byte order mark is skipped. Memory holds two chunks at a
-    time. With the compiled reader the work is spread over ``threads`` threads (default: every
-    core, see :func:`resolve_threads`), the batches and codes being the same whatever the count:
-    with ``threads=1`` everything runs on the calling thread; with more and ``background=True`` the
-    next chunk is read and parsed (the parser releases the GIL) on the other ``threads - 1``, cut at
+    first bad line. A leading UTF-8 byte order mark is skipped. Memory holds a few chunks at a
+    time (the one handed out and, in the background, up to two parsed ahead). With the compiled
+    reader the work is spread over ``threads`` threads (default: every core, see
+    :func:`resolve_threads`), the batches and codes being the same whatever the count: with
+    ``threads=1`` everything runs on the calling thread; with more and ``background=True`` the next
+    chunks are read and parsed (the parser releases the GIL) on the other ``threads - 1``, cut at
     line ends, while the caller works on this one; with ``background=False`` the calling thread
     waits while ``threads`` threads parse each chunk. ``interners``
     must only grow while the file is read (as they do when each batch is ingested into a store
@@ -547,10 +551,11 @@ def _native_batches(
     threads: int,
     window: PageWindow | None = None,
 ) -> Iterator[EventBatch]:
-    """The native half of :func:`read_ndjson_file`: chunk k + 1 is read and parsed on the worker
-    while chunk k is finished here and handed to the caller; before waiting for it, this thread
-    slides ``window`` (maps the pages of chunk k + 2 and drops old ones), which the worker would
-    otherwise do."""
+    """The native half of :func:`read_ndjson_file`: the worker reads and parses up to
+    :data:`_AHEAD` chunks ahead while chunk k is finished here and handed to the caller, so neither
+    side waits for the other whenever one chunk is slow to parse and the next slow to fold; before
+    waiting for the worker, this thread slides ``window`` (maps the pages of the next chunk and
+    drops old ones), which the worker would otherwise do."""
     state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
     first_line = 0  # of the chunk, in the file
 
@@ -559,20 +564,31 @@ def _native_batches(
         return None if chunk is None else (chunk, reader.read(chunk), reader)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") as pool:
-        pending: Future[_Parsed | None] | None = pool.submit(parse, state.reader) if background else None
+        pending: deque[tuple[Future[_Parsed | None], Any]] = deque()
+
+        def top_up() -> None:
+            # Only with the current reader: after a restart, the chunks parsed ahead by the old one
+            # are read again here, in order, before the new one reads anything further.
+            while background and len(pending) < _AHEAD and all(r is state.reader for _, r in pending):
+                pending.append((pool.submit(parse, state.reader), state.reader))
+
+        top_up()
         while True:
-            if window is not None and pending is not None and not pending.done():
-                window.slide()
-            item = pending.result() if pending is not None else parse(state.reader)
+            if background:
+                future = pending.popleft()[0]
+                if window is not None and not future.done():
+                    window.slide()
+                item = future.result()
+            else:
+                item = parse(state.reader)
             if item is None:
                 return
             chunk, res, used = item
             if not state.still_valid(interners):
                 state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
-            if used is not state.reader:  # parsed before the restart: again, before the next chunk
+            if used is not state.reader:  # parsed before the restart: again, in order
                 res = state.reader.read(chunk)
-            if pending is not None:
-                pending = pool.submit(parse, state.reader)
+            top_up()
             batch = finish_native(
                 res, chunk, interners, errors, unknown_types, first_line=first_line, codes=state.codes
             )
