@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, TypeAlias, overload
+from typing import Any, Final, Literal, TypeAlias, overload
 
 import msgspec
 
@@ -119,12 +119,31 @@ class _Tag(msgspec.Struct):
     type: str
 
 
-_JSON_EVENT: Final = msgspec.json.Decoder(ev.Event)
-_JSON_TAG: Final = msgspec.json.Decoder(_Tag)
-_JSON_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_MSGPACK_EVENT: Final = msgspec.msgpack.Decoder(ev.Event)
-_MSGPACK_TAG: Final = msgspec.msgpack.Decoder(_Tag)
-_MSGPACK_RAW_LIST: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
+class _Lazy:
+    """A msgspec decoder built on first use: the first one over the event union works out every
+    event Struct's types, ~7 ms of an import that most programs never need (the compiled reader
+    decodes all but the odd NDJSON line). Two threads may both build it; either result serves."""
+
+    __slots__ = ("_build", "_decoder")
+
+    def __init__(self, build: Callable[[], msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any]]) -> None:
+        self._build = build
+        self._decoder: msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any] | None = None
+
+    @property
+    def decode(self) -> Callable[..., Any]:
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = self._build()
+        return decoder.decode
+
+
+_JSON_EVENT: Final = _Lazy(lambda: msgspec.json.Decoder(ev.Event))
+_JSON_TAG: Final = _Lazy(lambda: msgspec.json.Decoder(_Tag))
+_JSON_RAW_LIST: Final = _Lazy(lambda: msgspec.json.Decoder(list[msgspec.Raw]))
+_MSGPACK_EVENT: Final = _Lazy(lambda: msgspec.msgpack.Decoder(ev.Event))
+_MSGPACK_TAG: Final = _Lazy(lambda: msgspec.msgpack.Decoder(_Tag))
+_MSGPACK_RAW_LIST: Final = _Lazy(lambda: msgspec.msgpack.Decoder(list[msgspec.Raw]))
 _PATH: Final = re.compile(r" - at `\$")
 #: The message of an event nested deeper than the decoder can follow.
 NESTING_TOO_DEEP: Final = "Nesting too deep (maximum recursion depth exceeded while decoding)"

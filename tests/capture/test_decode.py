@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -126,3 +129,17 @@ def test_no_event_is_dropped_silently() -> None:
     result = decode_ndjson(b"\n".join(lines), errors="skip", unknown_types="skip")
     assert len(result) + result.rejects.total == len(lines)
     assert isinstance(result[0], ev.AppOpened)
+
+
+def test_decoders_are_built_on_first_use_not_at_import() -> None:
+    # Building the first decoder over the event union costs milliseconds that a program whose
+    # lines all go through the compiled reader never needs.
+    program = (
+        "import affinity_sdk.cli, affinity_sdk.capture.decode as d;"
+        "print(d._JSON_EVENT._decoder is None, d._MSGPACK_EVENT._decoder is None);"
+        'd.decode_ndjson(b\'{"type":"app_opened","user_id":"u","timestamp":1}\');'
+        "print(d._JSON_EVENT._decoder is None)"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "False"]
