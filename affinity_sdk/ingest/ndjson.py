@@ -538,7 +538,7 @@ def read_ndjson_file(
             yield batch
 
 
-_Parsed = tuple[memoryview, dict[str, Any], Any]
+_Parsed = tuple[memoryview, dict[str, Any]]
 
 
 def _native_batches(
@@ -561,10 +561,10 @@ def _native_batches(
 
     def parse(reader: Any) -> _Parsed | None:
         chunk = next(chunks, None)
-        return None if chunk is None else (chunk, reader.read(chunk), reader)
+        return None if chunk is None else (chunk, reader.read(chunk))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") as pool:
-        pending: deque[tuple[Future[_Parsed | None], Any]] = deque()
+        pending: deque[tuple[Future[_Parsed | None], Any]] = deque()  # with the reader it uses
 
         def top_up() -> None:
             # Only with the current reader: after a restart, the chunks parsed ahead by the old one
@@ -575,15 +575,15 @@ def _native_batches(
         top_up()
         while True:
             if background:
-                future = pending.popleft()[0]
+                future, used = pending.popleft()
                 if window is not None and not future.done():
                     window.slide()
                 item = future.result()
             else:
-                item = parse(state.reader)
+                used, item = state.reader, parse(state.reader)
             if item is None:
                 return
-            chunk, res, used = item
+            chunk, res = item
             if not state.still_valid(interners):
                 state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
             if used is not state.reader:  # parsed before the restart: again, in order
