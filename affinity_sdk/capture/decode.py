@@ -14,9 +14,9 @@ and ``unknown_types="raise"`` (an unknown ``type`` is a bad event, handled by ``
 ``len(result) + n_invalid + n_unknown`` is always the number of events in the input.
 
 A UTF-8 byte order mark (``EF BB BF``, as some Windows tools write) at the start of JSON or
-NDJSON input is skipped (:func:`skip_bom`). A key repeated in one object is not an error: the
-last value wins, as in msgspec (and in the compiled NDJSON reader, which hands such lines to
-msgspec); see ``docs/input.md``.
+NDJSON input is skipped (:func:`~affinity_sdk.capture.formats.skip_bom`). A key repeated in one
+object is not an error: the last value wins, as in msgspec (and in the compiled NDJSON reader,
+which hands such lines to msgspec); see ``docs/input.md``.
 
 An event nested deeper than msgspec can decode (it stops at Python's recursion limit, about a
 thousand levels, even inside a field that is ignored) is a bad event like any other:
@@ -40,6 +40,7 @@ from typing import Any, Final, Literal, TypeAlias, overload
 import msgspec
 
 from affinity_sdk.capture import events as ev
+from affinity_sdk.capture.formats import skip_bom
 from affinity_sdk.errors import SchemaError
 
 __all__ = [
@@ -51,8 +52,6 @@ __all__ = [
     "decode_msgpack",
     "decode_ndjson",
     "iter_lines",
-    "skip_bom",
-    "sniff_text",
 ]
 
 Errors: TypeAlias = Literal["raise", "skip", "collect"]
@@ -238,64 +237,6 @@ class _Collector:
         return DecodeResult(
             self.events, Rejects(self.messages, self.n_invalid, self.n_unknown), self.positions
         )
-
-
-#: The UTF-8 byte order mark.
-BOM: Final = b"\xef\xbb\xbf"
-
-
-def skip_bom(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
-    """``data`` without a leading UTF-8 byte order mark (a view, not a copy, for a memoryview).
-
-    Examples
-    --------
-    >>> skip_bom(b'\\xef\\xbb\\xbf{"a":1}'), skip_bom(b'{"a":1}')
-    (b'{"a":1}', b'{"a":1}')
-    """
-    if bytes(data[:3]) == BOM:
-        return data[3:]
-    return data
-
-
-_CONTROL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-Sniffed: TypeAlias = Literal["json", "csv", "binary", "text", "empty"]
-
-
-def sniff_text(head: bytes) -> tuple[Sniffed, str]:
-    """What the start of an input looks like, and its first non-blank line (shortened) to show.
-
-    ``"json"``: the first line starts with ``{`` or ``[`` (JSON, NDJSON); ``"csv"``: a line with
-    a comma, semicolon or tab and no brace, as a CSV header; ``"binary"``: not UTF-8 text or has
-    control bytes other than tab and line ends (Parquet, MessagePack); ``"text"``: anything else;
-    ``"empty"``: only blank lines. A leading byte order mark is skipped.
-
-    Examples
-    --------
-    >>> sniff_text(b'\\xef\\xbb\\xbf\\n{"type":"app_opened"}\\n')
-    ('json', '{"type":"app_opened"}')
-    >>> sniff_text(b"customer_id,date,revenue\\nann,2024-01-05,30\\n")
-    ('csv', 'customer_id,date,revenue')
-    >>> sniff_text(b"PAR1\\x15\\x04")[0], sniff_text(b"  \\n")[0]
-    ('binary', 'empty')
-    """
-    head = bytes(skip_bom(head))
-    if _CONTROL.search(head):
-        return "binary", ""
-    line = next((raw.strip() for raw in head.split(b"\n") if raw.strip()), b"")
-    if not line:
-        return "empty", ""
-    try:
-        text = line.decode()
-    except UnicodeDecodeError as exc:
-        if exc.start < len(line) - 3:  # not just a character cut at the end of ``head``
-            return "binary", ""
-        text = line[: exc.start].decode()
-    shown = text if len(text) <= 80 else text[:77] + "..."
-    if text[0] in "{[":
-        return "json", shown
-    if any(sep in text for sep in ",;\t") and "{" not in text:
-        return "csv", shown
-    return "text", shown
 
 
 def iter_lines(data: bytes | bytearray | memoryview | str) -> Iterator[tuple[int, bytes]]:

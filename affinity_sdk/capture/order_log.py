@@ -34,7 +34,6 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from os import PathLike
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -49,7 +48,6 @@ from affinity_sdk.ingest.interner import Interners
 __all__ = [
     "ORDER_COLUMNS",
     "frame_orders",
-    "input_format",
     "orders_batch",
     "parse_column_map",
     "read_order_log",
@@ -89,67 +87,6 @@ def parse_column_map(text: str) -> dict[str, str]:
             raise ConfigError(f"order column {key!r} is mapped twice in --columns")
         mapping[key] = name
     return mapping
-
-
-#: What the start of a file looks like for --format orders / the JSON-lines formats, in words.
-_ORDERS_WANTED: Final = "a CSV order log (a header line such as customer_id,date,revenue)"
-_JSON_WANTED: Final = "one JSON object per line"
-
-
-def input_format(path: str | PathLike[str], fmt: str = "auto", columns: str = "") -> str:
-    """The CLI's ``--format`` resolved for the file at ``path``: ``auto`` is ``"parquet"`` for a
-    folder or by extension, else ``"orders"`` (an order log) if the file starts with a CSV header line, else
-    ``"ndjson"``; any other ``fmt`` is returned as given. A file that plainly is not in the format
-    named (a CSV header for a JSON-lines format, JSON or binary data for ``orders``, binary data
-    for ``auto``) raises one :class:`~affinity_sdk.errors.AffinityError` line saying what was
-    expected and what was found; so does ``columns`` (``--columns``) for anything but an order log.
-
-    Examples
-    --------
-    >>> import pathlib, tempfile
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sales.txt"
-    >>> _ = path.write_text("customer_id,date,revenue\\nann,2024-01-05,30\\n")
-    >>> input_format(path)
-    'orders'
-    >>> input_format(path, "ndjson")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    affinity_sdk.errors.AffinityError: --format ndjson expects one JSON object per line, ... orders?
-    """
-    from affinity_sdk.capture.decode import sniff_text
-
-    by_name = str(path).lower().endswith(".parquet") or Path(path).is_dir()
-    if fmt == "parquet" or (fmt == "auto" and by_name):
-        found = "parquet"
-    else:
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(1 << 16)
-        except OSError as exc:
-            raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
-        kind, line = sniff_text(head)
-        shown = {
-            "csv": f"a CSV header line `{line}`",
-            "json": f"JSON `{line}`",
-            "binary": "Parquet data" if head[:4] == b"PAR1" else "binary data (not text)",
-        }.get(kind, f"`{line}`")
-        hint = {"csv": "--format orders", "json": "--format ndjson", "binary": "--format parquet"}
-        found = "orders" if kind == "csv" else "ndjson"
-        wanted = _ORDERS_WANTED if fmt == "orders" else _JSON_WANTED
-        clash = kind in ("json", "binary") if fmt == "orders" else kind in ("csv", "binary")
-        if fmt != "auto" and clash:
-            raise AffinityError(
-                f"--format {fmt} expects {wanted}, but {path} starts with {shown}: is it {hint[kind]}?"
-            )
-        if fmt == "auto" and kind == "binary":
-            raise AffinityError(
-                f"cannot read {path}: expected NDJSON events ({_JSON_WANTED}), {_ORDERS_WANTED} or "
-                f"Parquet (.parquet), found {shown}; name its format with --format"
-            )
-    resolved = found if fmt == "auto" else fmt
-    if columns and resolved != "orders":
-        raise AffinityError(f"--columns maps order-log CSV headers; {path} is read as {resolved}")
-    return resolved
 
 
 def _epoch_ms(text: str) -> int:

@@ -42,8 +42,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-
 from affinity_sdk.errors import AffinityError
 
 __all__ = ["add_parser"]
@@ -118,6 +116,8 @@ def _cutoff_ms(text: str) -> tuple[int, str]:
 def _read_orders(args: argparse.Namespace) -> Any:
     """The input's orders as an event batch, bad rows handled by ``--errors`` (listed on stderr),
     opted-out customers and replayed ``event_id`` s left out."""
+    import numpy as np
+
     from affinity_sdk.capture.events import EVENT_TYPE_CODES
     from affinity_sdk.capture.order_log import parse_column_map, read_order_log
     from affinity_sdk.cli.events import print_rejected, read_batch
@@ -146,6 +146,8 @@ def _read_orders(args: argparse.Namespace) -> Any:
 
 
 def _run_clv(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from affinity_sdk._units import parse_duration
     from affinity_sdk.models.bgnbd import summary_from_batch
     from affinity_sdk.models.clv import CustomerValue

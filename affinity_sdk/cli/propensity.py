@@ -45,8 +45,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
 from affinity_sdk.cli import _add_event_input, _same_file
 from affinity_sdk.cli.events import print_rejected, read_batch
 from affinity_sdk.cli.progress import progress_for
@@ -233,6 +231,8 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from affinity_sdk.models.propensity import PropensityModel, TierSpec
     from affinity_sdk.score.results import write_columns
 

@@ -39,9 +39,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-from numpy.typing import NDArray
-
 from affinity_sdk.cli import _add_event_input
 from affinity_sdk.cli.events import print_rejected
 from affinity_sdk.cli.progress import progress_for
@@ -49,6 +46,9 @@ from affinity_sdk.cli.propensity import iso_utc, read_events
 from affinity_sdk.errors import AffinityError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from affinity_sdk.ingest.batch import EventBatch
     from affinity_sdk.models.propensity import Outcome
 
@@ -87,6 +87,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run_segments(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from affinity_sdk._units import parse_duration, to_epoch_ms
     from affinity_sdk.activate.rfm import rfm_from_batch, rfm_segments
     from affinity_sdk.activate.segments import (
@@ -159,6 +161,8 @@ def _run_segments(args: argparse.Namespace) -> int:
 
 def _rows_of(values: NDArray[Any], rows: NDArray[np.int64], fill: Any) -> NDArray[Any]:
     """``values[rows]`` where ``values`` may be shorter than the interner (users it never saw)."""
+    import numpy as np
+
     out = np.full(len(rows), fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
     inside = rows < len(values)
     out[inside] = values[rows[inside]]
@@ -171,6 +175,8 @@ def _fit_and_score(
     """Fit ``outcome``'s propensity on ``batch`` (cut-offs ``now - 2H`` and ``now - H``, those
     after the first event) and score it at ``now``: a probability per user code (NaN for users
     without one, and for all when the events cannot train the model)."""
+    import numpy as np
+
     from affinity_sdk.models.propensity import PropensityModel, build_training_set
 
     first = int(batch.ts_ms.min())

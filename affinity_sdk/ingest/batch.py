@@ -38,8 +38,8 @@ from affinity_sdk.capture.decode import (
     _Collector,
     _decode_one,
     iter_lines,
-    skip_bom,
 )
+from affinity_sdk.capture.formats import skip_bom
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.interner import TOMBSTONE, Interner, Interners, event_id_hash
 from affinity_sdk.profile.channel_consent import encode_consent

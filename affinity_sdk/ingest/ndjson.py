@@ -25,13 +25,8 @@ Examples
 
 from __future__ import annotations
 
-import io
-import mmap
 import os
-import stat
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -41,16 +36,27 @@ from affinity_sdk._backends import native
 from affinity_sdk.capture.decode import (
     _JSON_EVENT,
     _JSON_TAG,
-    BOM,
     Errors,
     UnknownTypes,
     _Collector,
     _decode_one,
-    skip_bom,
 )
-from affinity_sdk.errors import AffinityError, BackendUnavailableError, ConfigError
+from affinity_sdk.capture.formats import skip_bom
+from affinity_sdk.errors import AffinityError, BackendUnavailableError
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, SourcePositions
 from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
+from affinity_sdk.ingest.read_ahead import (
+    DEFAULT_CHUNK_BYTES,
+    MIN_PART_BYTES,
+    RAMP_PIECES,
+    PageWindow,
+    ReadAhead,
+    _read_chunks,
+    iter_chunks,
+    map_chunks,
+    piece_target,
+    resolve_threads,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -65,38 +71,15 @@ __all__ = [
     "resolve_threads",
 ]
 
-#: Bytes read per chunk: large enough that per-chunk work is noise, small enough that a chunk and
-#: its columns stay in a few tens of MB.
-DEFAULT_CHUNK_BYTES: Final = 16 << 20
-
-#: A chunk is cut into parts of at least this many bytes, one per thread (a smaller part is not
-#: worth a thread's start; tests lower it to cut tiny inputs).
-_MIN_PART_BYTES = 1 << 20
-#: Chunks the worker of a streamed file may have parsed, or be parsing, ahead of the one handed out.
-_AHEAD: Final = 2
+#: Parts of a chunk for the reader's threads are at least this long (tests lower it to cut tiny
+#: inputs).
+_MIN_PART_BYTES = MIN_PART_BYTES
 
 _ITEM_INTERNER: Final = {"item_product": "products", "item_category": "categories", "item_brand": "brands"}
 _NO_CODES: Final = np.zeros(0, dtype=np.int64)
 
 #: Per string kind, the caller's code of each of a streaming reader's codes so far.
 ReaderCodes = dict[str, NDArray[np.int64]]
-
-
-def resolve_threads(threads: int | None) -> int:
-    """The thread count to read with: ``threads``, or every core (``os.cpu_count()``) for ``None``.
-
-    Raises :class:`~affinity_sdk.errors.ConfigError` for anything but ``None`` or an ``int >= 1``.
-
-    Examples
-    --------
-    >>> resolve_threads(3), resolve_threads(None) == (os.cpu_count() or 1)
-    (3, True)
-    """
-    if threads is None:
-        return os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise ConfigError(f"threads must be a whole number >= 1 or None (all cores), got {threads!r}")
-    return int(threads)
 
 
 def finish_native(
@@ -250,222 +233,6 @@ def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:
     return column[kind]
 
 
-def iter_chunks(
-    fh: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES, *, buffers: int = 1
-) -> Iterator[memoryview]:
-    """Pieces of ``fh`` that end at a line end (the last one at the end of the file). A piece is
-    a view of one of ``buffers`` reused buffers, valid until ``buffers`` more pieces are asked for
-    (so with two, one piece can be filled while the caller works on the one before); a line
-    longer than ``chunk_bytes`` grows the buffer.
-
-    Examples
-    --------
-    >>> import io
-    >>> [bytes(c) for c in iter_chunks(io.BytesIO(b"a\\nbb\\nccc\\n\\nd"), 4)]
-    [b'a\\n', b'bb\\n', b'ccc\\n', b'\\nd']
-    """
-    if chunk_bytes < 1 or buffers < 1:
-        raise ValueError(f"chunk_bytes and buffers must be >= 1 (got {chunk_bytes}, {buffers})")
-    pool = [bytearray(chunk_bytes) for _ in range(buffers)]
-    turn = 0
-    carry = b""  # the start of a line the last piece cut off
-    while True:
-        buf = pool[turn]
-        while len(buf) <= len(carry):
-            buf = pool[turn] = bytearray(2 * len(buf))  # a new buffer: old views stay valid
-        buf[: len(carry)] = carry  # same-size slice assignment: allowed while views exist
-        filled = len(carry)
-        while True:
-            with memoryview(buf) as free:
-                n = fh.readinto(free[filled:])
-            filled += n
-            if n == 0 or (filled == len(buf) and buf.rfind(b"\n", 0, filled) >= 0):
-                break
-            if filled == len(buf):  # no line end in a full buffer: the line is longer than it
-                buf = pool[turn] = buf + bytearray(len(buf))
-        if filled == 0:
-            return
-        cut = filled if n == 0 else buf.rfind(b"\n", 0, filled) + 1
-        carry = bytes(buf[cut:filled])
-        yield memoryview(buf)[:cut]
-        turn = (turn + 1) % buffers
-
-
-def map_chunks(
-    fh: io.BufferedIOBase,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    *,
-    ramp: bool = False,
-    window: PageWindow | None = None,
-) -> Iterator[memoryview] | None:
-    """The pieces :func:`iter_chunks` cuts (each ending at a line end, a longer line whole), as
-    views of a read-only memory map of ``fh``: nothing is copied into a buffer, which saves the
-    reading thread about a tenth of its time. Pages more than two pieces behind are dropped from
-    the map as it goes (they stay in the page cache), so resident memory does not grow with the
-    file. ``None`` where ``fh`` is not a non-empty regular file that can be mapped (a pipe, a
-    ``BytesIO``): read it with :func:`iter_chunks`. A piece stays readable until the iterator
-    ends.
-
-    With ``ramp``, a file of more than :data:`RAMP_PIECES` pieces is cut into pieces of
-    :func:`piece_target` bytes instead: small at the start and at the end of the file, so a
-    pipeline that reads piece k + 1 while piece k is folded starts folding sooner and has little
-    left to fold once the last piece is read. (Smaller files keep their cuts: where batches end
-    changes the last bits of the decayed sums, and there the pipeline saves nothing.)
-
-    With ``window``, another thread may map the next piece's pages and drop those behind
-    meanwhile (:class:`PageWindow`).
-
-    Examples
-    --------
-    >>> import pathlib, tempfile
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "e.ndjson"
-    >>> _ = path.write_bytes(b"a\\nbb\\nccc\\n\\nd")
-    >>> with open(path, "rb") as fh:
-    ...     [bytes(c) for c in map_chunks(fh, 4) or []]
-    [b'a\\n', b'bb\\n', b'ccc\\n', b'\\nd']
-    """
-    if chunk_bytes < 1:
-        raise ValueError(f"chunk_bytes must be >= 1 (got {chunk_bytes})")
-    try:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-            return None
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return None
-    return _mapped_pieces(mapped, chunk_bytes, ramp, window)
-
-
-def piece_target(index: int, remaining: int, chunk_bytes: int) -> int:
-    """The size piece ``index`` of a ramped :func:`map_chunks` aims at, ``remaining`` bytes before
-    the end of the file: ``chunk_bytes`` / 8, / 4, / 2 for the first three pieces, then
-    ``chunk_bytes``, but never more than half of what remains (nor less than ``chunk_bytes`` / 8).
-
-    Examples
-    --------
-    >>> [piece_target(k, 100, 16) for k in range(5)], piece_target(9, 20, 16), piece_target(9, 3, 16)
-    ([2, 4, 8, 16, 16], 10, 2)
-    """
-    smallest = max(1, chunk_bytes // 8)
-    return max(smallest, min(chunk_bytes >> max(0, 3 - index), remaining // 2))
-
-
-#: A ramped :func:`map_chunks` ramps files of more than this many pieces of ``chunk_bytes``.
-RAMP_PIECES: Final = 4
-
-
-#: ``madvise`` advice that maps a range's pages in one call (Linux 5.14+; absent from ``mmap`` before
-#: Python 3.13).
-_MADV_POPULATE_READ: Final = 22
-
-
-class PageWindow:
-    """The resident pages of a memory-mapped file read piece by piece (:func:`map_chunks`), moved
-    on by a thread other than the one reading the pieces: :meth:`slide` maps the next piece's pages
-    and drops those more than two pieces behind, so a thread that would wait for the reader takes
-    that kernel work off it (about a tenth of its time on a file in the page cache). Pages the
-    sliding thread has not dropped a piece later, the reading thread drops itself.
-
-    Examples
-    --------
-    >>> import pathlib, tempfile
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "e.ndjson"
-    >>> _ = path.write_bytes(b"a\\nbb\\nccc\\n")
-    >>> window = PageWindow()
-    >>> with open(path, "rb") as fh:
-    ...     pieces = map_chunks(fh, 3, window=window)
-    ...     first = bytes(next(pieces))
-    ...     window.slide()  # maps the next piece's pages (where the system can)
-    ...     rest = [bytes(p) for p in pieces]
-    >>> first, rest
-    (b'a\\n', [b'bb\\n', b'ccc\\n'])
-    """
-
-    def __init__(self) -> None:
-        self._mapped: mmap.mmap | None = None
-        self._next = (0, 0)  # the next piece's start and (about) its size
-        self._mapped_to = 0  # pages below this offset were mapped already
-        self._drop_to = 0  # pages below this offset may be dropped ...
-        self._dropped_to = 0  # ... and below this one they were
-        self._no_populate = False
-
-    def _offer(self, mapped: mmap.mmap | None, start: int, size: int, drop_to: int) -> None:
-        """Set by the pieces' iterator: the next piece starts at ``start``, about ``size`` long,
-        and the pages below ``drop_to`` are no longer read."""
-        self._mapped = mapped
-        self._next = (start, size)
-        self._drop_to = drop_to
-
-    def _drop(self, mapped: mmap.mmap, to: int) -> None:
-        """Drop the pages below ``to`` (they stay in the page cache)."""
-        begin = self._dropped_to
-        if to > begin:
-            self._dropped_to = to
-            mapped.madvise(mmap.MADV_DONTNEED, begin, to - begin)
-
-    def slide(self) -> None:
-        """Drop the pages behind and map the next piece's pages, each once; nothing where the
-        system cannot (or the map is closed)."""
-        mapped = self._mapped
-        if mapped is None:
-            return
-        start, size = self._next
-        begin = max(start, self._mapped_to) // mmap.PAGESIZE * mmap.PAGESIZE
-        end = start + size
-        try:
-            self._drop(mapped, self._drop_to)
-            if end > begin and not self._no_populate:
-                mapped.madvise(_MADV_POPULATE_READ, begin, min(end, len(mapped)) - begin)
-                self._mapped_to = end
-        except OSError:  # no MADV_POPULATE_READ before Linux 5.14 (or on another system)
-            self._no_populate = True
-        except ValueError:  # the map was closed meanwhile
-            pass
-
-
-def _mapped_pieces(
-    mapped: mmap.mmap, chunk_bytes: int, ramp: bool = False, window: PageWindow | None = None
-) -> Iterator[memoryview]:
-    size = len(mapped)
-    ramp = ramp and size > RAMP_PIECES * chunk_bytes
-    can_advise = hasattr(mapped, "madvise")
-    if can_advise and hasattr(mmap, "MADV_SEQUENTIAL"):
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
-    drop = can_advise and hasattr(mmap, "MADV_DONTNEED")
-    window = window if drop else None
-    # Pages two pieces behind are dropped here, or with a window (which the other thread slides),
-    # those three behind if it has not.
-    dropper, lag = (window, 4) if window is not None else (PageWindow(), 3)
-    view = memoryview(mapped)
-    starts: list[int] = []
-    try:
-        start = 0
-        while start < size:
-            end = size
-            target = piece_target(len(starts), size - start, chunk_bytes) if ramp else chunk_bytes
-            if size - start > target:
-                end = mapped.rfind(b"\n", start, start + target) + 1
-                if end == 0:  # a line longer than a piece: the whole line
-                    end = mapped.find(b"\n", start + target) + 1 or size
-            if window is not None:
-                after = piece_target(len(starts) + 1, size - end, chunk_bytes) if ramp else chunk_bytes
-                behind = starts[-2] if len(starts) > 1 else 0
-                window._offer(mapped, end, after, behind // mmap.PAGESIZE * mmap.PAGESIZE)
-            yield view[start:end]
-            starts.append(start)
-            if drop and len(starts) >= lag:
-                dropper._drop(mapped, starts[-lag] // mmap.PAGESIZE * mmap.PAGESIZE)
-            start = end
-    finally:
-        if window is not None:
-            window._offer(None, 0, 0, 0)
-        view.release()
-        try:
-            mapped.close()
-        except BufferError:  # a caller still holds a piece: the map closes when it lets go
-            pass
-
-
 def read_ndjson_file(
     path: str | os.PathLike[str],
     interners: Interners,
@@ -476,6 +243,7 @@ def read_ndjson_file(
     reader: Literal["auto", "native", "python"] = "auto",
     background: bool = True,
     threads: int | None = None,
+    ahead: ReadAhead | None = None,
 ) -> Iterator[EventBatch]:
     """The events of an NDJSON file as batches of about ``chunk_bytes`` each (default
     :data:`DEFAULT_CHUNK_BYTES`; smaller at the start and end of a mapped file of more than
@@ -494,7 +262,8 @@ def read_ndjson_file(
     must only grow while the file is read (as they do when each batch is ingested into a store
     that owns them; a name forgotten meanwhile would keep its old code here); if they shrink below
     what this reader interned (a rolled-back ingest), the reader starts its string tables afresh
-    (still correct).
+    (still correct). ``ahead``: this file's :class:`~affinity_sdk.ingest.read_ahead.ReadAhead`,
+    started earlier and not yet read from (its pieces and threads are used; the caller closes it).
     A file that cannot be read raises :class:`~affinity_sdk.errors.AffinityError`.
 
     Examples
@@ -506,27 +275,28 @@ def read_ndjson_file(
     [[], [(1, "Unknown event type 'x' - at `$.type` (line 2)")]]
     """
     n_threads = resolve_threads(threads)
+    if ahead is not None:
+        yield from _native_batches(ahead, interners, errors, unknown_types)
+        return
     module = None if reader == "python" else native()
     if module is None or not hasattr(module, "NdjsonReader"):
         if reader == "native":
             raise BackendUnavailableError("the compiled NDJSON reader (affinity_sdk._native) is missing")
         module = None
+    if module is not None:
+        opened = ReadAhead.open(
+            path, threads=n_threads, chunk_bytes=chunk_bytes, background=background,
+            min_part_bytes=_MIN_PART_BYTES,
+        )  # fmt: skip
+        with opened:
+            yield from _native_batches(opened, interners, errors, unknown_types)
+        return
     try:
         fh = open(path, "rb")  # closed by the `with` below, after the last chunk
     except OSError as exc:
         raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
     with fh:
-        size = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-        behind = module is not None and background and n_threads > 1
-        window = PageWindow() if behind else None
-        chunks = _read_chunks(fh, size, path, 1 if module is None else 2, window)
-        if module is not None:
-            # In the background the calling thread folds while the others parse: threads in all.
-            parsers = n_threads - 1 if behind else n_threads
-            yield from _native_batches(
-                module, chunks, interners, errors, unknown_types, behind, parsers, window
-            )
-            return
+        chunks = _read_chunks(fh, chunk_bytes, path, 1)
         first_line = 0  # of the chunk, in the file
         for chunk in chunks:
             data = bytes(chunk)
@@ -538,83 +308,30 @@ def read_ndjson_file(
             yield batch
 
 
-_Parsed = tuple[memoryview, dict[str, Any]]
-
-
 def _native_batches(
-    module: Any,
-    chunks: Iterator[memoryview],
-    interners: Interners,
-    errors: Errors,
-    unknown_types: UnknownTypes,
-    background: bool,
-    threads: int,
-    window: PageWindow | None = None,
+    ahead: ReadAhead, interners: Interners, errors: Errors, unknown_types: UnknownTypes
 ) -> Iterator[EventBatch]:
-    """The native half of :func:`read_ndjson_file`: the worker reads and parses up to
-    :data:`_AHEAD` chunks ahead while chunk k is finished here and handed to the caller, so neither
-    side waits for the other whenever one chunk is slow to parse and the next slow to fold; before
-    waiting for the worker, this thread slides ``window`` (maps the pages of the next chunk and
-    drops old ones), which the worker would otherwise do."""
-    state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
+    """The native half of :func:`read_ndjson_file`: chunk k is finished here and handed to the
+    caller while ``ahead``'s worker parses the next ones, so neither side waits for the other
+    whenever one chunk is slow to parse and the next slow to fold."""
+    state = _Stream(ahead.reader)
     first_line = 0  # of the chunk, in the file
-
-    def parse(reader: Any) -> _Parsed | None:
-        chunk = next(chunks, None)
-        return None if chunk is None else (chunk, reader.read(chunk))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") as pool:
-        pending: deque[tuple[Future[_Parsed | None], Any]] = deque()  # with the reader it uses
-
-        def top_up() -> None:
-            # Only with the current reader: after a restart, the chunks parsed ahead by the old one
-            # are read again here, in order, before the new one reads anything further.
-            while background and len(pending) < _AHEAD and all(r is state.reader for _, r in pending):
-                pending.append((pool.submit(parse, state.reader), state.reader))
-
-        top_up()
-        while True:
-            if background:
-                future, used = pending.popleft()
-                if window is not None and not future.done():
-                    window.slide()
-                item = future.result()
-            else:
-                used, item = state.reader, parse(state.reader)
-            if item is None:
-                return
-            chunk, res = item
-            if not state.still_valid(interners):
-                state = _Stream(module.NdjsonReader(threads, _MIN_PART_BYTES))
-            if used is not state.reader:  # parsed before the restart: again, in order
-                res = state.reader.read(chunk)
-            top_up()
-            batch = finish_native(
-                res, chunk, interners, errors, unknown_types, first_line=first_line, codes=state.codes
-            )
-            first_line += res["n_lines"]  # a chunk ends at a line end: its '\n's
-            state.mark(interners)
-            yield batch
-
-
-def _read_chunks(
-    fh: io.BufferedIOBase,
-    chunk_bytes: int,
-    path: str | os.PathLike[str],
-    buffers: int,
-    window: PageWindow | None = None,
-) -> Iterator[memoryview]:
-    try:
-        chunks = map_chunks(fh, chunk_bytes, ramp=True, window=window) or iter_chunks(
-            fh, chunk_bytes, buffers=buffers
-        )
-        first = next(chunks, None)
-        if first is None:
+    while True:
+        parsed = ahead.next_parsed()
+        if parsed is None:
             return
-        yield first[3:] if bytes(first[:3]) == BOM else first  # a BOM is part of line 1: skip it
-        yield from chunks
-    except OSError as exc:
-        raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
+        res = parsed.columns
+        if not state.still_valid(interners):
+            state = _Stream(ahead.restart())
+        if parsed.reader is not state.reader:  # parsed before the restart: again, in order
+            res = state.reader.read(parsed.chunk)
+        ahead.top_up()
+        batch = finish_native(
+            res, parsed.chunk, interners, errors, unknown_types, first_line=first_line, codes=state.codes
+        )
+        first_line += res["n_lines"]  # a chunk ends at a line end: its '\n's
+        state.mark(interners)
+        yield batch
 
 
 class _Stream:

@@ -14,7 +14,8 @@ import pytest
 from affinity_sdk import Scorer
 from affinity_sdk._backends import native
 from affinity_sdk.capture import events as ev
-from affinity_sdk.capture.decode import decode_json, decode_ndjson, sniff_text
+from affinity_sdk.capture.decode import decode_json, decode_ndjson
+from affinity_sdk.capture.formats import sniff_text
 from affinity_sdk.errors import SchemaError
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interner, Interners, normalize_id

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from affinity_sdk._backends import native
 from affinity_sdk.cli import main
 from affinity_sdk.errors import AffinityError, SchemaError
-from affinity_sdk.ingest import ndjson
+from affinity_sdk.ingest import read_ahead
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.ingest.ndjson import (
@@ -293,7 +293,7 @@ def test_cli_score_streams_in_chunks_with_the_same_rows(
             return err, list(csv.reader(fh))
 
     one_err, one_rows = run(tmp_path / "one.csv")
-    monkeypatch.setattr(ndjson, "DEFAULT_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(read_ahead, "DEFAULT_CHUNK_BYTES", 1000)
     many_err, many_rows = run(tmp_path / "many.csv")
     assert "line 18" in one_err and "set aside" in one_err
     assert many_err == one_err
