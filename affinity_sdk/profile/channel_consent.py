@@ -63,7 +63,9 @@ class ChannelConsent:
 
     def __init__(self) -> None:
         # Rows beyond the used ones are spare capacity (no decision), so growing chunk after chunk
-        # copies the table a logarithmic number of times, not once per chunk.
+        # copies the table a logarithmic number of times, not once per chunk. The rows are made
+        # when the table is first read after a grow, not by grow itself: a store fed no decision on
+        # a medium (most event files) never fills 48 bytes per profile.
         self._decided = np.full((0, len(MEDIA)), NO_DECISION, dtype=np.int64)
         self._revoked = np.zeros((0, len(MEDIA)), dtype=np.bool_)
         self._n = 0
@@ -71,29 +73,41 @@ class ChannelConsent:
     @property
     def decided_ms(self) -> NDArray[np.int64]:
         """Per (profile, medium): the time of the decision in force (:data:`NO_DECISION`: none)."""
+        self._make_rows()
         return self._decided[: self._n]
 
     @property
     def revoked_(self) -> NDArray[np.bool_]:
         """Per (profile, medium): did the decision in force revoke consent?"""
+        self._make_rows()
         return self._revoked[: self._n]
+
+    def _make_rows(self) -> None:
+        """Rows for every profile code below :attr:`n_users` (new ones: no decision)."""
+        held = self._decided.shape[0]
+        if self._n > held:
+            capacity = max(self._n, 2 * held, 1024)
+            decided = np.full((capacity, len(MEDIA)), NO_DECISION, dtype=np.int64)
+            revoked = np.zeros((capacity, len(MEDIA)), dtype=np.bool_)
+            decided[:held] = self._decided
+            revoked[:held] = self._revoked
+            self._decided, self._revoked = decided, revoked
 
     @property
     def n_users(self) -> int:
         return self._n
 
     def grow(self, n_users: int) -> None:
-        """Make room for profile codes below ``n_users`` (new rows: no decision)."""
-        if n_users <= self._n:
-            return
-        if n_users > self._decided.shape[0]:
-            capacity = max(n_users, 2 * self._decided.shape[0], 1024)
-            decided = np.full((capacity, len(MEDIA)), NO_DECISION, dtype=np.int64)
-            revoked = np.zeros((capacity, len(MEDIA)), dtype=np.bool_)
-            decided[: self._n] = self.decided_ms
-            revoked[: self._n] = self.revoked_
-            self._decided, self._revoked = decided, revoked
-        self._n = n_users
+        """Make room for profile codes below ``n_users`` (new rows: no decision).
+
+        Examples
+        --------
+        >>> table = ChannelConsent()
+        >>> table.grow(3)
+        >>> table.n_users, table.revoked(2).any(), table.decided_ms.shape
+        (3, np.False_, (3, 5))
+        """
+        self._n = max(self._n, n_users)
 
     def apply(
         self,

@@ -265,3 +265,47 @@ def test_lake_readers_keep_medium_codes(tmp_path: Path, suffix: str) -> None:
     lean = read_events(path).compute(scheduler="sync")
     assert lean["consent"].tolist() == EventBatch.from_events(events).consent.tolist()
     assert drop_opted_out(lean)["user_id"].tolist() == ["a", "b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("grow"), st.integers(0, 3000)),
+            st.tuples(
+                st.just("apply"), st.integers(0, 2999), st.integers(0, 4), st.integers(0, 9), st.booleans()
+            ),
+            st.tuples(st.just("erase"), st.integers(0, 2999)),
+        ),
+        max_size=30,
+    )
+)
+def test_the_table_grows_lazily_and_reads_as_if_grown_at_once(ops: list[tuple[Any, ...]]) -> None:
+    # grow() only records the size; rows are made on the first read. Any mix of grows, decisions
+    # and erasures reads as a dict of the decisions in force.
+    from affinity_sdk.profile.channel_consent import NO_DECISION, ChannelConsent
+
+    table, model, n = ChannelConsent(), {}, 0
+    for op in ops:
+        if op[0] == "grow":
+            table.grow(op[1])
+            n = max(n, op[1])
+        elif op[0] == "apply":
+            _, user, medium, ts, revoked = op
+            table.apply(np.array([user]), np.array([medium]), np.array([ts]), np.array([revoked]))
+            n = max(n, user + 1)
+            held = model.get((user, medium))
+            if held is None or ts > held[0] or (ts == held[0] and revoked):
+                model[(user, medium)] = (ts, revoked)
+        elif op[1] < n:
+            table.erase(np.array([op[1]]))
+            model = {k: v for k, v in model.items() if k[0] != op[1]}
+        assert table.n_users == n
+    decided, revoked = table.decided_ms, table.revoked_
+    assert decided.shape == revoked.shape == (n, 5)
+    got = {
+        (int(u), int(m)): (int(decided[u, m]), bool(revoked[u, m]))
+        for u, m in zip(*np.nonzero(decided != NO_DECISION), strict=True)
+    }
+    assert got == model
+    assert not revoked[decided == NO_DECISION].any()
