@@ -93,11 +93,14 @@ class Interner:
     [0, 1]
     """
 
-    __slots__ = ("_codes", "_epoch", "_names", "memo", "normalize")
+    __slots__ = ("_codes", "_epoch", "_indexed", "_names", "memo", "normalize")
 
     def __init__(self, names: Iterable[str] = (), *, normalize: IdForm | None = "NFC") -> None:
         self._names: list[str] = []
         self._codes: dict[str, int] = {}
+        # _codes holds the names of codes below _indexed (and the aliases); names appended by
+        # extend_new after that are put in it when a lookup next needs it (_index).
+        self._indexed = 0
         self._epoch = 0
         #: The normal form ids are put in (``None``: as given); see :func:`normalize_id`.
         self.normalize: IdForm | None = _check_form(normalize)
@@ -112,6 +115,18 @@ class Interner:
                 self._codes.setdefault(name, len(self._names))
                 if self._codes[name] == len(self._names):
                     self._names.append(name)
+        self._indexed = len(self._names)
+
+    def _index(self) -> dict[str, int]:
+        """The name -> code table, brought up to date with the names :meth:`extend_new` appended."""
+        start, end = self._indexed, len(self._names)
+        if start < end:
+            before = len(self._codes)
+            self._codes.update(zip(self._names[start:end], range(start, end), strict=True))
+            self._indexed = end
+            if len(self._codes) - before != end - start:
+                raise RuntimeError("Interner.extend_new was given a name that was not new")
+        return self._codes
 
     def _normal(self, name: str) -> str:
         return normalize_id(name, self.normalize)
@@ -133,22 +148,25 @@ class Interner:
         return self._epoch
 
     def __getstate__(self) -> tuple[list[str], dict[str, int], int, IdForm | None]:
-        return self._names, self._codes, self._epoch, self.normalize
+        return self._names, self._index(), self._epoch, self.normalize
 
     def __setstate__(self, state: tuple[list[str], dict[str, int], int, IdForm | None]) -> None:
         self._names, self._codes, self._epoch, self.normalize = state
+        self._indexed = len(self._names)
         self.memo = None
 
     def intern(self, name: str) -> int:
         """The code of ``name``, assigning the next free one if it is new."""
-        code = self._codes.get(name)
+        codes = self._index()
+        code = codes.get(name)
         if code is None:
             name = self._normal(name)
-            code = self._codes.get(name)
+            code = codes.get(name)
             if code is None:
                 code = len(self._names)
-                self._codes[name] = code
+                codes[name] = code
                 self._names.append(name)
+                self._indexed += 1
         return code
 
     def intern_many(self, names: Iterable[str]) -> NDArray[np.int64]:
@@ -160,7 +178,7 @@ class Interner:
         [1, 0, 1]
         """
         names = names if isinstance(names, list | tuple) else list(names)
-        codes = list(map(self._codes.get, names))
+        codes = list(map(self._index().get, names))
         n_new = codes.count(None)
         if n_new and n_new == len(names) and self._take_distinct(names):
             return np.arange(len(self._names) - n_new, len(self._names), dtype=np.int64)
@@ -176,6 +194,7 @@ class Interner:
                 fresh = list(dict.fromkeys(new))
                 self._codes.update(zip(fresh, range(start, start + len(fresh)), strict=True))
                 self._names.extend(fresh)
+                self._indexed = len(self._names)
                 for i, code in zip(missing, map(self._codes.__getitem__, new), strict=True):
                     codes[i] = code
             else:
@@ -196,17 +215,36 @@ class Interner:
                 self._codes.pop(name, None)
             return False
         self._names.extend(names)
+        self._indexed = len(self._names)
         return True
+
+    def extend_new(self, names: Sequence[str]) -> NDArray[np.int64]:
+        """Give ``names`` the next codes, in order, without looking them up: for a caller that
+        knows they are distinct, unknown here and in normal form (a streaming reader's new names,
+        going into interners that hold only what that reader gave them). They are put in the
+        name -> code table by the next call that looks a name up; a name that was not new then
+        raises ``RuntimeError`` (a broken promise, not bad input).
+
+        Examples
+        --------
+        >>> names = Interner(["a"])
+        >>> names.extend_new(["b", "c"]).tolist(), names.lookup("c"), names.intern("d")
+        ([1, 2], 2, 3)
+        """
+        start = len(self._names)
+        self._names.extend(names)
+        return np.arange(start, len(self._names), dtype=np.int64)
 
     def lookup(self, name: str) -> int | None:
         """The code of ``name`` or ``None`` if it was never interned."""
-        code = self._codes.get(name)
-        return self._codes.get(self._normal(name)) if code is None and self.normalize else code
+        codes = self._index()
+        code = codes.get(name)
+        return codes.get(self._normal(name)) if code is None and self.normalize else code
 
     def forget(self, name: str) -> int | None:
         """Erase ``name``: its code becomes a tombstone (``""``, never reused) and a later
         :meth:`intern` of the same name gets a new code. Returns the erased code, if any."""
-        code = self._codes.pop(self._normal(name), None)
+        code = self._index().pop(self._normal(name), None)
         if code is not None:
             self._names[code] = TOMBSTONE
             self._epoch += 1
@@ -226,7 +264,7 @@ class Interner:
         if not 0 <= code < len(self._names) or self._names[code] == TOMBSTONE:
             raise ValueError(f"cannot alias {name!r} to code {code}: no such live code")
         name = self._normal(name)
-        current = self._codes.get(name)
+        current = self._index().get(name)
         if current is not None and current != code and self._names[current] == name:
             raise ValueError(f"{name!r} names code {current} of its own; retire that code first")
         self._codes[name] = code
@@ -235,7 +273,7 @@ class Interner:
     def drop_alias(self, name: str) -> None:
         """Make ``name`` look up nothing again, if it is an alias (a code's own name stays)."""
         name = self._normal(name)
-        code = self._codes.get(name)
+        code = self._index().get(name)
         if code is not None and self._names[code] != name:
             del self._codes[name]
             self._epoch += 1
@@ -244,8 +282,9 @@ class Interner:
         """Turn ``code`` into a tombstone; its own name no longer looks up (aliases that point to
         it are the caller's to move first)."""
         name = self._names[code]
-        if self._codes.get(name) == code:
-            del self._codes[name]
+        codes = self._index()
+        if codes.get(name) == code:
+            del codes[name]
         self._names[code] = TOMBSTONE
         self._epoch += 1
 
@@ -270,12 +309,14 @@ class Interner:
         """
         if not 0 <= n <= len(self._names):
             raise ValueError(f"cannot truncate an Interner of {len(self._names)} codes to {n}")
-        for code in range(n, len(self._names)):
+        codes = self._codes
+        for code in range(n, self._indexed):  # names not indexed yet have no entry
             name = self._names[code]
-            if self._codes.get(name) == code:  # a tombstone ("") never has an entry
-                del self._codes[name]
+            if codes.get(name) == code:  # a tombstone ("") never has an entry
+                del codes[name]
         if n < len(self._names):
             del self._names[n:]
+            self._indexed = min(self._indexed, n)
             self._epoch += 1
 
     def name(self, code: int) -> str:

@@ -91,15 +91,21 @@ def finish_native(
     *,
     first_line: int = 0,
     codes: ReaderCodes | None = None,
+    owned: set[str] | None = None,
 ) -> EventBatch:
     """Finish a batch from the C++ reader's slots: decode its flagged lines with msgspec, merge,
     and intern the string tables into ``names`` in first-seen order over the whole input.
 
     ``first_line`` is added to the reader's line numbers. ``codes`` carries a streaming reader's
     code mapping from chunk to chunk (``res`` then lists only the names new in this chunk, and
-    the reader's codes continue); it is updated in place. ``None``: a one-off read.
+    the reader's codes continue); it is updated in place. ``None``: a one-off read. ``owned``:
+    the kinds whose interner holds exactly the streaming reader's names so far, in its order, so
+    that its new names are new there too and go in unchecked (:meth:`Interner.extend_new
+    <affinity_sdk.ingest.interner.Interner.extend_new>`); a kind this chunk has to intern the
+    checked way (names msgspec decoded, or non-ASCII ones to normalise) is removed from it.
     """
     codes = {} if codes is None else codes
+    unchecked: set[str] = set() if owned is None else owned
     status: NDArray[np.uint8] = res["status"]
     line: NDArray[np.int64] = res["line"] + first_line if first_line else res["line"]
     begin, end = res["begin"], res["end"]
@@ -153,8 +159,14 @@ def finish_native(
         py_names = getattr(local, kind).names
         interner = getattr(names, kind)
         if not py_names:
-            codes[kind] = remap[kind] = np.concatenate([known, interner.intern_many(cpp_names)])
+            if kind in unchecked and (interner.normalize is None or "".join(cpp_names).isascii()):
+                new = interner.extend_new(cpp_names)
+            else:
+                new = interner.intern_many(cpp_names)
+                unchecked.discard(kind)
+            codes[kind] = remap[kind] = np.concatenate([known, new])
             continue
+        unchecked.discard(kind)
         py_codes = _py_codes(py, kind)
         valid = py_codes >= 0
         _, py_first = np.unique(py_codes[valid], return_index=True)
@@ -314,7 +326,7 @@ def _native_batches(
     """The native half of :func:`read_ndjson_file`: chunk k is finished here and handed to the
     caller while ``ahead``'s worker parses the next ones, so neither side waits for the other
     whenever one chunk is slow to parse and the next slow to fold."""
-    state = _Stream(ahead.reader)
+    state = _Stream(ahead.reader, interners)
     first_line = 0  # of the chunk, in the file
     while True:
         parsed = ahead.next_parsed()
@@ -322,13 +334,22 @@ def _native_batches(
             return
         res = parsed.columns
         if not state.still_valid(interners):
-            state = _Stream(ahead.restart())
+            state = _Stream(ahead.restart(), interners)
         if parsed.reader is not state.reader:  # parsed before the restart: again, in order
             res = state.reader.read(parsed.chunk)
         ahead.top_up()
+        owned = state.owned_now(interners)
         batch = finish_native(
-            res, parsed.chunk, interners, errors, unknown_types, first_line=first_line, codes=state.codes
+            res,
+            parsed.chunk,
+            interners,
+            errors,
+            unknown_types,
+            first_line=first_line,
+            codes=state.codes,
+            owned=owned,
         )
+        state.owned = owned
         first_line += res["n_lines"]  # a chunk ends at a line end: its '\n's
         state.mark(interners)
         yield batch
@@ -336,15 +357,32 @@ def _native_batches(
 
 class _Stream:
     """A native reader and its codes in the caller's interners, with the interners' sizes after
-    the last chunk (a reader's codes stay valid only while the interners keep those names)."""
+    the last chunk (a reader's codes stay valid only while the interners keep those names).
 
-    def __init__(self, reader: Any) -> None:
+    ``owned``: the kinds whose interner was empty when the reader started and has since taken
+    only the reader's new names, each as the next code (see :func:`finish_native`)."""
+
+    def __init__(self, reader: Any, interners: Interners) -> None:
         self.reader = reader
         self.codes: ReaderCodes = {}
         self.sizes: dict[str, int] = {}
+        self.epochs: dict[str, int] = {}
+        self.owned = {kind for kind in INTERNER_KINDS if len(getattr(interners, kind)) == 0}
 
     def mark(self, interners: Interners) -> None:
         self.sizes = {kind: len(getattr(interners, kind)) for kind in INTERNER_KINDS}
+        self.epochs = {kind: getattr(interners, kind).epoch for kind in INTERNER_KINDS}
+
+    def owned_now(self, interners: Interners) -> set[str]:
+        """The owned kinds whose interner nothing else changed since the last chunk: it holds
+        one name per reader code (no more, no fewer) and no name was forgotten, aliased or
+        truncated."""
+        return {
+            kind
+            for kind in self.owned
+            if len(getattr(interners, kind)) == len(self.codes.get(kind, _NO_CODES))
+            and getattr(interners, kind).epoch == self.epochs.get(kind, getattr(interners, kind).epoch)
+        }
 
     def still_valid(self, interners: Interners) -> bool:
         return all(len(getattr(interners, kind)) >= n for kind, n in self.sizes.items())
