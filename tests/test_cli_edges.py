@@ -118,6 +118,27 @@ def test_the_command_flushes_its_output_before_it_exits(tmp_path: Path) -> None:
     assert rows[0].startswith("user_id,raw_score,score,tier") and len(rows) == 3
 
 
+@pytest.mark.parametrize(("given", "seen"), [(None, "16"), ("20", "20")])
+def test_the_command_keeps_idle_blas_threads_from_spinning(given: str | None, seen: str) -> None:
+    # OPENBLAS_THREAD_TIMEOUT is read when numpy loads OpenBLAS: the command sets it (unless the
+    # user did) before anything imports numpy.
+    env = {k: v for k, v in _env().items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    code = (
+        "import os, sys\n"
+        "import affinity_sdk.cli as cli\n"
+        "def main(argv=None):\n"
+        "    print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules)\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "cli.run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [seen, "False"]
+
+
 # --- 2. --out must not be an input ---------------------------------------------------------------
 @pytest.fixture
 def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -110,8 +110,9 @@ def _read_ahead(path: Path, threads: int | None) -> ReadAhead | None:
 
 
 #: Pieces ``affinity score`` may parse while it loads (the ramped first pieces of a large file:
-#: 2, 4, 8, then 16 MB; about the 0.1 s that the imports and the scorer take on a laptop core).
-_EARLY_PIECES = 8
+#: 2, 4, 8, then 16 MB each, ~220 MB in all): more than the imports and the scorer's set-up
+#: (~0.1-0.2 s) give the reader time for, so it does not stop before the first fold.
+_EARLY_PIECES = 16
 
 
 def _ingest(
