@@ -189,8 +189,10 @@ py::dict read_ndjson(const py::buffer& data, int threads, size_t min_part_bytes)
 // file streams through in fixed-size pieces and every distinct id is decoded to str once.
 class NdjsonReader {
 public:
-    explicit NdjsonReader(int threads = 1, size_t min_part_bytes = kMinPartBytes)
-        : threads_(checked_threads(threads)), min_part_(min_part_bytes) {}
+    explicit NdjsonReader(int threads = 1, size_t min_part_bytes = kMinPartBytes, bool item_names = true)
+        : threads_(checked_threads(threads)), min_part_(min_part_bytes) {
+        cols_.item_names = item_names;
+    }
 
     int threads() const { return threads_; }
 
@@ -429,8 +431,11 @@ void register_ingest(py::module_& m) {
           "parts of at least min_part_bytes, read at once; the result is the same.");
     py::class_<NdjsonReader>(m, "NdjsonReader",
                              "read_ndjson for a stream of chunks (each ending at a line end): codes and "
-                             "first-seen order continue across chunks; each result lists only new names.")
-        .def(py::init<int, size_t>(), py::arg("threads") = 1, py::arg("min_part_bytes") = kMinPartBytes)
+                             "first-seen order continue across chunks; each result lists only new names. "
+                             "item_names=False: item rows keep prices, discounts and quantities, their "
+                             "product, category and brand codes are -1 (none interned).")
+        .def(py::init<int, size_t, bool>(), py::arg("threads") = 1, py::arg("min_part_bytes") = kMinPartBytes,
+             py::arg("item_names") = true)
         .def_property_readonly("threads", &NdjsonReader::threads)
         .def("read", &NdjsonReader::read, py::arg("data"), "Read one chunk, like read_ndjson.");
     m.def("fnv1a_strings", &fnv1a_strings, py::arg("offsets"), py::arg("data"), py::arg("valid"),

@@ -56,6 +56,9 @@ struct Columns {
     Column<double> item_price, item_discount;
     LocalInterner users, products, categories, brands, campaigns;
     MonthCache month;  // of the timestamps read
+    // false: item rows keep their prices, discounts and quantities but not their product,
+    // category and brand (codes -1, tables left empty), for a caller whose views read none.
+    bool item_names = true;
 
     // `owns_names`: the interners copy their names (see LocalInterner), so this object can read
     // chunk after chunk, codes and first-seen order continuing across chunks.
@@ -80,6 +83,7 @@ struct Columns {
         item_product[static_cast<size_t>(at)] = -1;
         item_category[static_cast<size_t>(at)] = -1;
         item_brand[static_cast<size_t>(at)] = -1;
+        if (!item_names) return;
         const auto product = LocalInterner::key(pr.product_id.view(), limit);
         products.prefetch(product);
         PendingItem& next = items_[items_end_ % kPending];

@@ -142,7 +142,10 @@ inline int64_t read_ndjson_parallel(const char* data, size_t size, Columns& out,
     std::vector<Columns*> parts(n);
     parts[0] = &out;
     out.reserve(size / 128 + 16);  // room for every part's rows (as read_ndjson guesses it)
-    for (size_t k = 1; k < n; ++k) parts[k] = &scratch.get(k);
+    for (size_t k = 1; k < n; ++k) {
+        parts[k] = &scratch.get(k);
+        parts[k]->item_names = out.item_names;
+    }
     std::vector<int64_t> lines(n, 0);
     std::vector<std::exception_ptr> failed(n);
     auto work = [&](size_t k) {

@@ -87,7 +87,7 @@ def ingest_file(
     # The affinity view fits each category's price bands from the products it first sees, so it
     # takes the file in one batch: its numbers then do not depend on where chunks happen to end.
     whole = "affinity" in views or fmt == "orders"
-    ahead = _read_ahead(path, threads) if fmt == "ndjson" and not whole else None
+    ahead = _read_ahead(path, threads, views) if fmt == "ndjson" and not whole else None
     try:
         return _ingest(args, path, now, views, fmt, whole, ahead)
     finally:
@@ -95,16 +95,18 @@ def ingest_file(
             ahead.close()
 
 
-def _read_ahead(path: Path, threads: int | None) -> ReadAhead | None:
+def _read_ahead(path: Path, threads: int | None, views: tuple[str, ...]) -> ReadAhead | None:
     """``path`` being read ahead by the compiled reader (up to :data:`_EARLY_PIECES` pieces until
-    the first is folded), or ``None`` on one thread or without the compiled reader."""
+    the first is folded), or ``None`` on one thread or without the compiled reader. A store of
+    the scored signals alone reads no product, category or brand: the reader leaves them out."""
     from affinity_sdk.errors import BackendUnavailableError
     from affinity_sdk.ingest.read_ahead import ReadAhead, resolve_threads
 
     if resolve_threads(threads) < 2:
         return None
     try:
-        return ReadAhead.open(path, threads=threads, early=_EARLY_PIECES)
+        item_names = not set(views) <= {"signals"}
+        return ReadAhead.open(path, threads=threads, early=_EARLY_PIECES, item_names=item_names)
     except BackendUnavailableError:
         return None
 

@@ -363,6 +363,7 @@ class ReadAhead:
         background: bool,
         early: int,
         min_part_bytes: int,
+        item_names: bool = True,
     ) -> None:
         behind = background and threads > 1
         self.window = PageWindow() if behind else None
@@ -371,6 +372,7 @@ class ReadAhead:
         self._module = module
         self._parsers = threads - 1 if behind else threads  # in the background the caller folds
         self._min_part_bytes = min_part_bytes
+        self._item_names = item_names
         self.reader: Any = self._new_reader()
         self._pool = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="affinity-ndjson") if behind else None
@@ -389,9 +391,13 @@ class ReadAhead:
         background: bool = True,
         early: int = AHEAD,
         min_part_bytes: int = MIN_PART_BYTES,
+        item_names: bool = True,
     ) -> ReadAhead:
         """Start reading ``path`` (pieces of about ``chunk_bytes``, default
-        :data:`DEFAULT_CHUNK_BYTES`) on ``threads`` threads (``None``: every core). Raises
+        :data:`DEFAULT_CHUNK_BYTES`) on ``threads`` threads (``None``: every core). With
+        ``item_names=False`` the item rows keep their prices, discounts and quantities but not
+        their product, category and brand (codes -1): for a caller whose views read none of them
+        (the scored signals), which saves the reader interning them. Raises
         :class:`~affinity_sdk.errors.BackendUnavailableError` without the compiled reader and
         :class:`~affinity_sdk.errors.AffinityError` for a file that cannot be read."""
         n_threads = resolve_threads(threads)
@@ -403,13 +409,17 @@ class ReadAhead:
         except OSError as exc:
             raise AffinityError(f"cannot read {path}: {exc.strerror or exc}") from None
         try:
-            return cls(module, fh, path, n_threads, chunk_bytes, background, early, min_part_bytes)
+            return cls(
+                module, fh, path, n_threads, chunk_bytes, background, early, min_part_bytes, item_names
+            )
         except BaseException:
             fh.close()
             raise
 
     def _new_reader(self) -> Any:
-        return self._module.NdjsonReader(self._parsers, self._min_part_bytes)
+        if self._item_names:
+            return self._module.NdjsonReader(self._parsers, self._min_part_bytes)
+        return self._module.NdjsonReader(self._parsers, self._min_part_bytes, item_names=False)
 
     def _parse(self, reader: Any) -> Parsed | None:
         chunk = next(self._chunks, None)

@@ -30,6 +30,7 @@ import msgspec
 import numpy as np
 
 from affinity_sdk import ConfigError, EventBatch, SchemaError, Scorer, ScoringConfig, StateError
+from affinity_sdk._backends import native
 from affinity_sdk.capture.decode import DecodeResult, decode_json, decode_msgpack, decode_ndjson
 from affinity_sdk.capture.segment_adapter import from_segment
 
@@ -99,6 +100,14 @@ def fuzz_ndjson(data: bytes) -> None:
         return
     if result is not None and mode != "raise":
         assert len(batch) == len(result), "native and msgspec NDJSON readers disagree"
+    # Without item names (a signals-only store), on two parts: the same slots, no item codes.
+    module = native()
+    if module is not None and hasattr(module, "NdjsonReader"):
+        full = module.read_ndjson(data, threads=1, min_part_bytes=1 << 20)
+        lean = module.NdjsonReader(2, 1, item_names=False).read(data)
+        for key in ("status", "user", "ts_ms", "item_slot", "item_price"):
+            assert lean[key].tobytes() == full[key].tobytes(), f"item_names=False changed {key}"
+        assert (lean["item_product"] == -1).all() and not lean["products"][0], "item names interned"
 
 
 def fuzz_msgpack(data: bytes) -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from affinity_sdk._backends import native
 from affinity_sdk.cli import main
+from affinity_sdk.ingest import ndjson
 from affinity_sdk.ingest.batch import EVENT_COLUMNS, EventBatch
 from affinity_sdk.ingest.interner import Interners
 from affinity_sdk.ingest.ndjson import read_ndjson_file
@@ -172,3 +173,70 @@ def test_the_package_names_load_on_first_use() -> None:
     assert set(affinity_sdk.__all__) <= set(dir(affinity_sdk))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         affinity_sdk.nope  # noqa: B018
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    evs=st.lists(events, min_size=1, max_size=14),
+    chunk_bytes=st.integers(1, 700),
+    threads=st.sampled_from([2, 4]),
+)
+def test_without_item_names_only_the_item_codes_differ(
+    tmp_path: Path, evs: list[object], chunk_bytes: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # item_names=False leaves the item rows' product, category and brand codes at -1 (and those
+    # tables empty) where the compiled reader parsed the line; everything else is the same.
+    monkeypatch.setattr(ndjson, "_MIN_PART_BYTES", 1)  # several parser threads on small chunks
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(msgspec.json.encode(e) for e in evs))
+    got = {}
+    for item_names in (True, False):
+        names = Interners()
+        ahead = ReadAhead.open(
+            path, threads=threads, chunk_bytes=chunk_bytes, item_names=item_names, min_part_bytes=1
+        )
+        with ahead:
+            batches = list(read_ndjson_file(path, names, errors="collect", unknown_types="skip", ahead=ahead))
+        got[item_names] = (batches, names)
+    (full, full_names), (lean, lean_names) = got[True], got[False]
+    assert len(full) == len(lean)
+    for a, b in zip(full, lean, strict=True):
+        for name in (*EVENT_COLUMNS, "item_event", "item_price", "item_discount", "item_quantity"):
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+        assert a.rejects == b.rejects
+        for name, kind in (
+            ("item_product", "products"),
+            ("item_category", "categories"),
+            ("item_brand", "brands"),
+        ):
+            lean_codes = getattr(b, name)
+            named = lean_codes >= 0  # lines msgspec decoded keep their names
+            full_names_of = [getattr(full_names, kind).names[c] for c in getattr(a, name)[named]]
+            assert full_names_of == [getattr(lean_names, kind).names[c] for c in lean_codes[named]]
+    assert lean_names.users == full_names.users
+
+
+def test_score_without_item_names_writes_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from affinity_sdk.cli import events as cli_events
+    from affinity_sdk.sim.shop import simulate_shop
+
+    path = tmp_path / "events.ndjson"
+    simulate_shop(300, weeks=6, seed=3).write_ndjson(path)
+    outputs = []
+    opened = ReadAhead.open
+    for item_names in (True, False):
+
+        def forced(p: Any, *, keep: bool = item_names, **kw: Any) -> ReadAhead:
+            return opened(p, **{**kw, "item_names": keep})
+
+        monkeypatch.setattr(ReadAhead, "open", staticmethod(forced))
+        out = tmp_path / f"scores-{item_names}.csv"
+        assert main(["score", str(path), "--threads", "2", "--out", str(out)]) == 0
+        outputs.append(out.read_bytes())
+        monkeypatch.undo()
+    assert outputs[0] == outputs[1]
+    ahead = cli_events._read_ahead(path, 2, ("signals",))
+    assert ahead is not None  # the command reads this file ahead
+    ahead.close()
