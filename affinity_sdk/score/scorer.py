@@ -351,7 +351,8 @@ class Scorer(PersonCalls, LiveCalls):
             )
             rows = np.flatnonzero(eligible)
             result = ScoreResult(
-                user_ids=[names[u] for u in rows.tolist()],
+                # every user eligible (no consent revoked, none forgotten): all the names, in order
+                user_ids=list(names) if rows.shape[0] == len(names) else [names[u] for u in rows.tolist()],
                 raw_score=raw[rows],
                 score=score[rows],
                 tier_code=tiers[rows],
