@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,7 @@ def ingest_file(
     reader starts on the file before the scorer and its modules are loaded
     (:class:`~affinity_sdk.ingest.read_ahead.ReadAhead`), so the first chunks are parsed by then."""
     from affinity_sdk.capture.formats import input_format
-    from affinity_sdk.cli.adapters import ADAPTER_FORMATS
+    from affinity_sdk.cli.adapters import ADAPTER_FORMATS, read_adapter_file
 
     threads = getattr(args, "threads", None)
     columns = getattr(args, "columns", "")
@@ -87,88 +88,75 @@ def ingest_file(
     # The affinity view fits each category's price bands from the products it first sees, so it
     # takes the file in one batch: its numbers then do not depend on where chunks happen to end.
     whole = "affinity" in views or fmt == "orders"
-    ahead = _read_ahead(path, threads, views) if fmt == "ndjson" and not whole else None
-    try:
-        return _ingest(args, path, now, views, fmt, whole, ahead)
-    finally:
-        if ahead is not None:
-            ahead.close()
+    reading = _read_ahead(path, threads, views) if fmt == "ndjson" and not whole else nullcontext()
+    with reading as ahead:  # started before the modules below load
+        from affinity_sdk._units import to_epoch_ms
+        from affinity_sdk.ingest.batch import take_rows
+        from affinity_sdk.ingest.ndjson import read_ndjson_file
+        from affinity_sdk.score.scorer import Scorer
+
+        scorer = Scorer(args.config, backend=args.backend, views=views, threads=threads)  # type: ignore[arg-type]
+        now_ms = to_epoch_ms(now) if now is not None else None
+        if fmt in ("segment", "rudderstack"):
+            return scorer, ingest_segment_file(scorer, path, now, args.errors)
+        batches: Iterator[EventBatch]
+        if fmt in ADAPTER_FORMATS:
+            batches = iter([read_adapter_file(path, fmt, args.errors, scorer.interners)])
+        elif fmt == "parquet" and not whole:  # row group by row group, only the columns the views read
+            from affinity_sdk.ingest.parquet import iter_parquet
+
+            batches = iter_parquet(path, scorer.interners, views=views)
+        elif whole:
+            batches = iter([read_batch(path, scorer.interners, args.errors, fmt, columns, threads)])
+        else:
+            batches = read_ndjson_file(
+                path, scorer.interners, errors=args.errors, threads=threads, ahead=ahead
+            )
+        accepted = n_later = n_dropped = 0
+        decode_rejects: list[tuple[int, str]] = []
+        ingest_rejects: list[tuple[int, str]] = []
+        for batch in batches:
+            kept = batch
+            if now_ms is not None:
+                later = batch.ts_ms > now_ms
+                n_batch_later = int(later.sum())
+                if n_batch_later:
+                    kept = take_rows(batch, ~later)
+                    n_later += n_batch_later
+            report = scorer.ingest(kept, errors=args.errors)
+            decode_rejects += batch.rejects.errors
+            ingest_rejects += report.rejected
+            n_dropped += batch.rejects.n_invalid + report.n_rejected
+            accepted += report.accepted
+    if n_later:
+        print(f"set aside {n_later:,} events stamped after {now} (--now)", file=sys.stderr)
+    print_rejected([*decode_rejects, *ingest_rejects], n_dropped)
+    return scorer, accepted
 
 
-def _read_ahead(path: Path, threads: int | None, views: tuple[str, ...]) -> ReadAhead | None:
+def _read_ahead(
+    path: Path, threads: int | None, views: tuple[str, ...]
+) -> AbstractContextManager[ReadAhead | None]:
     """``path`` being read ahead by the compiled reader (up to :data:`_EARLY_PIECES` pieces until
-    the first is folded), or ``None`` on one thread or without the compiled reader. A store of
-    the scored signals alone reads no product, category or brand: the reader leaves them out."""
+    the first is folded; closed at the ``with`` block's end), or ``None`` on one thread or without
+    the compiled reader. A store of the scored signals alone reads no product, category or brand:
+    the reader leaves them out."""
     from affinity_sdk.errors import BackendUnavailableError
     from affinity_sdk.ingest.read_ahead import ReadAhead, resolve_threads
 
     if resolve_threads(threads) < 2:
-        return None
+        return nullcontext()
     try:
         item_names = not set(views) <= {"signals"}
         return ReadAhead.open(path, threads=threads, early=_EARLY_PIECES, item_names=item_names)
     except BackendUnavailableError:
-        return None
+        return nullcontext()
 
 
 #: Pieces ``affinity score`` may parse while it loads (the ramped first pieces of a large file:
 #: 2, 4, 8, then 16 MB each, ~220 MB in all): more than the imports and the scorer's set-up
 #: (~0.1-0.2 s) give the reader time for, so it does not stop before the first fold.
 _EARLY_PIECES = 16
-
-
-def _ingest(
-    args: argparse.Namespace,
-    path: Path,
-    now: str | None,
-    views: tuple[str, ...],
-    fmt: str,
-    whole: bool,
-    ahead: ReadAhead | None,
-) -> tuple[Any, int]:
-    from affinity_sdk._units import to_epoch_ms
-    from affinity_sdk.cli.adapters import ADAPTER_FORMATS, read_adapter_file
-    from affinity_sdk.ingest.batch import take_rows
-    from affinity_sdk.ingest.ndjson import read_ndjson_file
-    from affinity_sdk.score.scorer import Scorer
-
-    threads = getattr(args, "threads", None)
-    scorer = Scorer(args.config, backend=args.backend, views=views, threads=threads)  # type: ignore[arg-type]
-    now_ms = to_epoch_ms(now) if now is not None else None
-    if fmt in ("segment", "rudderstack"):
-        return scorer, ingest_segment_file(scorer, path, now, args.errors)
-    batches: Iterator[EventBatch]
-    if fmt in ADAPTER_FORMATS:
-        batches = iter([read_adapter_file(path, fmt, args.errors, scorer.interners)])
-    elif fmt == "parquet" and not whole:  # row group by row group, only the columns the views read
-        from affinity_sdk.ingest.parquet import iter_parquet
-
-        batches = iter_parquet(path, scorer.interners, views=views)
-    elif whole:
-        batch = read_batch(path, scorer.interners, args.errors, fmt, getattr(args, "columns", ""), threads)
-        batches = iter([batch])
-    else:
-        batches = read_ndjson_file(path, scorer.interners, errors=args.errors, threads=threads, ahead=ahead)
-    accepted = n_later = n_dropped = 0
-    decode_rejects: list[tuple[int, str]] = []
-    ingest_rejects: list[tuple[int, str]] = []
-    for batch in batches:
-        kept = batch
-        if now_ms is not None:
-            later = batch.ts_ms > now_ms
-            n_batch_later = int(later.sum())
-            if n_batch_later:
-                kept = take_rows(batch, ~later)
-                n_later += n_batch_later
-        report = scorer.ingest(kept, errors=args.errors)
-        decode_rejects += batch.rejects.errors
-        ingest_rejects += report.rejected
-        n_dropped += batch.rejects.n_invalid + report.n_rejected
-        accepted += report.accepted
-    if n_later:
-        print(f"set aside {n_later:,} events stamped after {now} (--now)", file=sys.stderr)
-    print_rejected([*decode_rejects, *ingest_rejects], n_dropped)
-    return scorer, accepted
 
 
 def ingest_segment_file(scorer: Any, path: Path, now: str | None, errors: str) -> int:

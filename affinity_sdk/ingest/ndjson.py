@@ -338,7 +338,7 @@ def _native_batches(
         if parsed.reader is not state.reader:  # parsed before the restart: again, in order
             res = state.reader.read(parsed.chunk)
         ahead.top_up()
-        owned = state.owned_now(interners)
+        state.owned = state.owned_now(interners)  # finish_native drops those it interns checked
         batch = finish_native(
             res,
             parsed.chunk,
@@ -347,9 +347,8 @@ def _native_batches(
             unknown_types,
             first_line=first_line,
             codes=state.codes,
-            owned=owned,
+            owned=state.owned,
         )
-        state.owned = owned
         first_line += res["n_lines"]  # a chunk ends at a line end: its '\n's
         state.mark(interners)
         yield batch

@@ -417,9 +417,7 @@ class ReadAhead:
             raise
 
     def _new_reader(self) -> Any:
-        if self._item_names:
-            return self._module.NdjsonReader(self._parsers, self._min_part_bytes)
-        return self._module.NdjsonReader(self._parsers, self._min_part_bytes, item_names=False)
+        return self._module.NdjsonReader(self._parsers, self._min_part_bytes, item_names=self._item_names)
 
     def _parse(self, reader: Any) -> Parsed | None:
         chunk = next(self._chunks, None)
