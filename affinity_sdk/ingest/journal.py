@@ -71,8 +71,9 @@ class EventJournal:
         self._current: list[EventBatch] = []
         self._previous: list[EventBatch] = []
         self._rotations = 0
-        #: Profile moves (:meth:`move_user`) not yet applied to the kept events: source -> target.
-        self._moves: dict[int, int] = {}
+        #: Profile moves (:meth:`move_user`) not yet applied to the kept events, in order:
+        #: ``(source, target)``.
+        self._moves: list[tuple[int, int]] = []
         #: Current events from :meth:`append_row` after every part of ``_current``, not yet columns:
         #: event rows, and ``(row in _rows, item rows)`` for those with product lines.
         self._rows: list[tuple[Any, ...]] = []
@@ -85,7 +86,7 @@ class EventJournal:
     def _follow(self, rotations: int) -> None:
         behind = rotations - self._rotations
         if behind >= 2:
-            self._previous, self._current, self._moves = [], [], {}
+            self._previous, self._current, self._moves = [], [], []
             self._rows, self._items = [], []
         elif behind == 1:
             self._flush()
@@ -199,7 +200,7 @@ class EventJournal:
         [5]
         """
         if source != target and (self._previous or self._current or self._rows):
-            self._moves[source] = target
+            self._moves.append((source, target))
 
     def _apply_moves(self) -> None:
         """Turn held rows into columns, then re-code the kept events by the recorded moves (one
@@ -207,21 +208,17 @@ class EventJournal:
         self._flush()
         if not self._moves:
             return
-        moves = self._moves
-        for source in moves:  # follow each chain (a -> b, then b -> c) to its end, compressing it
-            path: list[int] = []
-            end = moves[source]
-            while end in moves and moves[end] != end:
-                path.append(end)
-                end = moves[end]
-            moves[source] = end
-            for step in path:
-                moves[step] = end
-        sources = np.fromiter(moves.keys(), dtype=np.int64, count=len(moves))
-        targets = np.fromiter(moves.values(), dtype=np.int64, count=len(moves))
+        # Where an event held at each moved code ends up, the moves composed from the last back:
+        # a move s -> t sends s wherever t goes after it (a -> b then b -> c: a ends at c; a -> b
+        # then b -> a: a stays, b ends at a), in one pass whatever the order or cycles.
+        ends: dict[int, int] = {}
+        for source, target in reversed(self._moves):
+            ends[source] = ends.get(target, target)
+        self._moves = []
+        sources = np.fromiter(ends.keys(), dtype=np.int64, count=len(ends))
+        targets = np.fromiter(ends.values(), dtype=np.int64, count=len(ends))
         order = np.argsort(sources)
         sources, targets = sources[order], targets[order]
-        self._moves = {}
         for generation in (self._previous, self._current):
             for i, part in enumerate(generation):
                 user = part.user.astype(np.int64, copy=False)
@@ -254,7 +251,7 @@ class EventJournal:
 
     def load_arrays(self, arrays: dict[str, NDArray[Any]], interners: Interners, rotations: int) -> None:
         """Restore :meth:`to_arrays` output (codes in ``interners``); ``ValueError`` if malformed."""
-        self._previous, self._current, self._rotations, self._moves = [], [], rotations, {}
+        self._previous, self._current, self._rotations, self._moves = [], [], rotations, []
         self._rows, self._items = [], []
         if not arrays:
             return

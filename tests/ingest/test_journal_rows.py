@@ -307,3 +307,26 @@ def test_identity_and_forget_reach_held_rows(forget: bool) -> None:
             scorer.identify("bob", "ann")
         _ingest_each(scorer, stream[3:], one_event_path=path)
     assert _state(fast) == _state(slow)
+
+
+@pytest.mark.parametrize(
+    ("moves", "ends"),
+    [
+        ([(0, 1), (1, 2)], [2, 2, 2]),  # a chain: a -> b, then b -> c
+        ([(1, 2), (0, 1)], [1, 2, 2]),  # b -> c first: a, moved later, stays at b
+        ([(0, 1), (1, 0)], [0, 0, 2]),  # a cycle: a -> b, then b -> a (it used to loop for ever)
+        ([(0, 1), (1, 2), (2, 0)], [0, 0, 0]),
+    ],
+)
+def test_moves_apply_in_the_order_they_were_made(moves: list[tuple[int, int]], ends: list[int]) -> None:
+    names = Interners()
+    lines = b"\n".join(
+        b'{"type":"app_opened","user_id":"%s","timestamp":0,"event_id":"x%d"}' % (u, i)
+        for i, u in enumerate((b"a", b"b", b"c"))
+    )
+    journal = EventJournal()
+    journal.append(EventBatch.from_ndjson(lines, names), rotations=0)
+    for source, target in moves:
+        journal.move_user(source, target)
+    whole = journal.batch()
+    assert whole is not None and whole.user.tolist() == ends
