@@ -532,11 +532,12 @@ def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:
     """
     if keep.all():
         return batch
-    new_row = np.cumsum(keep, dtype=np.int64) - 1
     keep_items = keep[batch.item_event]
     changes: dict[str, Any] = {name: getattr(batch, name)[keep] for name in EVENT_COLUMNS}
     changes.update({name: getattr(batch, name)[keep_items] for name in _ITEM_VALUE_COLUMNS})
-    changes["item_event"] = new_row[batch.item_event[keep_items]]
+    # A kept row moves up by the rows dropped before it (fewer than the rows: no cumsum over all).
+    kept_rows = batch.item_event[keep_items]
+    changes["item_event"] = kept_rows - np.searchsorted(np.flatnonzero(~keep), kept_rows)
     changes["source"] = None if batch.source is None else batch.source.take(keep)
     return replace(batch, **changes)
 

@@ -153,6 +153,7 @@ def finish_native(
 
     # Reader code -> code in `names`, interning in order of first appearance in the final batch.
     remap: dict[str, NDArray[np.int64]] = {}
+    same: set[str] = set()  # kinds whose reader codes are the codes in `names` (no remap)
     for kind in INTERNER_KINDS:
         cpp_names, cpp_first = res[kind]
         known = codes.get(kind, _NO_CODES)
@@ -160,10 +161,13 @@ def finish_native(
         interner = getattr(names, kind)
         if not py_names:
             if kind in unchecked and (interner.normalize is None or "".join(cpp_names).isascii()):
-                new = interner.extend_new(cpp_names)
-            else:
-                new = interner.intern_many(cpp_names)
-                unchecked.discard(kind)
+                # An owned interner holds the reader's names in the reader's order: code i is i.
+                interner.extend_new(cpp_names)
+                codes[kind] = remap[kind] = _identity(len(known) + len(cpp_names))
+                same.add(kind)
+                continue
+            new = interner.intern_many(cpp_names)
+            unchecked.discard(kind)
             codes[kind] = remap[kind] = np.concatenate([known, new])
             continue
         unchecked.discard(kind)
@@ -187,19 +191,21 @@ def finish_native(
         codes[kind] = np.concatenate([known, table[: len(cpp_names)]])
         remap[kind] = np.concatenate([codes[kind], table[len(cpp_names) :]])
 
-    rows = np.cumsum(keep) - 1
     every = bool(keep.all())
     final = {k: (v if every else v[keep]) for k, v in cols.items()}
-    final["user"] = remap["users"][final["user"]]
-    campaign = final["campaign"]
-    # -1 (no campaign) picks the appended -1.
-    final["campaign"] = np.append(remap["campaigns"], -1)[campaign]
-    final_items: dict[str, NDArray[Any]] = {"item_event": rows[item_slot]}
+    if "users" not in same:
+        final["user"] = remap["users"][final["user"]]
+    if "campaigns" not in same:
+        # -1 (no campaign) picks the appended -1.
+        final["campaign"] = np.append(remap["campaigns"], -1)[final["campaign"]]
+    final_items: dict[str, NDArray[Any]] = {
+        "item_event": item_slot if every else (np.cumsum(keep) - 1)[item_slot]
+    }
     for k, v in items.items():
-        # -1 (a category or brand not given) picks the appended -1.
-        final_items[k] = (
-            np.append(remap[_ITEM_INTERNER[k]], -1)[v].astype(np.int32) if k in _ITEM_INTERNER else v
-        )
+        if k in _ITEM_INTERNER and _ITEM_INTERNER[k] not in same:
+            # -1 (a category or brand not given) picks the appended -1.
+            v = np.append(remap[_ITEM_INTERNER[k]], -1)[v].astype(np.int32)
+        final_items[k] = v
     arrays: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=EVENT_COLUMNS[k]) for k, v in final.items()}
     arrays.update({k: np.ascontiguousarray(v, dtype=ITEM_COLUMNS[k]) for k, v in final_items.items()})
     source = SourcePositions(np.ascontiguousarray(line if every else line[keep], dtype=np.int64), lines=True)
@@ -232,6 +238,19 @@ def ndjson_batch(
     buf = skip_bom(data.encode() if isinstance(data, str) else data)  # a BOM is part of line 1
     res = module.read_ndjson(buf, threads=n_threads, min_part_bytes=_MIN_PART_BYTES)
     return finish_native(res, buf, Interners() if interners is None else interners, errors, unknown_types)
+
+
+_IDENTITY: list[NDArray[np.int64]] = [np.arange(0, dtype=np.int64)]
+
+
+def _identity(n: int) -> NDArray[np.int64]:
+    """``np.arange(n)`` as a read-only view of one kept array that grows geometrically (a stream's
+    codes of an owned kind, chunk after chunk, without a copy each time)."""
+    if _IDENTITY[0].shape[0] < n:
+        grown = np.arange(max(n, 2 * _IDENTITY[0].shape[0]), dtype=np.int64)
+        grown.flags.writeable = False
+        _IDENTITY[0] = grown
+    return _IDENTITY[0][:n]
 
 
 def _py_codes(py: EventBatch, kind: str) -> NDArray[Any]:

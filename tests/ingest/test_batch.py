@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from affinity_sdk._backends import native
 from affinity_sdk.capture.decode import decode_ndjson
 from affinity_sdk.errors import SchemaError
-from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch
+from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, take_rows
 from affinity_sdk.ingest.interner import Interner, Interners
 
 HAS_READER = native() is not None and hasattr(native(), "read_ndjson")
@@ -160,3 +160,15 @@ def test_arrow_plain_columns_and_errors(tmp_path: object) -> None:
     from affinity_sdk.ingest.interner import event_id_hash
 
     assert int(batch.event_id[0]) == event_id_hash("e1")
+
+
+@settings(max_examples=60, deadline=None)
+@given(evs=st.lists(events, max_size=12), data=st.data())
+def test_take_rows_equals_the_batch_of_the_kept_events(evs: list[object], data: st.DataObject) -> None:
+    keep = np.array(data.draw(st.lists(st.booleans(), min_size=len(evs), max_size=len(evs))), dtype=bool)
+    names = Interners()
+    whole = EventBatch.from_events(evs, names)  # type: ignore[arg-type]
+    kept = take_rows(whole, keep)
+    # The same interners: codes of the dropped events' names stay interned, as in `whole`.
+    alone = EventBatch.from_events([e for e, k in zip(evs, keep, strict=True) if k], names)  # type: ignore[arg-type]
+    assert_same(kept, alone)
