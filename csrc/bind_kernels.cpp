@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -259,12 +260,76 @@ py::tuple probe_insert(const py::array& cur, const py::array& old, const py::arr
     return py::make_tuple(out.first, out.second);
 }
 
+// The scored events of a batch, in input order (SignalView.fold's selection): the rows whose event
+// type has a signal (signal_of_type[type] >= 0), with their user, signal, time and value (the
+// revenue, NaN read as 0, where the signal decays revenue; else 1). One pass over the columns
+// instead of numpy's mask, compress and where passes, and the same arrays.
+py::tuple scored_events(const py::array& event_type, const py::array& user, const py::array& ts_ms,
+                        const py::array& revenue, const py::array& signal_of_type, const py::array& decays_revenue) {
+    const auto* type = data_of<uint8_t>(event_type, "event_type", false);
+    const auto* u = data_of<int64_t>(user, "user", false);
+    const auto* t = data_of<int64_t>(ts_ms, "ts_ms", false);
+    const auto* r = data_of<double>(revenue, "revenue", false);
+    const auto* table = data_of<int64_t>(signal_of_type, "signal_of_type", false);
+    const auto* decays = data_of<bool>(decays_revenue, "decays_revenue", false);
+    const py::ssize_t n = event_type.shape(0);
+    expect_len(user, "user", n);
+    expect_len(ts_ms, "ts_ms", n);
+    expect_len(revenue, "revenue", n);
+    const py::ssize_t n_types = signal_of_type.shape(0), n_signals = decays_revenue.shape(0);
+    for (py::ssize_t k = 0; k < n_types; ++k)
+        if (table[k] >= n_signals) fail("Expected `signal_of_type` below len(decays_revenue)");
+    py::ssize_t kept = 0;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        if (type[i] >= n_types) fail("Expected `event_type` codes below len(signal_of_type)");
+        kept += table[type[i]] >= 0;
+    }
+    py::array_t<int64_t> users(kept), signals(kept), times(kept);
+    py::array_t<double> values(kept);
+    int64_t* ou = users.mutable_data();
+    int64_t* os = signals.mutable_data();
+    int64_t* ot = times.mutable_data();
+    double* ov = values.mutable_data();
+    {
+        py::gil_scoped_release release;
+        py::ssize_t j = 0;
+        for (py::ssize_t i = 0; i < n; ++i) {
+            const int64_t s = table[type[i]];
+            if (s < 0) continue;
+            ou[j] = u[i];
+            os[j] = s;
+            ot[j] = t[i];
+            ov[j] = decays[s] ? (std::isnan(r[i]) ? 0.0 : r[i]) : 1.0;
+            ++j;
+        }
+    }
+    return py::make_tuple(users, signals, times, values);
+}
+
+// target[index[i]] = min(target[index[i]], values[i]) for every i (numpy's minimum.at).
+void scatter_min(const py::array& target, const py::array& index, const py::array& values) {
+    auto* out = data_of<int64_t>(target, "target", true);
+    const auto* ix = data_of<int64_t>(index, "index", false);
+    const auto* v = data_of<int64_t>(values, "values", false);
+    const py::ssize_t n = index.shape(0), size = target.shape(0);
+    expect_len(values, "values", n);
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (ix[i] < 0 || ix[i] >= size) throw py::index_error("scatter_min: index out of range");
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < n; ++i) out[ix[i]] = v[i] < out[ix[i]] ? v[i] : out[ix[i]];
+}
+
 }  // namespace
 
 void register_kernels(py::module_& m) {
     m.def("probe_insert", &probe_insert, py::arg("cur"), py::arg("old"), py::arg("keys"), py::arg("dup"),
           py::arg("start"), py::arg("room"), py::arg("shift"),
           "The event-id window's probe: mark replays in `dup`, insert new ids into `cur`.");
+    m.def("scored_events", &scored_events, py::arg("event_type"), py::arg("user"), py::arg("ts_ms"),
+          py::arg("revenue"), py::arg("signal_of_type"), py::arg("decays_revenue"),
+          "The rows of scored event types as (users, signals, ts_ms, values) arrays, in order.");
+    m.def("scatter_min", &scatter_min, py::arg("target"), py::arg("index"), py::arg("values"),
+          "target[index[i]] = min(target[index[i]], values[i]), in place (numpy.minimum.at).");
     m.def("accumulate", &accumulate, py::arg("acc"), py::arg("records"), py::arg("users"), py::arg("signals"),
           py::arg("ts_ms"), py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"),
           py::arg("max_slice") = ak::kMaxSlice, py::arg("block_bytes") = static_cast<int64_t>(ak::kBlockBytes),

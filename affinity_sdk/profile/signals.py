@@ -108,6 +108,8 @@ class SignalView:
         module = native() if self.state.backend == "cpp" else None
         #: The compiled one-event kernels (csrc/live.hpp), or None: the batch kernels on 1 row.
         self.live: Any = module if module is not None and hasattr(module, "live_fold") else None
+        #: :meth:`fold`'s selection of the scored rows in one compiled pass, or None: numpy's.
+        self._scored_events: Any = getattr(module, "scored_events", None)
         # raw_of's compiled call and its table [Δ of the coefficients, −λ, weights, scratch,
         # coefficients] (csrc/bind_live.cpp), where numpy's exp loop was found and checked.
         self._raw_at: Any = (
@@ -125,6 +127,18 @@ class SignalView:
 
     def fold(self, batch: EventBatch) -> int:
         """Fold the events of scored types; returns how many there were."""
+        if self._scored_events is not None:
+            users, signal, ts_ms, values = self._scored_events(
+                np.ascontiguousarray(batch.event_type, dtype=np.uint8),
+                np.ascontiguousarray(batch.user, dtype=np.int64),
+                np.ascontiguousarray(batch.ts_ms, dtype=np.int64),
+                np.ascontiguousarray(batch.revenue, dtype=np.float64),
+                self._signal_of_type,
+                self._decays_revenue,
+            )
+            if users.shape[0]:
+                self.state.add(users, signal, ts_ms, values)
+            return int(users.shape[0])
         signal = self._signal_of_type[batch.event_type]
         keep = signal >= 0
         n = int(np.count_nonzero(keep))
