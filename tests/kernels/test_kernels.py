@@ -58,8 +58,16 @@ def random_events(
 
 @pytest.mark.parametrize(
     ("n", "n_profiles", "n_signals"),
-    [(0, 3, 2), (1, 1, 1), (500, 7, 3), (20_000, 5_000, 8), (100_000, 40_000, 8), (90_000, 60_000, 5)],
-    ids=["empty", "single", "small", "direct", "partitioned", "partitioned-odd-signals"],
+    [
+        (0, 3, 2),
+        (1, 1, 1),
+        (500, 7, 3),
+        (20_000, 5_000, 8),
+        (100_000, 40_000, 8),
+        (90_000, 60_000, 5),
+        (70_000, 100_000, 8),  # big enough to partition, but under one event per 8 cells: direct
+    ],
+    ids=["empty", "single", "small", "direct", "partitioned", "partitioned-odd-signals", "sparse"],
 )
 def test_accumulate_matches_reference(fast_backend: str, n: int, n_profiles: int, n_signals: int) -> None:
     rng = np.random.default_rng(n + n_profiles)
