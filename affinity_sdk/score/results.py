@@ -221,9 +221,10 @@ def _write_csv(columns: Columns, fh: Any, threads: int | None = None) -> None:
     n = len(next(iter(columns.values()), []))
     blocks = [(begin, min(n, begin + _CSV_ROWS_PER_WRITE)) for begin in range(0, n, _CSV_ROWS_PER_WRITE)]
     workers = min(len(blocks), threads or os.cpu_count() or 1, _CSV_THREADS)
+    write = _writing_back(fh.buffer, module)
     if workers <= 1:
         for begin, end in blocks:
-            fh.buffer.write(module.csv_rows(native_columns, n, begin, end))
+            write(module.csv_rows(native_columns, n, begin, end))
         return
     # The formatter releases the GIL: blocks are formatted on threads, a few ahead of the one
     # being written, and written in order (the same bytes as one thread).
@@ -232,9 +233,30 @@ def _write_csv(columns: Columns, fh: Any, threads: int | None = None) -> None:
         for begin, end in blocks:
             pending.append(pool.submit(module.csv_rows, native_columns, n, begin, end))
             if len(pending) > workers:
-                fh.buffer.write(pending.popleft().result())
+                write(pending.popleft().result())
         while pending:
-            fh.buffer.write(pending.popleft().result())
+            write(pending.popleft().result())
+
+
+def _writing_back(buffer: BinaryIO, module: Any) -> Callable[[bytes], object]:
+    """``buffer.write``, and where ``buffer`` is a file on Linux, each write's pages sent to disk
+    at once (``_native.start_writeback``, without waiting): the fsync that ends an atomic write
+    then finds little left, instead of ~25 ms for a 40 MB CSV on the development machine."""
+    start = getattr(module, "start_writeback", None)
+    try:
+        fd = buffer.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        start = None
+    if start is None:
+        return buffer.write
+
+    def write(data: bytes) -> object:
+        written = buffer.write(data)
+        buffer.flush()
+        start(fd)
+        return written
+
+    return write
 
 
 def _write_csv_binary(columns: Columns, fh: BinaryIO, threads: int | None = None) -> None:

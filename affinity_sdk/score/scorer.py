@@ -350,14 +350,16 @@ class Scorer(PersonCalls, LiveCalls):
                 else []
             )
             rows = np.flatnonzero(eligible)
+            # Every user eligible (no consent revoked, none forgotten): all the names in order, and
+            # the arrays made above as they are (no copy of each through `rows`).
+            everyone = rows.shape[0] == len(names) == raw.shape[0] == decayed.shape[0]
             result = ScoreResult(
-                # every user eligible (no consent revoked, none forgotten): all the names, in order
-                user_ids=list(names) if rows.shape[0] == len(names) else [names[u] for u in rows.tolist()],
-                raw_score=raw[rows],
-                score=score[rows],
-                tier_code=tiers[rows],
+                user_ids=list(names) if everyone else [names[u] for u in rows.tolist()],
+                raw_score=raw if everyone else raw[rows],
+                score=score if everyone else score[rows],
+                tier_code=tiers if everyone else tiers[rows],
                 signal_names=self.config.signal_names,
-                decayed=decayed[rows],
+                decayed=decayed if everyone else decayed[rows],
                 now_ms=now_ms,
                 config_version=self.config.version,
                 config_fingerprint=self.config.fingerprint,

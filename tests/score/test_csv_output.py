@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import sys
 from typing import Any
 
@@ -151,6 +152,49 @@ def test_one_thread_formats_on_the_calling_thread(tmp_path: Any, monkeypatch: An
     out = tmp_path / "one.csv"
     write_columns(columns, out, metadata={}, threads=1)
     assert out.read_bytes() == python_csv(columns)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_block_written_to_a_file_is_sent_to_disk_at_once(
+    tmp_path: Any, monkeypatch: Any, threads: int
+) -> None:
+    """Every block of a CSV file is handed to start_writeback after it is written (so the fsync
+    of the atomic write has little left); the file holds the same text."""
+    module = native()
+    if not hasattr(module, "start_writeback"):
+        pytest.skip("an extension built before start_writeback")
+    calls: list[tuple[int, int]] = []
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(module, name)
+
+        def start_writeback(self, fd: int) -> None:
+            calls.append((fd, os.fstat(fd).st_size))
+            module.start_writeback(fd)
+
+    monkeypatch.setattr(results, "native", lambda: Spy())
+    monkeypatch.setattr(results, "_CSV_ROWS_PER_WRITE", 7)
+    columns = {"user_id": [f"u{i}" for i in range(50)], "n": np.arange(50)}
+    out = tmp_path / "synced.csv"
+    write_columns(columns, out, metadata={}, threads=threads)
+    assert out.read_bytes() == python_csv(columns)
+    assert len(calls) == 8  # one per block of 7 rows
+    sizes = [size for _, size in calls]
+    assert sizes == sorted(sizes) and sizes[-1] == len(python_csv(columns))  # each after its write
+
+
+def test_start_writeback_takes_any_descriptor_and_a_bad_one_quietly() -> None:
+    module = native()
+    if not hasattr(module, "start_writeback"):
+        pytest.skip("an extension built before start_writeback")
+    read, write = os.pipe()
+    try:
+        module.start_writeback(write)  # not a file: the kernel refuses, nothing is raised
+    finally:
+        os.close(read)
+        os.close(write)
+    module.start_writeback(-1)
 
 
 def native_matches_csv_writer(columns: dict[str, Any]) -> None:
