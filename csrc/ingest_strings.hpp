@@ -335,8 +335,11 @@ private:
         return h;
     }
 
+    // 4x while the table is small, so a table of 10^5+ names is rebuilt (and its fresh pages
+    // zeroed by the kernel) half as often; 2x from kQuadrupleBelow slots (128 MiB) on.
+    static constexpr size_t kQuadrupleBelow = size_t{1} << 22;
     void grow() {
-        SlotArray<Slot> bigger(table_.size() * 2);
+        SlotArray<Slot> bigger(table_.size() * (table_.size() < kQuadrupleBelow ? 4 : 2));
         const size_t mask = bigger.size() - 1;
         for (const Slot& sl : table_) {
             if (sl.code < 0) continue;
