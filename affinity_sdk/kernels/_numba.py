@@ -41,6 +41,7 @@ __all__ = [
 
 _SLICE = 1 << 24  # events partitioned at once (16 bytes of scratch each)
 _BLOCK_BYTES = 2 << 20  # records of one profile block, kept in cache while its events apply
+_CELLS_PER_EVENT = 8  # fewer events than one per this many cells: applied directly
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +57,10 @@ def _plan(n: int, n_profiles: int, n_signals: int) -> tuple[int, int, int]:
         shift += 1
     signal_bits = max(n_signals - 1, 0).bit_length()
     n_blocks = ((n_profiles - 1) >> shift) + 1
-    if n_blocks <= 2 or n_profiles * row_bytes <= 4 * _BLOCK_BYTES or n < 65536 or shift + signal_bits > 24:
+    # A sparse batch (under one event per _CELLS_PER_EVENT cells) goes direct, as in the C++ kernel.
+    small = n_blocks <= 2 or n_profiles * row_bytes <= 4 * _BLOCK_BYTES or n < 65536
+    sparse = n < n_profiles * n_signals // _CELLS_PER_EVENT
+    if small or sparse or shift + signal_bits > 24:
         return shift, signal_bits, 0
     n_slices = -(-n // _SLICE)
     return shift, signal_bits, -(-n // n_slices)
