@@ -306,19 +306,6 @@ py::tuple scored_events(const py::array& event_type, const py::array& user, cons
     return py::make_tuple(users, signals, times, values);
 }
 
-// target[index[i]] = min(target[index[i]], values[i]) for every i (numpy's minimum.at).
-void scatter_min(const py::array& target, const py::array& index, const py::array& values) {
-    auto* out = data_of<int64_t>(target, "target", true);
-    const auto* ix = data_of<int64_t>(index, "index", false);
-    const auto* v = data_of<int64_t>(values, "values", false);
-    const py::ssize_t n = index.shape(0), size = target.shape(0);
-    expect_len(values, "values", n);
-    for (py::ssize_t i = 0; i < n; ++i)
-        if (ix[i] < 0 || ix[i] >= size) throw py::index_error("scatter_min: index out of range");
-    py::gil_scoped_release release;
-    for (py::ssize_t i = 0; i < n; ++i) out[ix[i]] = v[i] < out[ix[i]] ? v[i] : out[ix[i]];
-}
-
 }  // namespace
 
 void register_kernels(py::module_& m) {
@@ -328,8 +315,6 @@ void register_kernels(py::module_& m) {
     m.def("scored_events", &scored_events, py::arg("event_type"), py::arg("user"), py::arg("ts_ms"),
           py::arg("revenue"), py::arg("signal_of_type"), py::arg("decays_revenue"),
           "The rows of scored event types as (users, signals, ts_ms, values) arrays, in order.");
-    m.def("scatter_min", &scatter_min, py::arg("target"), py::arg("index"), py::arg("values"),
-          "target[index[i]] = min(target[index[i]], values[i]), in place (numpy.minimum.at).");
     m.def("accumulate", &accumulate, py::arg("acc"), py::arg("records"), py::arg("users"), py::arg("signals"),
           py::arg("ts_ms"), py::arg("values"), py::arg("landmark_ms"), py::arg("lam_per_ms"),
           py::arg("max_slice") = ak::kMaxSlice, py::arg("block_bytes") = static_cast<int64_t>(ak::kBlockBytes),

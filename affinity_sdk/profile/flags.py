@@ -27,7 +27,6 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from affinity_sdk._backends import native
 from affinity_sdk.profile.rows import ensure_capacity
 
 __all__ = ["NO_TIME", "UserFlags", "latest_consent", "opted_out_users"]
@@ -168,15 +167,7 @@ class UserFlags:
             if ts_ms[0] < self.first_ms[users[0]]:
                 self.first_ms[users[0]] = ts_ms[0]
             return
-        module = native()
-        if module is not None and hasattr(module, "scatter_min"):
-            module.scatter_min(
-                self.first_ms,
-                np.ascontiguousarray(users, dtype=np.int64),
-                np.ascontiguousarray(ts_ms, dtype=np.int64),
-            )
-        else:
-            np.minimum.at(self.first_ms, users, ts_ms)
+        np.minimum.at(self.first_ms, users, ts_ms)
 
     def touch_one(self, code: int, ts_ms: int) -> None:
         """:meth:`touch` for one event, on scalars."""

@@ -1,5 +1,5 @@
-"""The compiled helpers of the batch fold against numpy: ``scored_events`` (the rows
-``SignalView.fold`` folds) and ``scatter_min`` (``UserFlags.touch``'s ``np.minimum.at``)."""
+"""The compiled helper of the batch fold against numpy: ``scored_events``, the rows
+``SignalView.fold`` folds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from affinity_sdk._backends import native
 from affinity_sdk.capture.events import EVENT_TYPES
@@ -64,33 +63,6 @@ def test_scored_events_refuses_codes_outside_its_tables() -> None:
         module.scored_events(np.zeros(1, np.uint8), one, one, np.zeros(1), table + 1, np.ones(1, bool))
     with pytest.raises(ValueError, match="length"):
         module.scored_events(np.zeros(2, np.uint8), one, one, np.zeros(1), table, np.ones(1, bool))
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    target=arrays(np.int64, st.integers(1, 30), elements=TIMES),
-    data=st.data(),
-)
-def test_scatter_min_is_minimum_at(target: np.ndarray, data: st.DataObject) -> None:
-    n = data.draw(st.integers(0, 60))
-    index = np.array(
-        data.draw(st.lists(st.integers(0, target.shape[0] - 1), min_size=n, max_size=n)), np.int64
-    )
-    values = np.array(data.draw(st.lists(TIMES, min_size=n, max_size=n)), np.int64)
-    want = target.copy()
-    np.minimum.at(want, index, values)
-    got = target.copy()
-    module.scatter_min(got, index, values)
-    np.testing.assert_array_equal(got, want)
-
-
-def test_scatter_min_checks_every_index_before_writing() -> None:
-    target = np.zeros(3, np.int64)
-    with pytest.raises(IndexError):
-        module.scatter_min(target, np.array([0, 3], np.int64), np.array([-5, -5], np.int64))
-    with pytest.raises(IndexError):
-        module.scatter_min(target, np.array([-1], np.int64), np.array([-5], np.int64))
-    np.testing.assert_array_equal(target, 0)  # nothing written
 
 
 def test_signal_view_folds_the_same_state_either_way() -> None:
