@@ -55,6 +55,7 @@ __all__ = [
     "Interners",
     "SourcePositions",
     "concat_batches",
+    "kept_row_numbers",
     "take_rows",
 ]
 
@@ -535,11 +536,22 @@ def take_rows(batch: EventBatch, keep: NDArray[np.bool_]) -> EventBatch:
     keep_items = keep[batch.item_event]
     changes: dict[str, Any] = {name: getattr(batch, name)[keep] for name in EVENT_COLUMNS}
     changes.update({name: getattr(batch, name)[keep_items] for name in _ITEM_VALUE_COLUMNS})
-    # A kept row moves up by the rows dropped before it (fewer than the rows: no cumsum over all).
-    kept_rows = batch.item_event[keep_items]
-    changes["item_event"] = kept_rows - np.searchsorted(np.flatnonzero(~keep), kept_rows)
+    changes["item_event"] = kept_row_numbers(batch.item_event[keep_items], keep)
     changes["source"] = None if batch.source is None else batch.source.take(keep)
     return replace(batch, **changes)
+
+
+def kept_row_numbers(rows: NDArray[np.int64], keep: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """The numbers that rows ``rows`` (all kept) take once the rows where ``keep`` is false are
+    dropped: each moves up by the dropped rows before it (a search over the drops, usually few,
+    rather than a cumulative sum over every row).
+
+    Examples
+    --------
+    >>> kept_row_numbers(np.array([0, 2, 5]), np.array([True, False, True, False, False, True])).tolist()
+    [0, 1, 2]
+    """
+    return rows - np.searchsorted(np.flatnonzero(~keep), rows)
 
 
 def concat_batches(batches: list[EventBatch], interners: Interners) -> EventBatch:

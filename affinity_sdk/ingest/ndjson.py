@@ -43,7 +43,13 @@ from affinity_sdk.capture.decode import (
 )
 from affinity_sdk.capture.formats import skip_bom
 from affinity_sdk.errors import AffinityError, BackendUnavailableError
-from affinity_sdk.ingest.batch import EVENT_COLUMNS, ITEM_COLUMNS, EventBatch, SourcePositions
+from affinity_sdk.ingest.batch import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    EventBatch,
+    SourcePositions,
+    kept_row_numbers,
+)
 from affinity_sdk.ingest.interner import INTERNER_KINDS, Interners
 from affinity_sdk.ingest.read_ahead import (
     DEFAULT_CHUNK_BYTES,
@@ -199,7 +205,7 @@ def finish_native(
         # -1 (no campaign) picks the appended -1.
         final["campaign"] = np.append(remap["campaigns"], -1)[final["campaign"]]
     final_items: dict[str, NDArray[Any]] = {
-        "item_event": item_slot if every else (np.cumsum(keep) - 1)[item_slot]
+        "item_event": item_slot if every else kept_row_numbers(item_slot, keep)
     }
     for k, v in items.items():
         if k in _ITEM_INTERNER and _ITEM_INTERNER[k] not in same:
