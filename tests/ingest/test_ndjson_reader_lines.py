@@ -174,3 +174,89 @@ def test_results_stay_intact_while_held_and_reused_when_freed() -> None:
     del reader
     held[0]["revenue"][:] = 1.0
     assert held[1]["revenue"][0] == 0.5
+
+
+def _mixed_lines(rng: random.Random, n: int) -> list[bytes]:
+    """``n`` lines of many users and products (ids short, long and non-ASCII), some with product
+    lists, some the reader leaves to msgspec (an escaped string) and some blank."""
+    users = [f"user-{k}" for k in range(900)] + [
+        f"a-long-user-id-of-more-than-16-bytes-{k}" for k in range(60)
+    ]
+    users += [f"usé-{k}" for k in range(40)]
+    products = [f"p{k}" for k in range(700)] + [f"product-with-a-long-id-{k}" for k in range(50)]
+
+    def item() -> dict[str, Any]:
+        k = rng.randrange(len(products))
+        return {
+            "product_id": products[k],
+            "category": f"c{k % 37}",
+            "brand": f"brand-{k % 101}",
+            "price": 1.5,
+        }
+
+    lines = []
+    for i in range(n):
+        user = rng.choice(users)
+        roll = rng.random()
+        if roll < 0.02:
+            lines.append(b"")
+            continue
+        if roll < 0.06:  # an escape: left to msgspec (flagged)
+            lines.append(
+                b'{"type":"page_viewed","user_id":"%s","timestamp":1,"url":"a\\u00e9"}' % user.encode()
+            )
+            continue
+        event: dict[str, Any] = {"type": "product_viewed", "user_id": user, "timestamp": i, "product": item()}
+        if roll < 0.5:
+            event = {
+                "type": "cart_viewed",
+                "user_id": user,
+                "timestamp": i,
+                "products": [item() for _ in range(rng.randrange(4))],
+            }
+        lines.append(msgspec.json.encode(event))
+    return lines
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_names_take_codes_in_first_seen_order_over_many_blocks(threads: int) -> None:
+    # More slots and item rows than the reader interns in one block (4096), flagged lines between.
+    lines = _mixed_lines(random.Random(7), 12_000)
+    data = b"\n".join(lines) + b"\n"
+    decoded = {i: msgspec.json.decode(line) for i, line in enumerate(lines) if line}
+    for res in (
+        NATIVE.read_ndjson(data, threads=threads, min_part_bytes=1 << 16),
+        NATIVE.NdjsonReader(threads, 1 << 16).read(data),
+    ):
+        ok = res["status"] == 0
+        assert 0.9 * len(decoded) < ok.sum() < len(decoded)  # the escaped lines are flagged
+        assert (res["user"][~ok] == -1).all()
+        users, first = res["users"]
+        got = [users[c] for c in res["user"][ok]]
+        want = [decoded[int(line)]["user_id"] for line in res["line"][ok]]
+        assert got == want
+        # code k is the k-th distinct user in slot order, first met at slot first[k]
+        slots = np.flatnonzero(ok)
+        order = list(dict.fromkeys(got))
+        assert users == order
+        assert first.tolist() == [int(slots[got.index(u)]) for u in order]
+        items = [
+            p
+            for line in res["line"][ok]
+            for p in (
+                [decoded[int(line)]["product"]]
+                if "product" in decoded[int(line)]
+                else decoded[int(line)]["products"]
+            )
+        ]
+        assert len(res["item_slot"]) == len(items) > 2 * 4096
+        for column, table, key in (
+            ("item_product", "products", "product_id"),
+            ("item_category", "categories", "category"),
+            ("item_brand", "brands", "brand"),
+        ):
+            names, first_row = res[table]
+            seen = [p[key] for p in items]
+            assert [names[c] for c in res[column]] == seen, column
+            assert names == list(dict.fromkeys(seen)), column
+            assert first_row.tolist() == [seen.index(name) for name in names], column
