@@ -25,8 +25,8 @@ from numpy.typing import NDArray
 
 from affinity_sdk import kernels
 from affinity_sdk._backends import BackendName, resolve_backend
-from affinity_sdk.kernels import REBASE_EXPONENT, STATE_DTYPE, decay_factors, empty_records, reset_records
-from affinity_sdk.profile.rows import ensure_capacity
+from affinity_sdk.kernels import REBASE_EXPONENT, decay_factors, empty_records, reset_records
+from affinity_sdk.profile.rows import ensure_zeroed_capacity
 
 __all__ = ["DecayState", "lam_per_ms", "landmark_for"]
 
@@ -124,13 +124,11 @@ class DecayState:
         """Make room for profile codes below ``n_profiles`` (amortised geometric growth)."""
         if n_profiles <= self.n_profiles:
             return
-        n_signals, live = self.n_signals, self.n_profiles
-        self._acc = ensure_capacity(self._acc, live, n_profiles, lambda size: np.zeros((size, n_signals)))
+        live = self.n_profiles
+        self._acc = ensure_zeroed_capacity(self._acc, live, n_profiles)
         # Rows past the live ones are filled when they go live, not when allocated: the spare rows
         # of a grown buffer stay untouched (and their pages unmapped) until profiles need them.
-        self._records = ensure_capacity(
-            self._records, live, n_profiles, lambda size: np.zeros((size, n_signals), dtype=STATE_DTYPE)
-        )
+        self._records = ensure_zeroed_capacity(self._records, live, n_profiles)
         reset_records(self._records[live:n_profiles])
         self.n_profiles = n_profiles
 
