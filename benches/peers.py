@@ -13,7 +13,8 @@ signals. Two timed steps, best of ``--repeat``:
 * **state -> score + tier** (affinity_sdk and numpy only): the same, starting from the aggregated
   state instead of a raw-score array, i.e. with the raw score ``Σ_s c_s A_us`` computed first:
   from our state's contiguous ``acc`` array (``kernels.raw_scores``) and from numpy's dense
-  ``acc`` matrix; for the C++ backend also on two threads (``threads=2``, the table's last line).
+  ``acc`` matrix; for the C++ backend also on two threads (``threads=2`` for the raw scores and
+  for the score + tier passes, the table's last line).
 
 Run ``python benches/peers.py --events 10000000 --profiles 1000000`` and it prints a Markdown table;
 ``--compile-times`` also measures the Numba backend's cold import + first call with and without
@@ -146,7 +147,7 @@ def run_engine(engine: str, n_events: int, n_profiles: int, repeat: int) -> dict
 
         def state_tier(threads: int = 1) -> None:
             raw = kernels.raw_scores(box["acc"], COEFS, raw_out, threads=threads, backend=backend)
-            kernels.score_tiers(raw, HALF_POINT, q, backend=backend)
+            kernels.score_tiers(raw, HALF_POINT, q, threads=threads, backend=backend)
 
         fns["state_tier"] = state_tier
         if backend == "cpp":

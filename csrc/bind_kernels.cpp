@@ -177,7 +177,8 @@ void assign_tiers(const py::array& values, const py::array& cut_up, const py::ar
 // `previous` None: no tiers before (nothing to read).
 void score_tiers(const py::array& raw, double half_point, const py::array& fractions, const py::array& margins,
                  const py::object& previous, const py::array& out_score, const py::array& out_tier,
-                 const py::array& out_cut) {
+                 const py::array& out_cut, int64_t threads) {
+    if (threads < 1) fail("threads must be >= 1, got " + std::to_string(threads));
     const auto* r = data_of<double>(raw, "raw", false);
     const auto* q = data_of<double>(fractions, "fractions", false);
     const auto* m = data_of<double>(margins, "margins", false);
@@ -198,7 +199,7 @@ void score_tiers(const py::array& raw, double half_point, const py::array& fract
     expect_len(out_score, "out_score", n);
     expect_len(out_tier, "out_tier", n);
     py::gil_scoped_release release;
-    ak::score_tiers(r, n, half_point, q, m, p, os, ot, oc);
+    ak::score_tiers(r, n, half_point, q, m, p, os, ot, oc, threads);
 }
 
 void check_topk_out(const py::array& out_index, const py::array& out_value, py::ssize_t rows, int64_t k) {
@@ -339,7 +340,9 @@ void register_kernels(py::module_& m) {
           py::arg("previous"), py::arg("out"), "Tier codes with hysteresis.");
     m.def("score_tiers", &score_tiers, py::arg("raw"), py::arg("half_point"), py::arg("fractions"),
           py::arg("margins"), py::arg("previous").none(true), py::arg("out_score"), py::arg("out_tier"),
-          py::arg("out_cut"), "Fused raw -> 0-100 score -> quantile cut-offs -> tiers (`previous` may be None).");
+          py::arg("out_cut"), py::arg("threads") = 1,
+          "Fused raw -> 0-100 score -> quantile cut-offs -> tiers (`previous` may be None), on up to "
+          "`threads` threads (the same result for any count).");
     m.def("topk_rows", &topk_rows, py::arg("matrix"), py::arg("k"), py::arg("out_index"), py::arg("out_value"),
           "Per-row k largest entries of a dense matrix.");
     m.def("topk_csr", &topk_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k"),

@@ -178,6 +178,36 @@ inline void raw_scores(const double* acc, int64_t n_profiles, int64_t n_signals,
     }
 }
 
+// fn(lo, hi, k) over [0, n) cut into up to `threads` contiguous ranges k = 0, 1, ..., each of at
+// least `min_each` elements and a multiple of `align` of them (so that no two threads write one
+// cache line of an output); range 0 runs on the caller, and a range whose thread cannot be started
+// runs there too. Returns the number of ranges.
+template <class Fn>
+int64_t parallel_ranges(int64_t n, int64_t threads, int64_t min_each, int64_t align, Fn fn) {
+    const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, n / std::max<int64_t>(min_each, 1)));
+    if (t <= 1) {
+        fn(int64_t{0}, n, int64_t{0});
+        return 1;
+    }
+    const int64_t per = ((n + t - 1) / t + align - 1) / align * align;
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<std::size_t>(t - 1));
+    int64_t ranges = 1;
+    for (int64_t k = 1; k < t; ++k) {
+        const int64_t lo = std::min(n, k * per), hi = std::min(n, lo + per);
+        if (lo >= hi) break;
+        ++ranges;
+        try {
+            pool.emplace_back(fn, lo, hi, k);
+        } catch (const std::system_error&) {  // no thread to be had: this range on the caller
+            fn(lo, hi, k);
+        }
+    }
+    fn(int64_t{0}, std::min(n, per), int64_t{0});
+    for (auto& th : pool) th.join();
+    return ranges;
+}
+
 // Fewest cells per thread worth starting one for (a thread start costs ~20-50 us).
 constexpr int64_t kCellsPerThread = int64_t{1} << 18;
 
@@ -186,23 +216,10 @@ constexpr int64_t kCellsPerThread = int64_t{1} << 18;
 // same order, so the result is bit-identical for any thread count.
 inline void raw_scores_threaded(const double* acc, int64_t n_profiles, int64_t n_signals, const double* coefs,
                                 double* out, int64_t threads) {
-    const int64_t cells = n_profiles * n_signals;
-    const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, cells / kCellsPerThread));
-    if (t <= 1) return raw_scores(acc, n_profiles, n_signals, coefs, out);
-    const int64_t per = ((n_profiles + t - 1) / t + 7) & ~int64_t{7};
-    std::vector<std::thread> pool;
-    pool.reserve(static_cast<std::size_t>(t - 1));
-    for (int64_t k = 1; k < t; ++k) {
-        const int64_t lo = std::min(n_profiles, k * per), hi = std::min(n_profiles, lo + per);
-        if (lo >= hi) break;
-        try {
-            pool.emplace_back(raw_scores, acc + lo * n_signals, hi - lo, n_signals, coefs, out + lo);
-        } catch (const std::system_error&) {  // no thread to be had: this range on the caller
-            raw_scores(acc + lo * n_signals, hi - lo, n_signals, coefs, out + lo);
-        }
-    }
-    raw_scores(acc, std::min(n_profiles, per), n_signals, coefs, out);
-    for (auto& th : pool) th.join();
+    const int64_t min_each = std::max<int64_t>(1, kCellsPerThread / std::max<int64_t>(n_signals, 1));
+    parallel_ranges(n_profiles, threads, min_each, 8, [&](int64_t lo, int64_t hi, int64_t) {
+        raw_scores(acc + lo * n_signals, hi - lo, n_signals, coefs, out + lo);
+    });
 }
 
 // Per row, the k largest entries (descending; ties by lower column; NaN ranks as -inf), padded with

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "kernels.hpp"
 
@@ -345,6 +346,38 @@ inline void gather(const double* values, int64_t n, const KeyRange* ranges, int 
     }
 }
 
+// Fewest profiles per thread worth starting one for in score_tiers' passes.
+constexpr int64_t kTierProfilesPerThread = int64_t{1} << 17;
+
+// gather on up to `threads` threads: the first range of values gathers straight into keys_out,
+// each other one into a buffer laid out like keys_out (the same start per range), appended after
+// it. The keys of a range come out in another order than gather's; their order statistics do not.
+inline void gather_threaded(const double* values, int64_t n, const KeyRange* ranges, int n_ranges,
+                            int64_t* cursor, int64_t* keys_out, int64_t total, int64_t threads) {
+    if (threads <= 1) return gather(values, n, ranges, n_ranges, cursor, keys_out);
+    const std::size_t slots = static_cast<std::size_t>(std::max<int64_t>(threads, 1));
+    std::vector<std::unique_ptr<int64_t[]>> buffers(slots);
+    std::vector<std::vector<int64_t>> ends(slots);
+    const std::vector<int64_t> start(cursor, cursor + n_ranges);  // before range 0 moves `cursor`
+    const int64_t parts =
+        parallel_ranges(n, threads, kTierProfilesPerThread, 8, [&](int64_t lo, int64_t hi, int64_t k) {
+            if (k == 0) return gather(values + lo, hi - lo, ranges, n_ranges, cursor, keys_out);
+            const auto at = static_cast<std::size_t>(k);
+            buffers[at].reset(new int64_t[static_cast<std::size_t>(std::max<int64_t>(total, 1))]);
+            ends[at] = start;
+            gather(values + lo, hi - lo, ranges, n_ranges, ends[at].data(), buffers[at].get());
+        });
+    for (int64_t k = 1; k < parts; ++k) {
+        const auto at = static_cast<std::size_t>(k);
+        for (int r = 0; r < n_ranges; ++r) {
+            const auto ri = static_cast<std::size_t>(r);
+            const int64_t m = ends[at][ri] - start[ri];
+            std::copy(buffers[at].get() + start[ri], buffers[at].get() + ends[at][ri], keys_out + cursor[r]);
+            cursor[r] += m;
+        }
+    }
+}
+
 // One cut-off being narrowed down: the range of keys it lies in, how many values are in that
 // range, and its ascending rank among them.
 struct Pending {
@@ -427,7 +460,7 @@ inline void refine(const double* values, int64_t n, Pending* cut, bool* open, st
 // among them.
 template <class Bin, class Count>
 void cutoffs_from_hist(const double* values, int64_t n, Bin bin, const Count* hist, const double* fractions,
-                       int64_t n_fractions, double* out) {
+                       int64_t n_fractions, double* out, int64_t threads = 1) {
     const std::size_t nf = static_cast<std::size_t>(std::max<int64_t>(n_fractions, 0));
     std::unique_ptr<Pending[]> cut(new Pending[nf + 1]);
     std::unique_ptr<bool[]> open(new bool[nf + 1]);
@@ -467,7 +500,7 @@ void cutoffs_from_hist(const double* values, int64_t n, Bin bin, const Count* hi
         std::unique_ptr<int64_t[]> keys(new int64_t[static_cast<std::size_t>(total)]);
         int64_t cursor[kMaxWanted];
         std::copy(start, start + k, cursor);
-        gather(values, n, ranges, k, cursor, keys.get());
+        gather_threaded(values, n, ranges, k, cursor, keys.get(), total, threads);
         for (std::size_t j = 0; j < nf; ++j) {
             const int r = open[j] ? slot_of(ranges, k, cut[j].range) : k;
             if (r == k) continue;
@@ -483,13 +516,13 @@ void cutoffs_from_hist(const double* values, int64_t n, Bin bin, const Count* hi
 // then finds the cut-offs. `count(i0, m, hist32)` adds values [i0, i0 + m) to hist32.
 template <class Bin, class CountChunk>
 void cutoffs(const double* values, int64_t n, Bin bin, CountChunk count, const double* fractions,
-             int64_t n_fractions, double* out) {
+             int64_t n_fractions, double* out, int64_t threads = 1) {
     constexpr int64_t kChunk = int64_t{1} << 31;
     constexpr uint32_t kBins = Bin::kBins;
     std::unique_ptr<uint32_t[]> hist(new uint32_t[kBins + kDummies]());  // + spares
     if (n <= kChunk) {
         count(0, n, hist.get());
-        cutoffs_from_hist(values, n, bin, hist.get(), fractions, n_fractions, out);
+        cutoffs_from_hist(values, n, bin, hist.get(), fractions, n_fractions, out, threads);
         return;
     }
     std::unique_ptr<uint64_t[]> wide(new uint64_t[kBins]());
@@ -498,7 +531,7 @@ void cutoffs(const double* values, int64_t n, Bin bin, CountChunk count, const d
         count(i0, std::min(kChunk, n - i0), hist.get());
         for (uint32_t d = 0; d < kBins; ++d) wide[d] += hist[d];
     }
-    cutoffs_from_hist(values, n, bin, wide.get(), fractions, n_fractions, out);
+    cutoffs_from_hist(values, n, bin, wide.get(), fractions, n_fractions, out, threads);
 }
 
 // How score_tiers bins the scores, from a strided sample of kSample of them: ScoreBins when no
@@ -584,17 +617,31 @@ inline void assign_tiers(const double* values, int64_t n, const double* cut_up, 
 }
 
 // Raw scores -> 0-100 scores -> quantile cut-offs on the scores -> tiers, in three streaming
-// passes (one more per cut-off bin too large to gather). `previous` null: no tier before.
+// passes (one more per cut-off bin too large to gather). `previous` null: no tier before. The
+// three passes run on up to `threads` threads (each counting its profiles into a histogram of
+// its own, summed after; see gather_threaded); the result is the same for any count.
 inline void score_tiers(const double* raw, int64_t n, double half_point, const double* fractions,
                         const double* margins, const int8_t* previous, double* out_score, int8_t* out_tier,
-                        double* out_cut) {
+                        double* out_cut, int64_t threads = 1) {
     using namespace tiers_detail;
     const ScorePlan plan = score_plan(raw, n, half_point, fractions, 2);
     auto select = [&](auto bin) {
+        constexpr std::size_t kCounts = decltype(bin)::kBins + kDummies;
         auto count = [&](int64_t i0, int64_t m, uint32_t* hist) {
-            scores_and_hist(raw + i0, m, half_point, bin, out_score + i0, hist);
+            std::vector<std::unique_ptr<uint32_t[]>> local(static_cast<std::size_t>(std::max<int64_t>(threads, 1)));
+            const int64_t ranges = parallel_ranges(
+                m, threads, kTierProfilesPerThread, 8, [&](int64_t lo, int64_t hi, int64_t k) {
+                    uint32_t* h = hist;
+                    if (k > 0) {  // range 0 counts into `hist` itself
+                        local[static_cast<std::size_t>(k)].reset(new uint32_t[kCounts]());
+                        h = local[static_cast<std::size_t>(k)].get();
+                    }
+                    scores_and_hist(raw + i0 + lo, hi - lo, half_point, bin, out_score + i0 + lo, h);
+                });
+            for (int64_t k = 1; k < ranges; ++k)
+                for (std::size_t d = 0; d < kCounts; ++d) hist[d] += local[static_cast<std::size_t>(k)][d];
         };
-        cutoffs(out_score, n, bin, count, fractions, 2, out_cut);
+        cutoffs(out_score, n, bin, count, fractions, 2, out_cut, threads);
     };
     if (plan.fixed) {
         select(ScoreBins{});
@@ -602,7 +649,9 @@ inline void score_tiers(const double* raw, int64_t n, double half_point, const d
         select(plan.window);
     }
     const double down[2] = {out_cut[0] - margins[0], out_cut[1] - margins[1]};
-    assign_tiers(out_score, n, out_cut, down, previous, out_tier);
+    parallel_ranges(n, threads, kTierProfilesPerThread, 64, [&](int64_t lo, int64_t hi, int64_t) {
+        assign_tiers(out_score + lo, hi - lo, out_cut, down, previous ? previous + lo : nullptr, out_tier + lo);
+    });
 }
 
 }  // namespace kernels

@@ -202,6 +202,7 @@ def score_tiers(
     margins: NDArray[np.float64] | None = None,
     previous: NDArray[np.int8] | None = None,
     *,
+    threads: int = 1,
     backend: str | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.int8], NDArray[np.float64]]:
     r"""Raw scores to 0-100 scores, quantile cut-offs on them, and tiers, in one call.
@@ -214,7 +215,9 @@ def score_tiers(
     ``margins`` (score points, default 0) is the hysteresis: a profile already in a tier stays
     while its score is at least the cut-off minus the margin; ``previous`` (None: no profile in a
     tier yet) holds the tiers before. Returns ``(scores, tiers, cut_offs)``; tiers are 0 / 1 / 2
-    (low / medium / high). The fast backends do this in three O(n) passes (no sort).
+    (low / medium / high). The fast backends do this in three O(n) passes (no sort); the C++
+    backend runs the first and the last on up to ``threads`` threads, with the same result for
+    any count.
 
     Examples
     --------
@@ -224,6 +227,8 @@ def score_tiers(
     """
     if not half_point > 0.0:
         raise ValueError(f"half_point must be > 0 (got {half_point})")
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1 (got {threads})")
     n = raw.shape[0]
     fractions = np.ascontiguousarray(fractions, dtype=np.float64)
     margins = np.zeros(2) if margins is None else np.ascontiguousarray(margins, dtype=np.float64)
@@ -231,7 +236,7 @@ def score_tiers(
     out_tier = np.empty(n, dtype=np.int8)
     out_cut = np.empty(2, dtype=np.float64)
     _impl(backend).score_tiers(
-        raw, float(half_point), fractions, margins, previous, out_score, out_tier, out_cut
+        raw, float(half_point), fractions, margins, previous, out_score, out_tier, out_cut, threads
     )
     return out_score, out_tier, out_cut
 

@@ -368,9 +368,10 @@ def score_tiers(
     out_score: NDArray[np.float64],
     out_tier: NDArray[np.int8],
     out_cut: NDArray[np.float64],
+    threads: int = 1,
 ) -> None:
     """Raw scores -> 0-100 scores -> quantile cut-offs of the scores -> tiers (with margins);
-    ``previous`` None: no tiers before."""
+    ``previous`` None: no tiers before (on one thread: ``threads`` is for the C++ backend)."""
     n = raw.shape[0]
     if previous is None:
         previous = np.full(n, -1, dtype=np.int8)

@@ -182,10 +182,12 @@ def score_tiers(
     out_score: NDArray[np.float64],
     out_tier: NDArray[np.int8],
     out_cut: NDArray[np.float64],
+    threads: int = 1,
 ) -> None:
     """Raw scores to 0-100 scores (:func:`scores_100`), their quantile cut-offs for ``fractions``
     (medium, high) into ``out_cut``, then tiers entering at ``out_cut`` and staying at
-    ``out_cut - margins`` (:func:`assign_tiers`); ``previous`` None: no tiers before."""
+    ``out_cut - margins`` (:func:`assign_tiers`); ``previous`` None: no tiers before (``threads``
+    is for the compiled backend)."""
     if previous is None:
         previous = np.full(raw.shape[0], -1, dtype=np.int8)
     scores_100(raw, half_point, out_score)

@@ -89,6 +89,7 @@ class Kernels(Protocol):
         out_score: NDArray[np.float64],
         out_tier: NDArray[np.int8],
         out_cut: NDArray[np.float64],
+        threads: int,
     ) -> None: ...
 
     def topk_rows(

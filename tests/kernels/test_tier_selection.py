@@ -17,7 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from affinity_sdk import available_backends
 from affinity_sdk import kernels as K
+
+needs_cpp = pytest.mark.skipif("cpp" not in available_backends(), reason="no C++ backend built")
 
 KINDS = ("spread", "near_100", "cluster", "ties", "zeros", "nan_inf", "sample_misses")
 
@@ -127,3 +130,32 @@ def test_score_tiers_rejects_a_previous_of_the_wrong_length(fast_backend: str) -
         K.score_tiers(
             np.ones(4), 5.0, np.array([0.6, 0.9]), None, np.zeros(3, dtype=np.int8), backend=fast_backend
         )
+
+
+@needs_cpp
+@settings(max_examples=12, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    n=st.integers(262_144, 700_000),  # 2 to 5 ranges of at least 2^17 profiles
+    seed=st.integers(0, 2**32 - 1),
+    fractions=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+    with_previous=st.booleans(),
+)
+def test_score_tiers_the_same_for_any_thread_count(
+    kind: str, n: int, seed: int, fractions: tuple[float, float], with_previous: bool
+) -> None:
+    raw = crowded(kind, n, seed)
+    q, m = np.array(fractions), np.array([0.5, 1.5])
+    previous = np.random.default_rng(seed + 1).integers(-1, 3, n).astype(np.int8) if with_previous else None
+    want = K.score_tiers(raw, 5.0, q, m, previous, backend="reference")
+    for threads in (1, 2, 3, 8):
+        got = K.score_tiers(raw, 5.0, q, m, previous, threads=threads, backend="cpp")
+        assert_same_tiers(got, want)
+
+
+@needs_cpp
+def test_score_tiers_rejects_no_threads() -> None:
+    from affinity_sdk.errors import AffinityError
+
+    with pytest.raises(AffinityError, match="threads must be >= 1"):
+        K.score_tiers(np.zeros(3), 5.0, np.array([0.6, 0.9]), threads=0, backend="cpp")
