@@ -25,16 +25,15 @@ CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
     import numpy as np
-    from affinity_sdk import EventBatch, Interners, Scorer
+    from affinity_sdk import EventBatch, Scorer
     from affinity_sdk.capture.events import EVENT_TYPE_CODES
 
     n_events, n_profiles, chunk = int(sys.argv[1]), int(sys.argv[2]), 1_000_000
     scorer = Scorer(dedupe_window=int(sys.argv[3]) or None)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    names = Interners()
+    names = scorer.interners  # ids interned once, as a long-running process would hold them
     for i in range(n_profiles):
         names.users.intern(f"user-{i}")
-    scorer.interners = names  # ids interned once, as a long-running process would hold them
     rng = np.random.default_rng(0)
     codes = np.array([EVENT_TYPE_CODES[t] for t in scorer.config.signal_names], dtype=np.uint8)
     start = time.perf_counter()
