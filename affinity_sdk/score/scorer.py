@@ -336,7 +336,7 @@ class Scorer(PersonCalls, LiveCalls):
             previous[:] = np.where(eligible, tiers, previous)
             self._cutoffs = (cut_up, cut_down)
             self._since_cutoffs = 0
-            score = self.plan.to_score(raw)
+            score = self.plan.to_score(raw, backend=self.backend)
             names = self.interners.users.names
             callbacks = list(self._callbacks)
             # One object per changed user only for someone who listens (a first score() of 1M

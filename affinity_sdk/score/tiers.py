@@ -223,10 +223,10 @@ class TierPlan:
         )
 
     # --- the score mapping -----------------------------------------------------------------
-    def to_score(self, raw: ArrayLike) -> NDArray[np.float64]:
+    def to_score(self, raw: ArrayLike, backend: str | None = "auto") -> NDArray[np.float64]:
         """0-100 scores: ``100 · r / (r + half_point)``, ``r = max(raw, 0)``; ``+inf`` gives 100,
-        NaN stays NaN (as :func:`affinity_sdk.kernels.scores_100`). Without a ``half_point``, the
-        values as float64.
+        NaN stays NaN (:func:`affinity_sdk.kernels.scores_100` on ``backend``: all give the same
+        numbers). Without a ``half_point``, the values as float64.
 
         Examples
         --------
@@ -237,12 +237,11 @@ class TierPlan:
         if self.half_point is None:
             same: NDArray[np.float64] = values.copy()
             return same
-        positive = np.maximum(values, 0.0)
-        with np.errstate(invalid="ignore"):  # inf / inf, replaced by 100
-            score: NDArray[np.float64] = np.where(
-                positive == np.inf, 100.0, 100.0 * positive / (positive + self.half_point)
-            )
-        return score
+        flat = np.ascontiguousarray(values.reshape(-1))
+        score = kernels.scores_100(flat, self.half_point, backend=backend)
+        # max(raw, 0) of -0.0 is +0.0 here, where the kernels keep -0.0 (adding +0.0 changes no other value)
+        np.add(score, 0.0, out=score)
+        return score.reshape(values.shape)
 
     def score_one(self, raw: float) -> float:
         """:meth:`to_score` of one value in plain Python (the same number, no array).
