@@ -216,8 +216,7 @@ def score_tiers(
     while its score is at least the cut-off minus the margin; ``previous`` (None: no profile in a
     tier yet) holds the tiers before. Returns ``(scores, tiers, cut_offs)``; tiers are 0 / 1 / 2
     (low / medium / high). The fast backends do this in three O(n) passes (no sort); the C++
-    backend runs the first and the last on up to ``threads`` threads, with the same result for
-    any count.
+    backend runs them on up to ``threads`` threads, with the same result for any count.
 
     Examples
     --------
