@@ -95,7 +95,8 @@ def ingest_file(
         from affinity_sdk.ingest.ndjson import read_ndjson_file
         from affinity_sdk.score.scorer import Scorer
 
-        scorer = Scorer(args.config, backend=args.backend, views=views, threads=threads)  # type: ignore[arg-type]
+        # A command's scorer is never merged: no event journal (replays are still dropped).
+        scorer = Scorer(args.config, backend=args.backend, views=views, threads=threads, journal=False)  # type: ignore[arg-type]
         now_ms = to_epoch_ms(now) if now is not None else None
         if fmt in ("segment", "rudderstack"):
             return scorer, ingest_segment_file(scorer, path, now, args.errors)

@@ -9,7 +9,8 @@ the merged store equals one store that saw the union, within the window.
 
 Memory: the events' columns, about 48 bytes per event plus 37 per product line, for the events
 whose ids are in the window (events without an ``event_id`` are not kept). ``dedupe_window=None``
-turns the window and the journal off. Events taken one at a time (:meth:`EventJournal.append_row`,
+turns the window and the journal off; ``journal=False`` the journal alone (a scorer that is never
+merged, such as a CLI command's). Events taken one at a time (:meth:`EventJournal.append_row`,
 the one-event ingest path) wait as plain row tuples, at most :data:`ROWS_PER_CHUNK` of them, and
 become columns when that many have come or the journal is read: a row costs one list append, and a
 kept event the same bytes as one that came in a batch.

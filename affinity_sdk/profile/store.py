@@ -103,7 +103,7 @@ class ProfileStore:
         (per-product interactions; :class:`~affinity_sdk.models.recommend.Recommender`) and
         ``"engagement"`` (message responses per medium and hour, message counts;
         :mod:`affinity_sdk.models.channels`).
-    backend, dedupe_window, max_future:
+    backend, dedupe_window, max_future, journal:
         As for :class:`~affinity_sdk.score.scorer.Scorer`.
     suppression_key:
         Key of the forget-suppression hashes (see :mod:`affinity_sdk.profile.suppression`).
@@ -118,6 +118,7 @@ class ProfileStore:
         dedupe_window: int | None = DEFAULT_WINDOW,
         max_future: str | float | timedelta | None = "366d",
         suppression_key: bytes | None = None,
+        journal: bool = True,
     ) -> None:
         self.config: ScoringConfig = load_scoring_config(config)
         unknown = [name for name in views if name not in VIEW_NAMES]
@@ -133,7 +134,7 @@ class ProfileStore:
         self.traits = TraitStore(suppression_key)  # identify traits (profile.traits)
         self.channel_consent = ChannelConsent()  # per-medium consent (profile.channel_consent)
         self.dedupe = EventIdWindow(dedupe_window, backend=backend) if dedupe_window is not None else None
-        self.journal = EventJournal() if dedupe_window is not None else None
+        self.journal = EventJournal() if dedupe_window is not None and journal else None
         self.max_future_ms = _max_future_ms(max_future)
         self.latest_ms: int | None = None
         self.events_ingested = 0
@@ -454,6 +455,11 @@ class ProfileStore:
             )
         if other.suppression.key_id != self.suppression.key_id:
             raise ValueError("cannot merge stores whose forget suppression uses different keys")
+        if self.dedupe is not None and other.dedupe is not None and None in (self.journal, other.journal):
+            raise ValueError(
+                "cannot merge a store that keeps no event journal (journal=False): an event both "
+                "stores folded would count twice"
+            )
 
     def _merge_locked(self, other: ProfileStore) -> None:
         self.suppression.merge(other.suppression)

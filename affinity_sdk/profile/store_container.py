@@ -76,6 +76,7 @@ def store_to_container(store: ProfileStore) -> tuple[dict[str, Any], dict[str, N
             "source_position": store.source_position,
             "interners": {name: list(getattr(store.interners, name).names) for name in INTERNER_KINDS},
             "dedupe_window": None if store.dedupe is None else store.dedupe.generation_size,
+            "journal": store.journal is not None,
             "suppression_key_id": store.suppression.key_id,
             "identity": store.identity.pairs(),
             "traits": store.traits.to_builtins(),
@@ -166,12 +167,13 @@ def store_from_container(
             raise StateError(
                 f"{path}: stored dedupe window of {stored.dedupe_window} ids does not fit in memory"
             ) from None
-        store.journal = EventJournal()
-        journal = {k[len("journal.") :]: v for k, v in arrays.items() if k.startswith("journal.")}
-        try:
-            store.journal.load_arrays(journal, store.interners, rotations=store.dedupe.rotations)
-        except ValueError as exc:
-            raise StateError(f"{path}: stored event journal is invalid: {exc}") from None
+        if stored.journal:
+            store.journal = EventJournal()
+            journal = {k[len("journal.") :]: v for k, v in arrays.items() if k.startswith("journal.")}
+            try:
+                store.journal.load_arrays(journal, store.interners, rotations=store.dedupe.rotations)
+            except ValueError as exc:
+                raise StateError(f"{path}: stored event journal is invalid: {exc}") from None
     return store
 
 
@@ -193,6 +195,7 @@ class _StoredStore(msgspec.Struct):
     source_position: Any = None
     interners: _StoredInterners = msgspec.field(default_factory=lambda: _StoredInterners([], [], [], [], []))
     dedupe_window: int | None = None
+    journal: bool = True  # False: saved by a store that kept no journal (files before it had one)
     suppression_key_id: str = ""
     identity: list[list[str]] = msgspec.field(default_factory=list)
     traits: list[Any] = msgspec.field(default_factory=list)

@@ -125,6 +125,11 @@ class Scorer(PersonCalls, LiveCalls):
         only once (default :data:`~affinity_sdk.ingest.dedupe.DEFAULT_WINDOW`, 16 MiB once used;
         ``None`` turns it off). See :mod:`affinity_sdk.ingest.dedupe` for memory, eviction and
         collisions.
+    journal:
+        Keep the folded events whose ids the dedupe window holds (:mod:`affinity_sdk.ingest.journal`,
+        about 48 bytes per event), so that :meth:`merge` can take back an event both scorers
+        folded. ``False``, for a scorer that is never merged (a one-shot job): replays are still
+        dropped, and :meth:`merge` raises.
     max_future:
         Events stamped more than this (``"366d"``, seconds, a timedelta) after both the newest
         accepted event and the wall clock are rejected like schema errors, so one bad clock cannot
@@ -163,6 +168,7 @@ class Scorer(PersonCalls, LiveCalls):
         refresh_cutoffs_every: int | None = None,
         shadow: ShadowSpec | None = None,
         threads: int | None = None,
+        journal: bool = True,
     ) -> None:
         if "signals" not in views:
             raise ValueError("a Scorer keeps the 'signals' view")
@@ -174,6 +180,7 @@ class Scorer(PersonCalls, LiveCalls):
             dedupe_window=dedupe_window,
             max_future=max_future,
             suppression_key=suppression_key,
+            journal=journal,
         )
         self._attach(store, refresh_every, threads)
         if shadow is not None:

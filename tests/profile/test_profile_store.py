@@ -197,6 +197,29 @@ def test_an_event_both_shards_folded_counts_once(backend: str, tmp_path: Path) -
     np.testing.assert_allclose(a.merge(c).score().raw_score, want.raw_score, rtol=1e-12)
 
 
+def test_a_scorer_without_a_journal_drops_replays_and_refuses_merges(tmp_path: Path) -> None:
+    events = [AppOpened(user_id="u", timestamp=T0, event_id="e1"), AppOpened(user_id="u", timestamp=T0 + 1)]
+    lean, full = Scorer(CONFIG, journal=False), Scorer(CONFIG)
+    for scorer in (lean, full):
+        scorer.ingest(events)
+        report = scorer.ingest(AppOpened(user_id="u", timestamp=T0, event_id="e1"))  # a replay
+        assert report.n_duplicates == 1 and scorer.events_ingested == 2
+    assert lean.store.journal is None and full.store.journal is not None
+    np.testing.assert_array_equal(lean.score().raw_score, full.score().raw_score)
+    for a, b in ((lean, full), (full, lean)):
+        with pytest.raises(ValueError, match="keeps no event journal"):
+            a.merge(b)
+    assert full.events_ingested == 2  # the refused merge changed nothing
+    # saved and loaded, it still has none (and still drops the replay)
+    again = Scorer.load(lean.save(tmp_path / "lean.afs"))
+    assert again.store.journal is None
+    assert again.ingest(AppOpened(user_id="u", timestamp=T0, event_id="e1")).n_duplicates == 1
+    with pytest.raises(ValueError, match="keeps no event journal"):
+        Scorer(CONFIG).merge(again)
+    # without a dedupe window there is nothing to take back: merges go through
+    Scorer(CONFIG, dedupe_window=None, journal=False).merge(Scorer(CONFIG, dedupe_window=None))
+
+
 def test_forget_erases_the_journal(tmp_path: Path) -> None:
     scorer = Scorer(CONFIG)
     scorer.ingest(
