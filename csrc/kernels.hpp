@@ -178,13 +178,19 @@ inline void raw_scores(const double* acc, int64_t n_profiles, int64_t n_signals,
     }
 }
 
+// How many ranges parallel_ranges(n, threads, min_each, ...) cuts [0, n) into at most: a caller
+// allocates what each range needs with it, before the threads start (a thread must not throw).
+inline int64_t range_count(int64_t n, int64_t threads, int64_t min_each) {
+    return std::max<int64_t>(1, std::min<int64_t>(threads, n / std::max<int64_t>(min_each, 1)));
+}
+
 // fn(lo, hi, k) over [0, n) cut into up to `threads` contiguous ranges k = 0, 1, ..., each of at
 // least `min_each` elements and a multiple of `align` of them (so that no two threads write one
 // cache line of an output); range 0 runs on the caller, and a range whose thread cannot be started
-// runs there too. Returns the number of ranges.
+// runs there too. Returns the number of ranges (at most range_count). `fn` must not throw.
 template <class Fn>
 int64_t parallel_ranges(int64_t n, int64_t threads, int64_t min_each, int64_t align, Fn fn) {
-    const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, n / std::max<int64_t>(min_each, 1)));
+    const int64_t t = range_count(n, threads, min_each);
     if (t <= 1) {
         fn(int64_t{0}, n, int64_t{0});
         return 1;

@@ -354,17 +354,19 @@ constexpr int64_t kTierProfilesPerThread = int64_t{1} << 17;
 // it. The keys of a range come out in another order than gather's; their order statistics do not.
 inline void gather_threaded(const double* values, int64_t n, const KeyRange* ranges, int n_ranges,
                             int64_t* cursor, int64_t* keys_out, int64_t total, int64_t threads) {
-    if (threads <= 1) return gather(values, n, ranges, n_ranges, cursor, keys_out);
-    const std::size_t slots = static_cast<std::size_t>(std::max<int64_t>(threads, 1));
+    const int64_t most = range_count(n, threads, kTierProfilesPerThread);
+    if (most <= 1) return gather(values, n, ranges, n_ranges, cursor, keys_out);
+    // Allocated here, not on the threads: a bad_alloc there would end the process.
+    const std::size_t slots = static_cast<std::size_t>(most);
     std::vector<std::unique_ptr<int64_t[]>> buffers(slots);
-    std::vector<std::vector<int64_t>> ends(slots);
+    for (std::size_t k = 1; k < slots; ++k)
+        buffers[k].reset(new int64_t[static_cast<std::size_t>(std::max<int64_t>(total, 1))]);
     const std::vector<int64_t> start(cursor, cursor + n_ranges);  // before range 0 moves `cursor`
+    std::vector<std::vector<int64_t>> ends(slots, start);
     const int64_t parts =
         parallel_ranges(n, threads, kTierProfilesPerThread, 8, [&](int64_t lo, int64_t hi, int64_t k) {
             if (k == 0) return gather(values + lo, hi - lo, ranges, n_ranges, cursor, keys_out);
             const auto at = static_cast<std::size_t>(k);
-            buffers[at].reset(new int64_t[static_cast<std::size_t>(std::max<int64_t>(total, 1))]);
-            ends[at] = start;
             gather(values + lo, hi - lo, ranges, n_ranges, ends[at].data(), buffers[at].get());
         });
     for (int64_t k = 1; k < parts; ++k) {
@@ -628,14 +630,14 @@ inline void score_tiers(const double* raw, int64_t n, double half_point, const d
     auto select = [&](auto bin) {
         constexpr std::size_t kCounts = decltype(bin)::kBins + kDummies;
         auto count = [&](int64_t i0, int64_t m, uint32_t* hist) {
-            std::vector<std::unique_ptr<uint32_t[]>> local(static_cast<std::size_t>(std::max<int64_t>(threads, 1)));
+            // Range 0 counts into `hist` itself; the others' histograms are allocated here, not on
+            // the threads (a bad_alloc there would end the process).
+            const auto most = static_cast<std::size_t>(range_count(m, threads, kTierProfilesPerThread));
+            std::vector<std::unique_ptr<uint32_t[]>> local(most);
+            for (std::size_t k = 1; k < most; ++k) local[k].reset(new uint32_t[kCounts]());
             const int64_t ranges = parallel_ranges(
                 m, threads, kTierProfilesPerThread, 8, [&](int64_t lo, int64_t hi, int64_t k) {
-                    uint32_t* h = hist;
-                    if (k > 0) {  // range 0 counts into `hist` itself
-                        local[static_cast<std::size_t>(k)].reset(new uint32_t[kCounts]());
-                        h = local[static_cast<std::size_t>(k)].get();
-                    }
+                    uint32_t* h = k == 0 ? hist : local[static_cast<std::size_t>(k)].get();
                     scores_and_hist(raw + i0 + lo, hi - lo, half_point, bin, out_score + i0 + lo, h);
                 });
             for (int64_t k = 1; k < ranges; ++k)
