@@ -48,14 +48,19 @@ _RESERVE_FACTOR: Final = 16
 _A = TypeVar("_A", bound=np.ndarray[Any, Any])
 
 
+def _capacity(rows: int, n_needed: int) -> int:
+    """Rows a buffer of ``rows`` rows grows to when ``n_needed`` do not fit: 4x below
+    :data:`FAST_GROWTH_ROWS`, else 2x, at least ``n_needed`` and :data:`MIN_CAPACITY`."""
+    return max(n_needed, (4 if rows < FAST_GROWTH_ROWS else 2) * rows, MIN_CAPACITY)
+
+
 def ensure_capacity(buffer: _A, n_live: int, n_needed: int, make: Callable[[int], _A]) -> _A:
     """``buffer`` if it has ``n_needed`` rows, else a buffer from ``make(capacity)`` (capacity
     at least 4x below :data:`FAST_GROWTH_ROWS` rows, else doubled) holding a copy of the ``n_live``
     first rows; rows past them are ``make``'s."""
     if n_needed <= buffer.shape[0]:
         return buffer
-    factor = 4 if buffer.shape[0] < FAST_GROWTH_ROWS else 2
-    grown = make(max(n_needed, factor * buffer.shape[0], MIN_CAPACITY))
+    grown = make(_capacity(buffer.shape[0], n_needed))
     if buffer.dtype.names is not None and buffer.flags.c_contiguous and grown.flags.c_contiguous:
         # As bytes: numpy copies structured elements one at a time (~7x slower than a block).
         grown[:n_live].view(np.uint8)[...] = buffer[:n_live].view(np.uint8)
@@ -142,8 +147,7 @@ def ensure_zeroed_capacity(buffer: NDArray[Any], n_live: int, n_needed: int) -> 
     """
     if n_needed <= buffer.shape[0]:
         return buffer
-    factor = 4 if buffer.shape[0] < FAST_GROWTH_ROWS else 2
-    rows = max(n_needed, factor * buffer.shape[0], MIN_CAPACITY)
+    rows = _capacity(buffer.shape[0], n_needed)
     row_bytes = buffer.dtype.itemsize * int(np.prod(buffer.shape[1:], dtype=np.int64))
     nbytes = rows * row_bytes
     held = _reservation_holding(buffer)
@@ -155,7 +159,5 @@ def ensure_zeroed_capacity(buffer: NDArray[Any], n_live: int, n_needed: int) -> 
     if reservation is None:
         row_shape, dtype = buffer.shape[1:], buffer.dtype
         return ensure_capacity(buffer, n_live, n_needed, lambda size: np.zeros((size, *row_shape), dtype))
-    grown = _rows_of(reservation, buffer, rows)
-    live = np.ascontiguousarray(buffer[:n_live])
-    grown[:n_live].reshape(-1).view(np.uint8)[...] = live.reshape(-1).view(np.uint8)  # as bytes: see above
-    return grown
+    # A copy into the start of the new reservation (ensure_capacity asks for the same `rows`).
+    return ensure_capacity(buffer, n_live, n_needed, lambda size: _rows_of(reservation, buffer, size))
