@@ -455,7 +455,8 @@ class ProfileStore:
             )
         if other.suppression.key_id != self.suppression.key_id:
             raise ValueError("cannot merge stores whose forget suppression uses different keys")
-        if self.dedupe is not None and other.dedupe is not None and None in (self.journal, other.journal):
+        windows = self.dedupe is not None and other.dedupe is not None
+        if windows and (self.journal is None or other.journal is None):
             raise ValueError(
                 "cannot merge a store that keeps no event journal (journal=False): an event both "
                 "stores folded would count twice"
